@@ -1,0 +1,1 @@
+//! callstream on std threads, one per connection.

@@ -1,0 +1,1 @@
+//! callstream on smol / async-io: a byte pump and a timer per connection.

@@ -1,0 +1,1 @@
+//! Shared helpers for callstream's cross-crate tests.
