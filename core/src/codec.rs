@@ -129,7 +129,14 @@ mod tests {
 
     #[test]
     fn reference_points_from_audioop() {
-        for (s, u) in [(0, 0xFF), (-1, 0x7E), (1000, 0xCE), (-1000, 0x4E), (-32768, 0x00), (32767, 0x80)] {
+        for (s, u) in [
+            (0, 0xFF),
+            (-1, 0x7E),
+            (1000, 0xCE),
+            (-1000, 0x4E),
+            (-32768, 0x00),
+            (32767, 0x80),
+        ] {
             assert_eq!(encode(s), u, "encode({s})");
         }
         for (u, s) in [(0x00, -32124), (0x80, 32124), (0x7F, 0), (0xFF, 0)] {
