@@ -54,6 +54,7 @@
 //! assert!(matches!(err, SignatureError::Mismatch { ref urls_tried } if urls_tried.len() == 2));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine as _;
@@ -251,11 +252,10 @@ impl Validator {
     {
         let mac = self.decode(signature.into())?;
         let sorted = sorted_params(params);
-        let candidates = candidates(urls);
-        match self.find(&candidates, &sorted, &mac) {
+        match self.find(urls, &sorted, &mac) {
             Some(_) => Ok(()),
             None => Err(SignatureError::Mismatch {
-                urls_tried: candidates,
+                urls_tried: candidates(urls),
             }),
         }
     }
@@ -277,26 +277,26 @@ impl Validator {
         signature: impl Into<Option<&'s str>>,
     ) -> Result<(), SignatureError> {
         let mac = self.decode(signature.into())?;
-        let candidates = candidates(urls);
-        if !candidates
+        // A port variant keeps the query, so looking at the URLs as given is enough.
+        if !urls
             .iter()
-            .any(|u| query_param(u, BODY_SHA256_PARAM).is_some())
+            .any(|u| query_param(u.as_ref(), BODY_SHA256_PARAM).is_some())
         {
             return Err(SignatureError::BodyHashMissing {
-                urls_tried: candidates,
+                urls_tried: candidates(urls),
             });
         }
-        let Some(url) = self.find(&candidates, &[], &mac) else {
+        let Some(url) = self.find(urls, &[], &mac) else {
             return Err(SignatureError::Mismatch {
-                urls_tried: candidates,
+                urls_tried: candidates(urls),
             });
         };
         // The hash is not secret (it is in the URL), so a plain comparison.
-        if query_param(url, BODY_SHA256_PARAM) == Some(body_sha256(body).as_str()) {
+        if query_param(&url, BODY_SHA256_PARAM) == Some(body_sha256(body).as_str()) {
             Ok(())
         } else {
             Err(SignatureError::BodyHashMismatch {
-                url: url.to_owned(),
+                url: url.into_owned(),
             })
         }
     }
@@ -336,21 +336,30 @@ impl Validator {
         Ok(mac)
     }
 
-    /// The first candidate URL some key signs to `mac`.
-    fn find<'u>(
+    /// The first URL, as given or with its port toggled, that some key signs
+    /// to `mac`. The URLs as given are tried first, so the usual case costs
+    /// no allocation; the port variants are built only when those fail.
+    fn find<'u, U: AsRef<str>>(
         &self,
-        candidates: &'u [String],
+        urls: &'u [U],
         sorted: &[(&str, &str)],
         mac: &[u8; MAC_LEN],
-    ) -> Option<&'u str> {
-        candidates.iter().map(String::as_str).find(|url| {
+    ) -> Option<Cow<'u, str>> {
+        let signs = |url: &str| {
             self.keys.iter().any(|key| {
                 let mut m = key.clone();
                 feed(&mut m, url, sorted);
                 // Constant-time comparison of the two MACs.
                 m.verify_slice(mac).is_ok()
             })
-        })
+        };
+        if let Some(url) = urls.iter().map(AsRef::as_ref).find(|u| signs(u)) {
+            return Some(Cow::Borrowed(url));
+        }
+        urls.iter()
+            .filter_map(|u| port_variant(u.as_ref()))
+            .find(|v| signs(v))
+            .map(Cow::Owned)
     }
 }
 
