@@ -114,9 +114,11 @@
 //!   while the level holds. Noise that steps down is followed at once. A tone
 //!   or a voice held without a pause for longer than the window is the same
 //!   thing to this detector: it becomes the floor.
-//! - **The first frames** set the floor. A call that begins with the caller
-//!   already talking starts with a floor at speech level; the first pause
-//!   between words brings it down and speech is detected from there.
+//! - **The first frame** sets the floor. A stream that opens on a syllable's
+//!   onset still works (the onset is weaker than what follows: on the
+//!   fixtures cut that way, every start and end stays within 100 ms). One
+//!   that opens in the middle of loud speech has a floor at speech level
+//!   until the first pause between words brings it down.
 //! - **Concealed frames** (gaps a jitter buffer filled with silence) carry
 //!   nothing about the line. Skipping them is best; feeding them is safe (the
 //!   four-frame average absorbs a short gap), but a long run of them lowers the
