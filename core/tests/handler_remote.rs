@@ -101,9 +101,12 @@ fn worker_thread_sends_audio_back_and_wakes_the_driver() {
 }
 
 #[test]
-fn remote_control_is_thread_safe() {
+fn remote_control_is_thread_safe_and_sessions_can_move() {
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    fn assert_send<T: Send + 'static>() {}
     assert_send_sync::<RemoteControl>();
+    assert_send::<Session>();
+    assert_send::<Call>();
 }
 
 #[test]
