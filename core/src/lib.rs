@@ -26,6 +26,7 @@
 //! | [`vad`] | energy voice activity detection |
 //! | [`call`] | one state machine per media stream: marks, clear, barge-in |
 //! | [`handler`] | the application interface and the shipped handlers |
+//! | [`metrics`] | server-wide counters, rendered as Prometheus text |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -38,6 +39,7 @@ pub mod handshake;
 pub mod http;
 pub mod jitter;
 pub mod message;
+pub mod metrics;
 pub mod pacer;
 pub mod public_url;
 pub mod sid;
