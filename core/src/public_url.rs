@@ -12,9 +12,16 @@
 //!   caller says they are trusted (a proxy it controls sets them), taking the
 //!   first value of a comma-separated list; `https` becomes `wss` for a
 //!   WebSocket upgrade, `http` becomes `ws`.
-//! - Otherwise the URL is built from `Host`, as plain `http`/`ws`, and only
-//!   after [`valid_host`] accepts it. A host that fails is an error (the engine
-//!   answers 400): it is never reflected into TwiML or a URL.
+//! - Otherwise the URL is built from `Host`, only after [`valid_host`] accepts
+//!   it. A host that fails is an error (the engine answers 400): it is never
+//!   reflected into TwiML or a URL. Whether TLS ended in front of the server
+//!   is then unknown, so [`signed_urls`] tries both schemes and
+//!   [`request_base`] (the base for TwiML) assumes `https`/`wss`.
+//!
+//! [`signed_urls`] gives the candidates for signature validation;
+//! [`request_base`] gives the [`PublicBase`] to write URLs into TwiML with.
+//! Both follow the same order, so the `<Stream url>` the engine writes is
+//! among the URLs it accepts a signature for.
 //!
 //! ```
 //! use callstream_core::public_url::{signed_urls, PublicBase, RequestParts};
@@ -431,11 +438,15 @@ pub struct RequestParts<'a> {
 /// The URLs Twilio may have signed for `req`, most likely first.
 ///
 /// From `base` when configured; else from trusted forwarded headers; else
-/// from a valid `Host` (see the module docs). For a WebSocket upgrade the path
-/// with and without a trailing `/` are both candidates, as Twilio's docs
-/// suggest. Port variants (`:443`, `:80`) are left to
+/// from a valid `Host` (see the module docs). When nothing says whether TLS
+/// ended in front of the server (no base, no trusted `X-Forwarded-Proto`),
+/// both schemes are candidates: `wss` then `ws` for an upgrade (Twilio only
+/// connects over TLS, and [`request_base`] writes `wss` into the TwiML),
+/// `http` then `https` for a webhook. For a WebSocket upgrade each URL also
+/// comes with and without a trailing `/`, as Twilio's docs suggest. Port
+/// variants (`:443`, `:80`) are left to
 /// [`signature::Validator`](crate::signature::Validator), which tries them for
-/// every URL.
+/// every URL. At most four URLs come out.
 ///
 /// Errors are the request's fault (answer 400): a target not starting with
 /// `/`, a missing or invalid `Host`, an invalid trusted forwarded header.
@@ -449,44 +460,76 @@ pub fn signed_urls(
             target: excerpt(req.path_and_query),
         });
     }
-    let primary = match base {
-        Some(base) if req.websocket => base.ws_url(req.path_and_query),
-        Some(base) => base.http_url(req.path_and_query),
+    let primaries = match base {
+        Some(base) if req.websocket => vec![base.ws_url(req.path_and_query)],
+        Some(base) => vec![base.http_url(req.path_and_query)],
         None => {
             let (tls, host) = request_origin(req, trust_forwarded)?;
-            let scheme = match (req.websocket, tls) {
-                (true, true) => "wss",
-                (true, false) => "ws",
-                (false, true) => "https",
-                (false, false) => "http",
+            let schemes: &[&str] = match (req.websocket, tls) {
+                (true, Some(true)) => &["wss"],
+                (true, Some(false)) => &["ws"],
+                (true, None) => &["wss", "ws"],
+                (false, Some(true)) => &["https"],
+                (false, Some(false)) => &["http"],
+                (false, None) => &["http", "https"],
             };
-            format!("{scheme}://{host}{}", req.path_and_query)
+            schemes
+                .iter()
+                .map(|scheme| format!("{scheme}://{host}{}", req.path_and_query))
+                .collect()
         }
     };
-    let variant = if req.websocket {
-        toggle_trailing_slash(&primary)
-    } else {
-        None
-    };
-    let mut urls = vec![primary];
-    urls.extend(variant);
+    if !req.websocket {
+        return Ok(primaries);
+    }
+    let mut urls = Vec::with_capacity(primaries.len() * 2);
+    for url in primaries {
+        let variant = toggle_trailing_slash(&url);
+        urls.push(url);
+        urls.extend(variant);
+    }
     Ok(urls)
 }
 
-/// Scheme (TLS or not) and host for a request with no configured base.
+/// The public base to write into TwiML for `req`: the configured `base`
+/// when there is one; else the scheme and host from trusted forwarded
+/// headers, or the validated `Host`. With no trusted `X-Forwarded-Proto` the
+/// scheme is taken to be `https`: TLS ends in a front the server cannot see
+/// (ngrok, a load balancer), and Twilio only opens media streams over `wss`.
+///
+/// Errors as [`signed_urls`] (the request's fault, answer 400); an invalid
+/// `Host` is never reflected.
+pub fn request_base(
+    base: Option<&PublicBase>,
+    req: &RequestParts<'_>,
+    trust_forwarded: bool,
+) -> Result<PublicBase, UrlError> {
+    if let Some(base) = base {
+        return Ok(base.clone());
+    }
+    let (tls, host) = request_origin(req, trust_forwarded)?;
+    Ok(PublicBase {
+        tls: tls.unwrap_or(true),
+        host: host.to_owned(),
+        prefix: String::new(),
+    })
+}
+
+/// Whether TLS ended in front (`None`: unknown) and the host, for a request
+/// with no configured base.
 fn request_origin<'a>(
     req: &RequestParts<'a>,
     trust_forwarded: bool,
-) -> Result<(bool, &'a str), UrlError> {
-    let mut tls = false;
+) -> Result<(Option<bool>, &'a str), UrlError> {
+    let mut tls = None;
     let mut host = None;
     if trust_forwarded {
         if let Some(proto) = req.forwarded_proto {
             let first = first_value(proto);
             tls = if first.eq_ignore_ascii_case("https") || first.eq_ignore_ascii_case("wss") {
-                true
+                Some(true)
             } else if first.eq_ignore_ascii_case("http") || first.eq_ignore_ascii_case("ws") {
-                false
+                Some(false)
             } else {
                 return Err(UrlError::InvalidForwardedProto {
                     proto: excerpt(proto),
@@ -870,7 +913,8 @@ mod tests {
                 true,
                 &["http://h.example/a"],
             ),
-            // Forwarded headers present but not trusted: ignored, Host used as plain http.
+            // Forwarded headers present but not trusted: ignored; Host used,
+            // scheme unknown so both are candidates.
             (
                 None,
                 req(
@@ -881,7 +925,10 @@ mod tests {
                     false,
                 ),
                 false,
-                &["http://h.example:8080/webhook/incoming_call"],
+                &[
+                    "http://h.example:8080/webhook/incoming_call",
+                    "https://h.example:8080/webhook/incoming_call",
+                ],
             ),
             (
                 None,
@@ -894,22 +941,31 @@ mod tests {
                 ),
                 false,
                 &[
+                    "wss://h.example/ws/twilio-media",
+                    "wss://h.example/ws/twilio-media/",
                     "ws://h.example/ws/twilio-media",
                     "ws://h.example/ws/twilio-media/",
                 ],
             ),
-            // Trusted, but no forwarded headers: Host, plain.
+            // Trusted, but no forwarded headers: Host, scheme unknown.
             (
                 None,
                 req("/", Some("[::1]:8080"), None, None, true),
                 true,
-                &["ws://[::1]:8080/"],
+                &["wss://[::1]:8080/", "ws://[::1]:8080/"],
+            ),
+            // Trusted host without a proto: the host from the proxy, scheme unknown.
+            (
+                None,
+                req("/a", Some("10.0.0.1"), None, Some("pub.example"), false),
+                true,
+                &["http://pub.example/a", "https://pub.example/a"],
             ),
             // Query kept; trailing-slash variant on the path only.
             (
                 None,
-                req("/ws/x?a=1", Some("h.example"), None, None, true),
-                false,
+                req("/ws/x?a=1", Some("h.example"), Some("http"), None, true),
+                true,
                 &["ws://h.example/ws/x?a=1", "ws://h.example/ws/x/?a=1"],
             ),
         ];
@@ -993,8 +1049,80 @@ mod tests {
         let r = req("/a", Some("h.example"), Some("ftp"), Some("<bad>"), false);
         assert_eq!(
             signed_urls(None, &r, false).unwrap(),
-            ["http://h.example/a"]
+            ["http://h.example/a", "https://h.example/a"]
         );
+    }
+
+    #[test]
+    fn request_base_table() {
+        let base = PublicBase::parse("https://voice.example.com/p").unwrap();
+        type Case<'a> = (Option<&'a PublicBase>, RequestParts<'a>, bool, &'a str);
+        let cases: &[Case<'_>] = &[
+            (
+                Some(&base),
+                req("/x", Some("evil.example"), Some("http"), None, false),
+                true,
+                "https://voice.example.com/p",
+            ),
+            (
+                None,
+                req("/x", Some("svc.a.run.app"), Some("https"), None, false),
+                true,
+                "https://svc.a.run.app",
+            ),
+            (
+                None,
+                req(
+                    "/x",
+                    Some("10.0.0.1:8080"),
+                    Some("http"),
+                    Some("pub.example:8080"),
+                    false,
+                ),
+                true,
+                "http://pub.example:8080",
+            ),
+            // Scheme unknown: https, since TLS must end somewhere for Twilio to stream.
+            (
+                None,
+                req(
+                    "/x",
+                    Some("abc.ngrok.app"),
+                    Some("http"),
+                    Some("evil.example"),
+                    false,
+                ),
+                false,
+                "https://abc.ngrok.app",
+            ),
+            (
+                None,
+                req("/x", Some("abc.ngrok.app"), None, None, true),
+                true,
+                "https://abc.ngrok.app",
+            ),
+        ];
+        for (i, (base, r, trust, want)) in cases.iter().enumerate() {
+            let got = request_base(*base, r, *trust).unwrap_or_else(|e| panic!("case {i}: {e}"));
+            assert_eq!(got.to_string(), *want, "case {i}");
+        }
+        // The stream URL written from it is one the upgrade's signature is checked against.
+        let r = req("/ws/twilio-media", Some("abc.ngrok.app"), None, None, true);
+        let stream_url = request_base(None, &r, false)
+            .unwrap()
+            .ws_url("/ws/twilio-media");
+        assert!(signed_urls(None, &r, false).unwrap().contains(&stream_url));
+        // Hostile Host: an error, never a base.
+        let r = req("/x", Some("a.example\"/><Hangup/>"), None, None, false);
+        assert!(matches!(
+            request_base(None, &r, false),
+            Err(UrlError::InvalidRequestHost { .. })
+        ));
+        let r = req("/x", Some("a.example"), Some("gopher"), None, false);
+        assert!(matches!(
+            request_base(None, &r, true),
+            Err(UrlError::InvalidForwardedProto { .. })
+        ));
     }
 
     #[test]

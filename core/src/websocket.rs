@@ -3,7 +3,7 @@
 //! After the upgrade, a Twilio media stream is a sequence of JSON text
 //! messages. This module turns the bytes that arrive on the TCP connection
 //! into [`Event`]s and the messages callstream sends into bytes to write. It
-//! owns no socket: [`tungstenite`]'s frame engine runs over a [`Pipe`] whose
+//! owns no socket: [`tungstenite`]'s frame engine runs over an in-memory pipe whose
 //! reads come from what [`WebSocket::receive`] was given (and say
 //! `WouldBlock` once that is used up) and whose writes append to the
 //! transmit buffer ([`WebSocket::transmit`]).
@@ -206,7 +206,7 @@ impl std::error::Error for SendError {}
 /// connection received (then say `WouldBlock`), writes append to what the
 /// connection must transmit.
 #[derive(Debug, Default)]
-pub struct Pipe {
+struct Pipe {
     inbound: Vec<u8>,
     read_at: usize,
     outbound: Vec<u8>,

@@ -167,7 +167,7 @@ proptest! {
             websocket: flags.3,
         };
         if let Ok(urls) = signed_urls(base.as_ref().filter(|_| flags.4), &req, flags.4) {
-            prop_assert!(!urls.is_empty() && urls.len() <= 2);
+            prop_assert!(!urls.is_empty() && urls.len() <= 4);
         }
         let v = Validator::new(vec![c.clone()]);
         let none: [(&str, &str); 0] = [];
