@@ -8,7 +8,13 @@
 //! same bytes, so `audioop` is the reference here.
 //!
 //! Both directions are table lookups: 256 entries to decode, 16,384 (one per
-//! 14-bit value) to encode, all computed at compile time.
+//! 14-bit value) to encode, all computed at compile time. Both tables fit in L1
+//! cache; the slice functions run at about 2,000 M samples/s on one core
+//! (BENCHMARKS.md), so no `unsafe` or SIMD is needed.
+//!
+//! Exactness is proven, not sampled: `core/tests/codec_reference.rs` checks all
+//! 65,536 encodes and all 256 decodes against a table that
+//! `core/tests/reference/ulaw_audioop.py` made with `audioop` itself.
 //!
 //! ```
 //! use callstream_core::codec;
@@ -152,5 +158,80 @@ mod tests {
             }
         }
         assert!((i16::MIN..=i16::MAX).all(|s| encode(s) != 0x7F));
+    }
+
+    #[test]
+    fn decode_is_sign_symmetric() {
+        for b in 0..=0x7Fu8 {
+            assert_eq!(decode(b), -decode(b | 0x80), "byte {b:#04x}");
+        }
+    }
+
+    /// A quantiser must keep order: a louder sample never decodes quieter.
+    #[test]
+    fn round_trip_is_monotonic_and_close() {
+        let mut previous = i16::MIN;
+        for s in i16::MIN..=i16::MAX {
+            let back = decode(encode(s));
+            assert!(
+                back >= previous,
+                "decode(encode({s})) = {back} < {previous}"
+            );
+            previous = back;
+            // μ-law's step doubles with each segment: the error stays under
+            // |s|/32 plus the 14-bit truncation, except where μ-law clips (±32124).
+            let s32 = i32::from(s);
+            if s32.abs() <= 32124 {
+                let err = (i32::from(back) - s32).abs();
+                assert!(err <= s32.abs() / 32 + 8, "sample {s}: error {err}");
+            }
+        }
+    }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// The slice functions are the per-sample functions applied to the
+            /// common prefix, and leave the rest of the output untouched.
+            #[test]
+            fn encode_into_is_per_sample(src in proptest::collection::vec(any::<i16>(), 0..400), extra in 0usize..8, short in 0usize..8) {
+                let len = (src.len() + extra).saturating_sub(short);
+                let mut dst = vec![0x55u8; len];
+                let n = encode_into(&src, &mut dst);
+                prop_assert_eq!(n, src.len().min(len));
+                for (i, &s) in src.iter().take(n).enumerate() {
+                    prop_assert_eq!(dst[i], encode(s));
+                }
+                prop_assert!(dst[n..].iter().all(|&b| b == 0x55));
+            }
+
+            #[test]
+            fn decode_into_is_per_sample(src in proptest::collection::vec(any::<u8>(), 0..400), extra in 0usize..8, short in 0usize..8) {
+                let len = (src.len() + extra).saturating_sub(short);
+                let mut dst = vec![0x5555i16; len];
+                let n = decode_into(&src, &mut dst);
+                prop_assert_eq!(n, src.len().min(len));
+                for (i, &u) in src.iter().take(n).enumerate() {
+                    prop_assert_eq!(dst[i], decode(u));
+                }
+                prop_assert!(dst[n..].iter().all(|&s| s == 0x5555));
+            }
+
+            /// Re-encoding decoded audio is lossless (0x7F is audioop's
+            /// second zero and comes back as 0xFF).
+            #[test]
+            fn decode_then_encode_is_identity(src in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let mut pcm = vec![0i16; src.len()];
+                decode_into(&src, &mut pcm);
+                let mut back = vec![0u8; src.len()];
+                encode_into(&pcm, &mut back);
+                let want: Vec<u8> = src.iter().map(|&b| if b == 0x7F { 0xFF } else { b }).collect();
+                prop_assert_eq!(back, want);
+            }
+        }
     }
 }

@@ -1,1 +1,729 @@
-//! (to be written)
+//! One state machine per TCP connection: the webhooks, the WebSocket upgrade
+//! and the media stream behind it. The adapters' only entry point.
+//!
+//! A [`Connection`] owns no socket and reads no clock. An adapter feeds it
+//! what the socket read and the time; it hands back bytes to write, events
+//! for the application, the next deadline, and when to close.
+//!
+//! # The drain contract
+//!
+//! 1. Feed **one** input: [`handle_receive`](Connection::handle_receive)
+//!    (bytes read), [`handle_eof`](Connection::handle_eof) (the peer closed
+//!    its side), [`handle_timeout`](Connection::handle_timeout) (the last
+//!    deadline passed, or the [waker](Connection::set_waker) fired), or
+//!    [`shutdown`](Connection::shutdown) (the server is draining).
+//! 2. Drain: call [`poll_output`](Connection::poll_output) until it returns
+//!    [`Output::Timeout`] or [`Output::Close`]. [`Output::Event`]s are for the
+//!    application (logs, metrics, webhooks); work happens lazily inside
+//!    `poll_output`, one request or one message at a time, so nothing piles up.
+//! 3. Write [`transmit`](Connection::transmit) to the socket and report how
+//!    much went out with [`consume_transmit`](Connection::consume_transmit).
+//!    Bytes that do not fit stay there; when more than
+//!    [`Config::max_transmit`] wait (the peer is not reading), the connection
+//!    closes.
+//! 4. On `Timeout(t)`, wait for more bytes or until `t`. On `Close`, write
+//!    what is left of `transmit()` (best effort) and close the socket.
+//!    `Close` is final: every later `poll_output` returns it again.
+//!
+//! ```
+//! use callstream_core::connection::{Config, Connection, Output};
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//!
+//! // What an adapter does; here the "socket" is two byte vectors.
+//! let now = Instant::now();
+//! let mut conn = Connection::new(Arc::new(Config::default()), now);
+//! let mut wire_out = Vec::new();
+//! let mut closed = false;
+//! conn.handle_receive(now, b"GET /healthz HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+//! loop {
+//!     match conn.poll_output() {
+//!         Output::Event(event) => println!("{event:?}"),
+//!         Output::Timeout(_deadline) => break, // sleep until then, or until bytes arrive
+//!         Output::Close => {
+//!             closed = true;
+//!             break;
+//!         }
+//!     }
+//! }
+//! let n = conn.transmit().len();
+//! wire_out.extend_from_slice(conn.transmit());
+//! conn.consume_transmit(n);
+//! assert!(closed);
+//! assert!(wire_out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+//! assert!(wire_out.ends_with(b"\r\n\r\nok"));
+//! ```
+//!
+//! # What it serves
+//!
+//! Every path with and without a trailing `/`, never redirected (a 3xx is
+//! Twilio error 31920 on the upgrade, 11200 on a webhook):
+//!
+//! | route | methods | answer |
+//! |---|---|---|
+//! | `/healthz` | GET | 200 `ok` |
+//! | `/version` | GET | 200 JSON `{"name":"callstream","version":…}` |
+//! | `/metrics` | GET | 200 Prometheus text, when [`Config::metrics`] is set (404 otherwise) |
+//! | `/webhook/incoming_call` | POST, GET | 200 TwiML: `<Connect><Stream>` to `/ws/twilio-media` (signed) |
+//! | `/webhook/incoming_call_preview` | GET | the same TwiML for a sample call (unsigned) |
+//! | `/webhook/stream_status`, `/webhook/stream_ended`, `/webhook/call_status`, `/webhook/handle_recording` | POST | 204 at once, parameters out as [`Event::Webhook`] (signed) |
+//! | `/ws/twilio-media` | GET | the WebSocket upgrade (signed), then the media stream |
+//!
+//! Anything else is 404; a known path with another method is 405 with `Allow`.
+//! Requests are parsed by [`http::RequestParser`] under [`Config::limits`]
+//! (431, 413, 408 then close, idle close, 400 and close); see [`crate::http`].
+//!
+//! # Signatures, accounts, public URLs
+//!
+//! Routes Twilio signs are checked against every token in
+//! [`Config::auth_tokens`] over the URLs Twilio may have signed
+//! ([`public_url::signed_urls`]: the configured public base first, else
+//! `Host`, with trusted forwarded headers when [`Config::trust_forwarded`]).
+//! A missing or wrong `X-Twilio-Signature` (header name in any case) is 403
+//! plus [`Event::SignatureRejected`] naming the URLs tried, never a token. With
+//! no token configured everything is accepted and [`Event::SignaturesOff`] is
+//! emitted once per [`Config`]. With [`Config::account_sid`] set, webhooks for
+//! another account get 403 too. An invalid `Host` is 400 and never reflected.
+//!
+//! # After the upgrade
+//!
+//! Frames are handled by [`websocket::WebSocket`]. Until a call machine is
+//! plugged in, every text message comes out as [`Event::StreamMessage`]. [`shutdown`](Connection::shutdown)
+//! sends close 1001 and waits up to [`Config::close_timeout`] for the answer.
+//!
+//! [`http::RequestParser`]: crate::http::RequestParser
+//! [`public_url::signed_urls`]: crate::public_url::signed_urls
+//! [`websocket::WebSocket`]: crate::websocket::WebSocket
+
+mod routes;
+mod stream;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::http::{Limits, RequestParser};
+use crate::public_url::PublicBase;
+use crate::sid::AccountSid;
+use crate::signature::Validator;
+use crate::websocket::{Initiator, Text, WsError};
+
+use stream::StreamPhase;
+
+/// Wakes the connection's task from another thread: the adapter then calls
+/// [`Connection::handle_timeout`] and drains. Must be cheap and must not block.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// What a connection needs to know about the server. Built once and shared
+/// (`Arc`) by every connection.
+///
+/// ```
+/// use callstream_core::connection::Config;
+/// let config = Config {
+///     auth_tokens: vec!["token".into()],
+///     greeting: Some("Hello!".into()),
+///     ..Config::default()
+/// };
+/// # let _ = config;
+/// ```
+pub struct Config {
+    /// The URL Twilio uses to reach this server (e.g. `https://voice.example.com`).
+    /// Signatures are checked against it and TwiML names it. `None`: rebuilt
+    /// from each request's `Host` (and trusted forwarded headers).
+    pub public_base_url: Option<PublicBase>,
+    /// Twilio auth tokens to accept signatures from (primary, secondary).
+    /// Empty: signatures are not checked ([`Event::SignaturesOff`]).
+    pub auth_tokens: Vec<String>,
+    /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` may be used to rebuild
+    /// the public URL (only when a proxy you control sets them).
+    pub trust_forwarded: bool,
+    /// When set, webhooks whose `AccountSid` is another account get 403, and a
+    /// media stream that starts for another account is closed (1008).
+    pub account_sid: Option<AccountSid>,
+    /// Said (`<Say>`) to the caller before the stream connects.
+    pub greeting: Option<String>,
+    /// More `<Parameter>`s for every `<Stream>`, after `call_sid`, `from`, `to`.
+    pub extra_parameters: Vec<(String, String)>,
+    /// HTTP limits: head and body sizes, header count, timeouts.
+    pub limits: Limits,
+    /// Renders `GET /metrics` (Prometheus text). `None`: the route is 404.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Most bytes allowed to wait in [`Connection::transmit`]; past it the
+    /// peer is not reading and the connection closes. Default 1 MiB.
+    pub max_transmit: usize,
+    /// How long to wait for the peer's answer to our WebSocket close frame
+    /// before closing the TCP connection anyway. Default 5 s.
+    pub close_timeout: Duration,
+    /// A media stream with no bytes from Twilio for this long is closed
+    /// (Twilio sends a frame every 20 ms while a stream lives). Default 60 s.
+    pub stream_idle_timeout: Duration,
+    /// State shared by every connection made from this `Config` (one-time
+    /// warnings, the signature validator). Leave it at its default.
+    pub shared: Shared,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            public_base_url: None,
+            auth_tokens: Vec::new(),
+            trust_forwarded: false,
+            account_sid: None,
+            greeting: None,
+            extra_parameters: Vec::new(),
+            limits: Limits::default(),
+            metrics: None,
+            max_transmit: 1024 * 1024,
+            close_timeout: Duration::from_secs(5),
+            stream_idle_timeout: Duration::from_secs(60),
+            shared: Shared::default(),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the tokens: only how many there are.
+        f.debug_struct("Config")
+            .field("public_base_url", &self.public_base_url)
+            .field(
+                "auth_tokens",
+                &format_args!("<{} token(s)>", self.auth_tokens.len()),
+            )
+            .field("trust_forwarded", &self.trust_forwarded)
+            .field("account_sid", &self.account_sid)
+            .field("greeting", &self.greeting)
+            .field("extra_parameters", &self.extra_parameters)
+            .field("limits", &self.limits)
+            .field("metrics", &self.metrics.is_some())
+            .field("max_transmit", &self.max_transmit)
+            .field("close_timeout", &self.close_timeout)
+            .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-[`Config`] state shared by its connections. Atomics and a lazily
+/// built validator only: no I/O.
+#[derive(Default)]
+pub struct Shared {
+    signatures_off_reported: AtomicBool,
+    front_reported: AtomicBool,
+    validator: OnceLock<Validator>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("signatures_off_reported", &self.signatures_off_reported)
+            .field("front_reported", &self.front_reported)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    fn validator(&self) -> &Validator {
+        self.shared
+            .validator
+            .get_or_init(|| Validator::new(self.auth_tokens.clone()))
+    }
+
+    /// True the first time only (per `Config`).
+    fn first(flag: &AtomicBool) -> bool {
+        !flag.swap(true, Ordering::Relaxed)
+    }
+}
+
+/// What the connection wants next. See the module docs for the contract.
+#[derive(Debug)]
+pub enum Output {
+    /// Something for the application; keep draining.
+    Event(Event),
+    /// Nothing more to do until bytes arrive or this deadline passes (then
+    /// call [`Connection::handle_timeout`]). Stop draining.
+    Timeout(Instant),
+    /// Write what is left of [`Connection::transmit`], then close the socket.
+    Close,
+}
+
+/// A route the engine serves (its canonical path is [`Route::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Route {
+    /// `/healthz`
+    Healthz,
+    /// `/version`
+    Version,
+    /// `/metrics`
+    Metrics,
+    /// `/webhook/incoming_call`
+    IncomingCall,
+    /// `/webhook/incoming_call_preview`
+    IncomingCallPreview,
+    /// `/webhook/stream_status`
+    StreamStatus,
+    /// `/webhook/stream_ended`
+    StreamEnded,
+    /// `/webhook/call_status`
+    CallStatus,
+    /// `/webhook/handle_recording`
+    HandleRecording,
+    /// `/ws/twilio-media`
+    MediaStream,
+    /// Any other path (answered 404). One label, so that metrics stay bounded.
+    Unknown,
+}
+
+impl Route {
+    const ALL: [Route; 10] = [
+        Route::Healthz,
+        Route::Version,
+        Route::Metrics,
+        Route::IncomingCall,
+        Route::IncomingCallPreview,
+        Route::StreamStatus,
+        Route::StreamEnded,
+        Route::CallStatus,
+        Route::HandleRecording,
+        Route::MediaStream,
+    ];
+
+    /// The canonical path, e.g. `/webhook/call_status`; `unknown` for
+    /// [`Route::Unknown`].
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Healthz => "/healthz",
+            Route::Version => "/version",
+            Route::Metrics => "/metrics",
+            Route::IncomingCall => "/webhook/incoming_call",
+            Route::IncomingCallPreview => "/webhook/incoming_call_preview",
+            Route::StreamStatus => "/webhook/stream_status",
+            Route::StreamEnded => "/webhook/stream_ended",
+            Route::CallStatus => "/webhook/call_status",
+            Route::HandleRecording => "/webhook/handle_recording",
+            Route::MediaStream => "/ws/twilio-media",
+            Route::Unknown => "unknown",
+        }
+    }
+
+    /// The route for a request path: exact, or with one trailing `/`.
+    #[must_use]
+    pub fn from_path(path: &str) -> Route {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        Route::ALL
+            .into_iter()
+            .find(|r| r.as_str() == path)
+            .unwrap_or(Route::Unknown)
+    }
+
+    /// Whether Twilio signs requests to this route.
+    #[must_use]
+    pub fn is_signed(self) -> bool {
+        matches!(
+            self,
+            Route::IncomingCall
+                | Route::StreamStatus
+                | Route::StreamEnded
+                | Route::CallStatus
+                | Route::HandleRecording
+                | Route::MediaStream
+        )
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a connection closed (the last event before [`Output::Close`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its side (every complete request was answered first).
+    PeerClosed,
+    /// The last answer said `Connection: close` (the client asked, HTTP/1.0,
+    /// or the server is shutting down).
+    Done,
+    /// No request for the idle limit (or a new connection sent nothing).
+    IdleTimeout,
+    /// A request did not complete in time; 408 was answered.
+    RequestTimeout,
+    /// A request could not be read; `status` was answered (400, 413, 431, …).
+    BadRequest {
+        /// The status answered.
+        status: u16,
+    },
+    /// The upgrade was refused with `status`.
+    HandshakeRejected {
+        /// The status answered.
+        status: u16,
+    },
+    /// More than [`Config::max_transmit`] bytes waited: the peer is not
+    /// reading.
+    TransmitOverflow {
+        /// Bytes waiting when the limit was crossed.
+        pending: usize,
+    },
+    /// The WebSocket close handshake finished.
+    WebSocketClosed {
+        /// The code in the peer's close frame.
+        code: Option<u16>,
+        /// Who started the handshake.
+        initiator: Initiator,
+    },
+    /// The peer broke the WebSocket protocol; a close frame with the error's
+    /// code was sent.
+    WebSocketFailed(WsError),
+    /// The peer did not answer our close frame within [`Config::close_timeout`].
+    CloseTimeout,
+    /// The media stream was silent for [`Config::stream_idle_timeout`].
+    StreamIdle,
+    /// [`Connection::shutdown`] on a connection with nothing in progress.
+    Shutdown,
+}
+
+/// What happened, for the application. Emitted in order from
+/// [`Connection::poll_output`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A request was answered (every parsed request, upgrade included).
+    Request {
+        /// The method, as sent.
+        method: String,
+        /// The route it matched.
+        route: Route,
+        /// The status answered (101 for an upgrade).
+        status: u16,
+        /// From the request's first byte to its answer, by the adapter's clock.
+        latency: Duration,
+    },
+    /// A request could not be parsed; `status` was answered and the
+    /// connection closes.
+    Malformed {
+        /// The status answered (400, 413, 431, 501, 505).
+        status: u16,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A Twilio webhook was accepted; its parameters in the order sent.
+    Webhook {
+        /// Which webhook.
+        route: Route,
+        /// The decoded form (or query) parameters.
+        params: Vec<(String, String)>,
+    },
+    /// A request on a signed route had no valid `X-Twilio-Signature`: 403.
+    SignatureRejected {
+        /// The route.
+        route: Route,
+        /// The URLs the signature was checked against (never a token).
+        urls_tried: Vec<String>,
+    },
+    /// No auth token is configured, so signatures are not checked. Once per
+    /// [`Config`].
+    SignaturesOff,
+    /// A webhook for another account than [`Config::account_sid`]: 403.
+    AccountRejected {
+        /// The route.
+        route: Route,
+        /// The `AccountSid` the request carried (cut to 64 characters), empty
+        /// when it had none.
+        account_sid: String,
+    },
+    /// A request came through a front or proxy (`Via: 1.1 google`,
+    /// `X-Cloud-Trace-Context`, `X-Forwarded-*`, …). Once per [`Config`].
+    FrontDetected {
+        /// What was seen, e.g. `Google Front End (Via: 1.1 google)`.
+        what: String,
+    },
+    /// The configuration cannot serve a request (e.g. no public base URL
+    /// and a plain-HTTP request, so the stream URL would be `ws://`): 500.
+    ConfigError {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A request to the media-stream route was not a valid upgrade (or its
+    /// signature failed): `status` was answered.
+    HandshakeRejected {
+        /// 400, 403, 405 or 426.
+        status: u16,
+        /// Why.
+        reason: String,
+    },
+    /// The connection is now a WebSocket media stream.
+    Upgraded {
+        /// The subprotocol echoed (only when the client offered it).
+        subprotocol: Option<String>,
+    },
+    /// A text message from Twilio on the media stream (borrowed from the
+    /// frame buffer, no copy).
+    StreamMessage(Text),
+    /// A message on the media stream that is not a valid Twilio message; it
+    /// was dropped.
+    InvalidStreamMessage {
+        /// What was wrong.
+        error: String,
+    },
+    /// A binary WebSocket message was dropped (Twilio never sends one).
+    BinaryDropped {
+        /// Its length.
+        len: usize,
+    },
+    /// The connection is closing; [`Output::Close`] follows.
+    Closed {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// How long `poll_output` asks to sleep when no timer is armed: any wake-up
+/// is harmless, so this only bounds how long a forgotten connection lingers.
+const NO_DEADLINE: Duration = Duration::from_secs(3600);
+
+enum Phase {
+    Http(Box<RequestParser>),
+    Stream(Box<StreamPhase>),
+}
+
+/// One TCP connection: HTTP/1.1 requests, then possibly a media stream.
+/// See the module docs for the drain contract.
+pub struct Connection {
+    config: Arc<Config>,
+    now: Instant,
+    phase: Phase,
+    /// Bytes to write while in HTTP (moved into the WebSocket on upgrade).
+    out: Vec<u8>,
+    sent: usize,
+    events: VecDeque<Event>,
+    waker: Option<Waker>,
+    /// Set once `Event::Closed` is queued; `Close` follows the queue.
+    closed: bool,
+    /// The peer closed its side.
+    eof: bool,
+    /// `shutdown` was called.
+    draining: bool,
+    /// After the current answer, close (it said `Connection: close`).
+    close_after_answer: Option<CloseReason>,
+    /// When the first byte of the request in progress arrived.
+    request_started: Option<Instant>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field(
+                "phase",
+                &match self.phase {
+                    Phase::Http(_) => "http",
+                    Phase::Stream(_) => "stream",
+                },
+            )
+            .field("transmit", &self.transmit().len())
+            .field("events", &self.events.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Step {
+    /// Something happened; poll again.
+    Progress,
+    /// Nothing to do before this deadline.
+    Idle(Option<Instant>),
+}
+
+impl Connection {
+    /// A new connection accepted at `now`.
+    #[must_use]
+    pub fn new(config: Arc<Config>, now: Instant) -> Self {
+        let parser = RequestParser::new(config.limits.clone(), now);
+        Connection {
+            config,
+            now,
+            phase: Phase::Http(Box::new(parser)),
+            out: Vec::new(),
+            sent: 0,
+            events: VecDeque::new(),
+            waker: None,
+            closed: false,
+            eof: false,
+            draining: false,
+            close_after_answer: None,
+            request_started: None,
+        }
+    }
+
+    /// Bytes read from the socket at `now`. Ignored after [`Output::Close`].
+    pub fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
+        self.advance(now);
+        if self.closed || self.eof {
+            return;
+        }
+        match &mut self.phase {
+            Phase::Http(parser) => {
+                if !bytes.is_empty() && self.request_started.is_none() {
+                    self.request_started = Some(now);
+                }
+                parser.push(now, bytes);
+            }
+            Phase::Stream(s) => s.receive(now, bytes),
+        }
+    }
+
+    /// The peer closed its side of the connection at `now`. Requests already
+    /// received are still answered; then the connection closes.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.advance(now);
+        self.eof = true;
+        if let Phase::Stream(s) = &mut self.phase {
+            s.eof();
+        }
+    }
+
+    /// The deadline from the last [`Output::Timeout`] passed (calling it early
+    /// is harmless), or the waker fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        match &mut self.phase {
+            Phase::Http(parser) => {
+                if let Some(expiry) = parser.handle_timeout(now) {
+                    self.http_expired(expiry);
+                }
+            }
+            Phase::Stream(s) => {
+                if let Some(reason) = s.handle_timeout(now, &self.config) {
+                    self.finish(reason);
+                }
+            }
+        }
+    }
+
+    /// The server is shutting down (e.g. SIGTERM): an idle HTTP connection
+    /// closes now, one with a request in progress closes after answering it,
+    /// and a media stream gets close 1001 and up to
+    /// [`Config::close_timeout`] to answer.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        self.draining = true;
+        if let Phase::Stream(s) = &mut self.phase {
+            s.shutdown(now, &self.config);
+        }
+    }
+
+    /// Sets the waker handed to the call machine (so that a remote control can
+    /// wake this connection). Call it before the first `poll_output`.
+    pub fn set_waker(&mut self, waker: Waker) {
+        self.waker = Some(waker);
+    }
+
+    /// The next thing to do. See the module docs for the contract.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Output {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Output::Event(event);
+            }
+            if self.closed {
+                return Output::Close;
+            }
+            let pending = self.transmit().len();
+            if pending > self.config.max_transmit {
+                if let Phase::Stream(s) = &mut self.phase {
+                    s.abort(self.now);
+                }
+                self.finish(CloseReason::TransmitOverflow { pending });
+                continue;
+            }
+            match self.step() {
+                Step::Progress => {}
+                Step::Idle(deadline) => {
+                    return Output::Timeout(deadline.unwrap_or(self.now + NO_DEADLINE));
+                }
+            }
+        }
+    }
+
+    /// Bytes waiting to be written to the socket.
+    #[must_use]
+    pub fn transmit(&self) -> &[u8] {
+        match &self.phase {
+            Phase::Stream(s) => s.transmit(),
+            Phase::Http(_) => self.out.get(self.sent..).unwrap_or_default(),
+        }
+    }
+
+    /// Reports that the first `n` bytes of [`transmit`](Self::transmit) were
+    /// written.
+    pub fn consume_transmit(&mut self, n: usize) {
+        match &mut self.phase {
+            Phase::Stream(s) => s.consume_transmit(n),
+            Phase::Http(_) => {
+                self.sent = self.sent.saturating_add(n).min(self.out.len());
+                if self.sent == self.out.len() {
+                    self.out.clear();
+                    self.sent = 0;
+                }
+            }
+        }
+    }
+
+    /// Whether the connection is a WebSocket media stream now.
+    #[must_use]
+    pub fn is_stream(&self) -> bool {
+        matches!(self.phase, Phase::Stream(_))
+    }
+
+    /// Binary WebSocket messages dropped on this connection.
+    #[must_use]
+    pub fn binary_dropped(&self) -> u64 {
+        match &self.phase {
+            Phase::Stream(s) => s.binary_dropped(),
+            Phase::Http(_) => 0,
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        // Time never runs backwards here, whatever the caller passes.
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.events.push_back(event);
+    }
+
+    /// Queues `Closed` (once); `Close` follows the events already queued.
+    fn finish(&mut self, reason: CloseReason) {
+        if !self.closed {
+            self.closed = true;
+            self.events.push_back(Event::Closed { reason });
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        match &mut self.phase {
+            Phase::Http(_) => self.step_http(),
+            Phase::Stream(s) => match s.step(self.now, &self.config, &mut self.events) {
+                stream::StreamStep::Progress => Step::Progress,
+                stream::StreamStep::Idle(deadline) => Step::Idle(Some(deadline)),
+                stream::StreamStep::Finished(reason) => {
+                    self.finish(reason);
+                    Step::Progress
+                }
+            },
+        }
+    }
+}

@@ -1,1 +1,889 @@
-//! (to be written)
+//! WebSocket framing (RFC 6455, server side) over in-memory buffers.
+//!
+//! After the upgrade, a Twilio media stream is a sequence of JSON text
+//! messages. This module turns the bytes that arrive on the TCP connection
+//! into [`Event`]s and the messages callstream sends into bytes to write. It
+//! owns no socket: [`tungstenite`]'s frame engine runs over an in-memory pipe whose
+//! reads come from what [`WebSocket::receive`] was given (and say
+//! `WouldBlock` once that is used up) and whose writes append to the
+//! transmit buffer ([`WebSocket::transmit`]).
+//!
+//! # Contract
+//!
+//! - Feed bytes with [`receive`](WebSocket::receive), then call
+//!   [`poll_event`](WebSocket::poll_event) until it returns `None`; write
+//!   [`transmit`](WebSocket::transmit) and report what was written with
+//!   [`consume_transmit`](WebSocket::consume_transmit).
+//! - Pings are answered with pongs without an event (RFC 6455 §5.5.2).
+//!   Fragmented messages come out whole. Binary messages are dropped and
+//!   counted ([`binary_dropped`](WebSocket::binary_dropped)): Twilio only
+//!   sends text.
+//! - A message longer than [`MAX_MESSAGE`] bytes fails the connection with
+//!   close code 1009; a protocol violation with 1002; text that is not UTF-8
+//!   with 1007 (RFC 6455 §7.4.1). A failure comes out once as
+//!   [`Event::Failed`]; the close frame is already in the transmit buffer and
+//!   the TCP connection should close once it is written (§7.1.7: no need to
+//!   wait for the peer's reply).
+//! - The close handshake: a close from the peer is answered at once and
+//!   reported as [`Event::Closed`] with [`Initiator::Peer`]; a close started
+//!   with [`close`](WebSocket::close) is reported as `Closed` with
+//!   [`Initiator::Local`] when the peer's reply arrives. The caller owns the
+//!   clock, so it decides how long to wait for that reply.
+//! - After `Closed` or `Failed`, [`is_finished`](WebSocket::is_finished) is
+//!   true: nothing more is read, nothing more can be sent.
+//!
+//! ```
+//! use callstream_core::websocket::{Event, WebSocket};
+//! let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+//! // A masked text frame "hi" from a client (mask 01 02 03 04).
+//! ws.receive(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+//! match ws.poll_event() {
+//!     Some(Event::Text(text)) => assert_eq!(text.as_str(), "hi"),
+//!     other => panic!("{other:?}"),
+//! }
+//! assert!(ws.poll_event().is_none());
+//! ws.send_text("hello".to_string()).unwrap();
+//! assert_eq!(ws.transmit(), b"\x81\x05hello");
+//! ```
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use tungstenite::Message;
+use tungstenite::error::{CapacityError, Error as TError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::{CloseFrame, Utf8Bytes};
+use tungstenite::protocol::{Role, WebSocket as TWebSocket, WebSocketConfig};
+
+/// The largest message (and frame) accepted, in bytes of payload. Twilio's
+/// messages are a few hundred bytes; anything past this fails the connection
+/// with close code 1009.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+
+/// The largest reason a close frame can carry: a control frame holds at most
+/// 125 bytes (RFC 6455 §5.5), two of which are the code.
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// How much the frame engine reads from the pipe at a time. It zero-fills
+/// this much of its buffer before every read, so a small value keeps the cost
+/// per message low; larger messages still arrive whole (it reserves the
+/// frame's length once the header is known).
+const READ_CHUNK: usize = 2048;
+
+/// A complete text message, borrowed from the frame engine's buffer without a
+/// copy.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Text(Utf8Bytes);
+
+impl Text {
+    /// The message as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which side started the close handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Initiator {
+    /// The peer sent the first close frame; callstream answered it.
+    Peer,
+    /// callstream sent the first close frame; the peer answered it.
+    Local,
+}
+
+/// What the WebSocket reports, one at a time, from [`WebSocket::poll_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A complete text message (fragments already joined).
+    Text(Text),
+    /// A binary message arrived and was dropped (Twilio never sends them).
+    BinaryDropped {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The close handshake finished: both sides sent a close frame. The TCP
+    /// connection should close once the transmit buffer is written.
+    Closed {
+        /// The code in the peer's close frame (`None` when it carried none).
+        code: Option<u16>,
+        /// The reason in the peer's close frame (may be empty).
+        reason: String,
+        /// Who started the handshake.
+        initiator: Initiator,
+    },
+    /// The peer broke the protocol; a close frame with
+    /// [`WsError::close_code`] is already queued. Close the TCP connection
+    /// once the transmit buffer is written.
+    Failed(WsError),
+}
+
+/// Why the WebSocket failed, and the close code the peer was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WsError {
+    /// A message or frame over [`MAX_MESSAGE`] bytes (close 1009).
+    MessageTooBig {
+        /// The size announced or reached.
+        size: usize,
+        /// The limit crossed.
+        limit: usize,
+    },
+    /// Text (or a close reason) that is not UTF-8 (close 1007).
+    InvalidUtf8,
+    /// Any other violation of RFC 6455, described (close 1002).
+    Protocol(String),
+}
+
+impl WsError {
+    /// The close code sent to the peer for this error (RFC 6455 §7.4.1).
+    #[must_use]
+    pub fn close_code(&self) -> u16 {
+        match self {
+            WsError::MessageTooBig { .. } => 1009,
+            WsError::InvalidUtf8 => 1007,
+            WsError::Protocol(_) => 1002,
+        }
+    }
+
+    fn close_reason(&self) -> &'static str {
+        match self {
+            WsError::MessageTooBig { .. } => "message too big",
+            WsError::InvalidUtf8 => "invalid utf-8",
+            WsError::Protocol(_) => "protocol error",
+        }
+    }
+}
+
+impl fmt::Display for WsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WsError::MessageTooBig { size, limit } => write!(
+                f,
+                "websocket message of {size} bytes is over the {limit}-byte limit (close 1009)"
+            ),
+            WsError::InvalidUtf8 => f.write_str("websocket text is not valid UTF-8 (close 1007)"),
+            WsError::Protocol(what) => write!(f, "websocket protocol error: {what} (close 1002)"),
+        }
+    }
+}
+
+impl std::error::Error for WsError {}
+
+/// Sending is no longer possible: a close frame was sent or received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendError;
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the websocket is closing or closed; nothing more can be sent")
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// The in-memory stream the frame engine runs over: reads drain what the
+/// connection received (then say `WouldBlock`), writes append to what the
+/// connection must transmit.
+#[derive(Debug, Default)]
+struct Pipe {
+    inbound: Vec<u8>,
+    read_at: usize,
+    outbound: Vec<u8>,
+    sent: usize,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.inbound.get(self.read_at..).unwrap_or_default();
+        if available.is_empty() {
+            // Never `Ok(0)`: the frame engine reads that as the peer's EOF,
+            // and EOF is the connection's business (`handle_eof`).
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.read_at += n;
+        if self.read_at == self.inbound.len() {
+            self.inbound.clear();
+            self.read_at = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outbound.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's.
+    CloseSent,
+    /// Closed or failed: nothing more in or out.
+    Finished,
+}
+
+/// The server side of one WebSocket connection, over in-memory buffers.
+pub struct WebSocket {
+    inner: TWebSocket<Pipe>,
+    state: State,
+    binary_dropped: u64,
+}
+
+impl fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("state", &self.state)
+            .field("binary_dropped", &self.binary_dropped)
+            .field("transmit_len", &self.transmit().len())
+            .finish()
+    }
+}
+
+impl WebSocket {
+    /// Starts the server side of a connection whose upgrade was just
+    /// accepted. `read_ahead` holds bytes that arrived after the upgrade
+    /// request (frames the client sent early); `transmit` holds bytes not yet
+    /// written (usually the `101` answer), which stay ahead of every frame.
+    #[must_use]
+    pub fn accept(read_ahead: Vec<u8>, transmit: Vec<u8>) -> Self {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_CHUNK)
+            // Write every frame straight into the pipe: it never blocks, and
+            // the connection bounds what waits there.
+            .write_buffer_size(0)
+            .max_write_buffer_size(usize::MAX)
+            .max_message_size(Some(MAX_MESSAGE))
+            .max_frame_size(Some(MAX_MESSAGE));
+        let pipe = Pipe {
+            outbound: transmit,
+            ..Pipe::default()
+        };
+        WebSocket {
+            inner: TWebSocket::from_partially_read(pipe, read_ahead, Role::Server, Some(config)),
+            state: State::Open,
+            binary_dropped: 0,
+        }
+    }
+
+    /// Adds bytes received from the peer. Nothing is parsed until
+    /// [`poll_event`](Self::poll_event); after the connection finished, the
+    /// bytes are ignored.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if self.state != State::Finished {
+            self.inner.get_mut().inbound.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next event from the bytes received so far, or `None` when more
+    /// bytes are needed (or the connection is finished). Answers pings and
+    /// close frames as a side effect.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        loop {
+            if self.state == State::Finished {
+                return None;
+            }
+            match self.inner.read() {
+                Ok(Message::Text(text)) => return Some(Event::Text(Text(text))),
+                Ok(Message::Binary(data)) => {
+                    self.binary_dropped += 1;
+                    return Some(Event::BinaryDropped { len: data.len() });
+                }
+                // The pong is queued by the engine and written on the next read.
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+                Ok(Message::Close(frame)) => {
+                    let initiator = match self.state {
+                        State::CloseSent => Initiator::Local,
+                        _ => Initiator::Peer,
+                    };
+                    // Writes our answer (when the peer started); a server
+                    // then hears `ConnectionClosed`, which is the point.
+                    let _ = self.inner.flush();
+                    self.state = State::Finished;
+                    self.discard_inbound();
+                    let (code, reason) = match frame {
+                        Some(f) => (Some(u16::from(f.code)), f.reason.as_str().to_owned()),
+                        None => (None, String::new()),
+                    };
+                    return Some(Event::Closed {
+                        code,
+                        reason,
+                        initiator,
+                    });
+                }
+                Err(TError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Make sure a pong queued by the last read goes out now.
+                    if let Err(e) = self.inner.flush() {
+                        return self.on_error(e);
+                    }
+                    return None;
+                }
+                Err(e) => return self.on_error(e),
+            }
+        }
+    }
+
+    fn on_error(&mut self, error: TError) -> Option<Event> {
+        let error = match error {
+            TError::ConnectionClosed | TError::AlreadyClosed => {
+                self.state = State::Finished;
+                return None;
+            }
+            TError::Io(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            TError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                WsError::MessageTooBig {
+                    size,
+                    limit: max_size,
+                }
+            }
+            TError::Utf8(_) => WsError::InvalidUtf8,
+            TError::Protocol(p) => WsError::Protocol(p.to_string()),
+            other => WsError::Protocol(other.to_string()),
+        };
+        if self.state == State::Open {
+            let frame = CloseFrame {
+                code: CloseCode::from(error.close_code()),
+                reason: Utf8Bytes::from_static(error.close_reason()),
+            };
+            // The pipe never fails a write, so the frame is in the transmit
+            // buffer; an error here only repeats the one being reported.
+            let _ = self.inner.close(Some(frame));
+        }
+        self.state = State::Finished;
+        self.discard_inbound();
+        Some(Event::Failed(error))
+    }
+
+    fn discard_inbound(&mut self) {
+        let pipe = self.inner.get_mut();
+        pipe.inbound = Vec::new();
+        pipe.read_at = 0;
+    }
+
+    /// Queues one text message (a single unfragmented frame).
+    ///
+    /// # Errors
+    /// [`SendError`] once a close frame was sent or received.
+    pub fn send_text(&mut self, text: String) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError);
+        }
+        self.inner.send(Message::text(text)).map_err(|_| SendError)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to
+    /// [`MAX_CLOSE_REASON`] bytes at a character boundary). Does nothing when
+    /// a close frame was already sent or received.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        if self.state != State::Open {
+            return;
+        }
+        let mut end = reason.len().min(MAX_CLOSE_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from(&reason[..end]),
+        };
+        let _ = self.inner.close(Some(frame));
+        self.state = State::CloseSent;
+    }
+
+    /// Gives up on the connection without a handshake (the peer went away, or
+    /// never answered our close): nothing more is read or sent.
+    pub fn abort(&mut self) {
+        self.state = State::Finished;
+        self.discard_inbound();
+    }
+
+    /// True while text can still be sent (no close frame sent or received).
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
+    /// True when callstream sent a close frame and waits for the peer's.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.state == State::CloseSent
+    }
+
+    /// True after [`Event::Closed`], [`Event::Failed`] or [`abort`](Self::abort):
+    /// the TCP connection can close once the transmit buffer is written.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Binary messages dropped so far.
+    #[must_use]
+    pub fn binary_dropped(&self) -> u64 {
+        self.binary_dropped
+    }
+
+    /// Bytes waiting to be written to the peer.
+    #[must_use]
+    pub fn transmit(&self) -> &[u8] {
+        let pipe = self.inner.get_ref();
+        pipe.outbound.get(pipe.sent..).unwrap_or_default()
+    }
+
+    /// Reports that the first `n` bytes of [`transmit`](Self::transmit) were
+    /// written (more than is waiting counts as all of it).
+    pub fn consume_transmit(&mut self, n: usize) {
+        let pipe = self.inner.get_mut();
+        pipe.sent = pipe.sent.saturating_add(n).min(pipe.outbound.len());
+        if pipe.sent == pipe.outbound.len() {
+            pipe.outbound.clear();
+            pipe.sent = 0;
+        } else if pipe.sent >= 64 * 1024 && pipe.sent * 2 >= pipe.outbound.len() {
+            // Reclaim the written front once it is the larger part, so a
+            // slow reader does not make the buffer grow without end.
+            pipe.outbound.drain(..pipe.sent);
+            pipe.sent = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A client frame, masked with a fixed key (RFC 6455 §5.3).
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn text(s: &str) -> Vec<u8> {
+        frame(0x81, s.as_bytes())
+    }
+
+    fn events(ws: &mut WebSocket) -> Vec<Event> {
+        std::iter::from_fn(|| ws.poll_event()).collect()
+    }
+
+    fn text_event(s: &str) -> Event {
+        Event::Text(Text(Utf8Bytes::from(s)))
+    }
+
+    #[test]
+    fn text_message_comes_out_whole() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.receive(&text("{\"event\":\"connected\"}"));
+        assert_eq!(events(&mut ws), [text_event("{\"event\":\"connected\"}")]);
+        assert!(ws.transmit().is_empty());
+    }
+
+    #[test]
+    fn read_ahead_and_pending_transmit_are_kept() {
+        let mut ws = WebSocket::accept(text("early"), b"HTTP/1.1 101 ...\r\n\r\n".to_vec());
+        assert_eq!(events(&mut ws), [text_event("early")]);
+        ws.send_text("x".into()).unwrap();
+        assert_eq!(ws.transmit(), b"HTTP/1.1 101 ...\r\n\r\n\x81\x01x");
+    }
+
+    #[test]
+    fn several_messages_in_one_read_and_one_message_over_many_reads() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let mut bytes = text("a");
+        bytes.extend(text("bb"));
+        let third = text("ccc");
+        bytes.extend_from_slice(&third[..3]);
+        ws.receive(&bytes);
+        assert_eq!(events(&mut ws), [text_event("a"), text_event("bb")]);
+        for b in &third[3..] {
+            assert_eq!(events(&mut ws), []);
+            ws.receive(&[*b]);
+        }
+        assert_eq!(events(&mut ws), [text_event("ccc")]);
+    }
+
+    #[test]
+    fn ping_is_answered_with_pong_carrying_the_same_payload() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.receive(&frame(0x89, b"hb"));
+        assert_eq!(events(&mut ws), []);
+        assert_eq!(ws.transmit(), b"\x8a\x02hb");
+    }
+
+    #[test]
+    fn pong_from_peer_is_ignored() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.receive(&frame(0x8a, b"x"));
+        assert_eq!(events(&mut ws), []);
+        assert!(ws.transmit().is_empty());
+        assert!(ws.is_open());
+    }
+
+    #[test]
+    fn fragmented_text_is_reassembled_with_a_ping_in_between() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let mut bytes = frame(0x01, b"hel");
+        bytes.extend(frame(0x89, b""));
+        bytes.extend(frame(0x00, "lo é".as_bytes()));
+        bytes.extend(frame(0x80, b"!"));
+        ws.receive(&bytes);
+        assert_eq!(events(&mut ws), [text_event("hello é!")]);
+        assert_eq!(ws.transmit(), b"\x8a\x00");
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_accepted() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let e = "é".as_bytes();
+        let mut bytes = frame(0x01, &e[..1]);
+        bytes.extend(frame(0x80, &e[1..]));
+        ws.receive(&bytes);
+        assert_eq!(events(&mut ws), [text_event("é")]);
+    }
+
+    #[test]
+    fn binary_messages_are_dropped_and_counted() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let mut bytes = frame(0x82, &[1, 2, 3]);
+        bytes.extend(frame(0x02, &[4]));
+        bytes.extend(frame(0x80, &[5]));
+        bytes.extend(text("after"));
+        ws.receive(&bytes);
+        assert_eq!(
+            events(&mut ws),
+            [
+                Event::BinaryDropped { len: 3 },
+                Event::BinaryDropped { len: 2 },
+                text_event("after")
+            ]
+        );
+        assert_eq!(ws.binary_dropped(), 2);
+        assert!(ws.is_open());
+    }
+
+    #[test]
+    fn message_of_exactly_the_limit_is_accepted() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let body = "a".repeat(MAX_MESSAGE);
+        ws.receive(&text(&body));
+        assert_eq!(events(&mut ws), [text_event(&body)]);
+    }
+
+    #[test]
+    fn frame_one_byte_over_the_limit_closes_with_1009() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        // Only the header is needed: the length alone fails the connection.
+        let bytes = text(&"a".repeat(MAX_MESSAGE + 1));
+        ws.receive(&bytes[..14]);
+        assert_eq!(
+            events(&mut ws),
+            [Event::Failed(WsError::MessageTooBig {
+                size: MAX_MESSAGE + 1,
+                limit: MAX_MESSAGE
+            })]
+        );
+        assert_eq!(ws.transmit(), b"\x88\x11\x03\xf1message too big");
+        assert!(ws.is_finished());
+        ws.receive(&bytes[14..]);
+        assert_eq!(events(&mut ws), []);
+    }
+
+    #[test]
+    fn fragmented_message_one_byte_over_the_limit_closes_with_1009() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let half = "a".repeat(MAX_MESSAGE / 2);
+        let mut bytes = frame(0x01, half.as_bytes());
+        bytes.extend(frame(0x00, half.as_bytes()));
+        bytes.extend(frame(0x80, b"a"));
+        ws.receive(&bytes);
+        let got = events(&mut ws);
+        assert!(
+            matches!(got.as_slice(), [Event::Failed(e)] if e.close_code() == 1009),
+            "{got:?}"
+        );
+        assert!(ws.transmit().starts_with(b"\x88\x11\x03\xf1"));
+    }
+
+    #[test]
+    fn protocol_errors_close_with_1002() {
+        let cases: [(&str, Vec<u8>); 7] = [
+            ("unmasked frame", b"\x81\x02hi".to_vec()),
+            ("reserved bits", frame(0xC1, b"x")),
+            ("unknown data opcode", frame(0x83, b"x")),
+            ("unknown control opcode", frame(0x8B, b"x")),
+            ("fragmented control frame", frame(0x09, b"x")),
+            ("control frame over 125 bytes", frame(0x89, &[0; 126])),
+            ("continuation with nothing to continue", frame(0x80, b"x")),
+        ];
+        for (what, bytes) in cases {
+            let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+            ws.receive(&bytes);
+            let got = events(&mut ws);
+            assert!(
+                matches!(got.as_slice(), [Event::Failed(WsError::Protocol(_))]),
+                "{what}: {got:?}"
+            );
+            assert_eq!(ws.transmit(), b"\x88\x10\x03\xeaprotocol error", "{what}");
+            assert!(ws.is_finished(), "{what}");
+        }
+    }
+
+    #[test]
+    fn new_message_inside_a_fragmented_one_is_a_protocol_error() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let mut bytes = frame(0x01, b"a");
+        bytes.extend(text("b"));
+        ws.receive(&bytes);
+        assert!(matches!(
+            events(&mut ws).as_slice(),
+            [Event::Failed(WsError::Protocol(_))]
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_closes_with_1007() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.receive(&frame(0x81, &[0xff, 0xfe]));
+        assert_eq!(events(&mut ws), [Event::Failed(WsError::InvalidUtf8)]);
+        assert_eq!(ws.transmit(), b"\x88\x0f\x03\xefinvalid utf-8");
+    }
+
+    #[test]
+    fn close_from_peer_is_answered_with_the_same_code() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.receive(&frame(0x88, b"\x03\xe8bye"));
+        assert_eq!(
+            events(&mut ws),
+            [Event::Closed {
+                code: Some(1000),
+                reason: "bye".into(),
+                initiator: Initiator::Peer
+            }]
+        );
+        assert_eq!(ws.transmit(), b"\x88\x05\x03\xe8bye");
+        assert!(ws.is_finished());
+        assert_eq!(ws.send_text("late".into()), Err(SendError));
+    }
+
+    #[test]
+    fn empty_close_from_peer_is_answered_with_an_empty_close() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.receive(&frame(0x88, b""));
+        assert_eq!(
+            events(&mut ws),
+            [Event::Closed {
+                code: None,
+                reason: String::new(),
+                initiator: Initiator::Peer
+            }]
+        );
+        assert_eq!(ws.transmit(), b"\x88\x00");
+    }
+
+    #[test]
+    fn close_with_a_forbidden_code_is_answered_with_1002() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        // 1005 must never appear on the wire (RFC 6455 §7.4.1).
+        ws.receive(&frame(0x88, b"\x03\xed"));
+        let got = events(&mut ws);
+        assert!(
+            matches!(
+                got.as_slice(),
+                [Event::Closed {
+                    code: Some(1002),
+                    ..
+                }]
+            ),
+            "{got:?}"
+        );
+        assert!(ws.transmit().starts_with(b"\x88\x14\x03\xea"));
+    }
+
+    #[test]
+    fn close_started_here_finishes_when_the_peer_answers() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.close(1001, "going away");
+        assert!(ws.is_closing());
+        assert_eq!(ws.transmit(), b"\x88\x0c\x03\xe9going away");
+        assert_eq!(ws.send_text("x".into()), Err(SendError));
+        // Data the peer sent before it saw our close still arrives.
+        ws.receive(&text("in flight"));
+        ws.receive(&frame(0x88, b"\x03\xe9"));
+        assert_eq!(
+            events(&mut ws),
+            [
+                text_event("in flight"),
+                Event::Closed {
+                    code: Some(1001),
+                    reason: String::new(),
+                    initiator: Initiator::Local
+                }
+            ]
+        );
+        assert!(ws.is_finished());
+        // No second close frame.
+        assert_eq!(ws.transmit(), b"\x88\x0c\x03\xe9going away");
+    }
+
+    #[test]
+    fn close_reason_is_cut_at_a_character_boundary() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.close(1000, &"é".repeat(100));
+        let out = ws.transmit();
+        assert_eq!(out[1] as usize, 2 + 122);
+        assert!(std::str::from_utf8(&out[4..]).is_ok());
+    }
+
+    #[test]
+    fn consume_transmit_keeps_the_unwritten_tail() {
+        let mut ws = WebSocket::accept(Vec::new(), b"abc".to_vec());
+        ws.consume_transmit(1);
+        assert_eq!(ws.transmit(), b"bc");
+        ws.send_text("d".into()).unwrap();
+        assert_eq!(ws.transmit(), b"bc\x81\x01d");
+        ws.consume_transmit(usize::MAX);
+        assert!(ws.transmit().is_empty());
+    }
+
+    #[test]
+    fn a_large_written_front_is_reclaimed() {
+        let mut ws = WebSocket::accept(Vec::new(), vec![b'x'; 100_000]);
+        ws.consume_transmit(80_000);
+        assert_eq!(ws.transmit().len(), 20_000);
+        assert!(ws.inner.get_ref().outbound.len() == 20_000);
+    }
+
+    #[test]
+    fn abort_stops_everything() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        ws.abort();
+        ws.receive(&text("x"));
+        assert_eq!(events(&mut ws), []);
+        assert!(ws.is_finished());
+    }
+
+    /// tungstenite's client role as an independent peer, over byte buffers.
+    #[test]
+    fn tungstenite_client_peer_round_trip() {
+        let mut client = TWebSocket::from_raw_socket(Pipe::default(), Role::Client, None);
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let pump = |client: &mut TWebSocket<Pipe>, ws: &mut WebSocket| {
+            let c2s = std::mem::take(&mut client.get_mut().outbound);
+            ws.receive(&c2s);
+            let got = events(ws);
+            let s2c = ws.transmit().to_vec();
+            ws.consume_transmit(s2c.len());
+            client.get_mut().inbound.extend_from_slice(&s2c);
+            got
+        };
+        client
+            .send(Message::text("{\"event\":\"connected\"}"))
+            .unwrap();
+        client.send(Message::Ping(vec![7u8].into())).unwrap();
+        assert_eq!(
+            pump(&mut client, &mut ws),
+            [text_event("{\"event\":\"connected\"}")]
+        );
+        assert!(matches!(client.read(), Ok(Message::Pong(p)) if p.as_ref() == [7]));
+        ws.send_text("{\"event\":\"clear\"}".into()).unwrap();
+        assert_eq!(pump(&mut client, &mut ws), []);
+        assert!(matches!(client.read(), Ok(Message::Text(t)) if t == "{\"event\":\"clear\"}"));
+        client.close(None).unwrap();
+        let got = pump(&mut client, &mut ws);
+        assert!(matches!(
+            got.as_slice(),
+            [Event::Closed {
+                initiator: Initiator::Peer,
+                ..
+            }]
+        ));
+        assert!(matches!(client.read(), Ok(Message::Close(None))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes in arbitrary pieces never panic, and once the
+        /// connection is finished it stays finished.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..16)
+        ) {
+            let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+            for chunk in &chunks {
+                ws.receive(chunk);
+                let mut seen = 0;
+                while let Some(event) = ws.poll_event() {
+                    seen += 1;
+                    prop_assert!(seen < 10_000);
+                    if matches!(event, Event::Failed(_) | Event::Closed { .. }) {
+                        prop_assert!(ws.is_finished());
+                    }
+                }
+            }
+        }
+
+        /// Any split of a stream of valid frames gives the same messages.
+        #[test]
+        fn any_split_gives_the_same_messages(
+            messages in proptest::collection::vec("[a-zé]{0,300}", 1..6),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let bytes: Vec<u8> = messages.iter().flat_map(|m| text(m)).collect();
+            let mut offsets: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            offsets.push(0);
+            offsets.push(bytes.len());
+            offsets.sort_unstable();
+            let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+            let mut got = Vec::new();
+            for pair in offsets.windows(2) {
+                ws.receive(&bytes[pair[0]..pair[1]]);
+                got.extend(events(&mut ws));
+            }
+            let want: Vec<Event> = messages.iter().map(|m| text_event(m)).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

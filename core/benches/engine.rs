@@ -1,0 +1,165 @@
+//! The connection engine under load: a status webhook through the engine, and
+//! Twilio media messages through a live WebSocket connection.
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use callstream_core::connection::{self, Config, Connection, Output};
+use callstream_core::public_url::PublicBase;
+use callstream_core::signature;
+use callstream_core::websocket::{Event, WebSocket};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const TOKEN: &str = "12345";
+
+/// A `stream-started` status callback as Twilio sends it, signed.
+fn status_webhook() -> Vec<u8> {
+    let params = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("StreamSid", "MZ0123456789abcdef0123456789abcdef"),
+        ("StreamName", "MZ0123456789abcdef0123456789abcdef"),
+        ("StreamEvent", "stream-started"),
+        ("Timestamp", "2024-05-01T12:00:00.000Z"),
+    ];
+    let body = callstream_core::form::encode(&params);
+    let sig = signature::compute(
+        TOKEN,
+        "https://voice.example.com/webhook/stream_status",
+        &params,
+    );
+    format!(
+        "POST /webhook/stream_status HTTP/1.1\r\nHost: voice.example.com\r\n\
+         User-Agent: TwilioProxy/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         X-Twilio-Signature: {sig}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn config() -> Arc<Config> {
+    Arc::new(Config {
+        auth_tokens: vec![TOKEN.to_owned()],
+        public_base_url: Some(PublicBase::parse("https://voice.example.com").unwrap()),
+        ..Config::default()
+    })
+}
+
+/// Drains like an adapter; returns how many events came out.
+fn drain(conn: &mut Connection) -> usize {
+    let mut events = 0;
+    loop {
+        match conn.poll_output() {
+            Output::Event(e) => {
+                black_box(&e);
+                events += 1;
+            }
+            Output::Timeout(_) => break,
+            Output::Close => panic!("closed"),
+        }
+    }
+    let n = conn.transmit().len();
+    black_box(conn.transmit());
+    conn.consume_transmit(n);
+    events
+}
+
+fn engine(c: &mut Criterion) {
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(1));
+    let now = Instant::now();
+
+    let request = status_webhook();
+    let mut conn = Connection::new(config(), now);
+    group.bench_function("status_webhook_keep_alive", |b| {
+        b.iter(|| {
+            conn.handle_receive(now, black_box(&request));
+            assert_eq!(drain(&mut conn), 2); // Webhook, Request
+        })
+    });
+
+    let config = config();
+    group.bench_function("status_webhook_new_connection", |b| {
+        b.iter(|| {
+            let mut conn = Connection::new(config.clone(), now);
+            conn.handle_receive(now, black_box(&request));
+            assert_eq!(drain(&mut conn), 2);
+        })
+    });
+
+    let upgrade = format!(
+        "GET /ws/twilio-media HTTP/1.1\r\nhost: voice.example.com\r\nconnection: Upgrade\r\n\
+         upgrade: websocket\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         sec-websocket-version: 13\r\nx-twilio-signature: {}\r\n\r\n",
+        signature::compute(
+            TOKEN,
+            "wss://voice.example.com/ws/twilio-media",
+            &[] as &[(&str, &str)]
+        )
+    );
+    let mut conn = Connection::new(config.clone(), now);
+    conn.handle_receive(now, upgrade.as_bytes());
+    drain(&mut conn);
+    assert!(conn.is_stream());
+    let frame = client_frame(MEDIA.as_bytes());
+    group.bench_function("media_message_live_connection", |b| {
+        b.iter(|| {
+            conn.handle_receive(now, black_box(&frame));
+            match conn.poll_output() {
+                Output::Event(connection::Event::StreamMessage(text)) => {
+                    black_box(text.len());
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(matches!(conn.poll_output(), Output::Timeout(_)));
+        })
+    });
+    group.finish();
+}
+
+const MEDIA: &str = concat!(
+    r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","#,
+    r#""media":{"track":"inbound","chunk":"2","timestamp":"40","payload":""#,
+    "//////////////////////////////////////////////////////////////////////////////////////////",
+    "//////////////////////////////////////////////////////////////////////////////////////////",
+    "////////////////////////////////////",
+    r#""}}"#
+);
+
+/// A client frame masked with a fixed key (RFC 6455 §5.3).
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![0x81];
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+fn websocket(c: &mut Criterion) {
+    let frame = client_frame(MEDIA.as_bytes());
+    let mut group = c.benchmark_group("websocket");
+    group.throughput(Throughput::Elements(1));
+    let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+    group.bench_function("media_frame_to_text", |b| {
+        b.iter(|| {
+            ws.receive(black_box(&frame));
+            match ws.poll_event() {
+                Some(Event::Text(t)) => {
+                    black_box(t.len());
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(ws.poll_event().is_none());
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, engine, websocket);
+criterion_main!(benches);

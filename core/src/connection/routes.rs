@@ -1,0 +1,559 @@
+//! The HTTP half of a connection: one request at a time, routed and answered.
+
+use std::time::Instant;
+
+use super::stream::StreamPhase;
+use super::{CloseReason, Config, Connection, Event, Phase, Route, Step};
+use crate::form;
+use crate::handshake;
+use crate::http::{Expiry, Request, Response};
+use crate::public_url::{self, PublicBase, RequestParts};
+use crate::signature::SignatureError;
+use crate::twiml;
+
+/// `GET /version`: the crate's name and version, fixed at build time.
+const VERSION_JSON: &str = concat!(
+    "{\"name\":\"callstream\",\"version\":\"",
+    env!("CARGO_PKG_VERSION"),
+    "\"}"
+);
+
+/// TwiML must not be cached: every call gets its own parameters.
+const XML: &str = "application/xml; charset=utf-8";
+
+/// Prometheus' text exposition format.
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The sample call behind `/webhook/incoming_call_preview`.
+const PREVIEW_CALL: [(&str, &str); 3] = [
+    ("CallSid", "CA00000000000000000000000000000000"),
+    ("From", "+15550100000"),
+    ("To", "+15550100001"),
+];
+
+/// The 400 body for a request whose public URL cannot be rebuilt. Fixed
+/// text: the offending header is never reflected.
+const BAD_ORIGIN: &str = "invalid Host or forwarded header";
+
+/// The 400 body for a call whose parameters break a TwiML rule.
+const BAD_CALL: &str = "call parameters cannot be put in TwiML";
+
+/// Why an incoming call gets 500 when the stream URL would be `ws://` (an
+/// `http://` public base, or a trusted `X-Forwarded-Proto: http`).
+const INSECURE: &str = "the stream URL would be ws://, and Twilio only connects to wss://: \
+configure an https:// public base URL, or put the server behind TLS";
+
+/// How much of a hostile value an event keeps.
+const EXCERPT: usize = 64;
+
+/// What a route decided.
+enum Answer {
+    /// An HTTP response; the connection goes on unless it says `close`.
+    Http(Response),
+    /// A refused request whose framing may still be fine, but the client
+    /// expected something else (an upgrade): answer and close.
+    HttpClose(Response, CloseReason),
+    /// The upgrade is accepted: write these bytes (the 101), then frames.
+    Upgrade {
+        response: Vec<u8>,
+        subprotocol: Option<String>,
+    },
+}
+
+impl Connection {
+    pub(super) fn step_http(&mut self) -> Step {
+        if let Some(reason) = self.close_after_answer.take() {
+            self.finish(reason);
+            return Step::Progress;
+        }
+        let Phase::Http(parser) = &mut self.phase else {
+            return Step::Progress;
+        };
+        match parser.poll_request() {
+            Ok(Some(request)) => {
+                let started = self.request_started.unwrap_or(self.now);
+                // Bytes left over belong to the next (pipelined) request;
+                // they arrived by now.
+                self.request_started = (!parser.buffered().is_empty()).then_some(self.now);
+                self.handle_request(request, started);
+                Step::Progress
+            }
+            Ok(None) => {
+                if self.eof {
+                    self.finish(CloseReason::PeerClosed);
+                    Step::Progress
+                } else if self.draining && parser.is_idle() {
+                    self.finish(CloseReason::Shutdown);
+                    Step::Progress
+                } else {
+                    Step::Idle(parser.deadline())
+                }
+            }
+            Err(error) => {
+                let status = error.status();
+                Response::for_parse_error(&error).write_to(&mut self.out);
+                self.emit(Event::Malformed {
+                    status,
+                    reason: error.to_string(),
+                });
+                self.finish(CloseReason::BadRequest { status });
+                Step::Progress
+            }
+        }
+    }
+
+    pub(super) fn http_expired(&mut self, expiry: Expiry) {
+        match expiry {
+            Expiry::RequestTimeout => {
+                Response::request_timeout().write_to(&mut self.out);
+                self.finish(CloseReason::RequestTimeout);
+            }
+            _ => self.finish(CloseReason::IdleTimeout),
+        }
+    }
+
+    fn handle_request(&mut self, request: Request, started: Instant) {
+        self.detect_front(&request);
+        let route = Route::from_path(&request.path);
+        let answer = self.route(route, &request);
+        let latency = self.now.saturating_duration_since(started);
+        match answer {
+            Answer::Http(mut response) => {
+                // An HTTP/1.0 client, `Connection: close`, a half-closed
+                // peer or a draining server: this answer is the last.
+                let last = !request.keep_alive() || self.draining || response.closes();
+                if last {
+                    response = response.close();
+                    self.close_after_answer = Some(CloseReason::Done);
+                }
+                response.write_to(&mut self.out);
+                self.emit_request(request.method, route, response.status(), latency);
+            }
+            Answer::HttpClose(response, reason) => {
+                let response = response.close();
+                response.write_to(&mut self.out);
+                self.emit_request(request.method, route, response.status(), latency);
+                self.close_after_answer = Some(reason);
+            }
+            Answer::Upgrade {
+                response,
+                subprotocol,
+            } => {
+                self.out.extend_from_slice(&response);
+                self.emit_request(request.method, route, 101, latency);
+                self.emit(Event::Upgraded { subprotocol });
+                self.upgrade();
+            }
+        }
+    }
+
+    fn emit_request(
+        &mut self,
+        method: String,
+        route: Route,
+        status: u16,
+        latency: std::time::Duration,
+    ) {
+        self.emit(Event::Request {
+            method,
+            route,
+            status,
+            latency,
+        });
+    }
+
+    /// Switches to the media stream: bytes after the upgrade request are its
+    /// first frames, and the 101 stays ahead of every frame we send.
+    fn upgrade(&mut self) {
+        let Phase::Http(parser) = &mut self.phase else {
+            return;
+        };
+        let read_ahead = parser.take_buffered();
+        let mut out = std::mem::take(&mut self.out);
+        out.drain(..self.sent.min(out.len()));
+        self.sent = 0;
+        let stream = StreamPhase::new(self.now, &self.config, read_ahead, out, self.waker.clone());
+        self.phase = Phase::Stream(Box::new(stream));
+        if self.draining {
+            if let Phase::Stream(s) = &mut self.phase {
+                s.shutdown(self.now, &self.config);
+            }
+        }
+    }
+
+    fn route(&mut self, route: Route, request: &Request) -> Answer {
+        let method = request.method.as_str();
+        let allowed: &[&str] = match route {
+            Route::Unknown => return Answer::Http(Response::not_found()),
+            Route::Metrics if self.config.metrics.is_none() => {
+                return Answer::Http(Response::not_found());
+            }
+            Route::IncomingCall => &["GET", "POST"],
+            Route::StreamStatus
+            | Route::StreamEnded
+            | Route::CallStatus
+            | Route::HandleRecording => &["POST"],
+            _ => &["GET"],
+        };
+        if !allowed.contains(&method) {
+            if route == Route::MediaStream {
+                let reason = format!("method {} is not GET", excerpt(method));
+                self.emit(Event::HandshakeRejected {
+                    status: 405,
+                    reason,
+                });
+            }
+            return Answer::Http(Response::method_not_allowed(allowed));
+        }
+        match route {
+            Route::Healthz => {
+                Answer::Http(Response::ok_text("ok").header("Cache-Control", "no-store"))
+            }
+            Route::Version => Answer::Http(
+                Response::new(200)
+                    .header("Content-Type", "application/json")
+                    .header("Cache-Control", "no-store")
+                    .body(VERSION_JSON),
+            ),
+            Route::Metrics => {
+                let text = self
+                    .config
+                    .metrics
+                    .as_ref()
+                    .map(|render| render())
+                    .unwrap_or_default();
+                Answer::Http(
+                    Response::new(200)
+                        .header("Content-Type", PROMETHEUS)
+                        .header("Cache-Control", "no-store")
+                        .body(text),
+                )
+            }
+            Route::IncomingCallPreview => {
+                let params: Vec<(String, String)> = PREVIEW_CALL
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                self.incoming_call_answer(request, &params)
+            }
+            Route::IncomingCall => self.incoming_call(request),
+            Route::MediaStream => self.upgrade_request(request),
+            _ => self.status_webhook(route, request),
+        }
+    }
+
+    /// `/webhook/incoming_call`: verify, then answer the TwiML that connects
+    /// the call to `/ws/twilio-media`.
+    fn incoming_call(&mut self, request: &Request) -> Answer {
+        let post = request.method == "POST";
+        let parsed = if post {
+            form::parse(&request.body)
+        } else {
+            form::parse(request.query.as_deref().unwrap_or_default().as_bytes())
+        };
+        let params = match parsed {
+            Ok(p) => p,
+            // Form errors never quote the input.
+            Err(e) => return Answer::Http(Response::bad_request(&e.to_string())),
+        };
+        // A GET is signed over its URL alone: the query is part of it.
+        let signed: &[(String, String)] = if post { &params } else { &[] };
+        if let Err(answer) = self.verify(Route::IncomingCall, request, signed, &params) {
+            return answer;
+        }
+        let answer = self.incoming_call_answer(request, &params);
+        if matches!(&answer, Answer::Http(r) if r.status() == 200) {
+            self.emit(Event::Webhook {
+                route: Route::IncomingCall,
+                params,
+            });
+        }
+        answer
+    }
+
+    fn incoming_call_answer(&mut self, request: &Request, params: &[(String, String)]) -> Answer {
+        let base = match self.public_base(request) {
+            Ok(base) => base,
+            Err(answer) => return answer,
+        };
+        let get = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let xml = incoming_call_twiml(&self.config, &base, get("CallSid"), get("From"), get("To"));
+        match xml {
+            Ok(xml) => Answer::Http(
+                Response::new(200)
+                    .header("Content-Type", XML)
+                    .header("Cache-Control", "no-store")
+                    .body(xml),
+            ),
+            Err(error) => {
+                // Whose fault? If the sample call builds, the request's own
+                // values broke a TwiML rule (e.g. a 600-character `From`):
+                // 400, and never reflected. Otherwise the configuration did.
+                let [(_, sid), (_, from), (_, to)] = PREVIEW_CALL;
+                match incoming_call_twiml(&self.config, &base, sid, from, to) {
+                    Ok(_) => Answer::Http(Response::bad_request(BAD_CALL)),
+                    Err(_) => {
+                        let reason = match error {
+                            twiml::TwimlError::InsecureStreamUrl { .. } => INSECURE.to_owned(),
+                            other => format!("cannot build the incoming-call TwiML: {other}"),
+                        };
+                        let body = format!("{reason}\n");
+                        self.emit(Event::ConfigError { reason });
+                        Answer::Http(Response::text(500, &body))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The status callbacks: verify, answer 204 at once, hand the parameters
+    /// to the application as an event (the answer never waits for it).
+    fn status_webhook(&mut self, route: Route, request: &Request) -> Answer {
+        let params = match form::parse(&request.body) {
+            Ok(p) => p,
+            // Form errors never quote the input.
+            Err(e) => return Answer::Http(Response::bad_request(&e.to_string())),
+        };
+        if let Err(answer) = self.verify(route, request, &params, &params) {
+            return answer;
+        }
+        self.emit(Event::Webhook { route, params });
+        Answer::Http(Response::no_content())
+    }
+
+    /// The WebSocket upgrade: RFC 6455 checks, then the signature over the
+    /// `wss://` URL with no parameters (PROTOCOL.md §1).
+    fn upgrade_request(&mut self, request: &Request) -> Answer {
+        let upgrade = match handshake::check_upgrade(request) {
+            Ok(upgrade) => upgrade,
+            Err(error) => {
+                let status = error.status();
+                self.emit(Event::HandshakeRejected {
+                    status,
+                    reason: error.reason().to_owned(),
+                });
+                let reason = CloseReason::HandshakeRejected { status };
+                return Answer::HttpClose(error.response(), reason);
+            }
+        };
+        if let Err(answer) = self.verify(Route::MediaStream, request, &[], &[]) {
+            let status = match &answer {
+                Answer::Http(r) | Answer::HttpClose(r, _) => r.status(),
+                Answer::Upgrade { .. } => 101,
+            };
+            let reason = if status == 403 {
+                "signature check failed".to_owned()
+            } else {
+                "invalid public URL".to_owned()
+            };
+            self.emit(Event::HandshakeRejected { status, reason });
+            return match answer {
+                Answer::Http(r) | Answer::HttpClose(r, _) => {
+                    Answer::HttpClose(r, CloseReason::HandshakeRejected { status })
+                }
+                other => other,
+            };
+        }
+        Answer::Upgrade {
+            response: handshake::response_101(&upgrade),
+            subprotocol: upgrade.subprotocol,
+        }
+    }
+
+    /// The signature (when tokens are configured) and the account (when one
+    /// is configured). `signed` are the parameters the signature covers;
+    /// `params` those that name the account.
+    fn verify(
+        &mut self,
+        route: Route,
+        request: &Request,
+        signed: &[(String, String)],
+        params: &[(String, String)],
+    ) -> Result<(), Answer> {
+        if self.config.validator().token_count() == 0 {
+            if Config::first(&self.config.shared.signatures_off_reported) {
+                self.emit(Event::SignaturesOff);
+            }
+        } else {
+            let parts = request_parts(request, route == Route::MediaStream);
+            let urls = match public_url::signed_urls(
+                self.config.public_base_url.as_ref(),
+                &parts.as_parts(),
+                self.config.trust_forwarded,
+            ) {
+                Ok(urls) => urls,
+                // Never the offending value: it came from the request.
+                Err(_) => return Err(Answer::Http(Response::bad_request(BAD_ORIGIN))),
+            };
+            let signature = request.header("x-twilio-signature");
+            if let Err(error) = self.config.validator().validate(&urls, signed, signature) {
+                let urls_tried = match error {
+                    SignatureError::Mismatch { urls_tried } => urls_tried,
+                    _ => urls,
+                };
+                self.emit(Event::SignatureRejected { route, urls_tried });
+                return Err(Answer::Http(Response::forbidden()));
+            }
+        }
+        if let Some(account) = &self.config.account_sid {
+            if route != Route::MediaStream {
+                let theirs = params
+                    .iter()
+                    .find(|(k, _)| k == "AccountSid")
+                    .map_or("", |(_, v)| v.as_str());
+                if theirs != account.as_str() {
+                    self.emit(Event::AccountRejected {
+                        route,
+                        account_sid: excerpt(theirs).to_owned(),
+                    });
+                    return Err(Answer::Http(Response::forbidden()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The base URL for the TwiML: the configured one, else rebuilt from the
+    /// request like the signed URL (an invalid host is 400, never reflected).
+    fn public_base(&self, request: &Request) -> Result<PublicBase, Answer> {
+        let parts = request_parts(request, false);
+        public_url::request_base(
+            self.config.public_base_url.as_ref(),
+            &parts.as_parts(),
+            self.config.trust_forwarded,
+        )
+        // Never the offending value: it came from the request.
+        .map_err(|_| Answer::Http(Response::bad_request(BAD_ORIGIN)))
+    }
+
+    /// Reports, once per `Config`, what front sits before the server.
+    fn detect_front(&mut self, request: &Request) {
+        if self
+            .config
+            .shared
+            .front_reported
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let Some(what) = front(request) else {
+            return;
+        };
+        if Config::first(&self.config.shared.front_reported) {
+            self.emit(Event::FrontDetected { what });
+        }
+    }
+}
+
+/// What sits in front, judged from headers fronts add.
+fn front(request: &Request) -> Option<String> {
+    if let Some(via) = request.header("via") {
+        if via.to_ascii_lowercase().contains("google") {
+            return Some(format!("Google Front End (Via: {})", excerpt(via)));
+        }
+    }
+    if request.header("x-cloud-trace-context").is_some() {
+        return Some("Google Cloud (X-Cloud-Trace-Context)".to_owned());
+    }
+    if request.header("cf-ray").is_some() {
+        return Some("Cloudflare (CF-Ray)".to_owned());
+    }
+    if let Some(via) = request.header("via") {
+        return Some(format!("a proxy (Via: {})", excerpt(via)));
+    }
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .into_iter()
+    .find(|h| request.headers_all(h).next().is_some())
+    .map(|h| format!("a proxy ({h})"))
+}
+
+/// At most [`EXCERPT`] characters of a hostile value.
+fn excerpt(s: &str) -> &str {
+    match s.char_indices().nth(EXCERPT) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// The owned pieces of [`RequestParts`] for one request.
+struct Parts<'a> {
+    path_and_query: std::borrow::Cow<'a, str>,
+    host: Option<&'a str>,
+    forwarded_proto: Option<&'a str>,
+    forwarded_host: Option<&'a str>,
+    websocket: bool,
+}
+
+impl Parts<'_> {
+    fn as_parts(&self) -> RequestParts<'_> {
+        RequestParts {
+            path_and_query: &self.path_and_query,
+            host: self.host,
+            forwarded_proto: self.forwarded_proto,
+            forwarded_host: self.forwarded_host,
+            websocket: self.websocket,
+        }
+    }
+}
+
+fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
+    // Twilio signs the target verbatim; an absolute-form target is cut back
+    // to its path and query.
+    let path_and_query = if request.target.starts_with('/') {
+        std::borrow::Cow::Borrowed(request.target.as_str())
+    } else {
+        match &request.query {
+            Some(q) => std::borrow::Cow::Owned(format!("{}?{q}", request.path)),
+            None => std::borrow::Cow::Borrowed(request.path.as_str()),
+        }
+    };
+    Parts {
+        path_and_query,
+        host: request.header("host"),
+        forwarded_proto: request.header("x-forwarded-proto"),
+        forwarded_host: request.header("x-forwarded-host"),
+        websocket,
+    }
+}
+
+/// The incoming-call TwiML: an optional greeting, then `<Connect
+/// action=…/stream_ended>` with a `<Stream>` to `/ws/twilio-media`, status
+/// callbacks to `/webhook/stream_status`, and the call's parameters.
+fn incoming_call_twiml(
+    config: &Config,
+    base: &PublicBase,
+    call_sid: &str,
+    from: &str,
+    to: &str,
+) -> Result<String, twiml::TwimlError> {
+    let mut stream = twiml::Stream::new(base.ws_url(Route::MediaStream.as_str()))?
+        .status_callback(base.http_url(Route::StreamStatus.as_str()))
+        .parameter("call_sid", call_sid)?
+        .parameter("from", from)?
+        .parameter("to", to)?;
+    for (name, value) in &config.extra_parameters {
+        stream = stream.parameter(name.as_str(), value.as_str())?;
+    }
+    let mut response = twiml::Response::new();
+    if let Some(greeting) = &config.greeting {
+        response = response.say(greeting.as_str());
+    }
+    response
+        .connect(
+            twiml::Connect::new()
+                .action(base.http_url(Route::StreamEnded.as_str()))
+                .stream(stream),
+        )
+        .to_xml()
+}
