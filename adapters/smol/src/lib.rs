@@ -62,8 +62,8 @@ pub fn engine_config(s: &Settings) -> Result<connection::Config, SettingsError> 
     c.extra_parameters = s.stream_parameters.clone();
     let handler = callstream_core::handler::by_name(s.handler.as_str())
         .ok_or_else(|| SettingsError(format!("unknown handler {}", s.handler.as_str())))?;
-    let tap = s.recordings_dir.is_some();
-    c.session = Some(callstream_core::handler::session_factory(handler, tap));
+    let call = callstream_core::call::CallConfig { tap: s.recordings_dir.is_some(), ..Default::default() };
+    c.session = Some(callstream_core::handler::session_factory(call, handler));
     Ok(c)
 }
 
