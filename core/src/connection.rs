@@ -87,13 +87,16 @@
 //!
 //! # After the upgrade
 //!
-//! Frames are handled by [`websocket::WebSocket`]. Until a call machine is
-//! plugged in, every text message comes out as [`Event::StreamMessage`]. [`shutdown`](Connection::shutdown)
+//! Frames are handled by [`websocket::WebSocket`]. Each text message is
+//! parsed with [`message::parse`]; until a call machine is plugged in, every
+//! message comes out as [`Event::StreamMessage`]. With [`Config::account_sid`]
+//! set, a stream whose `start` names another account is closed with 1008. [`shutdown`](Connection::shutdown)
 //! sends close 1001 and waits up to [`Config::close_timeout`] for the answer.
 //!
 //! [`http::RequestParser`]: crate::http::RequestParser
 //! [`public_url::signed_urls`]: crate::public_url::signed_urls
 //! [`websocket::WebSocket`]: crate::websocket::WebSocket
+//! [`message::parse`]: crate::message::parse
 
 mod routes;
 mod stream;
@@ -105,10 +108,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::http::{Limits, RequestParser};
+use crate::message::Inbound;
 use crate::public_url::PublicBase;
 use crate::sid::AccountSid;
 use crate::signature::Validator;
-use crate::websocket::{Initiator, Text, WsError};
+use crate::websocket::{Initiator, WsError};
 
 use stream::StreamPhase;
 
@@ -461,9 +465,9 @@ pub enum Event {
         /// The subprotocol echoed (only when the client offered it).
         subprotocol: Option<String>,
     },
-    /// A text message from Twilio on the media stream (borrowed from the
-    /// frame buffer, no copy).
-    StreamMessage(Text),
+    /// A message from Twilio on the media stream, parsed (sent only while no
+    /// call machine is plugged in).
+    StreamMessage(Inbound<'static>),
     /// A message on the media stream that is not a valid Twilio message; it
     /// was dropped.
     InvalidStreamMessage {

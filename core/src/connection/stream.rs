@@ -1,12 +1,16 @@
-//! The media-stream half of a connection: WebSocket frames in and out.
+//! The media-stream half of a connection: WebSocket frames in and out, each
+//! Twilio message parsed.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{CloseReason, Config, Event, Waker};
+use super::{CloseReason, Config, Event, Route, Waker};
+use crate::message::{self, Inbound};
 
 use crate::websocket::{self, Text, WebSocket};
 
+/// Close code for a stream refused by policy (another account's call).
+const POLICY: u16 = 1008;
 /// Close code for a server going away (shutdown, idle stream).
 const GOING_AWAY: u16 = 1001;
 
@@ -135,13 +139,24 @@ impl StreamPhase {
         }
     }
 
-    fn on_text(
-        &mut self,
-        _now: Instant,
-        _config: &Config,
-        text: Text,
-        events: &mut VecDeque<Event>,
-    ) {
-        events.push_back(Event::StreamMessage(text));
+    fn on_text(&mut self, now: Instant, config: &Config, text: Text, events: &mut VecDeque<Event>) {
+        match message::parse(&text) {
+            Ok(inbound) => {
+                if let (Some(ours), Inbound::Start(start)) = (&config.account_sid, &inbound) {
+                    if start.account_sid != *ours {
+                        events.push_back(Event::AccountRejected {
+                            route: Route::MediaStream,
+                            account_sid: start.account_sid.to_string(),
+                        });
+                        self.close(now, config, POLICY, "account not allowed");
+                        return;
+                    }
+                }
+                events.push_back(Event::StreamMessage(inbound.into_owned()));
+            }
+            Err(error) => events.push_back(Event::InvalidStreamMessage {
+                error: error.to_string(),
+            }),
+        }
     }
 }
