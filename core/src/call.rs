@@ -1,1 +1,966 @@
-//! (to be written)
+//! One state machine per media stream: Twilio's text messages and time in;
+//! text messages for Twilio, events and a deadline out.
+//!
+//! [`Call`] is usable on its own, behind any WebSocket server: feed it every
+//! text frame Twilio sends ([`Call::handle_text`]), tell it when the socket
+//! closed ([`Call::handle_closed`]) and when its deadline passed
+//! ([`Call::handle_timeout`]), give it commands ([`Call::play_pcm`],
+//! [`Call::play_ulaw`], [`Call::mark`], [`Call::clear`], [`Call::hangup`]).
+//!
+//! # The one rule
+//!
+//! After every `handle_*` and every command, drain [`Call::poll_output`]
+//! until it returns [`CallOutput::Timeout`]: send each [`CallOutput::Send`]
+//! as a text frame, in order; act on each [`CallOutput::Event`]; on
+//! [`CallOutput::Close`] close the socket with that code. Then call
+//! `handle_timeout` at the deadline (or earlier, on input). Time is only ever
+//! the `now` passed in, so a whole call can run in a test in microseconds.
+//!
+//! # Inbound
+//!
+//! Media goes through the [jitter buffer](crate::jitter) and comes out as
+//! [`CallEvent::Audio`]: 20 ms frames on a steady cadence in stream time,
+//! concealed where Twilio's audio is missing. Each frame also feeds the
+//! [voice activity detector](crate::vad), whose decisions come out as
+//! [`CallEvent::SpeechStarted`] and [`CallEvent::SpeechEnded`], right after
+//! the frame that settled them, dated in stream time. Only the `inbound`
+//! track is taken; media of other tracks (a one-way `both_tracks` stream) is
+//! ignored.
+//!
+//! Messages that break the protocol do not end the call: they are dropped and
+//! reported as [`CallEvent::Warning`] (malformed JSON, media before `start`, a
+//! `streamSid` that is not this stream's, a second `start`, an echoed mark we
+//! never sent, a message over [`CallConfig::max_text`]).
+//!
+//! # Outbound, marks and clear
+//!
+//! Audio is paced by the [pacer](crate::pacer); nothing is sent before
+//! `start` names the stream (commands given earlier wait). A mark goes out
+//! after the audio queued before it and resolves exactly once, as
+//! [`CallEvent::MarkDone`]:
+//!
+//! - [`MarkOutcome::Played`] when Twilio echoes it (Twilio echoes a mark when
+//!   the audio before it has played);
+//! - on [`Call::clear`] (or barge-in), marks not yet sent resolve
+//!   [`MarkOutcome::Cleared`] (Twilio never sees them), and marks Twilio holds
+//!   resolve at once: `Played` if the schedule says their audio had played,
+//!   else `Cleared`. Twilio echoes those marks too (it echoes cleared marks):
+//!   the echoes are recognised and swallowed, never resolved twice;
+//! - when the call ends, every mark still open resolves the same way.
+//!
+//! # Barge-in
+//!
+//! On by default ([`CallConfig::barge_in`], [`Call::set_barge_in`]): when the
+//! caller starts speaking while our audio is queued or, by the schedule,
+//! still playing at Twilio, the call clears, emits
+//! `SpeechStarted`, then [`CallEvent::BargeIn`], then the marks' `MarkDone`.
+//!
+//! # The end
+//!
+//! A call ends once, with [`CallEvent::Stopped`] and its [`StopReason`]:
+//! Twilio's `stop` message, the socket closing, a transport error reported by
+//! the driver ([`Call::handle_error`]), or [`Call::hangup`]. Audio still
+//! buffered comes out first. After a `stop` or a hangup, `Stopped` is
+//! followed by [`CallOutput::Close`] with code 1000 (normal closure), which
+//! ends Twilio's `<Connect><Stream>`. `hangup` waits until everything queued
+//! has played and every mark is echoed, or [`CallConfig::hangup_timeout`].
+//!
+//! ```
+//! use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
+//! use std::time::Instant;
+//!
+//! let t0 = Instant::now();
+//! let mut call = Call::new(CallConfig::default(), t0);
+//! let sid = "MZ00000000000000000000000000000001";
+//! call.handle_text(t0, r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#);
+//! call.handle_text(t0, &format!(
+//!     r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC00000000000000000000000000000001","streamSid":"{sid}","callSid":"CA00000000000000000000000000000001","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+//! ));
+//! call.play_pcm(t0, &[0i16; 160]).unwrap();
+//! call.mark(t0, "greeting").unwrap();
+//! let mut sent = Vec::new();
+//! loop {
+//!     match call.poll_output() {
+//!         CallOutput::Send(text) => sent.push(text),
+//!         CallOutput::Event(_) => {}
+//!         CallOutput::Close { .. } => break,
+//!         CallOutput::Timeout(_) => break,
+//!         _ => {}
+//!     }
+//! }
+//! assert!(sent[0].contains(r#""event":"media""#));
+//! assert!(sent[1].contains(r#""event":"mark""#));
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::codec::{self, FRAME_MS};
+pub use crate::jitter::AudioFrame;
+use crate::jitter::{JitterBuffer, JitterConfig};
+use crate::message::{self, Inbound, Start, Track};
+use crate::pacer::{Outgoing, Pacer, PacerConfig};
+use crate::sid::StreamSid;
+use crate::vad::{Vad, VadConfig, VadEvent};
+
+/// WebSocket close code for a normal closure (RFC 6455 §7.4.1).
+pub const NORMAL_CLOSURE: u16 = 1000;
+/// Longest mark name accepted, in bytes.
+pub const MAX_MARK_NAME: usize = 256;
+/// The deadline [`Call::poll_output`] names when nothing is pending: come
+/// back then, or on input.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Tuning of a [`Call`]. `Default` gives the documented defaults.
+#[derive(Clone, Debug)]
+pub struct CallConfig {
+    /// The inbound jitter buffer.
+    pub jitter: JitterConfig,
+    /// The outbound pacer; its `max_marks` bounds the marks open at once
+    /// (queued here or waiting for Twilio's echo).
+    pub pacer: PacerConfig,
+    /// The voice activity detector.
+    pub vad: VadConfig,
+    /// Clear our audio when the caller starts speaking over it (default on).
+    pub barge_in: bool,
+    /// Report every outbound frame as [`CallEvent::AudioOut`] (default off).
+    pub tap: bool,
+    /// Longest a [`Call::hangup`] waits for queued audio and marks (default 5 s).
+    pub hangup_timeout: Duration,
+    /// Longest inbound text message accepted, in bytes (default 64 KiB);
+    /// longer ones are dropped with [`Warning::TooLong`].
+    pub max_text: usize,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            jitter: JitterConfig::default(),
+            pacer: PacerConfig::default(),
+            vad: VadConfig::default(),
+            barge_in: true,
+            tap: false,
+            hangup_timeout: Duration::from_secs(5),
+            max_text: 64 * 1024,
+        }
+    }
+}
+
+/// What the driver must do next, from [`Call::poll_output`].
+#[derive(Clone, Debug, PartialEq)]
+// An audio frame (336 bytes) travels by value: one move per 20 ms costs less
+// than an allocation per frame.
+#[allow(clippy::large_enum_variant)]
+pub enum CallOutput {
+    /// Send this text frame to Twilio.
+    Send(String),
+    /// Something happened on the call.
+    Event(CallEvent),
+    /// Close the WebSocket with this code and reason.
+    Close {
+        /// The close code (1000).
+        code: u16,
+        /// The close reason.
+        reason: String,
+    },
+    /// Nothing more until this time (or new input): call
+    /// [`Call::handle_timeout`] then.
+    Timeout(Instant),
+}
+
+/// How a mark resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MarkOutcome {
+    /// The audio before it played (Twilio echoed it, or the schedule says so).
+    Played,
+    /// It was cleared before its audio played.
+    Cleared,
+}
+
+/// Why a call ended.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Twilio sent `stop`.
+    Stop,
+    /// The socket closed before a `stop`.
+    Closed,
+    /// We hung up ([`Call::hangup`]).
+    Hangup,
+    /// The driver reported a transport error ([`Call::handle_error`]).
+    Error(String),
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StopReason::Stop => f.write_str("Twilio sent stop"),
+            StopReason::Closed => f.write_str("socket closed"),
+            StopReason::Hangup => f.write_str("hung up"),
+            StopReason::Error(e) => write!(f, "transport error: {e}"),
+        }
+    }
+}
+
+/// A protocol problem that did not end the call: the message was dropped.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warning {
+    /// Not a valid media-stream message (or a media payload that is not base64).
+    Malformed {
+        /// What was wrong.
+        error: String,
+    },
+    /// A text message longer than [`CallConfig::max_text`].
+    TooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// Media, DTMF or a mark before `start` named the stream.
+    BeforeStart,
+    /// A message for another stream.
+    WrongStreamSid {
+        /// The `streamSid` it carried.
+        got: StreamSid,
+    },
+    /// A second `start`.
+    DuplicateStart,
+    /// A second `connected`.
+    DuplicateConnected,
+    /// `start` announced a media format other than 8 kHz μ-law mono; the
+    /// audio is treated as μ-law regardless.
+    UnsupportedFormat {
+        /// The format announced.
+        format: String,
+    },
+    /// Twilio echoed a mark we have no record of.
+    UnknownMark {
+        /// The echoed name.
+        name: String,
+    },
+    /// A command from the application failed (reported by
+    /// [`Session`](crate::handler::Session) for commands from another thread).
+    Command(CommandError),
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::Malformed { error } => write!(f, "malformed message dropped: {error}"),
+            Warning::TooLong { len } => write!(f, "message of {len} bytes dropped: too long"),
+            Warning::BeforeStart => f.write_str("message before start dropped"),
+            Warning::WrongStreamSid { got } => write!(f, "message for stream {got} dropped"),
+            Warning::DuplicateStart => f.write_str("second start ignored"),
+            Warning::DuplicateConnected => f.write_str("second connected ignored"),
+            Warning::UnsupportedFormat { format } => {
+                write!(
+                    f,
+                    "unsupported media format {format}, decoding as 8 kHz μ-law"
+                )
+            }
+            Warning::UnknownMark { name } => write!(f, "echo of unknown mark {name:?} ignored"),
+            Warning::Command(e) => write!(f, "command failed: {e}"),
+        }
+    }
+}
+
+/// Why a command was refused.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// The outbound queue is full: the end of the audio, this long, was dropped.
+    QueueFull {
+        /// Milliseconds of audio not queued.
+        dropped_ms: u64,
+    },
+    /// Too many marks open (queued or waiting for Twilio); this one was not queued.
+    TooManyMarks,
+    /// A mark name longer than [`MAX_MARK_NAME`].
+    MarkNameTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The call is ending or over.
+    Ended,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::QueueFull { dropped_ms } => {
+                write!(f, "outbound queue full: last {dropped_ms} ms dropped")
+            }
+            CommandError::TooManyMarks => f.write_str("too many marks open"),
+            CommandError::MarkNameTooLong { len } => {
+                write!(f, "mark name of {len} bytes is over {MAX_MARK_NAME}")
+            }
+            CommandError::Ended => f.write_str("the call has ended"),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// An outbound frame as Twilio plays it (with [`CallConfig::tap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AudioOut {
+    /// When Twilio plays it, by the schedule, in ms since `start` arrived
+    /// (close to the stream time of inbound frames).
+    pub play_at_ms: u64,
+    /// The audio, decoded from the μ-law sent.
+    pub samples: Vec<i16>,
+}
+
+/// Counters of a call, all since it began.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallStats {
+    /// Inbound media messages, whatever became of them.
+    pub received: u64,
+    /// Inbound media that arrived out of order but in time.
+    pub reordered: u64,
+    /// Inbound media dropped as already received.
+    pub duplicate: u64,
+    /// Inbound media dropped as too late.
+    pub late: u64,
+    /// Inbound frames delivered as concealed silence.
+    pub concealed: u64,
+    /// Inbound frames delivered ([`CallEvent::Audio`]).
+    pub frames_in: u64,
+    /// Media messages sent to Twilio.
+    pub frames_sent: u64,
+    /// Milliseconds of audio Twilio has played, by the schedule.
+    pub played_ms: u64,
+    /// Marks accepted.
+    pub marks: u64,
+    /// Marks resolved as played.
+    pub marks_played: u64,
+    /// Marks resolved as cleared.
+    pub marks_cleared: u64,
+    /// Clears, by command or barge-in.
+    pub clears: u64,
+    /// Barge-ins.
+    pub barge_ins: u64,
+    /// DTMF digits received.
+    pub dtmf: u64,
+    /// Warnings raised.
+    pub warnings: u64,
+}
+
+/// Something that happened on a call, from [`CallOutput::Event`].
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallEvent {
+    /// Twilio's `connected` message.
+    Connected,
+    /// Twilio's `start`: the call, stream and account SIDs, tracks, custom
+    /// parameters (in document order) and media format.
+    Started(Start),
+    /// 20 ms of the caller's audio.
+    Audio(AudioFrame),
+    /// The caller pressed a key.
+    Dtmf {
+        /// The key: `0`–`9`, `*`, `#`, or `A`–`D`.
+        digit: char,
+    },
+    /// A mark resolved, exactly once.
+    MarkDone {
+        /// The mark's name.
+        name: String,
+        /// Played or cleared.
+        outcome: MarkOutcome,
+    },
+    /// The caller started speaking.
+    #[non_exhaustive]
+    SpeechStarted {
+        /// Stream time of the first frame of speech, in ms.
+        at_ms: u64,
+    },
+    /// The caller stopped speaking.
+    #[non_exhaustive]
+    SpeechEnded {
+        /// Stream time of the first frame after the speech, in ms.
+        at_ms: u64,
+        /// How long the speech lasted.
+        duration: Duration,
+    },
+    /// The caller spoke over our audio: it was cleared.
+    BargeIn,
+    /// The call ended; nothing follows but perhaps [`CallOutput::Close`].
+    Stopped {
+        /// Why.
+        reason: StopReason,
+        /// Final counters.
+        stats: CallStats,
+    },
+    /// A protocol problem; the call goes on.
+    Warning(Warning),
+    /// An outbound frame and when it plays (only with [`CallConfig::tap`]).
+    AudioOut(AudioOut),
+}
+
+struct SentMark {
+    name: String,
+    /// When its audio finishes playing, by the schedule.
+    done_at: Instant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    HangingUp {
+        deadline: Instant,
+    },
+    /// Ended: delivering the buffered audio, then `Stopped`.
+    Ending(StopReason),
+    Stopped,
+}
+
+/// The state machine of one media stream. See the module docs.
+pub struct Call {
+    config: CallConfig,
+    barge_in: bool,
+    now: Instant,
+    phase: Phase,
+    connected: bool,
+    stream_sid: Option<StreamSid>,
+    started_at: Option<Instant>,
+    /// Stream time of the first inbound frame.
+    audio_origin_ms: Option<u64>,
+    jitter: JitterBuffer,
+    pacer: Pacer,
+    vad: Vad,
+    /// Marks sent to Twilio, waiting for their echo, in order.
+    sent_marks: VecDeque<SentMark>,
+    /// Marks resolved by a clear whose echo is still to come, in order.
+    swallow: VecDeque<String>,
+    out: VecDeque<CallOutput>,
+    payload: Vec<u8>,
+    send_buf: Vec<u8>,
+    stats: CallStats,
+}
+
+impl Call {
+    /// A call that has seen nothing yet, at `now`.
+    pub fn new(config: CallConfig, now: Instant) -> Self {
+        Call {
+            barge_in: config.barge_in,
+            now,
+            phase: Phase::Open,
+            connected: false,
+            stream_sid: None,
+            started_at: None,
+            audio_origin_ms: None,
+            jitter: JitterBuffer::new(config.jitter.clone()),
+            pacer: Pacer::new(config.pacer.clone()),
+            vad: Vad::new(config.vad),
+            sent_marks: VecDeque::new(),
+            swallow: VecDeque::new(),
+            out: VecDeque::new(),
+            payload: Vec::new(),
+            send_buf: Vec::new(),
+            stats: CallStats::default(),
+            config,
+        }
+    }
+
+    /// One text frame from Twilio, received at `now`.
+    pub fn handle_text(&mut self, now: Instant, text: &str) {
+        self.advance(now);
+        if !self.accepts_input() {
+            return;
+        }
+        if text.len() > self.config.max_text {
+            self.warn(Warning::TooLong { len: text.len() });
+            return;
+        }
+        match message::parse(text) {
+            Ok(msg) => self.on_message(msg),
+            Err(e) => self.warn(Warning::Malformed {
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    /// The socket closed (by Twilio, or after our close) at `now`.
+    pub fn handle_closed(&mut self, now: Instant) {
+        self.advance(now);
+        self.end(StopReason::Closed);
+    }
+
+    /// The transport failed at `now` (the driver says how).
+    pub fn handle_error(&mut self, now: Instant, error: &str) {
+        self.advance(now);
+        self.end(StopReason::Error(error.to_string()));
+    }
+
+    /// Time has passed: `now` is at or after the last deadline (earlier is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// Queues 16-bit PCM at 8 kHz for Twilio. Past the queue limit the end is
+    /// dropped ([`CommandError::QueueFull`]).
+    pub fn play_pcm(&mut self, now: Instant, pcm: &[i16]) -> Result<(), CommandError> {
+        self.advance(now);
+        self.check_open()?;
+        self.pacer.enqueue_pcm(pcm).map_err(queue_full)
+    }
+
+    /// Queues μ-law bytes (8 kHz) for Twilio. Past the queue limit the end is
+    /// dropped ([`CommandError::QueueFull`]).
+    pub fn play_ulaw(&mut self, now: Instant, ulaw: &[u8]) -> Result<(), CommandError> {
+        self.advance(now);
+        self.check_open()?;
+        self.pacer.enqueue(ulaw).map_err(queue_full)
+    }
+
+    /// Queues a mark after the audio queued so far; it resolves exactly once
+    /// as [`CallEvent::MarkDone`].
+    pub fn mark(&mut self, now: Instant, name: &str) -> Result<(), CommandError> {
+        self.advance(now);
+        self.check_open()?;
+        if name.len() > MAX_MARK_NAME {
+            return Err(CommandError::MarkNameTooLong { len: name.len() });
+        }
+        if self.pacer.queued_marks() + self.sent_marks.len() >= self.config.pacer.max_marks {
+            return Err(CommandError::TooManyMarks);
+        }
+        self.pacer
+            .mark(name.to_string())
+            .map_err(|_| CommandError::TooManyMarks)?;
+        self.stats.marks += 1;
+        Ok(())
+    }
+
+    /// Drops all queued audio, tells Twilio to drop what it holds, and
+    /// resolves the open marks (see the module docs). A no-op once the call ended.
+    pub fn clear(&mut self, now: Instant) {
+        self.advance(now);
+        if matches!(self.phase, Phase::Open | Phase::HangingUp { .. }) {
+            self.do_clear();
+        }
+    }
+
+    /// Ends the call once queued audio has played and marks are echoed, or
+    /// after [`CallConfig::hangup_timeout`]: `Stopped { reason: Hangup }`,
+    /// then `Close { code: 1000 }`. Play and mark are refused from now on.
+    pub fn hangup(&mut self, now: Instant) {
+        self.advance(now);
+        if self.phase == Phase::Open {
+            let deadline = now.checked_add(self.config.hangup_timeout).unwrap_or(now);
+            self.phase = Phase::HangingUp { deadline };
+        }
+    }
+
+    /// Turns barge-in on or off from now on.
+    pub fn set_barge_in(&mut self, on: bool) {
+        self.barge_in = on;
+    }
+
+    /// Whether barge-in is on.
+    pub fn barge_in(&self) -> bool {
+        self.barge_in
+    }
+
+    /// The next thing to do. Drain until [`CallOutput::Timeout`].
+    #[must_use]
+    pub fn poll_output(&mut self) -> CallOutput {
+        loop {
+            if let Some(o) = self.out.pop_front() {
+                return o;
+            }
+            if !self.pump() {
+                return CallOutput::Timeout(self.deadline());
+            }
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &CallStats {
+        &self.stats
+    }
+
+    /// Milliseconds of our audio Twilio has played by the last time given,
+    /// by the schedule (never decreases; stops at a clear).
+    pub fn played_ms(&self) -> u64 {
+        self.stats.played_ms
+    }
+
+    /// Milliseconds of audio queued, not yet sent.
+    pub fn queued_ms(&self) -> u64 {
+        self.pacer.queued_bytes() as u64 * 1000 / u64::from(codec::SAMPLE_RATE)
+    }
+
+    /// Whether our audio is queued or, by the schedule, still playing.
+    pub fn is_playing(&self) -> bool {
+        self.pacer.is_playing(self.now)
+    }
+
+    /// The stream, once `start` named it.
+    pub fn stream_sid(&self) -> Option<StreamSid> {
+        self.stream_sid
+    }
+
+    /// The latest time given.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Whether the call has ended (`Stopped` was or is about to be emitted).
+    pub fn is_ended(&self) -> bool {
+        matches!(self.phase, Phase::Ending(_) | Phase::Stopped)
+    }
+
+    /// The tuning in use.
+    pub fn config(&self) -> &CallConfig {
+        &self.config
+    }
+
+    fn advance(&mut self, now: Instant) {
+        // Time never runs backwards, whatever the driver passes.
+        if now > self.now {
+            self.now = now;
+        }
+        self.refresh_played();
+    }
+
+    fn refresh_played(&mut self) {
+        let played = self.pacer.played_ms(self.now);
+        if played > self.stats.played_ms {
+            self.stats.played_ms = played;
+        }
+    }
+
+    fn accepts_input(&self) -> bool {
+        matches!(self.phase, Phase::Open | Phase::HangingUp { .. })
+    }
+
+    fn check_open(&self) -> Result<(), CommandError> {
+        match self.phase {
+            Phase::Open => Ok(()),
+            _ => Err(CommandError::Ended),
+        }
+    }
+
+    fn emit(&mut self, event: CallEvent) {
+        self.out.push_back(CallOutput::Event(event));
+    }
+
+    fn warn(&mut self, warning: Warning) {
+        self.stats.warnings += 1;
+        self.emit(CallEvent::Warning(warning));
+    }
+
+    /// Checks a message's stream: `Some(())` when it is ours.
+    fn ours(&mut self, sid: StreamSid) -> Option<()> {
+        match self.stream_sid {
+            None => {
+                self.warn(Warning::BeforeStart);
+                None
+            }
+            Some(ours) if ours != sid => {
+                self.warn(Warning::WrongStreamSid { got: sid });
+                None
+            }
+            Some(_) => Some(()),
+        }
+    }
+
+    fn on_message(&mut self, msg: Inbound<'_>) {
+        match msg {
+            Inbound::Connected(_) => {
+                if self.connected {
+                    self.warn(Warning::DuplicateConnected);
+                } else {
+                    self.connected = true;
+                    self.emit(CallEvent::Connected);
+                }
+            }
+            Inbound::Start(start) => {
+                if self.stream_sid.is_some() {
+                    self.warn(Warning::DuplicateStart);
+                } else {
+                    // Twilio streams only 8 kHz μ-law mono; anything else would be
+                    // decoded as such anyway, so say so once.
+                    let f = &start.media_format;
+                    if !f.is_ulaw_8k_mono() {
+                        let format =
+                            format!("{} {} Hz × {}", f.encoding, f.sample_rate, f.channels);
+                        self.warn(Warning::UnsupportedFormat { format });
+                    }
+                    self.stream_sid = Some(start.stream_sid);
+                    self.started_at = Some(self.now);
+                    self.emit(CallEvent::Started(start));
+                }
+            }
+            Inbound::Media(media) => {
+                if self.ours(media.stream_sid).is_none() {
+                    return;
+                }
+                // A one-way stream may carry our outbound track too: not the caller.
+                if media.track != Track::Inbound {
+                    return;
+                }
+                self.payload.resize(media.decoded_len(), 0);
+                match media.decode_payload(&mut self.payload) {
+                    Ok(n) => {
+                        let _ = self.jitter.push(
+                            self.now,
+                            media.chunk,
+                            media.timestamp,
+                            &self.payload[..n.min(self.payload.len())],
+                        );
+                        self.sync_jitter_stats();
+                    }
+                    Err(e) => self.warn(Warning::Malformed {
+                        error: e.to_string(),
+                    }),
+                }
+            }
+            Inbound::Dtmf(dtmf) => {
+                if self.ours(dtmf.stream_sid).is_none() {
+                    return;
+                }
+                self.stats.dtmf += 1;
+                self.emit(CallEvent::Dtmf { digit: dtmf.digit });
+            }
+            Inbound::Mark(mark) => {
+                if self.ours(mark.stream_sid).is_none() {
+                    return;
+                }
+                self.on_mark_echo(mark.name);
+            }
+            Inbound::Stop(stop) => {
+                if self.ours(stop.stream_sid).is_none() {
+                    return;
+                }
+                self.end(StopReason::Stop);
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn on_mark_echo(&mut self, name: String) {
+        // Echoes of marks a clear already resolved come first (Twilio echoes
+        // in order, cleared marks included): swallow them.
+        if let Some(i) = self.swallow.iter().position(|n| *n == name) {
+            self.swallow.drain(..=i);
+            return;
+        }
+        if let Some(i) = self.sent_marks.iter().position(|m| m.name == name) {
+            // An echo means everything before it played, earlier marks included.
+            let done: Vec<SentMark> = self.sent_marks.drain(..=i).collect();
+            for m in done {
+                self.pacer.confirm(self.now, m.done_at);
+                self.resolve(m.name, MarkOutcome::Played);
+            }
+            return;
+        }
+        self.warn(Warning::UnknownMark { name });
+    }
+
+    fn resolve(&mut self, name: String, outcome: MarkOutcome) {
+        match outcome {
+            MarkOutcome::Played => self.stats.marks_played += 1,
+            MarkOutcome::Cleared => self.stats.marks_cleared += 1,
+        }
+        self.emit(CallEvent::MarkDone { name, outcome });
+    }
+
+    /// Resolves every open mark: those at Twilio by the schedule, those
+    /// queued as cleared. Returns the names Twilio will still echo.
+    fn resolve_open_marks(&mut self) -> Vec<String> {
+        let now = self.now;
+        let sent: Vec<SentMark> = self.sent_marks.drain(..).collect();
+        let mut at_twilio = Vec::with_capacity(sent.len());
+        for m in sent {
+            let outcome = if m.done_at <= now {
+                MarkOutcome::Played
+            } else {
+                MarkOutcome::Cleared
+            };
+            at_twilio.push(m.name.clone());
+            self.resolve(m.name, outcome);
+        }
+        for name in self.pacer.clear(now) {
+            self.resolve(name, MarkOutcome::Cleared);
+        }
+        at_twilio
+    }
+
+    fn do_clear(&mut self) {
+        self.refresh_played();
+        let echoes = self.resolve_open_marks();
+        self.swallow.extend(echoes);
+        // Bounded like the marks themselves; an echo of a forgotten one is a warning.
+        while self.swallow.len() > self.config.pacer.max_marks {
+            self.swallow.pop_front();
+        }
+        if let Some(sid) = self.stream_sid {
+            let mut text = String::with_capacity(80);
+            message::write_clear(&mut text, &sid);
+            self.out.push_back(CallOutput::Send(text));
+        }
+        self.stats.clears += 1;
+    }
+
+    fn end(&mut self, reason: StopReason) {
+        if matches!(self.phase, Phase::Open | Phase::HangingUp { .. }) {
+            self.jitter.flush();
+            self.phase = Phase::Ending(reason);
+        }
+    }
+
+    /// Produces the next piece of output, if any is due at `self.now`.
+    fn pump(&mut self) -> bool {
+        if self.phase == Phase::Stopped {
+            return false;
+        }
+        if let Some(frame) = self.jitter.pop(self.now) {
+            self.on_frame(frame);
+            return true;
+        }
+        if let Phase::Ending(_) = self.phase {
+            self.finish();
+            return true;
+        }
+        if let Some(sid) = self.stream_sid
+            && let Some(o) = self.pacer.poll_send(self.now, &mut self.send_buf)
+        {
+            self.on_outgoing(sid, o);
+            return true;
+        }
+        if let Phase::HangingUp { deadline } = self.phase
+            && (self.now >= deadline || self.drained())
+        {
+            self.end(StopReason::Hangup);
+            return true;
+        }
+        false
+    }
+
+    fn drained(&self) -> bool {
+        self.pacer.queued_bytes() == 0
+            && self.pacer.queued_marks() == 0
+            && self.sent_marks.is_empty()
+            && !self.pacer.is_playing(self.now)
+    }
+
+    fn on_frame(&mut self, frame: AudioFrame) {
+        self.sync_jitter_stats();
+        self.stats.frames_in += 1;
+        let origin = *self.audio_origin_ms.get_or_insert(frame.timestamp_ms);
+        // Concealed frames are fed too, so the detector's frame count is the
+        // stream's and its events map to stream time.
+        let vad = self.vad.process(&frame.samples);
+        self.emit(CallEvent::Audio(frame));
+        let at_ms = |at_frame: u64| origin.saturating_add(at_frame.saturating_mul(FRAME_MS));
+        match vad {
+            Some(VadEvent::SpeechStarted { at_frame }) => {
+                self.emit(CallEvent::SpeechStarted {
+                    at_ms: at_ms(at_frame),
+                });
+                if self.barge_in && self.pacer.is_playing(self.now) {
+                    self.stats.barge_ins += 1;
+                    self.emit(CallEvent::BargeIn);
+                    self.do_clear();
+                }
+            }
+            Some(VadEvent::SpeechEnded { at_frame, duration }) => {
+                self.emit(CallEvent::SpeechEnded {
+                    at_ms: at_ms(at_frame),
+                    duration,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_outgoing(&mut self, sid: StreamSid, o: Outgoing) {
+        match o {
+            Outgoing::Media { play_at } => {
+                let mut text = String::with_capacity(80 + self.send_buf.len() * 4 / 3);
+                message::write_media(&mut text, &sid, &self.send_buf);
+                self.stats.frames_sent += 1;
+                self.out.push_back(CallOutput::Send(text));
+                if self.config.tap {
+                    let play_at_ms = self.started_at.map_or(0, |s| {
+                        play_at.saturating_duration_since(s).as_millis() as u64
+                    });
+                    let samples = self.send_buf.iter().map(|&b| codec::decode(b)).collect();
+                    self.emit(CallEvent::AudioOut(AudioOut {
+                        play_at_ms,
+                        samples,
+                    }));
+                }
+            }
+            Outgoing::Mark { name, done_at } => {
+                let mut text = String::with_capacity(80 + name.len());
+                message::write_mark(&mut text, &sid, &name);
+                self.sent_marks.push_back(SentMark { name, done_at });
+                self.out.push_back(CallOutput::Send(text));
+            }
+            #[allow(unreachable_patterns)]
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        let Phase::Ending(reason) = std::mem::replace(&mut self.phase, Phase::Stopped) else {
+            return;
+        };
+        self.refresh_played();
+        let _ = self.resolve_open_marks();
+        self.swallow.clear();
+        self.sync_jitter_stats();
+        let close = matches!(reason, StopReason::Stop | StopReason::Hangup);
+        let reason_text = match reason {
+            StopReason::Hangup => "hangup",
+            _ => "stream stopped",
+        };
+        let stats = self.stats;
+        self.emit(CallEvent::Stopped { reason, stats });
+        if close {
+            self.out.push_back(CallOutput::Close {
+                code: NORMAL_CLOSURE,
+                reason: reason_text.to_string(),
+            });
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        let mut next: Option<Instant> = self.jitter.poll_timeout();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.stream_sid.is_some() {
+            consider(self.pacer.poll_timeout());
+        }
+        if let Phase::HangingUp { deadline } = self.phase {
+            consider(Some(deadline));
+            if self.pacer.is_playing(self.now) {
+                consider(self.pacer.end());
+            }
+        }
+        next.unwrap_or_else(|| self.now.checked_add(IDLE).unwrap_or(self.now))
+    }
+
+    fn sync_jitter_stats(&mut self) {
+        let j = self.jitter.stats();
+        self.stats.received = j.received;
+        self.stats.reordered = j.reordered;
+        self.stats.duplicate = j.duplicate;
+        self.stats.late = j.late;
+        self.stats.concealed = j.concealed;
+    }
+}
+
+fn queue_full(e: crate::pacer::QueueFull) -> CommandError {
+    CommandError::QueueFull {
+        dropped_ms: e.dropped as u64 * 1000 / u64::from(codec::SAMPLE_RATE),
+    }
+}

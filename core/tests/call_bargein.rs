@@ -1,0 +1,147 @@
+//! Speech detection and barge-in during playback, in simulated time.
+
+mod call_support;
+
+use std::time::{Duration, Instant};
+
+use call_support::*;
+use callstream_core::call::{Call, CallConfig, CallEvent, MarkOutcome};
+
+fn sim_with(config: CallConfig) -> Sim<Call> {
+    let t0 = Instant::now();
+    Sim::new(Call::new(config, t0), t0)
+}
+
+fn kinds(sim: &Sim<Call>) -> Vec<String> {
+    sim.notable()
+        .iter()
+        .filter(|e| !matches!(e, CallEvent::Connected | CallEvent::Started(_)))
+        .map(|e| match e {
+            CallEvent::SpeechStarted { at_ms, .. } => format!("speech@{at_ms}"),
+            // The detector dates an end within a frame or two of the truth (its
+            // own tests pin that down): round to 100 ms here.
+            CallEvent::SpeechEnded { at_ms, .. } => format!("end@{}", at_ms / 100 * 100),
+            CallEvent::BargeIn => "barge-in".into(),
+            CallEvent::MarkDone { name, outcome } => format!("{name}:{outcome:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn speech_is_detected_and_dated_in_stream_time() {
+    let mut sim = sim_with(CallConfig::default());
+    let mut voice = Script::new(&[(1000, 1600), (3000, 3400)]);
+    sim.run(sim.t0 + Duration::from_secs(5), &mut voice);
+    assert_eq!(
+        kinds(&sim),
+        ["speech@1000", "end@1600", "speech@3000", "end@3400"]
+    );
+    let ended: Vec<Duration> = sim
+        .notable()
+        .iter()
+        .filter_map(|e| match e {
+            CallEvent::SpeechEnded { duration, .. } => Some(*duration),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.len(), 2);
+    assert!(ended[0] >= 600 * MS && ended[0] <= 640 * MS, "{ended:?}");
+    assert!(ended[1] >= 400 * MS && ended[1] <= 440 * MS, "{ended:?}");
+}
+
+#[test]
+fn caller_speaking_over_playback_clears_it() {
+    let mut sim = sim_with(CallConfig::default());
+    let t0 = sim.t0;
+    for name in ["one", "two", "three"] {
+        sim.m.play_pcm(t0, &[800; 8000]).unwrap(); // 1 s each
+        sim.m.mark(t0, name).unwrap();
+    }
+    sim.drain();
+    let mut voice = Script::new(&[(1500, 2000)]);
+    sim.run(t0 + Duration::from_secs(4), &mut voice);
+    // Speech from 1500 ms is decided on the third loud frame, at 1540 ms.
+    assert_eq!(
+        kinds(&sim),
+        [
+            "one:Played",
+            "speech@1500",
+            "barge-in",
+            "two:Cleared",
+            "three:Cleared",
+            "end@2000"
+        ]
+    );
+    let (at, _) = sim
+        .events
+        .iter()
+        .find(|(_, e)| *e == CallEvent::BargeIn)
+        .unwrap();
+    assert_eq!(*at - t0, 1540 * MS);
+    assert_eq!(sim.player.clears, 1);
+    assert_eq!(sim.player.buffered(sim.now), Duration::ZERO);
+    // The caller heard up to the barge-in, and the machine knows it.
+    assert_eq!(sim.m.played_ms(), 1540);
+    assert_eq!(sim.player.played_ms(sim.now), 1540);
+    assert_eq!(sim.m.stats().barge_ins, 1);
+    // Nothing else was sent after the clear.
+    assert_eq!(sim.player.sent.last(), Some(&Sent::Clear));
+}
+
+#[test]
+fn barge_in_also_clears_audio_twilio_still_holds() {
+    // Everything was handed to Twilio at once: only `clear` can stop it.
+    let mut sim = sim_with(CallConfig {
+        pacer: callstream_core::pacer::PacerConfig::unpaced(),
+        ..CallConfig::default()
+    });
+    let t0 = sim.t0;
+    sim.m.play_pcm(t0, &[800; 24_000]).unwrap();
+    sim.m.mark(t0, "reply").unwrap();
+    sim.drain();
+    assert_eq!(sim.m.queued_ms(), 0);
+    let mut voice = Script::new(&[(1000, 1300)]);
+    sim.run(t0 + Duration::from_secs(4), &mut voice);
+    assert_eq!(sim.player.clears, 1);
+    assert_eq!(
+        sim.mark_dones(),
+        [("reply".to_string(), MarkOutcome::Cleared)]
+    );
+    assert_eq!(sim.player.played_ms(sim.now), 1040);
+}
+
+#[test]
+fn no_barge_in_when_nothing_plays() {
+    let mut sim = sim_with(CallConfig::default());
+    let t0 = sim.t0;
+    sim.m.play_pcm(t0, &[800; 4000]).unwrap(); // done by 500 ms
+    sim.drain();
+    let mut voice = Script::new(&[(1000, 1300)]);
+    sim.run(t0 + Duration::from_secs(2), &mut voice);
+    assert_eq!(kinds(&sim), ["speech@1000", "end@1300"]);
+    assert_eq!(sim.player.clears, 0);
+}
+
+#[test]
+fn barge_in_can_be_turned_off() {
+    let mut sim = sim_with(CallConfig {
+        barge_in: false,
+        ..CallConfig::default()
+    });
+    let t0 = sim.t0;
+    sim.m.play_pcm(t0, &[800; 24_000]).unwrap();
+    sim.drain();
+    let mut voice = Script::new(&[(1000, 1300)]);
+    sim.run(t0 + Duration::from_secs(4), &mut voice);
+    assert_eq!(kinds(&sim), ["speech@1000", "end@1300"]);
+    assert_eq!(sim.player.clears, 0);
+    assert_eq!(sim.player.media_bytes().len(), 24_000);
+    // And on again.
+    sim.m.set_barge_in(true);
+    sim.m.play_pcm(sim.now, &[800; 8000]).unwrap();
+    sim.drain();
+    let mut voice = Script::new(&[(4200, 4500)]);
+    sim.run(t0 + Duration::from_secs(5), &mut voice);
+    assert_eq!(sim.player.clears, 1);
+}

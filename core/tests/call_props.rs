@@ -1,0 +1,112 @@
+//! Properties of whole calls under random commands, echo latencies and
+//! caller speech: every mark resolves exactly once, a clear always empties
+//! the queue (ours and Twilio's), and the inbound cadence never drifts.
+
+mod call_support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use call_support::*;
+use callstream_core::call::{Call, CallConfig, CallEvent, Warning};
+use callstream_core::pacer::PacerConfig;
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Play(u16),
+    Mark,
+    Clear,
+    Wait(u16),
+    Hangup,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u16..600).prop_map(Op::Play),
+        3 => Just(Op::Mark),
+        1 => Just(Op::Clear),
+        4 => (0u16..400).prop_map(Op::Wait),
+        1 => Just(Op::Hangup),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn marks_resolve_once_and_clear_empties(
+        ops in proptest::collection::vec(op(), 1..40),
+        latency in 0u64..120,
+        talk_at in proptest::collection::vec(0u64..8000, 0..4),
+        lead in prop_oneof![Just(None), (0u64..300).prop_map(Some)],
+    ) {
+        let t0 = Instant::now();
+        let pacer = match lead {
+            None => PacerConfig::unpaced(),
+            Some(ms) => PacerConfig { lead: Duration::from_millis(ms), ..PacerConfig::default() },
+        };
+        let call = Call::new(CallConfig { pacer, ..CallConfig::default() }, t0);
+        let mut sim = Sim::new(call, t0);
+        sim.player.latency = Duration::from_millis(latency);
+        let mut voice = Script::new(&talk_at.iter().map(|t| (*t, t + 400)).collect::<Vec<_>>());
+        let mut accepted = Vec::new();
+        let mut n = 0u32;
+        for op in ops {
+            let now = sim.now;
+            match op {
+                Op::Play(ms) => { let _ = sim.m.play_pcm(now, &vec![500; ms as usize * 8]); }
+                Op::Mark => {
+                    n += 1;
+                    let name = format!("m{n}");
+                    if sim.m.mark(now, &name).is_ok() {
+                        accepted.push(name);
+                    }
+                }
+                Op::Clear => {
+                    let clears = sim.player.clears;
+                    sim.m.clear(now);
+                    sim.drain();
+                    if !sim.m.is_ended() {
+                        prop_assert_eq!(sim.m.queued_ms(), 0);
+                        prop_assert!(!sim.m.is_playing());
+                        prop_assert_eq!(sim.player.clears, clears + 1);
+                        prop_assert_eq!(sim.player.buffered(sim.now), Duration::ZERO);
+                    }
+                }
+                Op::Wait(ms) => {
+                    let until = sim.now + Duration::from_millis(u64::from(ms));
+                    sim.run(until, &mut voice);
+                }
+                Op::Hangup => sim.m.hangup(now),
+            }
+            sim.drain();
+        }
+        // Let everything settle (the caller quiet, so only the machine's own
+        // deadlines and Twilio's echoes drive it), then end the call.
+        sim.media_on = false;
+        let until = sim.now + Duration::from_secs(70);
+        sim.run(until, &mut voice);
+        if !sim.m.is_ended() {
+            let seq = sim.next_seq();
+            sim.send(&stop(seq));
+        }
+        let mut resolved: HashMap<String, usize> = HashMap::new();
+        for (name, _) in sim.mark_dones() {
+            *resolved.entry(name).or_default() += 1;
+        }
+        for name in &accepted {
+            prop_assert_eq!(resolved.get(name).copied(), Some(1), "mark {} resolved wrongly", name);
+        }
+        prop_assert_eq!(resolved.len(), accepted.len());
+        let stray = sim.count(|e| matches!(e, CallEvent::Warning(Warning::UnknownMark { .. })));
+        prop_assert_eq!(stray, 0, "an echo was not recognised");
+        let s = sim.m.stats();
+        prop_assert_eq!(s.marks_played + s.marks_cleared, accepted.len() as u64);
+        prop_assert_eq!(sim.count(|e| matches!(e, CallEvent::Stopped { .. })), 1);
+        // Inbound audio kept its cadence throughout.
+        for (k, f) in sim.audio().iter().enumerate() {
+            prop_assert_eq!(f.timestamp_ms, 20 * k as u64);
+        }
+    }
+}
