@@ -142,6 +142,91 @@ fn engine(c: &mut Criterion) {
     group.finish();
 }
 
+/// One 20 ms media message from Twilio, masked as a client frame.
+fn media_frame(n: u64) -> Vec<u8> {
+    let text = format!(
+        r#"{{"event":"media","sequenceNumber":"{}","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{PAYLOAD}"}}}}"#,
+        n + 1,
+        (n - 1) * 20
+    );
+    client_frame(text.as_bytes())
+}
+
+/// 160 bytes of μ-law (a quiet tone), base64.
+const PAYLOAD: &str = "fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fn5+fg==";
+
+/// A whole call through the engine with the echo handler: each iteration is
+/// one inbound frame (frame → parse → jitter → handler) and the echoed frame
+/// going out (pacer → JSON → frame), 20 ms of simulated time apart.
+fn echo_call(c: &mut Criterion) {
+    use callstream_core::call::CallConfig;
+    use callstream_core::handler;
+
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(1));
+    let config = Arc::new(Config {
+        session: Some(handler::session_factory(
+            CallConfig::default(),
+            handler::by_name("echo").unwrap(),
+        )),
+        ..Config::default()
+    });
+    group.bench_function("echo_call_frame_in_and_out", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let mut t = start;
+            let mut conn = Connection::new(config.clone(), t);
+            conn.handle_receive(
+                t,
+                b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
+                  Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                  Sec-WebSocket-Version: 13\r\n\r\n",
+            );
+            drain(&mut conn);
+            conn.handle_receive(t, &client_frame(START.as_bytes()));
+            drain(&mut conn);
+            let frames: Vec<Vec<u8>> = (1..=iters).map(media_frame).collect();
+            let mut deadline = t;
+            let cpu = thread_cpu_time();
+            for frame in &frames {
+                t += std::time::Duration::from_millis(20);
+                conn.handle_receive(t, frame);
+                deadline = drain_until(&mut conn, deadline, t);
+            }
+            let spent = thread_cpu_time() - cpu;
+            let stats = conn.call_stats().unwrap();
+            assert!(stats.frames_sent + 10 >= iters, "{stats:?} after {iters}");
+            spent
+        })
+    });
+    group.finish();
+}
+
+/// Drains, firing the deadline while it is not after `now`; returns the
+/// next deadline.
+fn drain_until(conn: &mut Connection, _last: Instant, now: Instant) -> Instant {
+    loop {
+        let next = loop {
+            match conn.poll_output() {
+                Output::Event(e) => {
+                    black_box(&e);
+                }
+                Output::Timeout(t) => break t,
+                Output::Close => panic!("closed"),
+            }
+        };
+        let n = conn.transmit().len();
+        black_box(conn.transmit());
+        conn.consume_transmit(n);
+        if next > now {
+            return next;
+        }
+        conn.handle_timeout(now);
+    }
+}
+
+const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"accountSid":"AC11111111111111111111111111111111","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+
 const MEDIA: &str = concat!(
     r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","#,
     r#""media":{"track":"inbound","chunk":"2","timestamp":"40","payload":""#,
@@ -186,5 +271,5 @@ fn websocket(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, engine, websocket);
+criterion_group!(benches, engine, echo_call, websocket);
 criterion_main!(benches);
