@@ -570,6 +570,10 @@ impl Call {
             if let Some(o) = self.out.pop_front() {
                 return o;
             }
+            // An audio frame, the common case, skips the queue.
+            if let Some(frame) = self.next_frame() {
+                return frame;
+            }
             if !self.pump() {
                 return CallOutput::Timeout(self.deadline());
             }
@@ -814,13 +818,20 @@ impl Call {
     }
 
     /// Produces the next piece of output, if any is due at `self.now`.
+    /// The next inbound frame due, as an event; the events it settles
+    /// (speech, barge-in) are queued behind it.
+    fn next_frame(&mut self) -> Option<CallOutput> {
+        if self.phase == Phase::Stopped {
+            return None;
+        }
+        let frame = self.jitter.pop(self.now)?;
+        Some(CallOutput::Event(self.on_frame(frame)))
+    }
+
+    /// Produces output other than inbound frames, if any is due at `self.now`.
     fn pump(&mut self) -> bool {
         if self.phase == Phase::Stopped {
             return false;
-        }
-        if let Some(frame) = self.jitter.pop(self.now) {
-            self.on_frame(frame);
-            return true;
         }
         if let Phase::Ending(_) = self.phase {
             self.finish();
@@ -848,14 +859,13 @@ impl Call {
             && !self.pacer.is_playing(self.now)
     }
 
-    fn on_frame(&mut self, frame: AudioFrame) {
+    fn on_frame(&mut self, frame: AudioFrame) -> CallEvent {
         self.sync_jitter_stats();
         self.stats.frames_in += 1;
         let origin = *self.audio_origin_ms.get_or_insert(frame.timestamp_ms);
         // Concealed frames are fed too, so the detector's frame count is the
         // stream's and its events map to stream time.
         let vad = self.vad.process(&frame.samples);
-        self.emit(CallEvent::Audio(frame));
         let at_ms = |at_frame: u64| origin.saturating_add(at_frame.saturating_mul(FRAME_MS));
         match vad {
             Some(VadEvent::SpeechStarted { at_frame }) => {
@@ -876,6 +886,7 @@ impl Call {
             }
             _ => {}
         }
+        CallEvent::Audio(frame)
     }
 
     fn on_outgoing(&mut self, sid: StreamSid, o: Outgoing) {
