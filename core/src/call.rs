@@ -21,7 +21,8 @@
 //! Media goes through the [jitter buffer](crate::jitter) and comes out as
 //! [`CallEvent::Audio`]: 20 ms frames on a steady cadence in stream time,
 //! concealed where Twilio's audio is missing. Each frame also feeds the
-//! [voice activity detector](crate::vad), whose decisions come out as
+//! [voice activity detector](crate::vad) (unless [`CallConfig::vad`] is
+//! `None`), whose decisions come out as
 //! [`CallEvent::SpeechStarted`] and [`CallEvent::SpeechEnded`], right after
 //! the frame that settled them, dated in stream time. Only the `inbound`
 //! track is taken; media of other tracks (a one-way `both_tracks` stream) is
@@ -120,8 +121,11 @@ pub struct CallConfig {
     /// The outbound pacer; its `max_marks` bounds the marks open at once
     /// (queued here or waiting for Twilio's echo).
     pub pacer: PacerConfig,
-    /// The voice activity detector.
-    pub vad: VadConfig,
+    /// The voice activity detector (default on). `None` turns speech
+    /// detection off: no `SpeechStarted`/`SpeechEnded`, so no barge-in
+    /// either, for applications that find turns themselves (their
+    /// recogniser's endpointing) or only record.
+    pub vad: Option<VadConfig>,
     /// Clear our audio when the caller starts speaking over it (default on).
     pub barge_in: bool,
     /// Report every outbound frame as [`CallEvent::AudioOut`] (default off).
@@ -138,7 +142,7 @@ impl Default for CallConfig {
         CallConfig {
             jitter: JitterConfig::default(),
             pacer: PacerConfig::default(),
-            vad: VadConfig::default(),
+            vad: Some(VadConfig::default()),
             barge_in: true,
             tap: false,
             hangup_timeout: Duration::from_secs(5),
@@ -429,7 +433,7 @@ pub struct Call {
     audio_origin_ms: Option<u64>,
     jitter: JitterBuffer,
     pacer: Pacer,
-    vad: Vad,
+    vad: Option<Vad>,
     /// Marks sent to Twilio, waiting for their echo, in order.
     sent_marks: VecDeque<SentMark>,
     /// Marks resolved by a clear whose echo is still to come, in order.
@@ -453,7 +457,7 @@ impl Call {
             audio_origin_ms: None,
             jitter: JitterBuffer::new(config.jitter.clone()),
             pacer: Pacer::new(config.pacer.clone()),
-            vad: Vad::new(config.vad),
+            vad: config.vad.map(Vad::new),
             sent_marks: VecDeque::new(),
             swallow: VecDeque::new(),
             out: VecDeque::new(),
@@ -865,7 +869,7 @@ impl Call {
         let origin = *self.audio_origin_ms.get_or_insert(frame.timestamp_ms);
         // Concealed frames are fed too, so the detector's frame count is the
         // stream's and its events map to stream time.
-        let vad = self.vad.process(&frame.samples);
+        let vad = self.vad.as_mut().and_then(|v| v.process(&frame.samples));
         let at_ms = |at_frame: u64| origin.saturating_add(at_frame.saturating_mul(FRAME_MS));
         match vad {
             Some(VadEvent::SpeechStarted { at_frame }) => {
