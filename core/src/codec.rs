@@ -83,12 +83,15 @@ static DECODE: [i16; 256] = {
     t
 };
 
-/// Indexed by `(sample >> 2) + 8192`.
+/// Indexed by the sample's top 14 bits read unsigned, `(sample as u16) >> 2`:
+/// entries 0..8192 are the 14-bit values 0..8191, entries 8192.. are
+/// -8192..-1. That index needs no offset or mask, and is always in range.
 static ENCODE: [u8; 16384] = {
     let mut t = [0u8; 16384];
     let mut i = 0;
     while i < 16384 {
-        t[i] = encode14(i as i32 - 8192);
+        let pcm14 = if i < 8192 { i as i32 } else { i as i32 - 16384 };
+        t[i] = encode14(pcm14);
         i += 1;
     }
     t
@@ -105,8 +108,8 @@ pub fn decode(u: u8) -> i16 {
 #[inline]
 #[must_use]
 pub fn encode(s: i16) -> u8 {
-    // (s >> 2) is in -8192..=8191, so the index is always in 0..16384.
-    ENCODE[((s >> 2) as i32 + 8192) as usize & 0x3FFF]
+    // `u16 >> 2` is below 16384: the compiler drops the bounds check too.
+    ENCODE[usize::from(s as u16 >> 2)]
 }
 
 /// Decodes `src` into `dst`, as many samples as both hold; returns that count.

@@ -5,16 +5,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use callstream_core::call::CallConfig;
 use callstream_core::connection::{Config, Connection, Output};
+use callstream_core::handler;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
+    // The first byte picks the configuration: signatures on or off, and a
+    // call machine (the echo handler) behind the stream or none.
+    let flags = data.first().copied().unwrap_or(0);
     let config = Arc::new(Config {
-        auth_tokens: if data.first().is_some_and(|b| b & 1 == 1) {
+        auth_tokens: if flags & 1 == 1 {
             vec!["12345".to_owned()]
         } else {
             Vec::new()
         },
+        session: (flags & 2 == 2).then(|| {
+            handler::session_factory(CallConfig::default(), handler::by_name("echo").unwrap())
+        }),
         ..Config::default()
     });
     let start = Instant::now();
