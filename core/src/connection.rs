@@ -147,8 +147,14 @@ pub struct Config {
     /// from each request's `Host` (and trusted forwarded headers).
     pub public_base_url: Option<PublicBase>,
     /// Twilio auth tokens to accept signatures from (primary, secondary).
-    /// Empty: signatures are not checked ([`Event::SignaturesOff`]).
+    /// Empty: signatures are not checked ([`Event::SignaturesOff`]), unless
+    /// [`Config::require_signatures`] is set.
     pub auth_tokens: Vec<String>,
+    /// With no auth token configured, refuse every signed route (403, with
+    /// [`Event::SignatureRejected`] naming no URL) instead of accepting it
+    /// unchecked. A server that cannot verify Twilio should not act for it:
+    /// the `callstream` binary sets this unless explicitly run insecure.
+    pub require_signatures: bool,
     /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` may be used to rebuild
     /// the public URL (only when a proxy you control sets them).
     pub trust_forwarded: bool,
@@ -186,6 +192,7 @@ impl Default for Config {
         Config {
             public_base_url: None,
             auth_tokens: Vec::new(),
+            require_signatures: false,
             trust_forwarded: false,
             account_sid: None,
             greeting: None,

@@ -283,6 +283,33 @@ fn signatures_off_is_reported_once_per_config() {
 }
 
 #[test]
+fn require_signatures_without_a_token_refuses_signed_routes_only() {
+    let config = Config {
+        require_signatures: true,
+        ..Config::default()
+    };
+    let mut peer = Peer::new(config);
+    peer.send(&post(
+        "/webhook/call_status",
+        &STATUS_PARAMS,
+        Some("whatever"),
+    ));
+    assert_eq!(peer.take_text(), FORBIDDEN);
+    let events = peer.take_app_events();
+    assert!(
+        events.contains(&Event::SignatureRejected {
+            route: Route::CallStatus,
+            urls_tried: Vec::new()
+        }),
+        "{events:?}"
+    );
+    assert!(!events.contains(&Event::SignaturesOff), "{events:?}");
+    // Unsigned routes still answer.
+    peer.send(&get("/healthz"));
+    assert_eq!(peer.take_text(), HEALTHZ_OK);
+}
+
+#[test]
 fn another_account_gets_403() {
     let mut config = signed();
     config.account_sid = Some(AccountSid::parse("AC11111111111111111111111111111111").unwrap());

@@ -7,8 +7,8 @@ use hmac::{Hmac, Mac};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
+use tungstenite::protocol::{Role, WebSocket};
 
 /// The auth token the test servers are configured with.
 pub const TOKEN: &str = "test-auth-token-0123456789";
@@ -39,14 +39,20 @@ pub fn form(params: &[(&str, &str)]) -> String {
         let mut o = String::new();
         for b in s.bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => o.push(b as char),
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                    o.push(b as char)
+                }
                 b' ' => o.push('+'),
                 _ => o.push_str(&format!("%{b:02X}")),
             }
         }
         o
     }
-    params.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// An HTTP answer.
@@ -65,7 +71,10 @@ impl HttpResponse {
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -98,14 +107,27 @@ pub fn read_response<R: BufRead>(r: &mut R) -> io::Result<HttpResponse> {
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
         }
     }
-    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
-    Ok(HttpResponse { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// A signed form POST to `path`, as Twilio sends webhooks.
-pub fn post_signed(addr: SocketAddr, host: &str, path: &str, params: &[(&str, &str)]) -> io::Result<HttpResponse> {
+pub fn post_signed(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    params: &[(&str, &str)],
+) -> io::Result<HttpResponse> {
     let url = format!("https://{host}{path}");
     let sig = twilio_signature(TOKEN, &url, params);
     let body = form(params);
@@ -144,7 +166,12 @@ pub struct StreamOpts<'a> {
 
 impl Default for StreamOpts<'_> {
     fn default() -> Self {
-        StreamOpts { host: "callstream.test", token: Some(TOKEN), offer_protocol: None, path: "/ws/twilio-media" }
+        StreamOpts {
+            host: "callstream.test",
+            token: Some(TOKEN),
+            offer_protocol: None,
+            path: "/ws/twilio-media",
+        }
     }
 }
 
@@ -163,7 +190,10 @@ impl TwilioStream {
         );
         if let Some(t) = opts.token {
             let url = format!("wss://{}{}", opts.host, opts.path);
-            req.push_str(&format!("x-twilio-signature: {}\r\n", twilio_signature(t, &url, &[])));
+            req.push_str(&format!(
+                "x-twilio-signature: {}\r\n",
+                twilio_signature(t, &url, &[])
+            ));
         }
         if let Some(p) = opts.offer_protocol {
             req.push_str(&format!("sec-websocket-protocol: {p}\r\n"));
@@ -175,13 +205,30 @@ impl TwilioStream {
         let mut b = [0u8; 1];
         while !head.ends_with(b"\r\n\r\n") {
             if s.read(&mut b)? == 0 || head.len() > 16384 {
-                return Err(io::Error::other(format!("no complete answer: {:?}", String::from_utf8_lossy(&head))));
+                return Err(io::Error::other(format!(
+                    "no complete answer: {:?}",
+                    String::from_utf8_lossy(&head)
+                )));
             }
             head.push(b[0]);
         }
+        // A refusal carries a body: read it so the whole answer can be parsed.
+        let head_text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let len: usize = head_text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+            .min(65536);
+        let mut body = vec![0; len];
+        s.read_exact(&mut body)?;
+        head.extend_from_slice(&body);
         let resp = read_response(&mut BufReader::new(&head[..]))?;
         if resp.status != 101 {
-            return Err(io::Error::other(format!("upgrade refused: {} {}", resp.status, resp.body)));
+            return Err(io::Error::other(format!(
+                "upgrade refused: {} {}",
+                resp.status, resp.body
+            )));
         }
         let subprotocol = resp.header("sec-websocket-protocol").map(str::to_owned);
         let ws = WebSocket::from_raw_socket(s, Role::Client, None);
@@ -203,8 +250,10 @@ impl TwilioStream {
     pub fn start(&mut self, params: &[(&str, &str)]) -> io::Result<()> {
         self.send_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.to_owned())?;
         self.seq = 1;
-        let custom: serde_json::Map<String, serde_json::Value> =
-            params.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
+        let custom: serde_json::Map<String, serde_json::Value> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect();
         let msg = serde_json::json!({
             "event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
             "start": {"accountSid": ACCOUNT, "streamSid": self.stream_sid, "callSid": self.call_sid,
@@ -255,13 +304,19 @@ impl TwilioStream {
     }
 
     /// Reads server messages until `deadline`.
-    pub fn read_until(&mut self, deadline: Instant, got: &mut Vec<ServerMessage>) -> io::Result<()> {
+    pub fn read_until(
+        &mut self,
+        deadline: Instant,
+        got: &mut Vec<ServerMessage>,
+    ) -> io::Result<()> {
         loop {
             let now = Instant::now();
             if now >= deadline {
                 return Ok(());
             }
-            self.ws.get_mut().set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
+            self.ws
+                .get_mut()
+                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
             match self.ws.read() {
                 Ok(Message::Text(t)) => got.push(ServerMessage::parse(t.as_str())?),
                 Ok(Message::Close(c)) => {
@@ -269,7 +324,11 @@ impl TwilioStream {
                     return Ok(());
                 }
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                     got.push(ServerMessage::Closed(None));
                     return Ok(());
@@ -305,27 +364,49 @@ impl ServerMessage {
             k.sort_unstable();
             k
         };
-        if !o.get("streamSid").and_then(|s| s.as_str()).is_some_and(|s| s.starts_with("MZ") && s.len() == 34) {
+        if !o
+            .get("streamSid")
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| s.starts_with("MZ") && s.len() == 34)
+        {
             return Err(bad("missing or malformed streamSid"));
         }
         match o.get("event").and_then(|e| e.as_str()) {
             Some("media") => {
-                let m = o["media"].as_object().ok_or_else(|| bad("media not an object"))?;
+                let m = o["media"]
+                    .as_object()
+                    .ok_or_else(|| bad("media not an object"))?;
                 if keys != ["event", "media", "streamSid"] || m.len() != 1 {
                     return Err(bad("media with fields other than the documented ones"));
                 }
-                let p = m.get("payload").and_then(|p| p.as_str()).ok_or_else(|| bad("no payload"))?;
-                Ok(ServerMessage::Media(base64::engine::general_purpose::STANDARD.decode(p).map_err(|_| bad("payload not base64"))?))
+                let p = m
+                    .get("payload")
+                    .and_then(|p| p.as_str())
+                    .ok_or_else(|| bad("no payload"))?;
+                Ok(ServerMessage::Media(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(p)
+                        .map_err(|_| bad("payload not base64"))?,
+                ))
             }
             Some("mark") => {
-                let m = o["mark"].as_object().ok_or_else(|| bad("mark not an object"))?;
+                let m = o["mark"]
+                    .as_object()
+                    .ok_or_else(|| bad("mark not an object"))?;
                 if keys != ["event", "mark", "streamSid"] || m.len() != 1 {
                     return Err(bad("mark with fields other than the documented ones"));
                 }
-                Ok(ServerMessage::Mark(m.get("name").and_then(|n| n.as_str()).ok_or_else(|| bad("no mark name"))?.to_owned()))
+                Ok(ServerMessage::Mark(
+                    m.get("name")
+                        .and_then(|n| n.as_str())
+                        .ok_or_else(|| bad("no mark name"))?
+                        .to_owned(),
+                ))
             }
             Some("clear") if keys == ["event", "streamSid"] => Ok(ServerMessage::Clear),
-            _ => Err(bad("not one of media, mark, clear with exactly the documented fields")),
+            _ => Err(bad(
+                "not one of media, mark, clear with exactly the documented fields",
+            )),
         }
     }
 }
@@ -333,7 +414,17 @@ impl ServerMessage {
 /// All μ-law bytes in the media messages of `msgs`, in order.
 #[must_use]
 pub fn media_bytes(msgs: &[ServerMessage]) -> Vec<u8> {
-    msgs.iter().filter_map(|m| if let ServerMessage::Media(b) = m { Some(b.as_slice()) } else { None }).flatten().copied().collect()
+    msgs.iter()
+        .filter_map(|m| {
+            if let ServerMessage::Media(b) = m {
+                Some(b.as_slice())
+            } else {
+                None
+            }
+        })
+        .flatten()
+        .copied()
+        .collect()
 }
 
 /// Decodes μ-law with Python's `audioop.ulaw2lin`, the reference codec.
@@ -343,15 +434,24 @@ pub fn audioop_ulaw2lin(ulaw: &[u8]) -> io::Result<Vec<i16>> {
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()?;
-    let mut stdin = child.stdin.take().ok_or_else(|| io::Error::other("no stdin"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| io::Error::other("no stdin"))?;
     let data = ulaw.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&data));
     let out = child.wait_with_output()?;
-    writer.join().map_err(|_| io::Error::other("writer panicked"))??;
+    writer
+        .join()
+        .map_err(|_| io::Error::other("writer panicked"))??;
     if !out.status.success() {
         return Err(io::Error::other("python3 audioop failed"));
     }
-    Ok(out.stdout.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
+    Ok(out
+        .stdout
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect())
 }
 
 /// Speech made by real tools: `espeak-ng` speaks `text`, `sox` turns it into
@@ -361,7 +461,12 @@ pub fn speech_ulaw(text: &str) -> io::Result<Vec<u8>> {
     let dir = tempfile::tempdir()?;
     let wav = dir.path().join("speech.wav");
     let raw = dir.path().join("speech.ulaw");
-    let ok = std::process::Command::new("espeak-ng").arg("-w").arg(&wav).arg(text).status()?.success();
+    let ok = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&wav)
+        .arg(text)
+        .status()?
+        .success();
     if !ok {
         return Err(io::Error::other("espeak-ng failed"));
     }
@@ -397,27 +502,41 @@ impl RunningServer {
     /// `https://callstream.test`), adjusted by `tweak`.
     pub fn start(tweak: impl FnOnce(&mut callstream_smol::config::Settings)) -> RunningServer {
         use clap::Parser as _;
-        let mut s = callstream_smol::config::Cli::try_parse_from(["callstream", "--host", "127.0.0.1", "--port", "0"])
-            .expect("default settings parse")
-            .settings();
+        let mut s = callstream_smol::config::Cli::try_parse_from([
+            "callstream",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .expect("default settings parse")
+        .settings();
         s.auth_token = Some(TOKEN.to_owned());
         s.public_base_url = Some("https://callstream.test".to_owned());
         s.threads = Some(2);
         tweak(&mut s);
         let engine = callstream_smol::engine_config(&s).expect("valid test settings");
         let metrics = std::sync::Arc::new(callstream_core::metrics::Metrics::default());
-        let server = callstream_smol::server::Server::bind(callstream_smol::options(&s), engine, metrics).expect("bind");
+        let server =
+            callstream_smol::server::Server::bind(callstream_smol::options(&s), engine, metrics)
+                .expect("bind");
         let addr = server.local_addr().expect("local addr");
         let shutdown = server.shutdown_handle();
         let thread = Some(std::thread::spawn(move || server.run()));
-        RunningServer { addr, shutdown, thread }
+        RunningServer {
+            addr,
+            shutdown,
+            thread,
+        }
     }
 
     /// Requests the graceful shutdown and waits for `run` to return.
     pub fn stop(mut self) -> io::Result<()> {
         self.shutdown.shutdown();
         match self.thread.take() {
-            Some(t) => t.join().map_err(|_| io::Error::other("server thread panicked"))?,
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("server thread panicked"))?,
             None => Ok(()),
         }
     }

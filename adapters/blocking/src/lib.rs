@@ -61,7 +61,11 @@ impl ShutdownHandle {
 
 impl Server {
     /// Binds now, so the address is known before [`Server::run`].
-    pub fn bind(opts: Options, mut engine: connection::Config, metrics: Arc<Metrics>) -> io::Result<Server> {
+    pub fn bind(
+        opts: Options,
+        mut engine: connection::Config,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Server> {
         let listener = TcpListener::bind(opts.bind)?;
         if engine.metrics.is_none() {
             let m = metrics.clone();
@@ -88,7 +92,10 @@ impl Server {
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        Ok(ShutdownHandle { shared: self.shared.clone(), addr })
+        Ok(ShutdownHandle {
+            shared: self.shared.clone(),
+            addr,
+        })
     }
 
     /// Accepts connections until shutdown, then waits for them to drain.
@@ -106,7 +113,9 @@ impl Server {
                     continue;
                 }
             };
-            let peer = stream.peer_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let peer = stream
+                .peer_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let _ = stream.set_nodelay(true);
             if self.shared.open.load(Ordering::Relaxed) >= self.shared.opts.max_connections {
                 self.shared.metrics.connection_refused();
@@ -120,17 +129,22 @@ impl Server {
             self.shared.open.fetch_add(1, Ordering::Relaxed);
             self.shared.metrics.connection_opened();
             let shared = self.shared.clone();
-            let t = std::thread::Builder::new().name("callstream-conn".into()).spawn(move || {
-                serve_connection(stream, peer, &shared);
-                shared.open.fetch_sub(1, Ordering::Relaxed);
-                shared.metrics.connection_closed();
-            })?;
+            let t = std::thread::Builder::new()
+                .name("callstream-conn".into())
+                .spawn(move || {
+                    serve_connection(stream, peer, &shared);
+                    shared.open.fetch_sub(1, Ordering::Relaxed);
+                    shared.metrics.connection_closed();
+                })?;
             let mut g = threads.lock().unwrap_or_else(|e| e.into_inner());
             g.retain(|t| !t.is_finished());
             g.push(t);
         }
         drop(self.listener);
-        tracing::info!(open_connections = self.shared.open.load(Ordering::Relaxed), "shutting down: no new connections, draining");
+        tracing::info!(
+            open_connections = self.shared.open.load(Ordering::Relaxed),
+            "shutting down: no new connections, draining"
+        );
         let all = std::mem::take(&mut *threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in all {
             let _ = t.join();
@@ -147,7 +161,11 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let woken = Arc::new(AtomicBool::new(false));
     let w = woken.clone();
     conn.set_waker(Arc::new(move || w.store(true, Ordering::Release)));
-    let mut obs = Observer::new(peer, shared.metrics.clone(), shared.opts.recordings_dir.clone());
+    let mut obs = Observer::new(
+        peer,
+        shared.metrics.clone(),
+        shared.opts.recordings_dir.clone(),
+    );
     let mut buf = vec![0u8; 8192];
     let mut deadline: Option<Instant>;
     let mut drain_until: Option<Instant> = None;
@@ -167,7 +185,6 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                     close = true;
                     break;
                 }
-                _ => {}
             }
         }
         if let Some(s) = conn.call_stats() {
@@ -215,7 +232,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             conn.handle_timeout(Instant::now());
             continue;
         }
-        let wait = deadline.map_or(POLL, |d| (d - now).min(POLL)).max(Duration::from_millis(1));
+        let wait = deadline
+            .map_or(POLL, |d| (d - now).min(POLL))
+            .max(Duration::from_millis(1));
         let _ = stream.set_read_timeout(Some(wait));
         match stream.read(&mut buf) {
             Ok(0) => {
@@ -223,7 +242,14 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 conn.handle_eof(Instant::now());
             }
             Ok(n) => conn.handle_receive(Instant::now(), &buf[..n]),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
                 if deadline.is_some_and(|d| d <= Instant::now()) {
                     conn.handle_timeout(Instant::now());
                 }

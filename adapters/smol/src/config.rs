@@ -129,7 +129,12 @@ impl Settings {
     /// The auth tokens, primary first; empty strings are ignored.
     #[must_use]
     pub fn auth_tokens(&self) -> Vec<String> {
-        [&self.auth_token, &self.auth_token_secondary].into_iter().flatten().filter(|t| !t.is_empty()).cloned().collect()
+        [&self.auth_token, &self.auth_token_secondary]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect()
     }
 }
 
@@ -160,14 +165,27 @@ mod tests {
     #[test]
     fn serve_flags_and_pairs() {
         let s = Cli::try_parse_from([
-            "callstream", "serve", "--port", "9000", "--handler", "echo", "--stream-parameter", "bot=sales",
-            "--auth-token", "t1", "--auth-token-secondary", "",
+            "callstream",
+            "serve",
+            "--port",
+            "9000",
+            "--handler",
+            "echo",
+            "--stream-parameter",
+            "bot=sales",
+            "--auth-token",
+            "t1",
+            "--auth-token-secondary",
+            "",
         ])
         .unwrap()
         .settings();
         assert_eq!(s.port, 9000);
         assert_eq!(s.handler.as_str(), "echo");
-        assert_eq!(s.stream_parameters, vec![("bot".to_owned(), "sales".to_owned())]);
+        assert_eq!(
+            s.stream_parameters,
+            vec![("bot".to_owned(), "sales".to_owned())]
+        );
         assert_eq!(s.auth_tokens(), vec!["t1".to_owned()]);
         assert!(Cli::try_parse_from(["callstream", "--stream-parameter", "novalue"]).is_err());
     }

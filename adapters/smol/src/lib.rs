@@ -62,7 +62,10 @@ pub fn engine_config(s: &Settings) -> Result<connection::Config, SettingsError> 
     c.extra_parameters = s.stream_parameters.clone();
     let handler = callstream_core::handler::by_name(s.handler.as_str())
         .ok_or_else(|| SettingsError(format!("unknown handler {}", s.handler.as_str())))?;
-    let call = callstream_core::call::CallConfig { tap: s.recordings_dir.is_some(), ..Default::default() };
+    let call = callstream_core::call::CallConfig {
+        tap: s.recordings_dir.is_some(),
+        ..Default::default()
+    };
     c.session = Some(callstream_core::handler::session_factory(call, handler));
     Ok(c)
 }
@@ -99,7 +102,10 @@ pub fn log_boot(s: &Settings, addr: std::net::SocketAddr) {
     );
     let tokens = s.auth_tokens().len();
     if tokens > 0 {
-        tracing::info!(tokens, "X-Twilio-Signature is checked on every webhook and on the WebSocket upgrade");
+        tracing::info!(
+            tokens,
+            "X-Twilio-Signature is checked on every webhook and on the WebSocket upgrade"
+        );
     } else if s.insecure_no_signatures {
         tracing::warn!(
             "!!! SIGNATURE CHECKS ARE OFF (CALLSTREAM_INSECURE_NO_SIGNATURES): anyone who finds this URL can drive calls. Set TWILIO_AUTH_TOKEN for production. !!!"
@@ -110,7 +116,9 @@ pub fn log_boot(s: &Settings, addr: std::net::SocketAddr) {
         );
     }
     if s.public_base_url.is_none() {
-        tracing::info!("no PUBLIC_BASE_URL: TwiML and signature URLs are rebuilt from each request's Host header");
+        tracing::info!(
+            "no PUBLIC_BASE_URL: TwiML and signature URLs are rebuilt from each request's Host header"
+        );
     }
 }
 
@@ -121,21 +129,24 @@ pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let server = server::Server::bind(options(&s), engine, metrics)?;
     log_boot(&s, server.local_addr()?);
     let handle = server.shutdown_handle();
-    let signals = async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
-    std::thread::Builder::new().name("callstream-signals".into()).spawn(move || {
-        use smol::stream::StreamExt;
-        let mut signals = signals;
-        smol::block_on(async {
-            if let Some(Ok(sig)) = signals.next().await {
-                tracing::info!(signal = ?sig, "shutdown requested");
-                handle.shutdown();
-            }
-            if let Some(Ok(sig)) = signals.next().await {
-                tracing::warn!(signal = ?sig, "second signal: exiting without draining");
-                std::process::exit(130);
-            }
-        });
-    })?;
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])?;
+    std::thread::Builder::new()
+        .name("callstream-signals".into())
+        .spawn(move || {
+            use smol::stream::StreamExt;
+            let mut signals = signals;
+            smol::block_on(async {
+                if let Some(Ok(sig)) = signals.next().await {
+                    tracing::info!(signal = ?sig, "shutdown requested");
+                    handle.shutdown();
+                }
+                if let Some(Ok(sig)) = signals.next().await {
+                    tracing::warn!(signal = ?sig, "second signal: exiting without draining");
+                    std::process::exit(130);
+                }
+            });
+        })?;
     server.run()?;
     tracing::info!("callstream stopped");
     Ok(())

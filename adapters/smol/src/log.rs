@@ -4,10 +4,10 @@ use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -22,7 +22,9 @@ pub enum LogFormat {
 /// Installs the global logger. `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
@@ -62,7 +64,8 @@ impl Visit for Fields {
         self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}").into());
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
     }
 }
 
@@ -71,19 +74,37 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let line = json_line(event.metadata().level(), event.metadata().target(), |v| event.record(v), SystemTime::now());
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let line = json_line(
+            event.metadata().level(),
+            event.metadata().target(),
+            |v| event.record(v),
+            SystemTime::now(),
+        );
         writeln!(writer, "{line}")
     }
 }
 
-fn json_line(level: &Level, target: &str, record: impl FnOnce(&mut Fields), at: SystemTime) -> String {
+fn json_line(
+    level: &Level,
+    target: &str,
+    record: impl FnOnce(&mut Fields),
+    at: SystemTime,
+) -> String {
     let mut f = Fields(serde_json::Map::new());
     record(&mut f);
     f.0.insert("severity".into(), severity(level).into());
     f.0.insert("target".into(), target.into());
     let t = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    f.0.insert("timestamp".into(), serde_json::json!({"seconds": t.as_secs(), "nanos": t.subsec_nanos()}));
+    f.0.insert(
+        "timestamp".into(),
+        serde_json::json!({"seconds": t.as_secs(), "nanos": t.subsec_nanos()}),
+    );
     serde_json::Value::Object(f.0).to_string()
 }
 
@@ -94,7 +115,16 @@ mod tests {
     #[test]
     fn json_lines_carry_cloud_severity() {
         let at = UNIX_EPOCH + std::time::Duration::from_millis(1500);
-        let line = json_line(&Level::WARN, "callstream", |f| f.0.insert("message".into(), "x \"y\"".into()).map(drop).unwrap_or(()), at);
+        let line = json_line(
+            &Level::WARN,
+            "callstream",
+            |f| {
+                f.0.insert("message".into(), "x \"y\"".into())
+                    .map(drop)
+                    .unwrap_or(())
+            },
+            at,
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["severity"], "WARNING");
         assert_eq!(v["message"], "x \"y\"");

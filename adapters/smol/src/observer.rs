@@ -63,8 +63,19 @@ fn stop_word(r: &StopReason) -> &'static str {
 impl Observer {
     /// An observer for a connection from `peer`.
     #[must_use]
-    pub fn new(peer: SocketAddr, metrics: Arc<Metrics>, recordings_dir: Option<PathBuf>) -> Observer {
-        Observer { peer, metrics, recordings_dir, recorder: None, call: None, seen: CallStats::default() }
+    pub fn new(
+        peer: SocketAddr,
+        metrics: Arc<Metrics>,
+        recordings_dir: Option<PathBuf>,
+    ) -> Observer {
+        Observer {
+            peer,
+            metrics,
+            recordings_dir,
+            recorder: None,
+            call: None,
+            seen: CallStats::default(),
+        }
     }
 
     /// Whether a media stream is in progress on this connection.
@@ -101,8 +112,14 @@ impl Observer {
     pub fn observe(&mut self, e: Event) {
         let peer = self.peer;
         match e {
-            Event::Request { method, route, status, latency } => {
-                self.metrics.record_request(&method, route.as_str(), status, latency);
+            Event::Request {
+                method,
+                route,
+                status,
+                latency,
+            } => {
+                self.metrics
+                    .record_request(&method, route.as_str(), status, latency);
                 let latency_ms = latency.as_secs_f64() * 1e3;
                 if route.is_signed() || status >= 400 {
                     tracing::info!(%peer, %method, route = route.as_str(), status, latency_ms, "HTTP");
@@ -111,7 +128,8 @@ impl Observer {
                 }
             }
             Event::Malformed { status, reason } => {
-                self.metrics.record_request("-", "malformed", status, std::time::Duration::ZERO);
+                self.metrics
+                    .record_request("-", "malformed", status, std::time::Duration::ZERO);
                 tracing::warn!(%peer, status, %reason, "malformed request");
             }
             Event::Webhook { route, params } => {
@@ -130,7 +148,9 @@ impl Observer {
                 );
             }
             Event::SignaturesOff => {
-                tracing::warn!("!!! accepting a request WITHOUT checking X-Twilio-Signature (no auth token configured) !!!");
+                tracing::warn!(
+                    "!!! accepting a request WITHOUT checking X-Twilio-Signature (no auth token configured) !!!"
+                );
             }
             Event::AccountRejected { route, account_sid } => {
                 tracing::warn!(%peer, route = route.as_str(), %account_sid, "request for another Twilio account: answered 403");
@@ -165,7 +185,11 @@ impl Observer {
             CallEvent::Started(start) => {
                 let call_sid = start.call_sid.to_string();
                 let stream_sid = start.stream_sid.to_string();
-                let params: Vec<String> = start.custom_parameters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let params: Vec<String> = start
+                    .custom_parameters
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 tracing::info!(
                     %peer, %call_sid, %stream_sid, account_sid = %start.account_sid, tracks = ?start.tracks,
                     parameters = %params.join(" "), "WS_START"
@@ -177,10 +201,17 @@ impl Observer {
                             tracing::info!(%call_sid, path = %r.path().display(), "recording");
                             self.recorder = Some(r);
                         }
-                        Err(e) => tracing::error!(%call_sid, dir = %dir.display(), error = %e, "cannot create recording"),
+                        Err(e) => {
+                            tracing::error!(%call_sid, dir = %dir.display(), error = %e, "cannot create recording")
+                        }
                     }
                 }
-                self.call = Some(CallInfo { call_sid, stream_sid, started: Instant::now(), next_media_log: MEDIA_LOG_EVERY });
+                self.call = Some(CallInfo {
+                    call_sid,
+                    stream_sid,
+                    started: Instant::now(),
+                    next_media_log: MEDIA_LOG_EVERY,
+                });
             }
             CallEvent::Audio(f) => {
                 if let Some(r) = &mut self.recorder {
@@ -197,14 +228,26 @@ impl Observer {
                 }
             }
             CallEvent::Dtmf { digit, .. } => tracing::info!(call_sid = %self.sid(), %digit, "DTMF"),
-            CallEvent::MarkDone { name, outcome, .. } => tracing::debug!(call_sid = %self.sid(), mark = %name, ?outcome, "mark done"),
-            CallEvent::SpeechStarted { at_ms, .. } => tracing::debug!(call_sid = %self.sid(), at_ms, "speech started"),
-            CallEvent::SpeechEnded { at_ms, duration, .. } => {
+            CallEvent::MarkDone { name, outcome, .. } => {
+                tracing::debug!(call_sid = %self.sid(), mark = %name, ?outcome, "mark done")
+            }
+            CallEvent::SpeechStarted { at_ms, .. } => {
+                tracing::debug!(call_sid = %self.sid(), at_ms, "speech started")
+            }
+            CallEvent::SpeechEnded {
+                at_ms, duration, ..
+            } => {
                 tracing::debug!(call_sid = %self.sid(), at_ms, duration_ms = duration.as_millis() as u64, "speech ended");
             }
-            CallEvent::BargeIn => tracing::info!(call_sid = %self.sid(), "BARGE_IN: caller spoke over our audio, cleared"),
-            CallEvent::Warning(w) => tracing::warn!(%peer, call_sid = %self.sid(), warning = %w, "media stream warning"),
-            CallEvent::Stopped { reason, stats } => self.stopped(stop_word(&reason), &reason.to_string(), &stats),
+            CallEvent::BargeIn => {
+                tracing::info!(call_sid = %self.sid(), "BARGE_IN: caller spoke over our audio, cleared")
+            }
+            CallEvent::Warning(w) => {
+                tracing::warn!(%peer, call_sid = %self.sid(), warning = %w, "media stream warning")
+            }
+            CallEvent::Stopped { reason, stats } => {
+                self.stopped(stop_word(&reason), &reason.to_string(), &stats)
+            }
             other => tracing::trace!(event = ?other, "call event"),
         }
     }
@@ -229,8 +272,12 @@ impl Observer {
         );
         if let Some(r) = self.recorder.take() {
             match r.finish() {
-                Ok(p) => tracing::info!(call_sid = %c.call_sid, path = %p.display(), "recording complete"),
-                Err(e) => tracing::error!(call_sid = %c.call_sid, error = %e, "recording could not be completed"),
+                Ok(p) => {
+                    tracing::info!(call_sid = %c.call_sid, path = %p.display(), "recording complete")
+                }
+                Err(e) => {
+                    tracing::error!(call_sid = %c.call_sid, error = %e, "recording could not be completed")
+                }
             }
         }
     }

@@ -39,16 +39,30 @@ fn wav_error(e: hound::Error) -> io::Error {
 /// Keeps a SID-derived name to letters, digits, `-` and `_`: SIDs are validated
 /// by the core already; this is a second fence before a path is built.
 fn safe(s: &str) -> String {
-    s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(64).collect()
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(64)
+        .collect()
 }
 
 impl Recorder {
     /// Creates `<dir>/<call_sid>_<stream_sid>.wav`.
     pub fn create(dir: &Path, call_sid: &str, stream_sid: &str) -> io::Result<Recorder> {
         let path = dir.join(format!("{}_{}.wav", safe(call_sid), safe(stream_sid)));
-        let spec = hound::WavSpec { channels: 2, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let wav = hound::WavWriter::create(&path, spec).map_err(wav_error)?;
-        Ok(Recorder { path, wav, written: 0, ours: VecDeque::new(), since_flush: 0 })
+        Ok(Recorder {
+            path,
+            wav,
+            written: 0,
+            ours: VecDeque::new(),
+            since_flush: 0,
+        })
     }
 
     /// Where the recording is written.
@@ -128,7 +142,10 @@ mod tests {
         assert_eq!(r.spec().channels, 2);
         assert_eq!(r.spec().sample_rate, 8000);
         let s: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
-        (s.iter().step_by(2).copied().collect(), s.iter().skip(1).step_by(2).copied().collect())
+        (
+            s.iter().step_by(2).copied().collect(),
+            s.iter().skip(1).step_by(2).copied().collect(),
+        )
     }
 
     #[test]

@@ -79,15 +79,29 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket now, so that the address (an ephemeral port
     /// included) is known before [`Server::run`].
-    pub fn bind(opts: Options, mut engine: connection::Config, metrics: Arc<Metrics>) -> io::Result<Server> {
+    pub fn bind(
+        opts: Options,
+        mut engine: connection::Config,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Server> {
         let listener = Async::<TcpListener>::bind(opts.bind)?;
         if engine.metrics.is_none() {
             let m = metrics.clone();
             engine.metrics = Some(Arc::new(move || m.render()));
         }
         let (shutdown_tx, shutdown) = smol::channel::bounded(1);
-        let shared = Arc::new(Shared { engine: Arc::new(engine), metrics, opts, open: AtomicUsize::new(0), shutdown });
-        Ok(Server { listener, shared, shutdown_tx })
+        let shared = Arc::new(Shared {
+            engine: Arc::new(engine),
+            metrics,
+            opts,
+            open: AtomicUsize::new(0),
+            shutdown,
+        });
+        Ok(Server {
+            listener,
+            shared,
+            shutdown_tx,
+        })
     }
 
     /// The bound address.
@@ -98,7 +112,9 @@ impl Server {
     /// A handle that starts the graceful shutdown from anywhere.
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle { tx: self.shutdown_tx.clone() }
+        ShutdownHandle {
+            tx: self.shutdown_tx.clone(),
+        }
     }
 
     /// Runs until a shutdown is requested and every connection has drained
@@ -162,7 +178,11 @@ impl Server {
         }
         drop(self.listener);
         let open = shared.open.load(Ordering::Relaxed);
-        tracing::info!(open_connections = open, drain_s = shared.opts.drain.as_secs_f64(), "shutting down: no new connections, draining");
+        tracing::info!(
+            open_connections = open,
+            drain_s = shared.opts.drain.as_secs_f64(),
+            "shutting down: no new connections, draining"
+        );
         // Each connection saw the shutdown and began its own drain; wait for them.
         for t in tasks {
             t.await;
@@ -176,7 +196,11 @@ impl Server {
 async fn refuse(stream: Async<TcpStream>) {
     let _ = smol::future::or(
         async {
-            let _ = smol::io::AsyncWriteExt::write_all(&mut &stream, callstream_core::http::overloaded_response()).await;
+            let _ = smol::io::AsyncWriteExt::write_all(
+                &mut &stream,
+                callstream_core::http::overloaded_response(),
+            )
+            .await;
         },
         async {
             smol::Timer::after(Duration::from_secs(1)).await;
@@ -200,7 +224,11 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
     conn.set_waker(Arc::new(move || {
         let _ = wake_tx.try_send(());
     }));
-    let mut local = Observer::new(peer, shared.metrics.clone(), shared.opts.recordings_dir.clone());
+    let mut local = Observer::new(
+        peer,
+        shared.metrics.clone(),
+        shared.opts.recordings_dir.clone(),
+    );
     // 8 KiB per read: a media message is under 400 bytes; bounded memory per connection.
     let mut buf = vec![0u8; 8192];
     let mut timer = async_io::Timer::never();
@@ -223,7 +251,9 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
         }
         let ev = poll_fn(|cx| {
             if !eof {
-                if let Poll::Ready(r) = smol::io::AsyncRead::poll_read(std::pin::Pin::new(&mut &stream), cx, &mut buf) {
+                if let Poll::Ready(r) =
+                    smol::io::AsyncRead::poll_read(std::pin::Pin::new(&mut &stream), cx, &mut buf)
+                {
                     return Poll::Ready(Wake::Read(r));
                 }
             }
@@ -283,7 +313,6 @@ fn drain(conn: &mut Connection, local: &mut Observer, timer: &mut async_io::Time
                 break false;
             }
             Output::Close => break true,
-            _ => {}
         }
     };
     if let Some(s) = conn.call_stats() {

@@ -376,6 +376,13 @@ impl Connection {
         params: &[(String, String)],
     ) -> Result<(), Answer> {
         if self.config.validator().token_count() == 0 {
+            if self.config.require_signatures {
+                self.emit(Event::SignatureRejected {
+                    route,
+                    urls_tried: Vec::new(),
+                });
+                return Err(Answer::Http(Response::forbidden()));
+            }
             if Config::first(&self.config.shared.signatures_off_reported) {
                 self.emit(Event::SignaturesOff);
             }
