@@ -46,37 +46,48 @@ fn inbound(c: &mut Criterion) {
     let msgs = media(3000);
     let mut g = c.benchmark_group("call");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("media_message_to_audio_event", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
-            while left > 0 {
-                let n = left.min(msgs.len());
-                let t0 = Instant::now();
-                let mut call = started(CallConfig::default(), t0);
-                let mut now = t0;
-                let clock = Instant::now();
-                for m in &msgs[..n] {
-                    call.handle_text(now, m);
-                    loop {
-                        match call.poll_output() {
-                            CallOutput::Event(CallEvent::Audio(f)) => {
-                                black_box(&f);
-                            }
-                            CallOutput::Timeout(_) => break,
-                            other => {
-                                black_box(other);
+    for (name, config) in [
+        ("media_message_to_audio_event", CallConfig::default()),
+        (
+            "media_message_to_audio_event_without_vad",
+            CallConfig {
+                vad: None,
+                ..CallConfig::default()
+            },
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters as usize;
+                while left > 0 {
+                    let n = left.min(msgs.len());
+                    let t0 = Instant::now();
+                    let mut call = started(config.clone(), t0);
+                    let mut now = t0;
+                    let clock = Instant::now();
+                    for m in &msgs[..n] {
+                        call.handle_text(now, m);
+                        loop {
+                            match call.poll_output() {
+                                CallOutput::Event(CallEvent::Audio(f)) => {
+                                    black_box(&f);
+                                }
+                                CallOutput::Timeout(_) => break,
+                                other => {
+                                    black_box(other);
+                                }
                             }
                         }
+                        now += FRAME;
                     }
-                    now += FRAME;
+                    total += clock.elapsed();
+                    left -= n;
                 }
-                total += clock.elapsed();
-                left -= n;
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     g.finish();
 }
 

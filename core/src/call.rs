@@ -21,7 +21,8 @@
 //! Media goes through the [jitter buffer](crate::jitter) and comes out as
 //! [`CallEvent::Audio`]: 20 ms frames on a steady cadence in stream time,
 //! concealed where Twilio's audio is missing. Each frame also feeds the
-//! [voice activity detector](crate::vad), whose decisions come out as
+//! [voice activity detector](crate::vad) (unless [`CallConfig::vad`] is
+//! `None`), whose decisions come out as
 //! [`CallEvent::SpeechStarted`] and [`CallEvent::SpeechEnded`], right after
 //! the frame that settled them, dated in stream time. Only the `inbound`
 //! track is taken; media of other tracks (a one-way `both_tracks` stream) is
@@ -120,8 +121,11 @@ pub struct CallConfig {
     /// The outbound pacer; its `max_marks` bounds the marks open at once
     /// (queued here or waiting for Twilio's echo).
     pub pacer: PacerConfig,
-    /// The voice activity detector.
-    pub vad: VadConfig,
+    /// The voice activity detector (default on). `None` turns speech
+    /// detection off: no `SpeechStarted`/`SpeechEnded`, so no barge-in
+    /// either, for applications that find turns themselves (their
+    /// recogniser's endpointing) or only record.
+    pub vad: Option<VadConfig>,
     /// Clear our audio when the caller starts speaking over it (default on).
     pub barge_in: bool,
     /// Report every outbound frame as [`CallEvent::AudioOut`] (default off).
@@ -138,7 +142,7 @@ impl Default for CallConfig {
         CallConfig {
             jitter: JitterConfig::default(),
             pacer: PacerConfig::default(),
-            vad: VadConfig::default(),
+            vad: Some(VadConfig::default()),
             barge_in: true,
             tap: false,
             hangup_timeout: Duration::from_secs(5),
@@ -429,7 +433,7 @@ pub struct Call {
     audio_origin_ms: Option<u64>,
     jitter: JitterBuffer,
     pacer: Pacer,
-    vad: Vad,
+    vad: Option<Vad>,
     /// Marks sent to Twilio, waiting for their echo, in order.
     sent_marks: VecDeque<SentMark>,
     /// Marks resolved by a clear whose echo is still to come, in order.
@@ -453,7 +457,7 @@ impl Call {
             audio_origin_ms: None,
             jitter: JitterBuffer::new(config.jitter.clone()),
             pacer: Pacer::new(config.pacer.clone()),
-            vad: Vad::new(config.vad),
+            vad: config.vad.map(Vad::new),
             sent_marks: VecDeque::new(),
             swallow: VecDeque::new(),
             out: VecDeque::new(),
@@ -569,6 +573,10 @@ impl Call {
         loop {
             if let Some(o) = self.out.pop_front() {
                 return o;
+            }
+            // An audio frame, the common case, skips the queue.
+            if let Some(frame) = self.next_frame() {
+                return frame;
             }
             if !self.pump() {
                 return CallOutput::Timeout(self.deadline());
@@ -814,13 +822,20 @@ impl Call {
     }
 
     /// Produces the next piece of output, if any is due at `self.now`.
+    /// The next inbound frame due, as an event; the events it settles
+    /// (speech, barge-in) are queued behind it.
+    fn next_frame(&mut self) -> Option<CallOutput> {
+        if self.phase == Phase::Stopped {
+            return None;
+        }
+        let frame = self.jitter.pop(self.now)?;
+        Some(CallOutput::Event(self.on_frame(frame)))
+    }
+
+    /// Produces output other than inbound frames, if any is due at `self.now`.
     fn pump(&mut self) -> bool {
         if self.phase == Phase::Stopped {
             return false;
-        }
-        if let Some(frame) = self.jitter.pop(self.now) {
-            self.on_frame(frame);
-            return true;
         }
         if let Phase::Ending(_) = self.phase {
             self.finish();
@@ -848,14 +863,13 @@ impl Call {
             && !self.pacer.is_playing(self.now)
     }
 
-    fn on_frame(&mut self, frame: AudioFrame) {
+    fn on_frame(&mut self, frame: AudioFrame) -> CallEvent {
         self.sync_jitter_stats();
         self.stats.frames_in += 1;
         let origin = *self.audio_origin_ms.get_or_insert(frame.timestamp_ms);
         // Concealed frames are fed too, so the detector's frame count is the
         // stream's and its events map to stream time.
-        let vad = self.vad.process(&frame.samples);
-        self.emit(CallEvent::Audio(frame));
+        let vad = self.vad.as_mut().and_then(|v| v.process(&frame.samples));
         let at_ms = |at_frame: u64| origin.saturating_add(at_frame.saturating_mul(FRAME_MS));
         match vad {
             Some(VadEvent::SpeechStarted { at_frame }) => {
@@ -876,6 +890,7 @@ impl Call {
             }
             _ => {}
         }
+        CallEvent::Audio(frame)
     }
 
     fn on_outgoing(&mut self, sid: StreamSid, o: Outgoing) {

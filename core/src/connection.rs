@@ -87,13 +87,21 @@
 //!
 //! # After the upgrade
 //!
-//! Frames are handled by [`websocket::WebSocket`]. Until a call machine is
-//! plugged in, every text message comes out as [`Event::StreamMessage`]. [`shutdown`](Connection::shutdown)
+//! Frames are handled by [`websocket::WebSocket`]. With [`Config::session`]
+//! set, each stream gets a call machine ([`handler::Session`]): text frames go
+//! to it, what it sends becomes text frames, its close our close frame, its
+//! events [`Event::Call`], and its deadline is folded into
+//! [`Output::Timeout`]. Without one, each message is parsed with
+//! [`message::parse`] and comes out as [`Event::StreamMessage`]. With
+//! [`Config::account_sid`] set, a stream whose `start` names another account
+//! is closed with 1008. [`shutdown`](Connection::shutdown)
 //! sends close 1001 and waits up to [`Config::close_timeout`] for the answer.
 //!
 //! [`http::RequestParser`]: crate::http::RequestParser
 //! [`public_url::signed_urls`]: crate::public_url::signed_urls
 //! [`websocket::WebSocket`]: crate::websocket::WebSocket
+//! [`message::parse`]: crate::message::parse
+//! [`handler::Session`]: crate::handler::Session
 
 mod routes;
 mod stream;
@@ -104,17 +112,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::call::{CallEvent, CallStats};
+use crate::handler::SessionFactory;
 use crate::http::{Limits, RequestParser};
+use crate::message::Inbound;
 use crate::public_url::PublicBase;
 use crate::sid::AccountSid;
 use crate::signature::Validator;
-use crate::websocket::{Initiator, Text, WsError};
+use crate::websocket::{Initiator, WsError};
 
 use stream::StreamPhase;
 
-/// Wakes the connection's task from another thread: the adapter then calls
-/// [`Connection::handle_timeout`] and drains. Must be cheap and must not block.
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+/// Wakes the connection's task from another thread (a
+/// [`RemoteControl`](crate::handler::RemoteControl) gave the call a command):
+/// the adapter then calls [`Connection::handle_timeout`] and drains. Must be
+/// cheap and must not block.
+pub use crate::handler::Waker;
 
 /// What a connection needs to know about the server. Built once and shared
 /// (`Arc`) by every connection.
@@ -134,8 +147,14 @@ pub struct Config {
     /// from each request's `Host` (and trusted forwarded headers).
     pub public_base_url: Option<PublicBase>,
     /// Twilio auth tokens to accept signatures from (primary, secondary).
-    /// Empty: signatures are not checked ([`Event::SignaturesOff`]).
+    /// Empty: signatures are not checked ([`Event::SignaturesOff`]), unless
+    /// [`Config::require_signatures`] is set.
     pub auth_tokens: Vec<String>,
+    /// With no auth token configured, refuse every signed route (403, with
+    /// [`Event::SignatureRejected`] naming no URL) instead of accepting it
+    /// unchecked. A server that cannot verify Twilio should not act for it:
+    /// the `callstream` binary sets this unless explicitly run insecure.
+    pub require_signatures: bool,
     /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` may be used to rebuild
     /// the public URL (only when a proxy you control sets them).
     pub trust_forwarded: bool,
@@ -150,6 +169,10 @@ pub struct Config {
     pub limits: Limits,
     /// Renders `GET /metrics` (Prometheus text). `None`: the route is 404.
     pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Makes the call machine for each media stream (e.g.
+    /// [`handler::session_factory`](crate::handler::session_factory)). `None`:
+    /// stream messages come out parsed as [`Event::StreamMessage`].
+    pub session: Option<SessionFactory>,
     /// Most bytes allowed to wait in [`Connection::transmit`]; past it the
     /// peer is not reading and the connection closes. Default 1 MiB.
     pub max_transmit: usize,
@@ -169,12 +192,14 @@ impl Default for Config {
         Config {
             public_base_url: None,
             auth_tokens: Vec::new(),
+            require_signatures: false,
             trust_forwarded: false,
             account_sid: None,
             greeting: None,
             extra_parameters: Vec::new(),
             limits: Limits::default(),
             metrics: None,
+            session: None,
             max_transmit: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
             stream_idle_timeout: Duration::from_secs(60),
@@ -198,6 +223,7 @@ impl fmt::Debug for Config {
             .field("extra_parameters", &self.extra_parameters)
             .field("limits", &self.limits)
             .field("metrics", &self.metrics.is_some())
+            .field("session", &self.session.is_some())
             .field("max_transmit", &self.max_transmit)
             .field("close_timeout", &self.close_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
@@ -238,6 +264,9 @@ impl Config {
 
 /// What the connection wants next. See the module docs for the contract.
 #[derive(Debug)]
+// `Event::Call` can carry an audio frame (336 bytes) by value, as the call
+// machine's own outputs do: a move per frame is cheaper than a box per frame.
+#[allow(clippy::large_enum_variant)]
 pub enum Output {
     /// Something for the application; keep draining.
     Event(Event),
@@ -389,7 +418,9 @@ pub enum CloseReason {
 
 /// What happened, for the application. Emitted in order from
 /// [`Connection::poll_output`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
+// See `Output`: audio frames travel by value.
+#[allow(clippy::large_enum_variant)]
 #[non_exhaustive]
 pub enum Event {
     /// A request was answered (every parsed request, upgrade included).
@@ -461,9 +492,13 @@ pub enum Event {
         /// The subprotocol echoed (only when the client offered it).
         subprotocol: Option<String>,
     },
-    /// A text message from Twilio on the media stream (borrowed from the
-    /// frame buffer, no copy).
-    StreamMessage(Text),
+    /// What the call machine reports ([`Config::session`]): `Connected`,
+    /// `Started`, `Dtmf`, marks, speech, barge-in, warnings, and `Stopped`
+    /// with the call's stats (before [`Event::Closed`]).
+    Call(CallEvent),
+    /// A message from Twilio on the media stream, parsed (only when no
+    /// [`Config::session`] is set).
+    StreamMessage(Inbound<'static>),
     /// A message on the media stream that is not a valid Twilio message; it
     /// was dropped.
     InvalidStreamMessage {
@@ -531,9 +566,15 @@ impl fmt::Debug for Connection {
     }
 }
 
+// Events travel by value (see `Output`).
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// Something happened; poll again.
     Progress,
+    /// One event, handed straight out: the queue is empty whenever `step`
+    /// runs, so order is kept, and a media message's event is not copied
+    /// in and out of the queue.
+    Emit(Event),
     /// Nothing to do before this deadline.
     Idle(Option<Instant>),
 }
@@ -599,11 +640,7 @@ impl Connection {
                     self.http_expired(expiry);
                 }
             }
-            Phase::Stream(s) => {
-                if let Some(reason) = s.handle_timeout(now, &self.config) {
-                    self.finish(reason);
-                }
-            }
+            Phase::Stream(s) => s.handle_timeout(now, &self.config),
         }
     }
 
@@ -623,7 +660,8 @@ impl Connection {
     }
 
     /// Sets the waker handed to the call machine (so that a remote control can
-    /// wake this connection). Call it before the first `poll_output`.
+    /// wake this connection). Call it before the upgrade (e.g. right after
+    /// [`new`](Self::new)): the session gets the waker set when it is made.
     pub fn set_waker(&mut self, waker: Waker) {
         self.waker = Some(waker);
     }
@@ -640,14 +678,16 @@ impl Connection {
             }
             let pending = self.transmit().len();
             if pending > self.config.max_transmit {
-                if let Phase::Stream(s) = &mut self.phase {
-                    s.abort(self.now);
+                let reason = CloseReason::TransmitOverflow { pending };
+                match &mut self.phase {
+                    // The call machine still hears of the end (`Stopped`).
+                    Phase::Stream(s) => s.fail(reason),
+                    Phase::Http(_) => self.finish(reason),
                 }
-                self.finish(CloseReason::TransmitOverflow { pending });
-                continue;
             }
             match self.step() {
                 Step::Progress => {}
+                Step::Emit(event) => return Output::Event(event),
                 Step::Idle(deadline) => {
                     return Output::Timeout(deadline.unwrap_or(self.now + NO_DEADLINE));
                 }
@@ -685,6 +725,15 @@ impl Connection {
         matches!(self.phase, Phase::Stream(_))
     }
 
+    /// The call's counters, once a media stream with a call machine runs.
+    #[must_use]
+    pub fn call_stats(&self) -> Option<CallStats> {
+        match &self.phase {
+            Phase::Stream(s) => s.call_stats(),
+            Phase::Http(_) => None,
+        }
+    }
+
     /// Binary WebSocket messages dropped on this connection.
     #[must_use]
     pub fn binary_dropped(&self) -> u64 {
@@ -718,6 +767,7 @@ impl Connection {
             Phase::Http(_) => self.step_http(),
             Phase::Stream(s) => match s.step(self.now, &self.config, &mut self.events) {
                 stream::StreamStep::Progress => Step::Progress,
+                stream::StreamStep::Emit(event) => Step::Emit(event),
                 stream::StreamStep::Idle(deadline) => Step::Idle(Some(deadline)),
                 stream::StreamStep::Finished(reason) => {
                     self.finish(reason);

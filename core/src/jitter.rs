@@ -196,8 +196,10 @@ pub struct JitterBuffer {
     shift: i128,
     /// Samples handed on into `fifo` since the origin (its end position).
     released: u64,
-    /// Samples handed on, not yet cut into frames.
-    fifo: VecDeque<i16>,
+    /// Samples handed on, not yet cut into frames: `fifo[read..]`. A plain
+    /// vector so that μ-law decodes straight into it.
+    fifo: Vec<i16>,
+    read: usize,
     /// Samples cut into frames so far (`fifo` starts here).
     popped: u64,
     /// Concealed sample ranges `[start, end)` not yet handed out.
@@ -221,7 +223,8 @@ impl JitterBuffer {
             origin_ms: 0,
             shift: 0,
             released: 0,
-            fifo: VecDeque::with_capacity(4 * FRAME_SAMPLES),
+            fifo: Vec::with_capacity(4 * FRAME_SAMPLES),
+            read: 0,
             popped: 0,
             concealed: VecDeque::new(),
             stats: JitterStats::default(),
@@ -246,7 +249,7 @@ impl JitterBuffer {
     /// Samples handed on but not yet cut into a frame (less than a frame
     /// unless frames are waiting to be popped).
     pub fn pending_samples(&self) -> usize {
-        self.fifo.len()
+        self.fifo.len() - self.read
     }
 
     /// Takes one media message that arrived at `now`: its `chunk` number,
@@ -313,18 +316,9 @@ impl JitterBuffer {
     #[must_use]
     pub fn pop(&mut self, now: Instant) -> Option<AudioFrame> {
         self.expire(now);
-        if self.fifo.len() < FRAME_SAMPLES {
-            return None;
-        }
         let mut samples = [0i16; FRAME_SAMPLES];
-        let (a, b) = self.fifo.as_slices();
-        if a.len() >= FRAME_SAMPLES {
-            samples.copy_from_slice(&a[..FRAME_SAMPLES]);
-        } else {
-            samples[..a.len()].copy_from_slice(a);
-            samples[a.len()..].copy_from_slice(&b[..FRAME_SAMPLES - a.len()]);
-        }
-        self.fifo.drain(..FRAME_SAMPLES);
+        samples.copy_from_slice(self.fifo.get(self.read..self.read + FRAME_SAMPLES)?);
+        self.read += FRAME_SAMPLES;
         let start = self.popped;
         let end = start + FRAME_SAMPLES as u64;
         self.popped = end;
@@ -367,7 +361,7 @@ impl JitterBuffer {
         while !self.held.is_empty() {
             self.release_first_held();
         }
-        let partial = self.fifo.len() % FRAME_SAMPLES;
+        let partial = self.pending_samples() % FRAME_SAMPLES;
         if partial != 0 {
             self.conceal((FRAME_SAMPLES - partial) as u64);
         }
@@ -431,10 +425,25 @@ impl JitterBuffer {
             self.stats.resyncs += 1;
             self.shift -= ahead;
         }
-        self.fifo.extend(ulaw.iter().map(|&b| codec::decode(b)));
+        self.make_room();
+        let at = self.fifo.len();
+        self.fifo.resize(at + ulaw.len(), 0);
+        codec::decode_into(ulaw, &mut self.fifo[at..]);
         self.released += ulaw.len() as u64;
         self.advance_to(u128::from(chunk) + 1);
         self.mark_seen(u128::from(chunk));
+    }
+
+    /// Forgets samples already cut into frames: all of them when everything
+    /// was (the usual case, no copy), else once they are the bulk of the buffer.
+    fn make_room(&mut self) {
+        if self.read == self.fifo.len() {
+            self.fifo.clear();
+            self.read = 0;
+        } else if self.read >= self.fifo.len() / 2 {
+            self.fifo.drain(..self.read);
+            self.read = 0;
+        }
     }
 
     fn conceal(&mut self, samples: u64) {
@@ -442,8 +451,8 @@ impl JitterBuffer {
             return;
         }
         let start = self.released;
-        self.fifo
-            .extend(std::iter::repeat_n(0i16, samples as usize));
+        self.make_room();
+        self.fifo.resize(self.fifo.len() + samples as usize, 0);
         self.released += samples;
         match self.concealed.back_mut() {
             Some((_, end)) if *end == start => *end = self.released,

@@ -145,3 +145,19 @@ fn barge_in_can_be_turned_off() {
     sim.run(t0 + Duration::from_secs(5), &mut voice);
     assert_eq!(sim.player.clears, 1);
 }
+
+#[test]
+fn without_a_detector_there_is_no_speech_and_no_barge_in() {
+    let mut sim = sim_with(CallConfig {
+        vad: None,
+        ..CallConfig::default()
+    });
+    let t0 = sim.t0;
+    sim.m.play_pcm(t0, &[800; 24_000]).unwrap();
+    sim.drain();
+    let mut voice = Script::new(&[(1000, 1300)]);
+    sim.run(t0 + Duration::from_secs(4), &mut voice);
+    assert_eq!(kinds(&sim), Vec::<String>::new());
+    assert_eq!(sim.player.clears, 0);
+    assert_eq!(sim.audio().len(), 201);
+}

@@ -283,6 +283,33 @@ fn signatures_off_is_reported_once_per_config() {
 }
 
 #[test]
+fn require_signatures_without_a_token_refuses_signed_routes_only() {
+    let config = Config {
+        require_signatures: true,
+        ..Config::default()
+    };
+    let mut peer = Peer::new(config);
+    peer.send(&post(
+        "/webhook/call_status",
+        &STATUS_PARAMS,
+        Some("whatever"),
+    ));
+    assert_eq!(peer.take_text(), FORBIDDEN);
+    let events = peer.take_app_events();
+    assert!(
+        events.contains(&Event::SignatureRejected {
+            route: Route::CallStatus,
+            urls_tried: Vec::new()
+        }),
+        "{events:?}"
+    );
+    assert!(!events.contains(&Event::SignaturesOff), "{events:?}");
+    // Unsigned routes still answer.
+    peer.send(&get("/healthz"));
+    assert_eq!(peer.take_text(), HEALTHZ_OK);
+}
+
+#[test]
 fn another_account_gets_403() {
     let mut config = signed();
     config.account_sid = Some(AccountSid::parse("AC11111111111111111111111111111111").unwrap());
@@ -792,4 +819,31 @@ fn undecodable_form_body_is_400() {
         !peer.closed,
         "the framing is fine, so the connection goes on"
     );
+}
+
+#[test]
+fn body_that_stops_arriving_gets_408_then_close() {
+    let mut peer = Peer::new(Config::default());
+    peer.send(b"POST /webhook/call_status HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nCall");
+    let timeout = Limits::default().body_timeout;
+    peer.wait(timeout - Duration::from_millis(1));
+    assert!(!peer.closed);
+    peer.wait(Duration::from_millis(1));
+    assert!(
+        peer.take_text()
+            .starts_with("HTTP/1.1 408 Request Timeout\r\n")
+    );
+    assert!(peer.closed);
+    assert_eq!(peer.close_reason(), Some(CloseReason::RequestTimeout));
+}
+
+#[test]
+fn a_new_connection_that_sends_nothing_is_closed_without_a_word() {
+    let mut peer = Peer::new(Config::default());
+    let timeout = Limits::default().head_timeout;
+    assert_eq!(peer.deadline, Some(peer.now + timeout));
+    peer.wait(timeout);
+    assert!(peer.closed);
+    assert!(peer.take_wire().is_empty());
+    assert_eq!(peer.close_reason(), Some(CloseReason::IdleTimeout));
 }

@@ -6,7 +6,9 @@ mod connection_support;
 
 use std::time::Duration;
 
+use callstream_core::call::CallConfig;
 use callstream_core::connection::{Config, Event};
+use callstream_core::handler;
 use connection_support::{Peer, TOKEN, text_frame};
 use proptest::prelude::*;
 
@@ -84,19 +86,55 @@ proptest! {
         }
     }
 
-    /// Arbitrary bytes after a valid upgrade: frames, garbage, anything.
+    /// Arbitrary bytes after a valid upgrade: frames, garbage, anything,
+    /// with or without a call machine behind the stream.
     #[test]
     fn arbitrary_bytes_on_a_stream_never_panic(
+        with_session in any::<bool>(),
         chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
     ) {
-        let mut peer = Peer::new(config(false));
+        let mut config = config(false);
+        if with_session {
+            config.session = Some(handler::session_factory(
+                CallConfig::default(),
+                handler::by_name("echo").unwrap(),
+            ));
+        }
+        let mut peer = Peer::new(config);
         peer.send(&requests()[6]);
         prop_assert!(peer.conn.is_stream());
         for chunk in &chunks {
             peer.send(chunk);
+            peer.wait(Duration::from_millis(20));
         }
         peer.eof();
         prop_assert!(peer.closed);
+    }
+
+    /// Masked text frames of arbitrary (often Twilio-shaped) text: parsed or
+    /// refused one by one, never the end of the stream.
+    #[test]
+    fn arbitrary_text_messages_keep_the_stream_open(
+        texts in proptest::collection::vec(
+            prop_oneof![
+                any::<String>(),
+                "\\{\"event\":\"(media|start|stop|mark|dtmf|connected)\"[ -~]{0,80}\\}",
+            ],
+            0..10,
+        ),
+    ) {
+        let mut peer = Peer::new(config(false));
+        peer.send(&requests()[6]);
+        for text in &texts {
+            peer.send(&text_frame(text));
+        }
+        prop_assert!(!peer.closed, "{:?}", peer.events);
+        let per_message = peer
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::StreamMessage(_) | Event::InvalidStreamMessage { .. }))
+            .count();
+        prop_assert_eq!(per_message, texts.len());
     }
 
     /// Any split of a pipelined sequence of valid requests gives the same

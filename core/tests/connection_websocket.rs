@@ -6,6 +6,7 @@ mod connection_support;
 use std::time::Duration;
 
 use callstream_core::connection::{CloseReason, Config, Event, Route};
+use callstream_core::message::{self, Inbound};
 use callstream_core::public_url::PublicBase;
 use callstream_core::signature;
 use callstream_core::websocket::{Initiator, WsError};
@@ -22,6 +23,18 @@ const MEDIA: &str = concat!(
     r#"{"event":"media","sequenceNumber":"3","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","#,
     r#""media":{"track":"inbound","chunk":"2","timestamp":"40","payload":"//////////8="}}"#
 );
+
+const START_OTHER_ACCOUNT: &str = concat!(
+    r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","#,
+    r#""start":{"accountSid":"AC22222222222222222222222222222222","#,
+    r#""streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA33333333333333333333333333333333","#,
+    r#""tracks":["inbound"],"customParameters":{},"#,
+    r#""mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#
+);
+
+fn parsed(text: &str) -> Inbound<'static> {
+    message::parse(text).unwrap().into_owned()
+}
 
 fn base() -> PublicBase {
     PublicBase::parse(&format!("https://{HOST}")).unwrap()
@@ -109,8 +122,8 @@ fn twilios_real_upgrade_request_is_accepted() {
     peer.send(&text_frame(CONNECTED)).send(&text_frame(MEDIA));
     let events = peer.take_events();
     assert_eq!(events.len(), 2, "{events:?}");
-    assert!(matches!(&events[0], Event::StreamMessage(t) if t.as_str() == CONNECTED));
-    assert!(matches!(&events[1], Event::StreamMessage(t) if t.as_str() == MEDIA));
+    assert!(matches!(&events[0], Event::StreamMessage(m) if *m == parsed(CONNECTED)));
+    assert!(matches!(&events[1], Event::StreamMessage(m) if *m == parsed(MEDIA)));
     assert!(peer.take_wire().is_empty());
 }
 
@@ -377,7 +390,7 @@ fn frames_sent_right_behind_the_upgrade_are_not_lost() {
     assert!(
         peer.events
             .iter()
-            .any(|e| matches!(e, Event::StreamMessage(t) if t.as_str() == CONNECTED))
+            .any(|e| matches!(e, Event::StreamMessage(m) if *m == parsed(CONNECTED)))
     );
 }
 
@@ -398,7 +411,7 @@ fn fragmented_text_is_reassembled() {
     peer.send(&bytes);
     let events = peer.take_events();
     assert!(
-        matches!(&events[..], [Event::StreamMessage(t)] if t.as_str() == MEDIA),
+        matches!(&events[..], [Event::StreamMessage(m)] if *m == parsed(MEDIA)),
         "{events:?}"
     );
 }
@@ -503,6 +516,8 @@ fn eof_on_a_stream_closes() {
     assert_eq!(peer.close_reason(), Some(CloseReason::PeerClosed));
 }
 
+/// tungstenite's client role as the peer, over byte buffers: an
+/// independent implementation of the framing.
 #[test]
 fn tungstenite_client_talks_to_the_engine() {
     use std::io::{self, Read, Write};
@@ -545,7 +560,7 @@ fn tungstenite_client_talks_to_the_engine() {
     let events = peer.take_events();
     assert!(
         matches!(&events[..], [Event::StreamMessage(a), Event::StreamMessage(b)]
-        if a.as_str() == CONNECTED && b.as_str() == MEDIA),
+        if *a == parsed(CONNECTED) && *b == parsed(MEDIA)),
         "{events:?}"
     );
     client.get_mut().inbound = peer.take_wire();
@@ -565,4 +580,44 @@ fn tungstenite_client_talks_to_the_engine() {
             initiator: Initiator::Local
         })
     );
+}
+
+#[test]
+fn invalid_twilio_message_is_reported_and_dropped() {
+    let mut peer = upgraded_peer();
+    peer.send(&text_frame("{\"event\":\"nonsense\""))
+        .send(&text_frame(CONNECTED));
+    let events = peer.take_events();
+    assert!(
+        matches!(
+            &events[..],
+            [Event::InvalidStreamMessage { .. }, Event::StreamMessage(_)]
+        ),
+        "{events:?}"
+    );
+    assert!(!peer.closed);
+}
+
+#[test]
+fn stream_for_another_account_is_closed_with_1008() {
+    let mut config = signed();
+    config.account_sid = Some(
+        callstream_core::sid::AccountSid::parse("AC11111111111111111111111111111111").unwrap(),
+    );
+    let mut peer = Peer::new(config);
+    peer.send(&twilio_upgrade(
+        "/ws/twilio-media",
+        &format!("wss://{HOST}/ws/twilio-media"),
+    ));
+    peer.take_wire();
+    peer.take_events();
+    peer.send(&text_frame(START_OTHER_ACCOUNT));
+    assert_eq!(peer.take_wire(), b"\x88\x15\x03\xf0account not allowed");
+    assert!(peer.take_events().iter().any(|e| matches!(
+        e,
+        Event::AccountRejected {
+            route: Route::MediaStream,
+            ..
+        }
+    )));
 }

@@ -46,7 +46,11 @@ impl Wire {
             String::from_utf8_lossy(&self.buf[..self.buf.len().min(200)])
         );
         if !self.websocket {
-            assert!(self.expect.is_empty(), "answers never written: {:?}", self.expect);
+            assert!(
+                self.expect.is_empty(),
+                "answers never written: {:?}",
+                self.expect
+            );
         }
     }
 
@@ -88,7 +92,9 @@ impl Wire {
         });
         assert!(lengths.next().is_none(), "two Content-Length headers");
         assert!(
-            !r.headers.iter().any(|h| h.name.eq_ignore_ascii_case("transfer-encoding")),
+            !r.headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding")),
             "Transfer-Encoding in a response"
         );
         let close = r.headers.iter().any(|h| {
@@ -161,7 +167,10 @@ impl Wire {
         }
         let payload = &b[at..at + len];
         assert!(!self.last_sent, "a frame after our close frame");
-        assert!(fin && rsv == 0, "server frames are whole, without extensions");
+        assert!(
+            fin && rsv == 0,
+            "server frames are whole, without extensions"
+        );
         match opcode {
             0x1 => assert!(std::str::from_utf8(payload).is_ok(), "text frame not UTF-8"),
             0x9 | 0xA => assert!(len <= 125, "control frame over 125 bytes"),
@@ -174,7 +183,10 @@ impl Wire {
                         matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999),
                         "close code {code} must not be sent"
                     );
-                    assert!(std::str::from_utf8(&payload[2..]).is_ok(), "close reason not UTF-8");
+                    assert!(
+                        std::str::from_utf8(&payload[2..]).is_ok(),
+                        "close reason not UTF-8"
+                    );
                 }
                 self.last_sent = true;
             }

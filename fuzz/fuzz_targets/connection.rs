@@ -7,13 +7,16 @@
 //! WebSocket frames a server may send (see `common/wire.rs`).
 //!
 //! The first byte holds flags: bit 0 turns signatures on (so most requests
-//! get 403), bit 1 sets small HTTP limits and bit 2 a small transmit limit,
-//! so that short inputs reach the 431/413 answers and the overflow close.
+//! get 403), bit 1 puts a call machine (the echo handler) behind the stream,
+//! bit 2 sets small HTTP limits and bit 3 a small transmit limit, so that
+//! short inputs reach the 431/413 answers and the overflow close.
 #![no_main]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use callstream_core::call::CallConfig;
 use callstream_core::connection::{CloseReason, Config, Connection, Event, Output};
+use callstream_core::handler;
 use callstream_core::http::Limits;
 use libfuzzer_sys::fuzz_target;
 
@@ -60,6 +63,7 @@ fn drain(conn: &mut Connection, wire: &mut Wire) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The first byte picks the configuration (see the module docs).
     let flags = data.first().copied().unwrap_or(0);
     let defaults = Config::default();
     let config = Arc::new(Config {
@@ -68,7 +72,10 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Vec::new()
         },
-        limits: if flags & 2 == 2 {
+        session: (flags & 2 == 2).then(|| {
+            handler::session_factory(CallConfig::default(), handler::by_name("echo").unwrap())
+        }),
+        limits: if flags & 4 == 4 {
             Limits {
                 max_head_bytes: 256,
                 max_headers: 6,
@@ -78,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Limits::default()
         },
-        max_transmit: if flags & 4 == 4 {
+        max_transmit: if flags & 8 == 8 {
             4096
         } else {
             defaults.max_transmit
@@ -98,7 +105,9 @@ fuzz_target!(|data: &[u8]| {
         match op % 8 {
             0..=4 => {
                 let len = rest.first().map_or(0, |&n| n as usize);
-                let chunk = rest.get(1..1 + len).unwrap_or(rest.get(1..).unwrap_or_default());
+                let chunk = rest
+                    .get(1..1 + len)
+                    .unwrap_or(rest.get(1..).unwrap_or_default());
                 conn.handle_receive(now, chunk);
                 rest = rest.get(1 + chunk.len()..).unwrap_or_default();
             }

@@ -52,7 +52,10 @@ fn frame(head: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Bytes(data);
-    let mut ws = WebSocket::accept(Vec::new(), b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec());
+    let mut ws = WebSocket::accept(
+        Vec::new(),
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec(),
+    );
     let mut finished = false;
     while !input.0.is_empty() {
         match input.byte() % 8 {
@@ -70,7 +73,11 @@ fuzz_target!(|data: &[u8]| {
                     255 => 300,
                     r => 1 + usize::from(r % 4),
                 };
-                let mask = if input.byte() & 1 == 0 { [0; 4] } else { [0x37, 0xfa, 0x21, 0x3d] };
+                let mask = if input.byte() & 1 == 0 {
+                    [0; 4]
+                } else {
+                    [0x37, 0xfa, 0x21, 0x3d]
+                };
                 let payload = input.take(n).repeat(repeat);
                 ws.receive(&frame(head, &payload, mask));
             }
@@ -78,7 +85,11 @@ fuzz_target!(|data: &[u8]| {
                 let n = usize::from(input.byte());
                 let text = String::from_utf8_lossy(input.take(n)).into_owned();
                 let open = ws.is_open();
-                assert_eq!(ws.send_text(text).is_ok(), open, "send_text disagrees with is_open");
+                assert_eq!(
+                    ws.send_text(text).is_ok(),
+                    open,
+                    "send_text disagrees with is_open"
+                );
             }
             6 => {
                 let code = u16::from_be_bytes([input.byte(), input.byte()]);

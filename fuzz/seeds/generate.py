@@ -112,11 +112,13 @@ def main():
     stream += frame(1, call[2][:40], fin=False) + frame(0, call[2][40:])
     stream += frame(9, b"ping") + frame(8, struct.pack(">H", 1000))
     write("connection", "call", script(0, [UPGRADE, stream, 5, 6]))
+    # The same call with the echo handler behind the stream (flag bit 1).
+    write("connection", "echo_call", script(2, [UPGRADE, stream, 5, 6]))
     write("connection", "webhook", script(0, [WEBHOOK, HEALTHZ, 6]))
     write("connection", "signed_webhook", script(1, [WEBHOOK, 5, 7]))
     # Load balancers probe with HEAD; the answer must carry no body.
     write("connection", "head_probe", script(0, [HEALTHZ.replace(b"GET", b"HEAD"), HEALTHZ, 6]))
-    write("connection", "small_limits", script(6, [HEALTHZ, WEBHOOK, 6]))
+    write("connection", "small_limits", script(12, [HEALTHZ, WEBHOOK, 6]))
     write("connection", "shutdown_mid_call", script(0, [UPGRADE, b"".join(frame(1, m) for m in call[:3]), 7, frame(8, b"\x03\xe8"), 5]))
 
     # call_session: its own byte interpreter (see the target); one byte per

@@ -376,6 +376,13 @@ impl Connection {
         params: &[(String, String)],
     ) -> Result<(), Answer> {
         if self.config.validator().token_count() == 0 {
+            if self.config.require_signatures {
+                self.emit(Event::SignatureRejected {
+                    route,
+                    urls_tried: Vec::new(),
+                });
+                return Err(Answer::Http(Response::forbidden()));
+            }
             if Config::first(&self.config.shared.signatures_off_reported) {
                 self.emit(Event::SignaturesOff);
             }
@@ -450,32 +457,48 @@ impl Connection {
     }
 }
 
-/// What sits in front, judged from headers fronts add.
+/// What sits in front, judged from headers fronts add. One pass over the
+/// headers: this runs on every request until a front is first seen.
 fn front(request: &Request) -> Option<String> {
-    if let Some(via) = request.header("via") {
-        if via.to_ascii_lowercase().contains("google") {
-            return Some(format!("Google Front End (Via: {})", excerpt(via)));
-        }
-    }
-    if request.header("x-cloud-trace-context").is_some() {
-        return Some("Google Cloud (X-Cloud-Trace-Context)".to_owned());
-    }
-    if request.header("cf-ray").is_some() {
-        return Some("Cloudflare (CF-Ray)".to_owned());
-    }
-    if let Some(via) = request.header("via") {
-        return Some(format!("a proxy (Via: {})", excerpt(via)));
-    }
-    [
+    const FORWARDED: [&str; 5] = [
         "forwarded",
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-host",
         "x-real-ip",
-    ]
-    .into_iter()
-    .find(|h| request.headers_all(h).next().is_some())
-    .map(|h| format!("a proxy ({h})"))
+    ];
+    let mut via = None;
+    let mut trace = false;
+    let mut cf_ray = false;
+    let mut forwarded: Option<usize> = None;
+    for (name, value) in &request.headers {
+        if name.eq_ignore_ascii_case("via") {
+            via = via.or(Some(value.as_slice()));
+        } else if name.eq_ignore_ascii_case("x-cloud-trace-context") {
+            trace = true;
+        } else if name.eq_ignore_ascii_case("cf-ray") {
+            cf_ray = true;
+        } else if let Some(i) = FORWARDED.iter().position(|h| name.eq_ignore_ascii_case(h)) {
+            forwarded = Some(forwarded.map_or(i, |f| f.min(i)));
+        }
+    }
+    let via = via.map(String::from_utf8_lossy);
+    if let Some(via) = via
+        .as_deref()
+        .filter(|v| v.to_ascii_lowercase().contains("google"))
+    {
+        return Some(format!("Google Front End (Via: {})", excerpt(via)));
+    }
+    if trace {
+        return Some("Google Cloud (X-Cloud-Trace-Context)".to_owned());
+    }
+    if cf_ray {
+        return Some("Cloudflare (CF-Ray)".to_owned());
+    }
+    if let Some(via) = via {
+        return Some(format!("a proxy (Via: {})", excerpt(&via)));
+    }
+    forwarded.map(|i| format!("a proxy ({})", FORWARDED[i]))
 }
 
 /// At most [`EXCERPT`] characters of a hostile value.
@@ -518,11 +541,28 @@ fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
             None => std::borrow::Cow::Borrowed(request.path.as_str()),
         }
     };
+    // One pass for the three headers; like `Request::header`, the first line
+    // of each counts, and a value that is not UTF-8 counts as absent.
+    let mut found: [Option<&[u8]>; 3] = [None; 3];
+    for (name, value) in &request.headers {
+        let slot = if name.eq_ignore_ascii_case("host") {
+            0
+        } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            1
+        } else if name.eq_ignore_ascii_case("x-forwarded-host") {
+            2
+        } else {
+            continue;
+        };
+        found[slot] = found[slot].or(Some(value.as_slice()));
+    }
+    let [host, forwarded_proto, forwarded_host] =
+        found.map(|v| v.and_then(|v| std::str::from_utf8(v).ok()));
     Parts {
         path_and_query,
-        host: request.header("host"),
-        forwarded_proto: request.header("x-forwarded-proto"),
-        forwarded_host: request.header("x-forwarded-host"),
+        host,
+        forwarded_proto,
+        forwarded_host,
         websocket,
     }
 }

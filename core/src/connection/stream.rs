@@ -1,17 +1,32 @@
-//! The media-stream half of a connection: WebSocket frames in and out.
+//! The media-stream half of a connection: WebSocket frames in and out, and
+//! the call machine ([`Session`]) behind them.
+//!
+//! With [`Config::session`] set, every text frame goes to
+//! [`Session::handle_text`]; the session's `Send` becomes a text frame, its
+//! `Close` our close frame, its events [`Event::Call`], and its deadline is
+//! folded into the connection's. Without one, each message is parsed and
+//! handed out as [`Event::StreamMessage`].
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{CloseReason, Config, Event, Waker};
-
+use super::{CloseReason, Config, Event, Route, Waker};
+use crate::call::CallStats;
+use crate::handler::{Session, SessionOutput};
+use crate::message::{self, Inbound};
 use crate::websocket::{self, Text, WebSocket};
 
+/// Close code for a stream refused by policy (another account's call).
+const POLICY: u16 = 1008;
 /// Close code for a server going away (shutdown, idle stream).
 const GOING_AWAY: u16 = 1001;
 
+// Events travel by value (see `Output`).
+#[allow(clippy::large_enum_variant)]
 pub(super) enum StreamStep {
     Progress,
+    /// An event to hand out now (the connection's queue is empty).
+    Emit(Event),
     Idle(Instant),
     Finished(CloseReason),
 }
@@ -23,24 +38,36 @@ pub(super) struct StreamPhase {
     close_deadline: Option<Instant>,
     /// The peer closed its side.
     eof: bool,
-    #[allow(dead_code)]
-    waker: Option<Waker>,
+    /// A timer ended the stream; reported (after the session's last words)
+    /// by the next `step`.
+    ended: Option<CloseReason>,
+    session: Option<Session>,
+    /// The session has output to drain (after input, a timeout or a wake).
+    session_dirty: bool,
+    session_deadline: Option<Instant>,
+    /// A `start` was seen, so the account was checked.
+    started: bool,
 }
 
 impl StreamPhase {
     pub(super) fn new(
         now: Instant,
-        _config: &Config,
+        config: &Config,
         read_ahead: Vec<u8>,
         transmit: Vec<u8>,
         waker: Option<Waker>,
     ) -> Self {
+        let session = config.session.as_ref().map(|factory| factory(now, waker));
         StreamPhase {
             ws: WebSocket::accept(read_ahead, transmit),
             last_receive: now,
             close_deadline: None,
             eof: false,
-            waker,
+            ended: None,
+            session_dirty: session.is_some(),
+            session,
+            session_deadline: None,
+            started: false,
         }
     }
 
@@ -65,6 +92,10 @@ impl StreamPhase {
         self.ws.binary_dropped()
     }
 
+    pub(super) fn call_stats(&self) -> Option<CallStats> {
+        self.session.as_ref().map(|s| *s.stats())
+    }
+
     /// Starts the close handshake (once) and arms the wait for its answer.
     fn close(&mut self, now: Instant, config: &Config, code: u16, reason: &str) {
         if self.ws.is_open() {
@@ -77,34 +108,39 @@ impl StreamPhase {
         self.close(now, config, GOING_AWAY, "server shutting down");
     }
 
-    pub(super) fn abort(&mut self, _now: Instant) {
+    /// Ends the stream at once (e.g. the peer stopped reading): nothing more
+    /// is read or sent; `step` reports `reason`.
+    pub(super) fn fail(&mut self, reason: CloseReason) {
         self.ws.abort();
+        self.ended.get_or_insert(reason);
     }
 
-    pub(super) fn handle_timeout(&mut self, now: Instant, config: &Config) -> Option<CloseReason> {
-        if self.ws.is_finished() {
-            return None;
+    pub(super) fn handle_timeout(&mut self, now: Instant, config: &Config) {
+        if self.ws.is_finished() || self.ended.is_some() {
+            return;
+        }
+        // The session's own deadline, or a wake from a remote control: it
+        // applies queued commands and lets time advance.
+        if let Some(session) = &mut self.session {
+            session.handle_timeout(now);
+            self.session_dirty = true;
         }
         if self.close_deadline.is_some_and(|d| now >= d) {
-            self.ws.abort();
-            return Some(CloseReason::CloseTimeout);
-        }
-        if now >= self.last_receive + config.stream_idle_timeout {
+            self.fail(CloseReason::CloseTimeout);
+        } else if now >= self.last_receive + config.stream_idle_timeout {
             // The peer sent nothing for long: it will not answer a close
             // either, so send one for the record and go.
             self.ws.close(GOING_AWAY, "idle");
-            self.ws.abort();
-            return Some(CloseReason::StreamIdle);
+            self.fail(CloseReason::StreamIdle);
         }
-        None
     }
 
     fn deadline(&self, config: &Config) -> Instant {
         let idle = self.last_receive + config.stream_idle_timeout;
-        match self.close_deadline {
-            Some(d) => d.min(idle),
-            None => idle,
-        }
+        [self.close_deadline, self.session_deadline]
+            .into_iter()
+            .flatten()
+            .fold(idle, Instant::min)
     }
 
     pub(super) fn step(
@@ -113,35 +149,146 @@ impl StreamPhase {
         config: &Config,
         events: &mut VecDeque<Event>,
     ) -> StreamStep {
+        if let Some(reason) = self.ended.take() {
+            self.end_session(now, config, None, events);
+            return StreamStep::Finished(reason);
+        }
+        if self.session_dirty {
+            self.drain_session(now, config, events);
+            return StreamStep::Progress;
+        }
         match self.ws.poll_event() {
-            Some(websocket::Event::Text(text)) => {
-                self.on_text(now, config, text, events);
-                StreamStep::Progress
-            }
+            Some(websocket::Event::Text(text)) => match self.on_text(now, config, text, events) {
+                Some(event) => StreamStep::Emit(event),
+                None => StreamStep::Progress,
+            },
             Some(websocket::Event::BinaryDropped { len }) => {
                 events.push_back(Event::BinaryDropped { len });
                 StreamStep::Progress
             }
             Some(websocket::Event::Closed {
                 code, initiator, ..
-            }) => StreamStep::Finished(CloseReason::WebSocketClosed { code, initiator }),
+            }) => {
+                self.end_session(now, config, None, events);
+                StreamStep::Finished(CloseReason::WebSocketClosed { code, initiator })
+            }
             Some(websocket::Event::Failed(error)) => {
+                self.end_session(now, config, Some(&error.to_string()), events);
                 StreamStep::Finished(CloseReason::WebSocketFailed(error))
             }
             None if self.ws.is_finished() || self.eof => {
+                self.end_session(now, config, None, events);
                 StreamStep::Finished(CloseReason::PeerClosed)
             }
             None => StreamStep::Idle(self.deadline(config)),
         }
     }
 
-    fn on_text(
+    /// Drains the session until its deadline: frames to Twilio, events to
+    /// the application.
+    fn drain_session(&mut self, now: Instant, config: &Config, events: &mut VecDeque<Event>) {
+        self.session_dirty = false;
+        let Some(session) = &mut self.session else {
+            return;
+        };
+        loop {
+            match session.poll_output() {
+                SessionOutput::Send(text) => {
+                    // After a close frame nothing more may be sent; what the
+                    // session still says is dropped (it learns of the close).
+                    let _ = self.ws.send_text(text);
+                }
+                SessionOutput::Close { code, reason } => {
+                    if self.ws.is_open() {
+                        self.ws.close(code, &reason);
+                        self.close_deadline = Some(now + config.close_timeout);
+                    }
+                }
+                SessionOutput::Event(event) => events.push_back(Event::Call(event)),
+                SessionOutput::Timeout(deadline) => {
+                    self.session_deadline = Some(deadline);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tells the session the stream is over (closed, or failed with
+    /// `error`) and collects its last events (`Stopped` with the stats).
+    fn end_session(
         &mut self,
-        _now: Instant,
-        _config: &Config,
-        text: Text,
+        now: Instant,
+        config: &Config,
+        error: Option<&str>,
         events: &mut VecDeque<Event>,
     ) {
-        events.push_back(Event::StreamMessage(text));
+        if let Some(session) = &mut self.session {
+            match error {
+                Some(error) => session.handle_error(now, error),
+                None => session.handle_closed(now),
+            }
+            self.drain_session(now, config, events);
+        }
+    }
+
+    /// Feeds the session, or parses the message for the application (the
+    /// event is returned, not queued).
+    fn on_text(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        text: Text,
+        events: &mut VecDeque<Event>,
+    ) -> Option<Event> {
+        if self.session.is_some() {
+            // Only the account check needs a look inside, and only until
+            // `start`: the session parses every message itself.
+            if config.account_sid.is_some() && !self.started {
+                if let Ok(inbound) = message::parse(&text) {
+                    if !self.check_account(now, config, &inbound, events) {
+                        return None;
+                    }
+                }
+            }
+            if let Some(session) = &mut self.session {
+                session.handle_text(now, &text);
+                self.session_dirty = true;
+            }
+            return None;
+        }
+        match message::parse(&text) {
+            Ok(inbound) => self
+                .check_account(now, config, &inbound, events)
+                .then(|| Event::StreamMessage(inbound.into_owned())),
+            Err(error) => Some(Event::InvalidStreamMessage {
+                error: error.to_string(),
+            }),
+        }
+    }
+
+    /// False (and the stream closing with 1008) when `start` names another
+    /// account than the configured one.
+    fn check_account(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        inbound: &Inbound<'_>,
+        events: &mut VecDeque<Event>,
+    ) -> bool {
+        let Inbound::Start(start) = inbound else {
+            return true;
+        };
+        self.started = true;
+        match &config.account_sid {
+            Some(ours) if start.account_sid != *ours => {
+                events.push_back(Event::AccountRejected {
+                    route: Route::MediaStream,
+                    account_sid: start.account_sid.to_string(),
+                });
+                self.close(now, config, POLICY, "account not allowed");
+                false
+            }
+            _ => true,
+        }
     }
 }

@@ -160,3 +160,30 @@ pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
 pub fn text_frame(text: &str) -> Vec<u8> {
     client_frame(0x81, text.as_bytes())
 }
+
+/// Frames the server wrote (unmasked, RFC 6455 §5.2), as (opcode, payload).
+/// Panics on anything a server must not send: masked or truncated frames.
+pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        assert!(bytes.len() >= 2, "truncated frame");
+        let opcode = bytes[0] & 0x0f;
+        assert_eq!(
+            bytes[0] & 0x80,
+            0x80,
+            "the server sends unfragmented frames"
+        );
+        assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
+        let (len, start) = match bytes[1] & 0x7f {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        frames.push((opcode, bytes[start..start + len].to_vec()));
+        bytes = &bytes[start + len..];
+    }
+    frames
+}

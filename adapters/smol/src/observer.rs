@@ -1,0 +1,293 @@
+//! What an adapter does with the engine's events: log them, count them, and
+//! record calls. Shared by the smol and blocking servers so both log, count
+//! and record identically.
+//!
+//! Logs never carry a token or a signature. Webhook parameters are logged by
+//! name from a fixed list of Twilio's fields, so a caller's arbitrary input
+//! cannot flood the log.
+use crate::recorder::Recorder;
+use callstream_core::call::{CallEvent, CallStats, StopReason};
+use callstream_core::connection::Event;
+use callstream_core::metrics::Metrics;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Webhook fields worth a log line (others are counted, not logged).
+const LOGGED_FIELDS: [&str; 12] = [
+    "CallSid",
+    "StreamSid",
+    "StreamName",
+    "StreamEvent",
+    "StreamError",
+    "CallStatus",
+    "CallDuration",
+    "SequenceNumber",
+    "RecordingSid",
+    "RecordingStatus",
+    "RecordingDuration",
+    "Timestamp",
+];
+
+/// Inbound frames between two `WS_MEDIA` progress lines (30 s of audio).
+const MEDIA_LOG_EVERY: u64 = 1500;
+
+/// One connection's observer.
+pub struct Observer {
+    peer: SocketAddr,
+    metrics: Arc<Metrics>,
+    recordings_dir: Option<PathBuf>,
+    recorder: Option<Recorder>,
+    call: Option<CallInfo>,
+    seen: CallStats,
+}
+
+struct CallInfo {
+    call_sid: String,
+    stream_sid: String,
+    started: Instant,
+    next_media_log: u64,
+}
+
+fn stop_word(r: &StopReason) -> &'static str {
+    match r {
+        StopReason::Stop => "stop",
+        StopReason::Closed => "closed",
+        StopReason::Hangup => "hangup",
+        StopReason::Error(_) => "error",
+        _ => "other",
+    }
+}
+
+impl Observer {
+    /// An observer for a connection from `peer`.
+    #[must_use]
+    pub fn new(
+        peer: SocketAddr,
+        metrics: Arc<Metrics>,
+        recordings_dir: Option<PathBuf>,
+    ) -> Observer {
+        Observer {
+            peer,
+            metrics,
+            recordings_dir,
+            recorder: None,
+            call: None,
+            seen: CallStats::default(),
+        }
+    }
+
+    /// Whether a media stream is in progress on this connection.
+    #[must_use]
+    pub fn in_call(&self) -> bool {
+        self.call.is_some()
+    }
+
+    /// Takes the call's counters after a drain: adds what is new to the
+    /// server's frame metrics and logs progress.
+    pub fn call_stats(&mut self, s: &CallStats) {
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        self.metrics.add_frames(
+            d(s.frames_in, self.seen.frames_in),
+            d(s.frames_sent, self.seen.frames_sent),
+            d(s.concealed, self.seen.concealed),
+            d(s.late, self.seen.late),
+        );
+        self.seen = *s;
+        if let Some(c) = &mut self.call {
+            if s.frames_in >= c.next_media_log {
+                c.next_media_log = s.frames_in + MEDIA_LOG_EVERY;
+                tracing::info!(
+                    call_sid = %c.call_sid, stream_sid = %c.stream_sid, frames_in = s.frames_in, received = s.received,
+                    reordered = s.reordered, duplicate = s.duplicate, late = s.late, concealed = s.concealed,
+                    "WS_MEDIA"
+                );
+                tracing::info!(call_sid = %c.call_sid, stream_sid = %c.stream_sid, frames_sent = s.frames_sent, played_ms = s.played_ms, "WS_TX");
+            }
+        }
+    }
+
+    /// Handles one engine event.
+    pub fn observe(&mut self, e: Event) {
+        let peer = self.peer;
+        match e {
+            Event::Request {
+                method,
+                route,
+                status,
+                latency,
+            } => {
+                self.metrics
+                    .record_request(&method, route.as_str(), status, latency);
+                let latency_ms = latency.as_secs_f64() * 1e3;
+                if route.is_signed() || status >= 400 {
+                    tracing::info!(%peer, %method, route = route.as_str(), status, latency_ms, "HTTP");
+                } else {
+                    tracing::debug!(%peer, %method, route = route.as_str(), status, latency_ms, "HTTP");
+                }
+            }
+            Event::Malformed { status, reason } => {
+                self.metrics
+                    .record_request("-", "malformed", status, std::time::Duration::ZERO);
+                tracing::warn!(%peer, status, %reason, "malformed request");
+            }
+            Event::Webhook { route, params } => {
+                let fields: Vec<String> = params
+                    .iter()
+                    .filter(|(k, _)| LOGGED_FIELDS.contains(&k.as_str()))
+                    .map(|(k, v)| format!("{k}={}", v.chars().take(80).collect::<String>()))
+                    .collect();
+                tracing::info!(%peer, route = route.as_str(), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
+            }
+            Event::SignatureRejected { route, urls_tried } => {
+                self.metrics.signature_failed(route.as_str());
+                tracing::warn!(
+                    %peer, route = route.as_str(), urls_tried = %urls_tried.join(" | "),
+                    "X-Twilio-Signature did not match: answered 403. If Twilio signed a different URL (a proxy changed host or scheme), set PUBLIC_BASE_URL to the URL configured in Twilio"
+                );
+            }
+            Event::SignaturesOff => {
+                tracing::warn!(
+                    "!!! accepting a request WITHOUT checking X-Twilio-Signature (no auth token configured) !!!"
+                );
+            }
+            Event::AccountRejected { route, account_sid } => {
+                tracing::warn!(%peer, route = route.as_str(), %account_sid, "request for another Twilio account: answered 403");
+            }
+            Event::FrontDetected { what } => {
+                tracing::info!(%peer, front = %what, "requests arrive through a front or proxy");
+            }
+            Event::ConfigError { reason } => {
+                tracing::error!(%peer, %reason, "configuration cannot serve this request: answered 500");
+            }
+            Event::HandshakeRejected { status, reason } => {
+                self.metrics.handshake_failed(&reason);
+                tracing::warn!(%peer, status, %reason, "WebSocket upgrade refused (Twilio reports 31920)");
+            }
+            Event::Upgraded { subprotocol } => {
+                tracing::debug!(%peer, subprotocol = subprotocol.as_deref().unwrap_or("-"), "WebSocket upgraded");
+            }
+            Event::BinaryDropped { len } => {
+                tracing::debug!(%peer, len, "binary WebSocket message dropped (Twilio sends only text)");
+            }
+            Event::Closed { reason } => {
+                tracing::debug!(%peer, ?reason, "connection closing");
+            }
+            Event::Call(c) => self.call_event(c),
+            other => tracing::debug!(%peer, event = ?other, "event"),
+        }
+    }
+
+    fn call_event(&mut self, e: CallEvent) {
+        let peer = self.peer;
+        match e {
+            CallEvent::Started(start) => {
+                let call_sid = start.call_sid.to_string();
+                let stream_sid = start.stream_sid.to_string();
+                let params: Vec<String> = start
+                    .custom_parameters
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                tracing::info!(
+                    %peer, %call_sid, %stream_sid, account_sid = %start.account_sid, tracks = ?start.tracks,
+                    parameters = %params.join(" "), "WS_START"
+                );
+                self.metrics.call_started();
+                if let Some(dir) = &self.recordings_dir {
+                    match Recorder::create(dir, &call_sid, &stream_sid) {
+                        Ok(r) => {
+                            tracing::info!(%call_sid, path = %r.path().display(), "recording");
+                            self.recorder = Some(r);
+                        }
+                        Err(e) => {
+                            tracing::error!(%call_sid, dir = %dir.display(), error = %e, "cannot create recording")
+                        }
+                    }
+                }
+                self.call = Some(CallInfo {
+                    call_sid,
+                    stream_sid,
+                    started: Instant::now(),
+                    next_media_log: MEDIA_LOG_EVERY,
+                });
+            }
+            CallEvent::Audio(f) => {
+                if let Some(r) = &mut self.recorder {
+                    if let Err(e) = r.caller(f.timestamp_ms, &f.samples) {
+                        self.recording_failed(e);
+                    }
+                }
+            }
+            CallEvent::AudioOut(a) => {
+                if let Some(r) = &mut self.recorder {
+                    if let Err(e) = r.ours(a.play_at_ms, &a.samples) {
+                        self.recording_failed(e);
+                    }
+                }
+            }
+            CallEvent::Dtmf { digit, .. } => tracing::info!(call_sid = %self.sid(), %digit, "DTMF"),
+            CallEvent::MarkDone { name, outcome, .. } => {
+                tracing::debug!(call_sid = %self.sid(), mark = %name, ?outcome, "mark done")
+            }
+            CallEvent::SpeechStarted { at_ms, .. } => {
+                tracing::debug!(call_sid = %self.sid(), at_ms, "speech started")
+            }
+            CallEvent::SpeechEnded {
+                at_ms, duration, ..
+            } => {
+                tracing::debug!(call_sid = %self.sid(), at_ms, duration_ms = duration.as_millis() as u64, "speech ended");
+            }
+            CallEvent::BargeIn => {
+                tracing::info!(call_sid = %self.sid(), "BARGE_IN: caller spoke over our audio, cleared")
+            }
+            CallEvent::Warning(w) => {
+                tracing::warn!(%peer, call_sid = %self.sid(), warning = %w, "media stream warning")
+            }
+            CallEvent::Stopped { reason, stats } => {
+                self.stopped(stop_word(&reason), &reason.to_string(), &stats)
+            }
+            other => tracing::trace!(event = ?other, "call event"),
+        }
+    }
+
+    fn sid(&self) -> &str {
+        self.call.as_ref().map_or("-", |c| c.call_sid.as_str())
+    }
+
+    fn recording_failed(&mut self, e: std::io::Error) {
+        tracing::error!(call_sid = %self.sid(), error = %e, "recording failed; the call goes on unrecorded");
+        self.recorder = None;
+    }
+
+    fn stopped(&mut self, word: &'static str, why: &str, s: &CallStats) {
+        let Some(c) = self.call.take() else { return };
+        self.metrics.call_ended(word);
+        tracing::info!(
+            call_sid = %c.call_sid, stream_sid = %c.stream_sid, reason = why, duration_s = c.started.elapsed().as_secs_f64(),
+            frames_in = s.frames_in, frames_sent = s.frames_sent, concealed = s.concealed, late = s.late,
+            duplicate = s.duplicate, reordered = s.reordered, marks = s.marks, clears = s.clears, barge_ins = s.barge_ins,
+            dtmf = s.dtmf, warnings = s.warnings, "WS_STOP"
+        );
+        if let Some(r) = self.recorder.take() {
+            match r.finish() {
+                Ok(p) => {
+                    tracing::info!(call_sid = %c.call_sid, path = %p.display(), "recording complete")
+                }
+                Err(e) => {
+                    tracing::error!(call_sid = %c.call_sid, error = %e, "recording could not be completed")
+                }
+            }
+        }
+    }
+
+    /// The connection is gone: completes a call that never saw its end.
+    pub fn finish(&mut self) {
+        let s = self.seen;
+        self.stopped("closed", "connection ended", &s);
+        if let Some(r) = self.recorder.take() {
+            let _ = r.finish();
+        }
+    }
+}

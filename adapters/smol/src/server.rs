@@ -1,0 +1,343 @@
+//! The server: a listener, one task per connection, and executor threads.
+//!
+//! Each connection task is a byte pump and a timer around the core's
+//! [`Connection`]: read into it, write what it gives, sleep until its
+//! deadline (on an absolute `Instant`, through `async_io::Timer::set_at`).
+//! Everything the protocol decides is decided in the core.
+use crate::observer::Observer;
+use callstream_core::connection::{self, Connection, Output};
+use callstream_core::metrics::Metrics;
+use smol::channel::{Receiver, Sender};
+use smol::{Async, Executor};
+use std::future::{Future, poll_fn};
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// What the server needs beyond the engine's own configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Connections past this are answered 503 and closed.
+    pub max_connections: usize,
+    /// After a shutdown request, calls may go on this long before they are
+    /// closed with 1001.
+    pub drain: Duration,
+    /// Executor threads.
+    pub threads: usize,
+    /// Where call recordings go, if anywhere.
+    pub recordings_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: 10_000,
+            drain: Duration::from_secs(10),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            recordings_dir: None,
+        }
+    }
+}
+
+/// Stops a running server gracefully: no new connections, calls drain, then close.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    tx: Sender<()>,
+}
+
+impl ShutdownHandle {
+    /// Begins the graceful shutdown. Calling it again does nothing more.
+    pub fn shutdown(&self) {
+        self.tx.close();
+    }
+}
+
+struct Shared {
+    engine: Arc<connection::Config>,
+    metrics: Arc<Metrics>,
+    opts: Options,
+    open: AtomicUsize,
+    /// Closed when shutdown begins: every `recv` then returns at once.
+    shutdown: Receiver<()>,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: Async<TcpListener>,
+    shared: Arc<Shared>,
+    shutdown_tx: Sender<()>,
+}
+
+impl Server {
+    /// Binds the listening socket now, so that the address (an ephemeral port
+    /// included) is known before [`Server::run`].
+    pub fn bind(
+        opts: Options,
+        mut engine: connection::Config,
+        metrics: Arc<Metrics>,
+    ) -> io::Result<Server> {
+        let listener = Async::<TcpListener>::bind(opts.bind)?;
+        if engine.metrics.is_none() {
+            let m = metrics.clone();
+            engine.metrics = Some(Arc::new(move || m.render()));
+        }
+        let (shutdown_tx, shutdown) = smol::channel::bounded(1);
+        let shared = Arc::new(Shared {
+            engine: Arc::new(engine),
+            metrics,
+            opts,
+            open: AtomicUsize::new(0),
+            shutdown,
+        });
+        Ok(Server {
+            listener,
+            shared,
+            shutdown_tx,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// A handle that starts the graceful shutdown from anywhere.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            tx: self.shutdown_tx.clone(),
+        }
+    }
+
+    /// Runs until a shutdown is requested and every connection has drained
+    /// (or the drain period has passed and the rest were closed).
+    pub fn run(self) -> io::Result<()> {
+        let ex = Arc::new(Executor::new());
+        let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
+        let threads = self.shared.opts.threads.max(1);
+        let workers: Vec<_> = (1..threads)
+            .map(|i| {
+                let ex = ex.clone();
+                let stop = stop_rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("callstream-{i}"))
+                    .spawn(move || smol::block_on(ex.run(stop.recv())))
+            })
+            .collect::<io::Result<_>>()?;
+        let result = smol::block_on(ex.run(self.accept_loop(ex.clone())));
+        drop(stop_tx);
+        for w in workers {
+            let _ = w.join();
+        }
+        result
+    }
+
+    async fn accept_loop(self, ex: Arc<Executor<'static>>) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let mut tasks = Vec::new();
+        loop {
+            let accepted = smol::future::or(async { Some(self.listener.accept().await) }, async {
+                let _ = shared.shutdown.recv().await;
+                None
+            })
+            .await;
+            let Some(accepted) = accepted else { break };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.get_ref().set_nodelay(true);
+            if shared.open.load(Ordering::Relaxed) >= shared.opts.max_connections {
+                shared.metrics.connection_refused();
+                tracing::warn!(%peer, limit = shared.opts.max_connections, "connection limit reached, answering 503");
+                ex.spawn(refuse(stream)).detach();
+                continue;
+            }
+            shared.open.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.connection_opened();
+            let s = shared.clone();
+            tasks.push(ex.spawn(async move {
+                serve_connection(stream, peer, &s).await;
+                s.open.fetch_sub(1, Ordering::Relaxed);
+                s.metrics.connection_closed();
+            }));
+            tasks.retain(|t| !t.is_finished());
+        }
+        drop(self.listener);
+        let open = shared.open.load(Ordering::Relaxed);
+        tracing::info!(
+            open_connections = open,
+            drain_s = shared.opts.drain.as_secs_f64(),
+            "shutting down: no new connections, draining"
+        );
+        // Each connection saw the shutdown and began its own drain; wait for them.
+        for t in tasks {
+            t.await;
+        }
+        tracing::info!("all connections closed");
+        Ok(())
+    }
+}
+
+/// Answers a connection over the limit with the core's canned 503.
+async fn refuse(stream: Async<TcpStream>) {
+    let _ = smol::future::or(
+        async {
+            let _ = smol::io::AsyncWriteExt::write_all(
+                &mut &stream,
+                callstream_core::http::overloaded_response(),
+            )
+            .await;
+        },
+        async {
+            smol::Timer::after(Duration::from_secs(1)).await;
+        },
+    )
+    .await;
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Timer,
+    Woken,
+    Shutdown,
+    DrainOver,
+}
+
+async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &Shared) {
+    let mut conn = Connection::new(shared.engine.clone(), Instant::now());
+    let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
+    conn.set_waker(Arc::new(move || {
+        let _ = wake_tx.try_send(());
+    }));
+    let mut local = Observer::new(
+        peer,
+        shared.metrics.clone(),
+        shared.opts.recordings_dir.clone(),
+    );
+    // 8 KiB per read: a media message is under 400 bytes; bounded memory per connection.
+    let mut buf = vec![0u8; 8192];
+    let mut timer = async_io::Timer::never();
+    let mut shutdown = pin!(shared.shutdown.recv());
+    let mut shutting_down = false;
+    let mut drain_timer = async_io::Timer::never();
+    let mut eof = false;
+    let mut wake = Box::pin(wake_rx.recv());
+    loop {
+        let close = drain(&mut conn, &mut local, &mut timer);
+        if let Err(e) = flush(&stream, &mut conn).await {
+            tracing::debug!(%peer, error = %e, "write failed");
+            conn.handle_eof(Instant::now());
+            let _ = drain(&mut conn, &mut local, &mut timer);
+            break;
+        }
+        if close {
+            let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+            break;
+        }
+        let ev = poll_fn(|cx| {
+            if !eof {
+                if let Poll::Ready(r) =
+                    smol::io::AsyncRead::poll_read(std::pin::Pin::new(&mut &stream), cx, &mut buf)
+                {
+                    return Poll::Ready(Wake::Read(r));
+                }
+            }
+            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            if shutting_down && std::pin::Pin::new(&mut drain_timer).poll(cx).is_ready() {
+                return Poll::Ready(Wake::DrainOver);
+            }
+            if wake.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Woken);
+            }
+            if std::pin::Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        let now = Instant::now();
+        match ev {
+            Wake::Read(Ok(0)) | Wake::Read(Err(_)) => {
+                eof = true;
+                conn.handle_eof(now);
+            }
+            Wake::Read(Ok(n)) => conn.handle_receive(now, &buf[..n]),
+            Wake::Timer => conn.handle_timeout(now),
+            Wake::Woken => {
+                wake = Box::pin(wake_rx.recv());
+                conn.handle_timeout(now);
+            }
+            Wake::Shutdown => {
+                shutting_down = true;
+                if local.in_call() {
+                    // Calls get the drain period to finish on their own.
+                    drain_timer.set_at(now + shared.opts.drain);
+                } else {
+                    conn.shutdown(now);
+                }
+            }
+            Wake::DrainOver => {
+                drain_timer = async_io::Timer::never();
+                conn.shutdown(now);
+            }
+        }
+    }
+    local.finish();
+}
+
+/// Drains the engine's outputs until it names a deadline or asks to close;
+/// returns true for close.
+fn drain(conn: &mut Connection, local: &mut Observer, timer: &mut async_io::Timer) -> bool {
+    let close = loop {
+        match conn.poll_output() {
+            Output::Event(e) => local.observe(e),
+            Output::Timeout(t) => {
+                timer.set_at(t);
+                break false;
+            }
+            Output::Close => break true,
+        }
+    };
+    if let Some(s) = conn.call_stats() {
+        local.call_stats(&s);
+    }
+    close
+}
+
+async fn flush(stream: &Async<TcpStream>, conn: &mut Connection) -> io::Result<()> {
+    while !conn.transmit().is_empty() {
+        // Try the write directly first: the socket is almost always writable,
+        // and this skips a readiness round-trip per media frame.
+        let n = match stream.get_ref().write(conn.transmit()) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stream.writable().await?;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        conn.consume_transmit(n);
+    }
+    Ok(())
+}

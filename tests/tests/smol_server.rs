@@ -1,0 +1,362 @@
+//! The smol server, started on an ephemeral port and driven by real,
+//! independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
+//! tungstenite for WebSocket framing, audio made by espeak-ng and sox, and
+//! Python's audioop as the reference decoder.
+use callstream_tests::*;
+use std::time::{Duration, Instant};
+
+const HOST: &str = "callstream.test";
+
+fn get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
+    http_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("answer")
+}
+
+#[test]
+fn every_route_answers_as_documented() {
+    let srv = RunningServer::start(|_| {});
+    let a = srv.addr;
+
+    for p in ["/healthz", "/healthz/"] {
+        let r = get(a, p);
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "{p}");
+    }
+    let v = get(a, "/version");
+    assert_eq!(v.status, 200);
+    let j: serde_json::Value = serde_json::from_str(&v.body).expect("version is JSON");
+    assert!(
+        j["name"].as_str().is_some_and(|n| n.contains("callstream")),
+        "{j}"
+    );
+    assert!(j["version"].is_string(), "{j}");
+
+    // The preview is unsigned and shows the TwiML a call would get.
+    let p = get(a, "/webhook/incoming_call_preview");
+    assert_eq!(p.status, 200);
+    assert!(
+        p.header("content-type")
+            .is_some_and(|c| c.starts_with("application/xml"))
+    );
+    assert!(p.body.starts_with("<?xml"), "{}", p.body);
+    assert!(
+        p.body
+            .contains(r#"url="wss://callstream.test/ws/twilio-media""#),
+        "{}",
+        p.body
+    );
+
+    // The incoming-call webhook, signed as Twilio signs it.
+    let call = [
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("AccountSid", ACCOUNT),
+        ("From", "+14155550100"),
+        ("To", "+14155550199"),
+        ("CallStatus", "ringing"),
+    ];
+    for path in ["/webhook/incoming_call", "/webhook/incoming_call/"] {
+        let r = post_signed(a, HOST, path, &call).expect("answer");
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert!(r.body.starts_with("<?xml"));
+        assert!(
+            r.body.contains(
+                r#"<Parameter name="call_sid" value="CA0123456789abcdef0123456789abcdef"/>"#
+            ),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("+14155550100"), "{}", r.body);
+        assert!(
+            r.body
+                .contains(r#"action="https://callstream.test/webhook/stream_ended""#),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body
+                .contains(r#"statusCallback="https://callstream.test/webhook/stream_status""#),
+            "{}",
+            r.body
+        );
+    }
+
+    // Unsigned, or signed for another URL: 403.
+    let body = form(&call);
+    let unsigned = format!(
+        "POST /webhook/incoming_call HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(http_raw(a, unsigned.as_bytes()).unwrap().status, 403);
+    let wrong = post_signed(a, "other.example", "/webhook/incoming_call", &call).unwrap();
+    assert_eq!(wrong.status, 403);
+
+    for path in [
+        "/webhook/stream_status",
+        "/webhook/stream_ended",
+        "/webhook/call_status",
+        "/webhook/handle_recording",
+    ] {
+        let params = [
+            ("AccountSid", ACCOUNT),
+            ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+            ("StreamEvent", "stream-started"),
+        ];
+        let r = post_signed(a, HOST, path, &params).unwrap();
+        assert_eq!(r.status, 204, "{path}");
+    }
+
+    assert_eq!(get(a, "/nope").status, 404);
+    let r = http_raw(
+        a,
+        format!("DELETE /healthz HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 405);
+    assert!(
+        r.header("allow").is_some_and(|v| v.contains("GET")),
+        "{r:?}"
+    );
+
+    let m = get(a, "/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.body.contains(
+            r#"callstream_http_requests_total{route="/webhook/call_status",status="204"} 1"#
+        ),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("callstream_signature_failures_total{"),
+        "{}",
+        m.body
+    );
+    srv.stop().unwrap();
+}
+
+#[test]
+fn upgrade_follows_twilio_and_rfc6455() {
+    let srv = RunningServer::start(|_| {});
+    // Twilio's request, no subprotocol offered: none named.
+    let s = TwilioStream::connect(srv.addr, &StreamOpts::default(), 1).expect("101");
+    assert_eq!(s.subprotocol, None);
+    // Trailing slash served too, never redirected.
+    let s2 = TwilioStream::connect(
+        srv.addr,
+        &StreamOpts {
+            path: "/ws/twilio-media/",
+            ..Default::default()
+        },
+        2,
+    )
+    .expect("101 with slash");
+    // Offered in a list, odd case: echoed as spelled.
+    let s3 = TwilioStream::connect(
+        srv.addr,
+        &StreamOpts {
+            offer_protocol: Some("chat, Audio.Twilio.Com"),
+            ..Default::default()
+        },
+        3,
+    )
+    .expect("101");
+    assert_eq!(s3.subprotocol.as_deref(), Some("Audio.Twilio.Com"));
+    // Unsigned: refused.
+    let e = TwilioStream::connect(
+        srv.addr,
+        &StreamOpts {
+            token: None,
+            ..Default::default()
+        },
+        4,
+    )
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("403"), "{e}");
+    drop((s, s2, s3));
+    srv.stop().unwrap();
+}
+
+/// The echo handler plays every frame straight back: what comes back decodes to
+/// what was sent, and the recording's caller channel is the reference decoding.
+#[test]
+fn echo_call_with_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().to_owned();
+    let srv = RunningServer::start(|s| {
+        s.handler = callstream_smol::config::HandlerName::Echo;
+        s.recordings_dir = Some(rec);
+    });
+    let speech = speech_ulaw("Hello, this is a test call.").expect("espeak-ng and sox make speech");
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 5).unwrap();
+    call.start(&[("caller", "test")]).unwrap();
+    let mut got = call.stream_audio(&speech).unwrap();
+    call.read_until(Instant::now() + Duration::from_millis(600), &mut got)
+        .unwrap();
+    call.stop().unwrap();
+    call.read_until(Instant::now() + Duration::from_millis(500), &mut got)
+        .unwrap();
+
+    let echoed = media_bytes(&got);
+    let sent_pcm = audioop_ulaw2lin(&speech).unwrap();
+    let echoed_pcm = audioop_ulaw2lin(&echoed).unwrap();
+    // Whole frames only (the last partial frame is padded by the jitter buffer).
+    let whole = speech.len() / 160 * 160;
+    assert!(
+        echoed_pcm.len() >= whole,
+        "echoed {} of {} samples",
+        echoed_pcm.len(),
+        whole
+    );
+    assert_eq!(
+        &echoed_pcm[..whole],
+        &sent_pcm[..whole],
+        "echo differs from what was sent"
+    );
+
+    // The recording is complete once the stream has stopped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let wav = loop {
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        if let Some(f) = files
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "wav"))
+            && let Ok(r) = hound::WavReader::open(f)
+            && r.len() as usize >= whole * 2
+        {
+            break f.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no complete recording in {:?}",
+            dir.path()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let name = wav.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.contains(&call.call_sid) && name.contains(&call.stream_sid),
+        "{name}"
+    );
+    let mut r = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(
+        (
+            r.spec().channels,
+            r.spec().sample_rate,
+            r.spec().bits_per_sample
+        ),
+        (2, 8000, 16)
+    );
+    let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+    let caller: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    assert_eq!(
+        &caller[..whole],
+        &sent_pcm[..whole],
+        "recorded caller channel differs from audioop's decoding"
+    );
+    srv.stop().unwrap();
+}
+
+/// The parrot plays the caller's words back after they stop speaking;
+/// speech during the playback clears it (barge-in).
+#[test]
+fn parrot_plays_back_and_yields_to_barge_in() {
+    let srv = RunningServer::start(|_| {});
+    let speech = speech_ulaw("Please repeat after me one two three four five").expect("speech");
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 6).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = call.stream_audio(&speech).unwrap();
+    // espeak-ng may pause between words long enough to end an utterance, so the
+    // parrot may already answer part of it; what matters is that it answers.
+    // Silence after the speech: the VAD ends the utterance and playback starts.
+    got.extend(call.stream_audio(&silence(50)).unwrap());
+    let played = media_bytes(&got).len();
+    assert!(played > 0, "no playback after the caller stopped: {got:?}");
+    // Barge in with speech while the reply is still playing.
+    got.extend(
+        call.stream_audio(&speech[..speech.len().min(8000)])
+            .unwrap(),
+    );
+    assert!(got.contains(&ServerMessage::Clear), "no clear on barge-in");
+    let clear_at = got.iter().position(|m| *m == ServerMessage::Clear).unwrap();
+    assert!(
+        got[..clear_at]
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Media(_)))
+    );
+    call.stop().unwrap();
+    srv.stop().unwrap();
+}
+
+/// A full playback ends with a mark; echoing it back is accepted.
+#[test]
+fn parrot_marks_the_end_of_its_reply() {
+    let srv = RunningServer::start(|_| {});
+    let speech = speech_ulaw("Testing marks.").expect("speech");
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 7).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = call.stream_audio(&speech).unwrap();
+    got.extend(call.stream_audio(&silence(150)).unwrap());
+    let mark = got.iter().find_map(|m| {
+        if let ServerMessage::Mark(n) = m {
+            Some(n.clone())
+        } else {
+            None
+        }
+    });
+    let mark = mark.unwrap_or_else(|| panic!("no mark after the reply: {got:?}"));
+    let before = got
+        .iter()
+        .position(|m| *m == ServerMessage::Mark(mark.clone()))
+        .unwrap();
+    assert!(
+        got[..before]
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Media(_))),
+        "mark before any audio"
+    );
+    call.mark_echo(&mark).unwrap();
+    call.stop().unwrap();
+    srv.stop().unwrap();
+}
+
+/// Shutdown with a call in progress: new connections are refused, the call
+/// keeps running through the drain period, then is closed with 1001.
+#[test]
+fn graceful_shutdown_drains_then_closes_1001() {
+    let srv = RunningServer::start(|s| {
+        s.drain_seconds = 1;
+        s.handler = callstream_smol::config::HandlerName::Echo;
+    });
+    let addr = srv.addr;
+    let mut call = TwilioStream::connect(addr, &StreamOpts::default(), 8).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = call.stream_audio(&silence(10)).unwrap();
+    srv.shutdown.shutdown();
+    // The call still echoes during the drain.
+    let during = call.stream_audio(&silence(20)).unwrap();
+    assert!(
+        !media_bytes(&during).is_empty(),
+        "call stopped before the drain period ended"
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err(),
+        "still accepting during shutdown"
+    );
+    got.extend(during);
+    call.read_until(Instant::now() + Duration::from_secs(3), &mut got)
+        .unwrap();
+    assert!(
+        got.contains(&ServerMessage::Closed(Some(1001))),
+        "no 1001 close: {:?}",
+        got.last()
+    );
+    srv.stop().unwrap();
+}
