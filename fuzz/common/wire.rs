@@ -23,6 +23,8 @@ pub struct Wire {
     websocket: bool,
     /// A response said `Connection: close`, or a close frame was sent.
     last_sent: bool,
+    /// Text frames must be messages Twilio accepts on a media stream.
+    pub twilio_text: bool,
 }
 
 impl Wire {
@@ -172,7 +174,14 @@ impl Wire {
             "server frames are whole, without extensions"
         );
         match opcode {
-            0x1 => assert!(std::str::from_utf8(payload).is_ok(), "text frame not UTF-8"),
+            0x1 => {
+                let text = std::str::from_utf8(payload).expect("text frame not UTF-8");
+                if self.twilio_text {
+                    if let Err(e) = callstream_core::message::parse_outbound(text) {
+                        panic!("Twilio would refuse {text:?}: {e}");
+                    }
+                }
+            }
             0x9 | 0xA => assert!(len <= 125, "control frame over 125 bytes"),
             0x8 => {
                 assert!(len <= 125 && len != 1, "close payload of {len} bytes");

@@ -2,6 +2,8 @@
 //! commands from another thread into a Session running the parrot handler.
 //! The session must never panic, always come back to a Timeout after the
 //! current time, and never send after closing, stop twice, or emit anything after Stopped.
+//! Every message it sends must be one Twilio accepts (`message::parse_outbound`),
+//! on the stream that started, and only after `Started` (at most one).
 //! (core/tests/handler_session_fuzz.rs runs the same interpreter under proptest.)
 #![no_main]
 
@@ -9,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use callstream_core::call::{Call, CallConfig, CallEvent};
 use callstream_core::handler::{Parrot, Session, SessionOutput};
+use callstream_core::message::{self, Outbound};
+use callstream_core::sid::StreamSid;
 use libfuzzer_sys::fuzz_target;
 
 const SIDS: [&str; 2] = [
@@ -75,6 +79,7 @@ fuzz_target!(|data: &[u8]| {
     let mut stopped = false;
     let mut closed = false;
     let mut seq = 0u64;
+    let mut started: Option<StreamSid> = None;
     while !input.0.is_empty() {
         seq += 1;
         let sid = SIDS[usize::from(input.byte() & 1)];
@@ -134,7 +139,25 @@ fuzz_target!(|data: &[u8]| {
             n += 1;
             assert!(n < 100_000, "poll_output never reached Timeout");
             match session.poll_output() {
-                SessionOutput::Send(_) => assert!(!closed, "sent after close"),
+                SessionOutput::Send(text) => {
+                    assert!(!closed, "sent after close");
+                    let sid = match message::parse_outbound(&text) {
+                        Ok(Outbound::Media { stream_sid, .. })
+                        | Ok(Outbound::Mark { stream_sid, .. })
+                        | Ok(Outbound::Clear { stream_sid }) => stream_sid,
+                        other => panic!("Twilio would refuse {text:?}: {other:?}"),
+                    };
+                    assert_eq!(
+                        Some(sid),
+                        started,
+                        "sent on another stream (or before start)"
+                    );
+                }
+                SessionOutput::Event(CallEvent::Started(start)) => {
+                    assert!(started.is_none(), "started twice");
+                    assert!(!stopped, "event after Stopped");
+                    started = Some(start.stream_sid);
+                }
                 SessionOutput::Close { .. } => {
                     assert!(!closed, "closed twice");
                     closed = true;

@@ -4,7 +4,8 @@
 //! it writes must be what a peer can read: one well-framed HTTP/1.1 response
 //! per `Request`/`Malformed` event with the status the event names (no body
 //! after a `HEAD`), nothing after `Connection: close`, and after a `101` only
-//! WebSocket frames a server may send (see `common/wire.rs`).
+//! WebSocket frames a server may send, whose texts are messages Twilio
+//! accepts (see `common/wire.rs`).
 //!
 //! The first byte holds flags: bit 0 turns signatures on (so most requests
 //! get 403), bit 1 puts a call machine (the echo handler) behind the stream,
@@ -46,8 +47,9 @@ fn owed(event: &Event) -> Option<Expect> {
     }
 }
 
-/// Drains the connection as the contract says; true once it closed.
-fn drain(conn: &mut Connection, wire: &mut Wire) -> bool {
+/// Drains the connection as the contract says: the deadline it asked for,
+/// or `None` once it closed.
+fn drain(conn: &mut Connection, wire: &mut Wire, now: Instant) -> Option<Instant> {
     for _ in 0..100_000 {
         match conn.poll_output() {
             Output::Event(event) => {
@@ -55,8 +57,11 @@ fn drain(conn: &mut Connection, wire: &mut Wire) -> bool {
                     wire.expect(e);
                 }
             }
-            Output::Timeout(_) => return false,
-            Output::Close => return true,
+            Output::Timeout(deadline) => {
+                assert!(deadline > now, "a deadline that already passed: busy loop");
+                return Some(deadline);
+            }
+            Output::Close => return None,
         }
     }
     panic!("poll_output never reached Timeout or Close");
@@ -99,7 +104,9 @@ fuzz_target!(|data: &[u8]| {
     // byte and that many bytes.
     let mut rest = data.get(1..).unwrap_or_default();
     let mut closed = false;
+    let mut deadline = None;
     let mut wire = Wire::default();
+    wire.twilio_text = true;
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
         match op % 8 {
@@ -112,13 +119,21 @@ fuzz_target!(|data: &[u8]| {
                 rest = rest.get(1 + chunk.len()..).unwrap_or_default();
             }
             5 => {
-                now += Duration::from_millis(u64::from(op) * 500);
+                // Time passes: to the deadline asked for (as an adapter
+                // does), by 20 ms steps (the media clock), or by seconds
+                // (past the idle and close timeouts).
+                now = match op / 8 {
+                    0 => deadline.unwrap_or(now),
+                    k @ 1..16 => now + Duration::from_millis(u64::from(k) * 20),
+                    k => now + Duration::from_secs(u64::from(k - 15) * 4),
+                };
                 conn.handle_timeout(now);
             }
             6 => conn.handle_eof(now),
             _ => conn.shutdown(now),
         }
-        closed |= drain(&mut conn, &mut wire);
+        deadline = drain(&mut conn, &mut wire, now);
+        closed |= deadline.is_none();
         if closed {
             assert!(matches!(conn.poll_output(), Output::Close));
         }
@@ -129,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
         conn.consume_transmit(n);
     }
     // The adapter writes what is left, at the latest on `Close`.
-    drain(&mut conn, &mut wire);
+    let _ = drain(&mut conn, &mut wire, now);
     wire.push(conn.transmit());
     wire.finish();
 });

@@ -4,13 +4,21 @@
 //! writes in between. It must never panic, and must keep its contract:
 //! nothing comes out after `Closed`/`Failed`; a `Failed` leaves a close frame
 //! with its code in the transmit buffer; text never exceeds `MAX_MESSAGE`;
-//! sending fails once a close frame was sent or received.
+//! sending fails once a close frame was sent or received; and every byte it
+//! writes is a frame a server may send (see `common/wire.rs`).
 //!
 //! Input layout: a script of ops, each a control byte and its arguments (see
 //! the `match`). Missing bytes read as 0.
 #![no_main]
 use callstream_core::websocket::{Event, MAX_MESSAGE, WebSocket};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../common/wire.rs"]
+mod wire;
+use wire::{Expect, Wire};
+
+/// Close codes callstream sends (RFC 6455 §7.4.1; 4000–4999 are private).
+const CODES: [u16; 6] = [1000, 1001, 1008, 1011, 3000, 4999];
 
 struct Bytes<'a>(&'a [u8]);
 
@@ -57,6 +65,8 @@ fuzz_target!(|data: &[u8]| {
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec(),
     );
     let mut finished = false;
+    let mut wire = Wire::default();
+    wire.expect(Expect::Upgrade);
     while !input.0.is_empty() {
         match input.byte() % 8 {
             0 | 1 => {
@@ -92,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             6 => {
-                let code = u16::from_be_bytes([input.byte(), input.byte()]);
+                let code = CODES[usize::from(input.byte()) % CODES.len()];
                 let n = usize::from(input.byte());
                 let reason = String::from_utf8_lossy(input.take(n)).into_owned();
                 ws.close(code, &reason);
@@ -101,7 +111,8 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             _ => {
-                let n = usize::from(input.byte()) * 64;
+                let n = (usize::from(input.byte()) * 64).min(ws.transmit().len());
+                wire.push(&ws.transmit()[..n]);
                 ws.consume_transmit(n);
             }
         }
@@ -135,4 +146,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(ws.is_finished() && !ws.is_open());
         }
     }
+    wire.push(ws.transmit());
+    wire.finish();
 });

@@ -69,7 +69,9 @@ def frame(opcode, payload, fin=True, mask=b"\x11\x22\x33\x44"):
 
 def script(flags, ops):
     """The `connection` target's layout: a flags byte, then per op a control
-    byte; ops 0..=4 are followed by a length byte and that many bytes."""
+    byte; ops 0..=4 are followed by a length byte and that many bytes. Op 5
+    jumps to the connection's deadline, 13 moves the clock 20 ms, 6 is EOF,
+    7 shutdown."""
     out = bytes([flags])
     for op in ops:
         if isinstance(op, int):
@@ -112,8 +114,12 @@ def main():
     stream += frame(1, call[2][:40], fin=False) + frame(0, call[2][40:])
     stream += frame(9, b"ping") + frame(8, struct.pack(">H", 1000))
     write("connection", "call", script(0, [UPGRADE, stream, 5, 6]))
-    # The same call with the echo handler behind the stream (flag bit 1).
-    write("connection", "echo_call", script(2, [UPGRADE, stream, 5, 6]))
+    # A call with the echo handler behind the stream (flag bit 1), its
+    # frames 20 ms apart (op 13), so that the echo is paced out.
+    paced = [UPGRADE]
+    for m in call[:-1] + [INBOUND["media"].encode()] * 3 + [call[-1]]:
+        paced += [frame(1, m), 13]
+    write("connection", "echo_call", script(2, paced + [frame(8, b"\x03\xe8"), 5, 6]))
     write("connection", "webhook", script(0, [WEBHOOK, HEALTHZ, 6]))
     write("connection", "signed_webhook", script(1, [WEBHOOK, 5, 7]))
     # Load balancers probe with HEAD; the answer must carry no body.
@@ -135,7 +141,8 @@ def main():
     ]))
 
     # websocket: op 2 = a client frame (head, length, repeat, mask, payload),
-    # 5 = send_text, 6 = close, 7 = consume_transmit, 0 = raw bytes.
+    # 5 = send_text, 6 = close (code index, reason), 7 = consume_transmit,
+    # 0 = raw bytes.
     def ws_frame(head, payload, repeat=0, mask=1):
         return bytes([2, head, len(payload), repeat, mask]) + payload
     dtmf, mark = INBOUND["dtmf"].encode(), INBOUND["mark"].encode()
@@ -146,7 +153,7 @@ def main():
         ws_frame(0x82, b"\x00\x01"),
         ws_frame(0x88, b"\x03\xe8bye"),
     ]))
-    write("websocket", "local_close", ws_frame(0x81, mark) + bytes([6, 0x03, 0xe9, 4]) + b"done" + ws_frame(0x88, b"\x03\xe9", mask=0))
+    write("websocket", "local_close", ws_frame(0x81, mark) + bytes([6, 1, 4]) + b"done" + ws_frame(0x88, b"\x03\xe9", mask=0))
     write("websocket", "too_big", ws_frame(0x81, b"x" * 255, repeat=255))
     write("websocket", "raw_split", bytes([0, 3, 0x81, 0x85, 0, 0, 8, 0, 0, 0]) + b"hello")
 
