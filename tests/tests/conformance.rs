@@ -495,6 +495,57 @@ fn a_client_that_never_reads_cannot_block_shutdown(adapter: Adapter) {
     drop(s);
 }
 
+/// The pattern for slow work: the handler hands the call's remote control to
+/// its own thread, which later sends audio and a mark; the server wakes the
+/// connection and sends them.
+fn audio_from_another_thread_reaches_the_caller(adapter: Adapter) {
+    use callstream_core::call::CallEvent;
+    use callstream_core::handler::{Control, Handler, session_factory};
+    use std::sync::Arc;
+
+    struct Worker;
+    impl Handler for Worker {
+        fn on_event(&mut self, event: &CallEvent, control: &mut Control<'_>) {
+            if matches!(event, CallEvent::Started(_)) {
+                let remote = control.remote();
+                std::thread::spawn(move || {
+                    // Stands in for speech synthesis or a language model.
+                    std::thread::sleep(Duration::from_millis(200));
+                    remote.play_ulaw(&[0x55; 1600]).unwrap();
+                    remote.mark("reply-done").unwrap();
+                });
+            }
+        }
+    }
+    let srv = RunningServer::start_custom(
+        adapter,
+        |_| {},
+        |c| {
+            let handlers: callstream_core::handler::HandlerFactory =
+                Arc::new(|| Box::new(Worker) as Box<dyn Handler>);
+            c.session = Some(session_factory(Default::default(), handlers));
+        },
+    );
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 30).unwrap();
+    call.start(&[]).unwrap();
+    // The caller says nothing: only the worker thread can make the server speak.
+    let mut got = Vec::new();
+    call.read_media(1600, Duration::from_secs(10), &mut got)
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !got.contains(&ServerMessage::Mark("reply-done".into())) && Instant::now() < end {
+        call.read_until(Instant::now() + Duration::from_millis(100), &mut got)
+            .unwrap();
+    }
+    assert_eq!(media_bytes(&got), vec![0x55; 1600]);
+    assert!(
+        got.contains(&ServerMessage::Mark("reply-done".into())),
+        "{got:?}"
+    );
+    call.stop().unwrap();
+    srv.stop().unwrap();
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod smol {
@@ -516,4 +567,5 @@ conformance!(
     connection_limit_answers_503,
     a_blocked_handler_does_not_stall_the_server,
     a_client_that_never_reads_cannot_block_shutdown,
+    audio_from_another_thread_reaches_the_caller,
 );

@@ -250,10 +250,9 @@ enum Wake {
 
 async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &Shared) {
     let mut conn = Connection::new(shared.engine.clone(), Instant::now());
-    let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
-    conn.set_waker(Arc::new(move || {
-        let _ = wake_tx.try_send(());
-    }));
+    let remote = Arc::new(RemoteWake::default());
+    let r = remote.clone();
+    conn.set_waker(Arc::new(move || r.wake()));
     let mut local = Observer::new(
         peer,
         shared.metrics.clone(),
@@ -267,7 +266,6 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
     let mut shutting_down = false;
     let mut drain_timer = async_io::Timer::never();
     let mut eof = false;
-    let mut wake = Box::pin(wake_rx.recv());
     loop {
         let close = drain(&mut conn, &mut local, &mut deadline);
         // Write what the socket takes now; never wait on the write alone, so
@@ -316,7 +314,7 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
             if shutting_down && std::pin::Pin::new(&mut drain_timer).poll(cx).is_ready() {
                 return Poll::Ready(Wake::DrainOver);
             }
-            if wake.as_mut().poll(cx).is_ready() {
+            if remote.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Woken);
             }
             if deadline.poll(cx).is_ready() {
@@ -341,7 +339,6 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
             Wake::Writable => {}
             Wake::Timer => conn.handle_timeout(now),
             Wake::Woken => {
-                wake = Box::pin(wake_rx.recv());
                 conn.handle_timeout(now);
             }
             Wake::Shutdown => {
@@ -379,6 +376,41 @@ fn drain(conn: &mut Connection, local: &mut Observer, deadline: &mut Deadline) -
         local.call_stats(&s);
     }
     close
+}
+
+/// A handler's remote control (another thread) asking this connection's task
+/// to run: a flag plus the task's waker. Cheaper to poll on every loop than a
+/// channel, which registers a listener each time.
+#[derive(Default)]
+struct RemoteWake {
+    woken: std::sync::atomic::AtomicBool,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl RemoteWake {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        let w = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+        drop(slot);
+        // A wake between the swap and storing the waker must not be lost.
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
 }
 
 /// The connection's one timer, re-armed only when the engine's deadline moves
