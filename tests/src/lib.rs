@@ -303,6 +303,24 @@ impl TwilioStream {
         Ok(got)
     }
 
+    /// Reads server messages until at least `bytes` of media have come in all
+    /// (counting what `got` holds already), or `limit` passes.
+    pub fn read_media(
+        &mut self,
+        bytes: usize,
+        limit: Duration,
+        got: &mut Vec<ServerMessage>,
+    ) -> io::Result<()> {
+        let end = Instant::now() + limit;
+        while media_bytes(got).len() < bytes && Instant::now() < end {
+            if got.iter().any(|m| matches!(m, ServerMessage::Closed(_))) {
+                break;
+            }
+            self.read_until((Instant::now() + Duration::from_millis(100)).min(end), got)?;
+        }
+        Ok(())
+    }
+
     /// Reads server messages until `deadline`.
     pub fn read_until(
         &mut self,
@@ -488,19 +506,45 @@ pub fn silence(frames: usize) -> Vec<u8> {
     vec![0xFF; frames * 160]
 }
 
-/// A callstream-smol server running in this process on an ephemeral port.
+/// Which server implementation a test drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adapter {
+    /// `callstream-smol`: async tasks on executor threads.
+    Smol,
+    /// `callstream-blocking`: one std thread per connection.
+    Blocking,
+}
+
+/// A callstream server running in this process on an ephemeral port.
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// Starts its graceful shutdown.
-    pub shutdown: callstream_smol::server::ShutdownHandle,
+    shutdown: Box<dyn Fn() + Send + Sync>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
 
 impl RunningServer {
+    /// Starts a smol server with test settings; see [`RunningServer::start_on`].
+    pub fn start(tweak: impl FnOnce(&mut callstream_smol::config::Settings)) -> RunningServer {
+        Self::start_on(Adapter::Smol, tweak)
+    }
+
     /// Starts a server with test settings (signed with [`TOKEN`], public base
     /// `https://callstream.test`), adjusted by `tweak`.
-    pub fn start(tweak: impl FnOnce(&mut callstream_smol::config::Settings)) -> RunningServer {
+    pub fn start_on(
+        adapter: Adapter,
+        tweak: impl FnOnce(&mut callstream_smol::config::Settings),
+    ) -> RunningServer {
+        Self::start_custom(adapter, tweak, |_| {})
+    }
+
+    /// Like [`RunningServer::start_on`], then `engine` adjusts the engine's
+    /// configuration (e.g. to install a custom handler).
+    pub fn start_custom(
+        adapter: Adapter,
+        tweak: impl FnOnce(&mut callstream_smol::config::Settings),
+        engine: impl FnOnce(&mut callstream_core::connection::Config),
+    ) -> RunningServer {
         use clap::Parser as _;
         let mut s = callstream_smol::config::Cli::try_parse_from([
             "callstream",
@@ -515,24 +559,47 @@ impl RunningServer {
         s.public_base_url = Some("https://callstream.test".to_owned());
         s.threads = Some(2);
         tweak(&mut s);
-        let engine = callstream_smol::engine_config(&s).expect("valid test settings");
+        let mut config = callstream_smol::engine_config(&s).expect("valid test settings");
+        engine(&mut config);
+        let engine = config;
         let metrics = std::sync::Arc::new(callstream_core::metrics::Metrics::default());
-        let server =
-            callstream_smol::server::Server::bind(callstream_smol::options(&s), engine, metrics)
-                .expect("bind");
-        let addr = server.local_addr().expect("local addr");
-        let shutdown = server.shutdown_handle();
-        let thread = Some(std::thread::spawn(move || server.run()));
-        RunningServer {
-            addr,
-            shutdown,
-            thread,
+        let opts = callstream_smol::options(&s);
+        match adapter {
+            Adapter::Smol => {
+                let server =
+                    callstream_smol::server::Server::bind(opts, engine, metrics).expect("bind");
+                let addr = server.local_addr().expect("local addr");
+                let h = server.shutdown_handle();
+                let thread = Some(std::thread::spawn(move || server.run()));
+                RunningServer {
+                    addr,
+                    shutdown: Box::new(move || h.shutdown()),
+                    thread,
+                }
+            }
+            Adapter::Blocking => {
+                let server =
+                    callstream_blocking::Server::bind(opts, engine, metrics).expect("bind");
+                let addr = server.local_addr().expect("local addr");
+                let h = server.shutdown_handle().expect("shutdown handle");
+                let thread = Some(std::thread::spawn(move || server.run()));
+                RunningServer {
+                    addr,
+                    shutdown: Box::new(move || h.shutdown()),
+                    thread,
+                }
+            }
         }
+    }
+
+    /// Starts the graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        (self.shutdown)();
     }
 
     /// Requests the graceful shutdown and waits for `run` to return.
     pub fn stop(mut self) -> io::Result<()> {
-        self.shutdown.shutdown();
+        (self.shutdown)();
         match self.thread.take() {
             Some(t) => t
                 .join()
@@ -544,6 +611,6 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        self.shutdown.shutdown();
+        (self.shutdown)();
     }
 }

@@ -117,6 +117,17 @@ impl Connection {
         let route = Route::from_path(request.path());
         let answer = self.route(route, &request);
         let latency = self.now.saturating_duration_since(started);
+        // The answer to HEAD is the head alone: a keep-alive client stops
+        // reading at the empty line (RFC 9112 §6.3), so a body would be read
+        // as the start of the next response.
+        let head_only = request.method() == "HEAD";
+        let write = |response: &Response, out: &mut Vec<u8>| {
+            if head_only {
+                response.write_head_to(out);
+            } else {
+                response.write_to(out);
+            }
+        };
         match answer {
             Answer::Http(mut response) => {
                 // An HTTP/1.0 client, `Connection: close`, a half-closed
@@ -126,12 +137,12 @@ impl Connection {
                     response = response.close();
                     self.close_after_answer = Some(CloseReason::Done);
                 }
-                response.write_to(&mut self.out);
+                write(&response, &mut self.out);
                 self.emit_request(request.method(), route, response.status(), latency);
             }
             Answer::HttpClose(response, reason) => {
                 let response = response.close();
-                response.write_to(&mut self.out);
+                write(&response, &mut self.out);
                 self.emit_request(request.method(), route, response.status(), latency);
                 self.close_after_answer = Some(reason);
             }
@@ -601,4 +612,49 @@ fn incoming_call_twiml(
                 .stream(stream),
         )
         .to_xml()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::super::{Config, Connection, Output};
+
+    /// Feeds `input`, drains, and returns everything written.
+    fn exchange(input: &[u8]) -> String {
+        let now = Instant::now();
+        let mut conn = Connection::new(Arc::new(Config::default()), now);
+        conn.handle_receive(now, input);
+        while let Output::Event(_) = conn.poll_output() {}
+        String::from_utf8(conn.transmit().to_vec()).unwrap()
+    }
+
+    /// Found by the `connection` fuzz target: a `HEAD` answered with a body
+    /// left the body on the wire, and a keep-alive client (a load balancer's
+    /// probe) read it as the start of the next response.
+    #[test]
+    fn head_is_answered_without_content_and_the_next_answer_stays_framed() {
+        let wire = exchange(
+            b"HEAD /healthz HTTP/1.1\r\nHost: example.com\r\n\r\n\
+              HEAD /nowhere HTTP/1.1\r\nHost: example.com\r\n\r\n\
+              GET /healthz HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        );
+        assert_eq!(
+            wire,
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Allow: GET\r\nContent-Length: 19\r\n\r\n\
+             HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Length: 10\r\n\r\n\
+             HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Cache-Control: no-store\r\nContent-Length: 2\r\n\r\nok"
+        );
+    }
+
+    #[test]
+    fn head_on_the_stream_route_is_a_405_without_content() {
+        let wire = exchange(b"HEAD /ws/twilio-media HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert!(wire.starts_with("HTTP/1.1 405 "), "{wire}");
+        assert!(wire.ends_with("\r\n\r\n"), "{wire}");
+    }
 }

@@ -170,7 +170,19 @@ impl Response {
 
     /// Appends the complete response (head and body) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
+        self.write_head_to(out);
+        if !self.is_bodiless() {
+            out.extend_from_slice(&self.body);
+        }
+    }
+
+    /// Appends the head only (status line, headers, the empty line): the
+    /// answer to a `HEAD` request. Its `Content-Length` still says what a
+    /// `GET` would carry (RFC 9110 §9.3.2, §8.6), but no content may follow:
+    /// the client stops reading at the empty line (RFC 9112 §6.3), so body
+    /// bytes would be read as the start of the next response on the connection.
+    pub fn write_head_to(&self, out: &mut Vec<u8>) {
+        let bodiless = self.is_bodiless();
         out.extend_from_slice(b"HTTP/1.1 ");
         push_decimal(out, u64::from(self.status));
         out.push(b' ');
@@ -194,9 +206,12 @@ impl Response {
             (false, false) => {}
         }
         out.extend_from_slice(b"\r\n");
-        if !bodiless {
-            out.extend_from_slice(&self.body);
-        }
+    }
+
+    /// 1xx, 204 and 304 carry neither `Content-Length` nor content (RFC 9110
+    /// §8.6, §15.3.5).
+    fn is_bodiless(&self) -> bool {
+        self.status < 200 || self.status == 204 || self.status == 304
     }
 
     /// The complete response as a new buffer.
@@ -374,6 +389,32 @@ mod tests {
         ];
         for (response, want) in cases {
             assert_eq!(wire(response), *want);
+        }
+    }
+
+    #[test]
+    fn head_answers_are_the_head_without_content() {
+        // Content-Length still says what GET would carry; nothing follows
+        // the empty line (RFC 9112 §6.3).
+        let cases: &[(Response, &str)] = &[
+            (
+                Response::method_not_allowed(&["GET"]),
+                "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\nAllow: GET\r\nContent-Length: 19\r\n\r\n",
+            ),
+            (
+                Response::ok_text("ok").close(),
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nConnection: close\r\n\r\n",
+            ),
+            (Response::no_content(), "HTTP/1.1 204 No Content\r\n\r\n"),
+        ];
+        for (response, want) in cases {
+            let mut out = b"before".to_vec();
+            response.write_head_to(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("before{want}"));
+            // The full answer is the head and then the body.
+            let full = response.to_bytes();
+            assert_eq!(&full[..want.len()], want.as_bytes());
+            assert_eq!(&full[want.len()..], response.body_bytes());
         }
     }
 

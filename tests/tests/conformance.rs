@@ -1,8 +1,9 @@
-//! The smol server, started on an ephemeral port and driven by real,
-//! independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
+//! The conformance suite: each server (smol and blocking), started on an
+//! ephemeral port and driven by real, independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
 //! tungstenite for WebSocket framing, audio made by espeak-ng and sox, and
 //! Python's audioop as the reference decoder.
 use callstream_tests::*;
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 const HOST: &str = "callstream.test";
@@ -15,9 +16,8 @@ fn get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
     .expect("answer")
 }
 
-#[test]
-fn every_route_answers_as_documented() {
-    let srv = RunningServer::start(|_| {});
+fn every_route_answers_as_documented(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |_| {});
     let a = srv.addr;
 
     for p in ["/healthz", "/healthz/"] {
@@ -137,9 +137,8 @@ fn every_route_answers_as_documented() {
     srv.stop().unwrap();
 }
 
-#[test]
-fn upgrade_follows_twilio_and_rfc6455() {
-    let srv = RunningServer::start(|_| {});
+fn upgrade_follows_twilio_and_rfc6455(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |_| {});
     // Twilio's request, no subprotocol offered: none named.
     let s = TwilioStream::connect(srv.addr, &StreamOpts::default(), 1).expect("101");
     assert_eq!(s.subprotocol, None);
@@ -182,11 +181,10 @@ fn upgrade_follows_twilio_and_rfc6455() {
 
 /// The echo handler plays every frame straight back: what comes back decodes to
 /// what was sent, and the recording's caller channel is the reference decoding.
-#[test]
-fn echo_call_with_recording() {
+fn echo_call_with_recording(adapter: Adapter) {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().to_owned();
-    let srv = RunningServer::start(|s| {
+    let srv = RunningServer::start_on(adapter, |s| {
         s.handler = callstream_smol::config::HandlerName::Echo;
         s.recordings_dir = Some(rec);
     });
@@ -194,7 +192,8 @@ fn echo_call_with_recording() {
     let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 5).unwrap();
     call.start(&[("caller", "test")]).unwrap();
     let mut got = call.stream_audio(&speech).unwrap();
-    call.read_until(Instant::now() + Duration::from_millis(600), &mut got)
+    // Generous: on a loaded machine the last echoes may lag.
+    call.read_media(speech.len() / 160 * 160, Duration::from_secs(10), &mut got)
         .unwrap();
     call.stop().unwrap();
     call.read_until(Instant::now() + Duration::from_millis(500), &mut got)
@@ -261,14 +260,34 @@ fn echo_call_with_recording() {
         &sent_pcm[..whole],
         "recorded caller channel differs from audioop's decoding"
     );
+    // The server counted the call and its frames.
+    let m = get(srv.addr, "/metrics").body;
+    let counter = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+    };
+    assert_eq!(counter("callstream_calls_total"), 1);
+    assert_eq!(counter("callstream_active_calls"), 0);
+    assert!(
+        counter("callstream_frames_in_total") >= (whole / 160) as u64,
+        "{m}"
+    );
+    assert!(
+        counter("callstream_frames_out_total") >= (whole / 160) as u64,
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"callstream_calls_ended_total{reason="stop"} 1"#),
+        "{m}"
+    );
     srv.stop().unwrap();
 }
 
 /// The parrot plays the caller's words back after they stop speaking;
 /// speech during the playback clears it (barge-in).
-#[test]
-fn parrot_plays_back_and_yields_to_barge_in() {
-    let srv = RunningServer::start(|_| {});
+fn parrot_plays_back_and_yields_to_barge_in(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |_| {});
     let speech = speech_ulaw("Please repeat after me one two three four five").expect("speech");
     let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 6).unwrap();
     call.start(&[]).unwrap();
@@ -296,9 +315,8 @@ fn parrot_plays_back_and_yields_to_barge_in() {
 }
 
 /// A full playback ends with a mark; echoing it back is accepted.
-#[test]
-fn parrot_marks_the_end_of_its_reply() {
-    let srv = RunningServer::start(|_| {});
+fn parrot_marks_the_end_of_its_reply(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |_| {});
     let speech = speech_ulaw("Testing marks.").expect("speech");
     let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 7).unwrap();
     call.start(&[]).unwrap();
@@ -329,17 +347,17 @@ fn parrot_marks_the_end_of_its_reply() {
 
 /// Shutdown with a call in progress: new connections are refused, the call
 /// keeps running through the drain period, then is closed with 1001.
-#[test]
-fn graceful_shutdown_drains_then_closes_1001() {
-    let srv = RunningServer::start(|s| {
-        s.drain_seconds = 1;
+fn graceful_shutdown_drains_then_closes_1001(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |s| {
+        // Calls run for the drain period less the close wait (1 s).
+        s.drain_seconds = 3;
         s.handler = callstream_smol::config::HandlerName::Echo;
     });
     let addr = srv.addr;
     let mut call = TwilioStream::connect(addr, &StreamOpts::default(), 8).unwrap();
     call.start(&[]).unwrap();
     let mut got = call.stream_audio(&silence(10)).unwrap();
-    srv.shutdown.shutdown();
+    srv.begin_shutdown();
     // The call still echoes during the drain.
     let during = call.stream_audio(&silence(20)).unwrap();
     assert!(
@@ -360,3 +378,142 @@ fn graceful_shutdown_drains_then_closes_1001() {
     );
     srv.stop().unwrap();
 }
+
+/// Past the connection limit a new connection gets the 503 and is closed;
+/// the connection already open is still served.
+fn connection_limit_answers_503(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |s| s.max_connections = 1);
+    let mut first = std::net::TcpStream::connect(srv.addr).unwrap();
+    // Make sure the first connection is accepted and counted before the second.
+    first
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut reader = std::io::BufReader::new(first.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader).unwrap().status, 200);
+    let refused = get(srv.addr, "/healthz");
+    assert_eq!(refused.status, 503);
+    assert!(refused.header("retry-after").is_some());
+    // The first connection goes on.
+    first
+        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_response(&mut reader).unwrap().status, 200);
+    drop((first, reader));
+    srv.stop().unwrap();
+}
+
+/// A handler that blocks inside `on_event` (the mistake of doing slow work
+/// inline) must not stop the server answering webhooks or serving other calls.
+fn a_blocked_handler_does_not_stall_the_server(adapter: Adapter) {
+    use callstream_core::call::CallEvent;
+    use callstream_core::handler::{Control, Handler, session_factory};
+    use std::sync::{Arc, Mutex, mpsc};
+
+    struct Stuck(Arc<Mutex<mpsc::Receiver<()>>>, mpsc::Sender<()>);
+    impl Handler for Stuck {
+        fn on_event(&mut self, event: &CallEvent, _: &mut Control<'_>) {
+            if matches!(event, CallEvent::Started(_)) {
+                let _ = self.1.send(());
+                let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(20));
+            }
+        }
+    }
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Arc::new(Mutex::new(release_rx));
+    let (stuck_tx, stuck_rx) = mpsc::channel::<()>();
+    let stuck_tx = Mutex::new(stuck_tx);
+    let srv = RunningServer::start_custom(
+        adapter,
+        |s| s.threads = Some(2),
+        move |c| {
+            let echo = callstream_core::handler::by_name("echo").unwrap();
+            let first = std::sync::atomic::AtomicBool::new(true);
+            let handlers: callstream_core::handler::HandlerFactory = Arc::new(move || {
+                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    let tx = stuck_tx.lock().unwrap().clone();
+                    Box::new(Stuck(release_rx.clone(), tx)) as Box<dyn Handler>
+                } else {
+                    echo()
+                }
+            });
+            c.session = Some(session_factory(Default::default(), handlers));
+        },
+    );
+    let mut stuck = TwilioStream::connect(srv.addr, &StreamOpts::default(), 20).unwrap();
+    stuck.start(&[]).unwrap();
+    stuck_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the handler is now blocked");
+    // While it is blocked: a webhook is answered, and another call echoes.
+    let params = [
+        ("AccountSid", ACCOUNT),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("CallStatus", "completed"),
+    ];
+    assert_eq!(
+        post_signed(srv.addr, HOST, "/webhook/call_status", &params)
+            .unwrap()
+            .status,
+        204
+    );
+    let mut other = TwilioStream::connect(srv.addr, &StreamOpts::default(), 21).unwrap();
+    other.start(&[]).unwrap();
+    let mut got = other.stream_audio(&silence(10)).unwrap();
+    other
+        .read_until(Instant::now() + Duration::from_millis(300), &mut got)
+        .unwrap();
+    assert!(
+        !media_bytes(&got).is_empty(),
+        "the other call was stalled by the blocked handler"
+    );
+    release_tx.send(()).unwrap();
+    drop((stuck, other));
+    srv.stop().unwrap();
+}
+
+/// A client that sends and never reads must not hold the server: its
+/// connection is closed and shutdown still completes.
+fn a_client_that_never_reads_cannot_block_shutdown(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |s| s.drain_seconds = 2);
+    let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let req = format!("GET /version HTTP/1.1\r\nHost: {HOST}\r\n\r\n").repeat(64);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        if s.write_all(req.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(srv.stop().is_ok()));
+    // A bound for a hang, not a measurement: the drain period is 2 s.
+    let stopped = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("shutdown hung on a client that never reads");
+    assert!(stopped);
+    drop(s);
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod smol {
+            $(#[test] fn $name() { super::$name(super::Adapter::Smol) })*
+        }
+        mod blocking {
+            $(#[test] fn $name() { super::$name(super::Adapter::Blocking) })*
+        }
+    };
+}
+
+conformance!(
+    every_route_answers_as_documented,
+    upgrade_follows_twilio_and_rfc6455,
+    echo_call_with_recording,
+    parrot_plays_back_and_yields_to_barge_in,
+    parrot_marks_the_end_of_its_reply,
+    graceful_shutdown_drains_then_closes_1001,
+    connection_limit_answers_503,
+    a_blocked_handler_does_not_stall_the_server,
+    a_client_that_never_reads_cannot_block_shutdown,
+);

@@ -1,0 +1,144 @@
+//! The `callstream` binary as an operator runs it: boot log, JSON logs,
+//! secure defaults, and a clean exit on SIGTERM.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Starts the binary on an ephemeral port and reads the bound address from
+/// its boot log.
+fn start(envs: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn callstream");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let boot = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a boot log line");
+    let v: serde_json::Value =
+        serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
+    assert_eq!(v["severity"], "INFO", "{boot}");
+    assert_eq!(v["message"], "callstream starting", "{boot}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{boot}");
+    let addr = v["bind"]
+        .as_str()
+        .expect("bind field")
+        .parse()
+        .expect("an address");
+    Running { child, addr, lines }
+}
+
+fn request(addr: SocketAddr, raw: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+fn rest(lines: &mpsc::Receiver<String>) -> Vec<serde_json::Value> {
+    let mut v = Vec::new();
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
+        v.push(serde_json::from_str(&l).unwrap_or_else(|e| panic!("log line not JSON ({e}): {l}")));
+    }
+    v
+}
+
+#[test]
+fn no_token_starts_secure_and_sigterm_exits_cleanly() {
+    let mut r = start(&[]);
+    let health = request(
+        r.addr,
+        "GET /healthz HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // No token: a signed route is refused rather than served unchecked.
+    let body = "CallSid=CA0123456789abcdef0123456789abcdef";
+    let hook = request(
+        r.addr,
+        &format!(
+            "POST /webhook/incoming_call HTTP/1.1\r\nHost: x.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(hook.starts_with("HTTP/1.1 403"), "{hook}");
+    sigterm(&r.child);
+    let status = r.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let logs = rest(&r.lines);
+    assert!(
+        logs.iter().any(|l| l["severity"] == "WARNING"
+            && l["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no TWILIO_AUTH_TOKEN")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().any(|l| l["message"] == "callstream stopped"),
+        "{logs:?}"
+    );
+}
+
+#[test]
+fn the_token_never_reaches_the_log() {
+    let token = "s3cr3t-token-value-never-logged";
+    let mut r = start(&[("TWILIO_AUTH_TOKEN", token), ("RUST_LOG", "debug")]);
+    let body = "CallSid=CA0123456789abcdef0123456789abcdef";
+    let hook = request(
+        r.addr,
+        &format!(
+            "POST /webhook/call_status HTTP/1.1\r\nHost: x.test\r\nX-Twilio-Signature: bm90IGEgcmVhbCBzaWduYXR1cmU=\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(hook.starts_with("HTTP/1.1 403"), "{hook}");
+    sigterm(&r.child);
+    assert!(r.child.wait().unwrap().success());
+    let logs = rest(&r.lines);
+    let all = logs
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(all.contains("X-Twilio-Signature did not match"), "{all}");
+    assert!(!all.contains(token), "the token was logged");
+    assert!(
+        !all.contains("bm90IGEgcmVhbCBzaWduYXR1cmU="),
+        "the signature was logged"
+    );
+}
