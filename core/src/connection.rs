@@ -682,7 +682,11 @@ impl Connection {
                 match &mut self.phase {
                     // The call machine still hears of the end (`Stopped`).
                     Phase::Stream(s) => s.fail(reason),
-                    Phase::Http(_) => self.finish(reason),
+                    Phase::Http(_) => {
+                        // `Closed` is the last event: answer nothing more.
+                        self.finish(reason);
+                        continue;
+                    }
                 }
             }
             match self.step() {

@@ -109,6 +109,51 @@ pub fn parse_with_limit(
     input: &[u8],
     max_pairs: usize,
 ) -> Result<Vec<(String, String)>, FormError> {
+    // Twilio's bodies are ASCII, so the input is UTF-8 nearly always: then it
+    // is checked once, here, and names and values are cut from it as text
+    // (at ASCII bytes, so characters stay whole) and not checked again.
+    // Otherwise every component is decoded as bytes and checked on its own,
+    // which gives the same pairs, or the same error.
+    let text = match std::str::from_utf8(input) {
+        Ok(text) => text,
+        Err(_) => return parse_bytes(input, max_pairs),
+    };
+    // Room for every piece up front (bounded by the limit): one allocation.
+    let pieces = input.iter().filter(|&&b| b == b'&').count() + 1;
+    let mut pairs = Vec::with_capacity(pieces.min(max_pairs));
+    // One pass over the bytes finds each piece's end and first `=`.
+    let mut start = 0;
+    let mut eq = None;
+    for i in 0..=input.len() {
+        match input.get(i) {
+            Some(b'=') if eq.is_none() => eq = Some(i),
+            Some(b'&') | None => {
+                if i > start {
+                    if pairs.len() == max_pairs {
+                        return Err(FormError::TooManyPairs { limit: max_pairs });
+                    }
+                    let (name, value) = match eq {
+                        Some(eq) => (text.get(start..eq), text.get(eq + 1..i)),
+                        None => (text.get(start..i), Some("")),
+                    };
+                    let index = pairs.len();
+                    let bad = FormError::InvalidUtf8 { pair: index };
+                    let name = name.and_then(decode_text).ok_or(bad.clone())?;
+                    let value = value.and_then(decode_text).ok_or(bad)?;
+                    pairs.push((name, value));
+                }
+                start = i + 1;
+                eq = None;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(pairs)
+}
+
+/// The byte-wise form of [`parse_with_limit`], for an input that is not
+/// UTF-8 (each component is then checked on its own).
+fn parse_bytes(input: &[u8], max_pairs: usize) -> Result<Vec<(String, String)>, FormError> {
     let mut pairs = Vec::new();
     for piece in input.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         if pairs.len() == max_pairs {
@@ -126,10 +171,60 @@ pub fn parse_with_limit(
     Ok(pairs)
 }
 
+/// [`decode_component`] for a component that is already text: the same
+/// result, but the runs between escapes are copied as text, and only an
+/// escape outside ASCII (which may build a multi-byte character, or an
+/// invalid one) sends the component through the byte-wise decoder.
+fn decode_text(component: &str) -> Option<String> {
+    let bytes = component.as_bytes();
+    let is_special = |b: &u8| *b == b'+' || *b == b'%';
+    let Some(first) = bytes.iter().position(is_special) else {
+        return Some(component.to_owned());
+    };
+    let mut out = String::with_capacity(component.len());
+    out.push_str(component.get(..first)?);
+    let mut i = first;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => {
+                out.push(' ');
+                i += 1;
+            }
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&h| hex_value(h)),
+                bytes.get(i + 2).and_then(|&l| hex_value(l)),
+            ) {
+                (Some(hi), Some(lo)) if hi < 8 => {
+                    out.push(char::from(hi << 4 | lo));
+                    i += 3;
+                }
+                (Some(_), Some(_)) => return decode_component(bytes),
+                // An invalid escape stays literal (WHATWG, Python's unquote).
+                _ => {
+                    out.push('%');
+                    i += 1;
+                }
+            },
+            _ => {
+                // The run up to the next escape, as text: it starts after
+                // an ASCII byte and ends before one, so it is whole characters.
+                let rest = bytes.get(i..)?;
+                let end = rest
+                    .iter()
+                    .position(is_special)
+                    .map_or(bytes.len(), |p| i + p);
+                out.push_str(component.get(i..end)?);
+                i = end;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Decodes one name or value: `+` → space, valid `%XX` → byte, anything else
 /// literal. `None` when the result is not UTF-8.
 fn decode_component(input: &[u8]) -> Option<String> {
-    // Fast path: nothing to decode (most of Twilio's values are plain).
+    // Fast path: nothing to decode.
     if !input.iter().any(|&b| b == b'+' || b == b'%') {
         return std::str::from_utf8(input).ok().map(str::to_owned);
     }
@@ -292,6 +387,60 @@ mod tests {
             Err(FormError::TooManyPairs { limit: 2 })
         );
         assert_eq!(parse_with_limit(b"", 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn text_decoder_matches_the_byte_decoder() {
+        for input in [
+            "",
+            "a",
+            "+",
+            "%",
+            "%4",
+            "%41",
+            "%7F",
+            "%80",
+            "%C3%A9",
+            "%C3",
+            "%E2%82%AC+x",
+            "é%20€",
+            "a+b%zz%2",
+            "%%41",
+            "100%",
+            "é+%C3%A9+%FF",
+        ] {
+            assert_eq!(
+                decode_text(input),
+                decode_component(input.as_bytes()),
+                "{input:?}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The UTF-8 fast path and the byte-wise path agree on every text,
+        /// limit and error included.
+        #[test]
+        fn text_parse_matches_byte_parse(
+            input in "[ab=&+%0-9A-Fé€\u{80}-\u{10FFFF}]{0,48}",
+            limit in 0usize..6,
+        ) {
+            proptest::prop_assert_eq!(
+                parse_with_limit(input.as_bytes(), limit),
+                parse_bytes(input.as_bytes(), limit)
+            );
+        }
+
+        /// The UTF-8 fast path and the byte-wise path agree on every text.
+        #[test]
+        fn text_path_matches_byte_path(input in "[a-z%=&+0-9A-Fé€\u{80}-\u{10FFFF}]{0,48}") {
+            proptest::prop_assert_eq!(
+                decode_text(&input),
+                decode_component(input.as_bytes())
+            );
+        }
     }
 
     #[test]

@@ -197,7 +197,7 @@ pub fn offered_subprotocol(request: &Request) -> Option<String> {
 ///
 /// The first rule the request breaks, as a [`HandshakeError`].
 pub fn check_upgrade(request: &Request) -> Result<Upgrade, HandshakeError> {
-    if request.method != "GET" {
+    if request.method() != "GET" {
         return Err(HandshakeError::NotGet);
     }
     if request.version != Version::Http11 {

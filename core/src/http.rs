@@ -85,8 +85,8 @@
 //! assert!(parser.poll_request().unwrap().is_none());
 //! parser.push(now, &wire[20..]);
 //! let request = parser.poll_request().unwrap().expect("complete");
-//! assert_eq!(request.method, "POST");
-//! assert_eq!(request.path, "/webhook/call_status");
+//! assert_eq!(request.method(), "POST");
+//! assert_eq!(request.path(), "/webhook/call_status");
 //! assert_eq!(request.header("content-type"), Some("application/x-www-form-urlencoded"));
 //! assert_eq!(request.body, b"CallStatus=busy");
 //! assert!(request.keep_alive());

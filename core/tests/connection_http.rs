@@ -568,6 +568,18 @@ fn a_peer_that_does_not_read_is_cut_off() {
     );
     // It stopped answering once over the limit: not all 30 were answered.
     assert!(peer.statuses().len() < 30);
+    // And `Closed` was the last event: no answer was reported after it.
+    let events = peer.take_events();
+    let closed_at = events
+        .iter()
+        .position(|e| matches!(e, Event::Closed { .. }))
+        .expect("a Closed event");
+    assert_eq!(
+        closed_at,
+        events.len() - 1,
+        "events after Closed: {:?}",
+        &events[closed_at..]
+    );
 }
 
 #[test]

@@ -70,13 +70,13 @@ fn twilio_webhook_parses() {
     let [r] = requests.as_slice() else {
         panic!("{requests:?}")
     };
-    assert_eq!(r.method, "POST");
-    assert_eq!(r.target, "/webhook/incoming_call");
-    assert_eq!(r.path, "/webhook/incoming_call");
-    assert_eq!(r.query, None);
+    assert_eq!(r.method(), "POST");
+    assert_eq!(r.target(), "/webhook/incoming_call");
+    assert_eq!(r.path(), "/webhook/incoming_call");
+    assert_eq!(r.query(), None);
     assert_eq!(r.version, Version::Http11);
-    assert_eq!(r.headers.len(), 9);
-    assert_eq!(r.headers[0].0, "Host");
+    assert_eq!(r.headers().len(), 9);
+    assert_eq!(r.headers().next().map(|h| h.0), Some("Host"));
     assert_eq!(
         r.header("x-twilio-signature"),
         Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=")
@@ -91,7 +91,7 @@ fn twilio_upgrade_parses_with_lower_case_names() {
     let (requests, error) = parse(TWILIO_UPGRADE);
     assert_eq!(error, None);
     let r = &requests[0];
-    assert_eq!(r.headers[0].0, "host");
+    assert_eq!(r.headers().next().map(|h| h.0), Some("host"));
     assert_eq!(
         r.header("Sec-WebSocket-Key"),
         Some("dGhlIHNhbXBsZSBub25jZQ==")
@@ -104,12 +104,12 @@ fn twilio_upgrade_parses_with_lower_case_names() {
 fn query_and_absolute_form_targets() {
     let (r, _) =
         parse(b"GET /webhook/incoming_call?CallSid=CA1&From=%2B1 HTTP/1.1\r\nHost: h\r\n\r\n");
-    assert_eq!(r[0].path, "/webhook/incoming_call");
-    assert_eq!(r[0].query.as_deref(), Some("CallSid=CA1&From=%2B1"));
+    assert_eq!(r[0].path(), "/webhook/incoming_call");
+    assert_eq!(r[0].query(), Some("CallSid=CA1&From=%2B1"));
     let (r, _) = parse(b"GET http://h.example/healthz?x HTTP/1.1\r\nHost: h.example\r\n\r\n");
-    assert_eq!(r[0].path, "/healthz");
-    assert_eq!(r[0].query.as_deref(), Some("x"));
-    assert_eq!(r[0].target, "http://h.example/healthz?x");
+    assert_eq!(r[0].path(), "/healthz");
+    assert_eq!(r[0].query(), Some("x"));
+    assert_eq!(r[0].target(), "http://h.example/healthz?x");
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn pipelined_requests_come_out_in_order_and_leftovers_stay() {
     let mut parser = RequestParser::new(Limits::default(), now);
     parser.push(now, &wire);
     let paths: Vec<String> = std::iter::from_fn(|| parser.poll_request().unwrap())
-        .map(|r| r.path)
+        .map(|r| r.path().to_owned())
         .collect();
     assert_eq!(paths, ["/healthz", "/webhook/incoming_call", "/version"]);
     assert_eq!(parser.buffered(), b"GET /partial HTTP/1.1\r\nHo");
@@ -150,7 +150,7 @@ fn bytes_after_an_upgrade_are_kept_for_the_websocket() {
     let mut parser = RequestParser::new(Limits::default(), now);
     parser.push(now, &wire);
     let request = parser.poll_request().unwrap().unwrap();
-    assert_eq!(request.path, "/ws/twilio-media");
+    assert_eq!(request.path(), "/ws/twilio-media");
     assert_eq!(parser.take_buffered(), frame);
     assert!(parser.buffered().is_empty());
 }
@@ -271,7 +271,7 @@ fn chunked_bodies_with_extensions_and_trailers() {
     assert_eq!(r[0].body, b"CallStatus=busy");
     // Trailers are dropped, not merged into the headers.
     assert_eq!(r[0].header("x-checksum"), None);
-    assert_eq!(r[1].path, "/next");
+    assert_eq!(r[1].path(), "/next");
 }
 
 #[test]
@@ -391,7 +391,7 @@ fn header_count_limit_is_exact() {
         s.into_bytes()
     };
     let (r, e) = parse(&build(64));
-    assert_eq!((r[0].headers.len(), e), (64, None));
+    assert_eq!((r[0].headers().len(), e), (64, None));
     let e = error_of(&build(65));
     assert_eq!(e, ParseError::TooManyHeaders { limit: 64 });
     assert_eq!(e.status(), 431);
@@ -401,7 +401,7 @@ fn header_count_limit_is_exact() {
         ..Limits::default()
     };
     assert_eq!(
-        parse_with(limits.clone(), &build(100)).0[0].headers.len(),
+        parse_with(limits.clone(), &build(100)).0[0].headers().len(),
         100
     );
     assert_eq!(
@@ -625,4 +625,51 @@ fn timeouts_are_configurable_and_never_overflow() {
     parser.push(t0, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(parser.poll_request().unwrap().is_some());
     assert_eq!(parser.deadline(), Some(t0 + Duration::from_secs(5)));
+}
+
+/// A recycled request's buffers hold the previous request's bytes: the next
+/// request built in them must be exactly what a fresh parser gives, whatever
+/// the sizes of the two (longer or shorter target, more or fewer headers,
+/// chunked or not, a body over the head limit that is not kept).
+#[test]
+fn recycled_requests_parse_like_fresh_ones() {
+    let big = "x".repeat(20 * 1024);
+    let wires: Vec<Vec<u8>> = vec![
+        TWILIO_WEBHOOK.to_vec(),
+        b"GET / HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(),
+        TWILIO_UPGRADE.to_vec(),
+        b"GET http://h.example?q=1 HTTP/1.1\r\nHost: h\r\nA: 1\r\nA: 2\r\n\r\n".to_vec(),
+        b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            .to_vec(),
+        format!(
+            "POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{big}",
+            big.len()
+        )
+        .into_bytes(),
+        b"GET /v HTTP/1.0\r\n\r\n".to_vec(),
+    ];
+    let fresh: Vec<_> = wires
+        .iter()
+        .map(|w| {
+            let (mut r, e) = parse(w);
+            assert_eq!((r.len(), e), (1, None), "{:?}", String::from_utf8_lossy(w));
+            r.remove(0)
+        })
+        .collect();
+    let now = Instant::now();
+    let mut parser = RequestParser::new(Limits::default(), now);
+    // Every order of two, so each request is built in each other's buffers.
+    for first in &wires {
+        for (i, second) in wires.iter().enumerate() {
+            parser.push(now, first);
+            let r = parser.poll_request().unwrap().unwrap();
+            parser.recycle(r);
+            parser.push(now, second);
+            let r = parser.poll_request().unwrap().unwrap();
+            assert_eq!(r, fresh[i]);
+            assert_eq!(r.headers().len(), fresh[i].headers().len());
+            assert_eq!(r.path(), fresh[i].path());
+            parser.recycle(r);
+        }
+    }
 }

@@ -303,6 +303,24 @@ impl TwilioStream {
         Ok(got)
     }
 
+    /// Reads server messages until at least `bytes` of media have come in all
+    /// (counting what `got` holds already), or `limit` passes.
+    pub fn read_media(
+        &mut self,
+        bytes: usize,
+        limit: Duration,
+        got: &mut Vec<ServerMessage>,
+    ) -> io::Result<()> {
+        let end = Instant::now() + limit;
+        while media_bytes(got).len() < bytes && Instant::now() < end {
+            if got.iter().any(|m| matches!(m, ServerMessage::Closed(_))) {
+                break;
+            }
+            self.read_until((Instant::now() + Duration::from_millis(100)).min(end), got)?;
+        }
+        Ok(())
+    }
+
     /// Reads server messages until `deadline`.
     pub fn read_until(
         &mut self,

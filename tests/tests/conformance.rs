@@ -192,7 +192,8 @@ fn echo_call_with_recording(adapter: Adapter) {
     let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 5).unwrap();
     call.start(&[("caller", "test")]).unwrap();
     let mut got = call.stream_audio(&speech).unwrap();
-    call.read_until(Instant::now() + Duration::from_millis(600), &mut got)
+    // Generous: on a loaded machine the last echoes may lag.
+    call.read_media(speech.len() / 160 * 160, Duration::from_secs(10), &mut got)
         .unwrap();
     call.stop().unwrap();
     call.read_until(Instant::now() + Duration::from_millis(500), &mut got)
@@ -348,7 +349,8 @@ fn parrot_marks_the_end_of_its_reply(adapter: Adapter) {
 /// keeps running through the drain period, then is closed with 1001.
 fn graceful_shutdown_drains_then_closes_1001(adapter: Adapter) {
     let srv = RunningServer::start_on(adapter, |s| {
-        s.drain_seconds = 1;
+        // Calls run for the drain period less the close wait (1 s).
+        s.drain_seconds = 3;
         s.handler = callstream_smol::config::HandlerName::Echo;
     });
     let addr = srv.addr;
@@ -469,6 +471,81 @@ fn a_blocked_handler_does_not_stall_the_server(adapter: Adapter) {
     srv.stop().unwrap();
 }
 
+/// A client that sends and never reads must not hold the server: its
+/// connection is closed and shutdown still completes.
+fn a_client_that_never_reads_cannot_block_shutdown(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |s| s.drain_seconds = 2);
+    let mut s = std::net::TcpStream::connect(srv.addr).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let req = format!("GET /version HTTP/1.1\r\nHost: {HOST}\r\n\r\n").repeat(64);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        if s.write_all(req.as_bytes()).is_err() {
+            break;
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(srv.stop().is_ok()));
+    // A bound for a hang, not a measurement: the drain period is 2 s.
+    let stopped = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("shutdown hung on a client that never reads");
+    assert!(stopped);
+    drop(s);
+}
+
+/// The pattern for slow work: the handler hands the call's remote control to
+/// its own thread, which later sends audio and a mark; the server wakes the
+/// connection and sends them.
+fn audio_from_another_thread_reaches_the_caller(adapter: Adapter) {
+    use callstream_core::call::CallEvent;
+    use callstream_core::handler::{Control, Handler, session_factory};
+    use std::sync::Arc;
+
+    struct Worker;
+    impl Handler for Worker {
+        fn on_event(&mut self, event: &CallEvent, control: &mut Control<'_>) {
+            if matches!(event, CallEvent::Started(_)) {
+                let remote = control.remote();
+                std::thread::spawn(move || {
+                    // Stands in for speech synthesis or a language model.
+                    std::thread::sleep(Duration::from_millis(200));
+                    remote.play_ulaw(&[0x55; 1600]).unwrap();
+                    remote.mark("reply-done").unwrap();
+                });
+            }
+        }
+    }
+    let srv = RunningServer::start_custom(
+        adapter,
+        |_| {},
+        |c| {
+            let handlers: callstream_core::handler::HandlerFactory =
+                Arc::new(|| Box::new(Worker) as Box<dyn Handler>);
+            c.session = Some(session_factory(Default::default(), handlers));
+        },
+    );
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 30).unwrap();
+    call.start(&[]).unwrap();
+    // The caller says nothing: only the worker thread can make the server speak.
+    let mut got = Vec::new();
+    call.read_media(1600, Duration::from_secs(10), &mut got)
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !got.contains(&ServerMessage::Mark("reply-done".into())) && Instant::now() < end {
+        call.read_until(Instant::now() + Duration::from_millis(100), &mut got)
+            .unwrap();
+    }
+    assert_eq!(media_bytes(&got), vec![0x55; 1600]);
+    assert!(
+        got.contains(&ServerMessage::Mark("reply-done".into())),
+        "{got:?}"
+    );
+    call.stop().unwrap();
+    srv.stop().unwrap();
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod smol {
@@ -489,4 +566,6 @@ conformance!(
     graceful_shutdown_drains_then_closes_1001,
     connection_limit_answers_503,
     a_blocked_handler_does_not_stall_the_server,
+    a_client_that_never_reads_cannot_block_shutdown,
+    audio_from_another_thread_reaches_the_caller,
 );

@@ -129,13 +129,24 @@ impl Server {
             self.shared.open.fetch_add(1, Ordering::Relaxed);
             self.shared.metrics.connection_opened();
             let shared = self.shared.clone();
-            let t = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("callstream-conn".into())
                 .spawn(move || {
                     serve_connection(stream, peer, &shared);
                     shared.open.fetch_sub(1, Ordering::Relaxed);
                     shared.metrics.connection_closed();
-                })?;
+                });
+            let t = match spawned {
+                Ok(t) => t,
+                Err(e) => {
+                    // Out of threads: this connection is dropped, the server goes on.
+                    self.shared.open.fetch_sub(1, Ordering::Relaxed);
+                    self.shared.metrics.connection_closed();
+                    self.shared.metrics.connection_refused();
+                    tracing::error!(%peer, error = %e, "cannot start a thread for the connection; closed it");
+                    continue;
+                }
+            };
             let mut g = threads.lock().unwrap_or_else(|e| e.into_inner());
             g.retain(|t| !t.is_finished());
             g.push(t);
@@ -145,12 +156,45 @@ impl Server {
             open_connections = self.shared.open.load(Ordering::Relaxed),
             "shutting down: no new connections, draining"
         );
+        // Wait for the connections to drain, but never past the drain period
+        // plus a little: the platform kills the process anyway.
+        let give_up = Instant::now() + self.shared.opts.drain + Duration::from_secs(1);
+        while self.shared.open.load(Ordering::Relaxed) > 0 && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let open = self.shared.open.load(Ordering::Relaxed);
+        if open > 0 {
+            tracing::warn!(
+                open_connections = open,
+                "connections still open after the drain period; exiting anyway"
+            );
+            return Ok(());
+        }
         let all = std::mem::take(&mut *threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in all {
             let _ = t.join();
         }
         tracing::info!("all connections closed");
         Ok(())
+    }
+}
+
+/// After the last answer, reads and discards briefly: dropping a socket with
+/// unread input makes the kernel send a reset, which can destroy a
+/// 400/408/413 before the client reads it.
+fn linger(stream: &mut TcpStream) {
+    let until = Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 4096];
+    let mut total = 0;
+    while total < 64 * 1024 {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
     }
 }
 
@@ -204,12 +248,20 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         if close {
             let _ = stream.shutdown(Shutdown::Write);
+            linger(&mut stream);
             break;
         }
         let now = Instant::now();
         if !shutdown_sent && shared.shutting_down.load(Ordering::SeqCst) {
             match drain_until {
-                None if obs.in_call() => drain_until = Some(now + shared.opts.drain),
+                None if obs.in_call() => {
+                    drain_until = Some(
+                        now + shared
+                            .opts
+                            .drain
+                            .saturating_sub(shared.engine.close_timeout),
+                    );
+                }
                 Some(t) if now < t => {}
                 _ => {
                     shutdown_sent = true;

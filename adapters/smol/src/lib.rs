@@ -58,6 +58,9 @@ pub fn engine_config(s: &Settings) -> Result<connection::Config, SettingsError> 
         c.account_sid = Some(parsed);
     }
     c.trust_forwarded = s.trust_forwarded_headers;
+    // Twilio answers a close at once; a short wait keeps the shutdown inside
+    // the drain period (see `server::Options::drain`).
+    c.close_timeout = std::time::Duration::from_secs(1);
     c.greeting = s.greeting.clone();
     c.extra_parameters = s.stream_parameters.clone();
     let handler = callstream_core::handler::by_name(s.handler.as_str())

@@ -30,6 +30,24 @@ const LOGGED_FIELDS: [&str; 12] = [
     "Timestamp",
 ];
 
+/// Stream warnings logged per connection; the rest are only counted (their
+/// total is in `WS_STOP`), so a peer cannot flood the log.
+const MAX_WARNINGS_LOGGED: u32 = 5;
+
+/// Longest piece of peer-supplied text put in a log line.
+const MAX_LOGGED_CHARS: usize = 80;
+
+/// Peer-supplied text cut for a log line.
+fn cut(s: &str) -> String {
+    if s.chars().count() <= MAX_LOGGED_CHARS {
+        s.to_owned()
+    } else {
+        let mut c: String = s.chars().take(MAX_LOGGED_CHARS).collect();
+        c.push('…');
+        c
+    }
+}
+
 /// Inbound frames between two `WS_MEDIA` progress lines (30 s of audio).
 const MEDIA_LOG_EVERY: u64 = 1500;
 
@@ -41,6 +59,7 @@ pub struct Observer {
     recorder: Option<Recorder>,
     call: Option<CallInfo>,
     seen: CallStats,
+    warnings_logged: u32,
 }
 
 struct CallInfo {
@@ -75,6 +94,7 @@ impl Observer {
             recorder: None,
             call: None,
             seen: CallStats::default(),
+            warnings_logged: 0,
         }
     }
 
@@ -130,13 +150,14 @@ impl Observer {
             Event::Malformed { status, reason } => {
                 self.metrics
                     .record_request("-", "malformed", status, std::time::Duration::ZERO);
+                let reason = cut(&reason);
                 tracing::warn!(%peer, status, %reason, "malformed request");
             }
             Event::Webhook { route, params } => {
                 let fields: Vec<String> = params
                     .iter()
                     .filter(|(k, _)| LOGGED_FIELDS.contains(&k.as_str()))
-                    .map(|(k, v)| format!("{k}={}", v.chars().take(80).collect::<String>()))
+                    .map(|(k, v)| format!("{k}={}", cut(v)))
                     .collect();
                 tracing::info!(%peer, route = route.as_str(), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
             }
@@ -162,6 +183,7 @@ impl Observer {
                 tracing::error!(%peer, %reason, "configuration cannot serve this request: answered 500");
             }
             Event::HandshakeRejected { status, reason } => {
+                let reason = cut(&reason);
                 self.metrics.handshake_failed(&reason);
                 tracing::warn!(%peer, status, %reason, "WebSocket upgrade refused (Twilio reports 31920)");
             }
@@ -188,7 +210,8 @@ impl Observer {
                 let params: Vec<String> = start
                     .custom_parameters
                     .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .take(32)
+                    .map(|(k, v)| format!("{}={}", cut(k), cut(v)))
                     .collect();
                 tracing::info!(
                     %peer, %call_sid, %stream_sid, account_sid = %start.account_sid, tracks = ?start.tracks,
@@ -229,7 +252,7 @@ impl Observer {
             }
             CallEvent::Dtmf { digit, .. } => tracing::info!(call_sid = %self.sid(), %digit, "DTMF"),
             CallEvent::MarkDone { name, outcome, .. } => {
-                tracing::debug!(call_sid = %self.sid(), mark = %name, ?outcome, "mark done")
+                tracing::debug!(call_sid = %self.sid(), mark = %cut(&name), ?outcome, "mark done")
             }
             CallEvent::SpeechStarted { at_ms, .. } => {
                 tracing::debug!(call_sid = %self.sid(), at_ms, "speech started")
@@ -243,7 +266,14 @@ impl Observer {
                 tracing::info!(call_sid = %self.sid(), "BARGE_IN: caller spoke over our audio, cleared")
             }
             CallEvent::Warning(w) => {
-                tracing::warn!(%peer, call_sid = %self.sid(), warning = %w, "media stream warning")
+                self.warnings_logged += 1;
+                if self.warnings_logged <= MAX_WARNINGS_LOGGED {
+                    let warning = cut(&w.to_string());
+                    tracing::warn!(%peer, call_sid = %self.sid(), %warning, "media stream warning");
+                    if self.warnings_logged == MAX_WARNINGS_LOGGED {
+                        tracing::warn!(%peer, call_sid = %self.sid(), "further warnings on this stream are counted, not logged (see WS_STOP)");
+                    }
+                }
             }
             CallEvent::Stopped { reason, stats } => {
                 self.stopped(stop_word(&reason), &reason.to_string(), &stats)

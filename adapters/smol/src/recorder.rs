@@ -17,6 +17,8 @@ const SAMPLES_PER_MS: u64 = 8;
 /// (60 s) ahead, it is written out with a silent caller channel rather than held.
 const MAX_AHEAD: usize = 8000 * 60;
 const FLUSH_EVERY: u64 = 8000;
+/// The largest forward jump of caller audio written as silence (2 s).
+const MAX_CALLER_JUMP: u64 = 8000 * 2;
 
 /// Writes one stream's recording.
 pub struct Recorder {
@@ -27,6 +29,8 @@ pub struct Recorder {
     /// Our audio from sample position `written` on.
     ours: VecDeque<i16>,
     since_flush: u64,
+    /// Subtracted from caller positions after a discontinuity.
+    caller_offset: u64,
 }
 
 fn wav_error(e: hound::Error) -> io::Error {
@@ -62,6 +66,7 @@ impl Recorder {
             written: 0,
             ours: VecDeque::new(),
             since_flush: 0,
+            caller_offset: 0,
         })
     }
 
@@ -73,7 +78,17 @@ impl Recorder {
 
     /// A caller frame at `timestamp_ms` of stream time.
     pub fn caller(&mut self, timestamp_ms: u64, samples: &[i16]) -> io::Result<()> {
-        let start = timestamp_ms.saturating_mul(SAMPLES_PER_MS);
+        let mut start = timestamp_ms
+            .saturating_mul(SAMPLES_PER_MS)
+            .saturating_sub(self.caller_offset);
+        // Timestamps come from the peer. The jitter buffer fills gaps up to a
+        // second; a larger jump (or a first timestamp far from zero) is a
+        // discontinuity, not hours of silence to write: re-base onto the
+        // recording's own clock.
+        if start > self.written + MAX_CALLER_JUMP {
+            self.caller_offset += start - self.written;
+            start = self.written;
+        }
         // Caller audio arrives in order from the jitter buffer; anything already written is skipped.
         let skip = self.written.saturating_sub(start).min(samples.len() as u64) as usize;
         let gap = start.saturating_sub(self.written);
@@ -168,6 +183,19 @@ mod tests {
         assert_eq!(&ours[..160], &[0; 160]);
         assert_eq!(&ours[160..320], &[7; 160]);
         assert_eq!(&ours[800..960], &[9; 160]);
+    }
+
+    #[test]
+    fn hostile_timestamps_do_not_write_hours_of_silence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Recorder::create(dir.path(), "CA1", "MZ4").unwrap();
+        r.caller(u64::MAX / 16, &[1; 160]).unwrap();
+        r.caller(u64::MAX / 16 + 20, &[2; 160]).unwrap();
+        r.caller(u64::MAX / 16 + 10_000_000, &[3; 160]).unwrap();
+        let (caller, _) = read(&r.finish().unwrap());
+        assert_eq!(caller.len(), 3 * 160);
+        assert_eq!(&caller[160..320], &[2; 160]);
+        assert_eq!(&caller[320..], &[3; 160]);
     }
 
     #[test]

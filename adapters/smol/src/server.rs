@@ -132,7 +132,10 @@ impl Server {
                     .spawn(move || smol::block_on(ex.run(stop.recv())))
             })
             .collect::<io::Result<_>>()?;
-        let result = smol::block_on(ex.run(self.accept_loop(ex.clone())));
+        // The accept loop is a task like any other, so any executor thread can
+        // run it: a handler that blocks one thread must not stop accepting.
+        let accept = ex.spawn(self.accept_loop(ex.clone()));
+        let result = smol::block_on(ex.run(accept));
         drop(stop_tx);
         for w in workers {
             let _ = w.join();
@@ -183,13 +186,39 @@ impl Server {
             drain_s = shared.opts.drain.as_secs_f64(),
             "shutting down: no new connections, draining"
         );
-        // Each connection saw the shutdown and began its own drain; wait for them.
-        for t in tasks {
-            t.await;
+        // Each connection saw the shutdown and began its own drain; wait for
+        // them, but never past the drain period plus a little: the platform
+        // (Cloud Run: about 10 s after SIGTERM) kills the process anyway.
+        let all = async {
+            for t in tasks {
+                t.await;
+            }
+            true
+        };
+        let cap = async {
+            smol::Timer::after(shared.opts.drain + Duration::from_secs(1)).await;
+            false
+        };
+        if !smol::future::or(all, cap).await {
+            tracing::warn!(
+                open_connections = shared.open.load(Ordering::Relaxed),
+                "connections still open after the drain period; exiting anyway"
+            );
+            return Ok(());
         }
         tracing::info!("all connections closed");
         Ok(())
     }
+}
+
+/// How long calls run after a shutdown request before they are closed with
+/// 1001: the drain period less the time the close handshake may take, so that
+/// everything is done within the drain period.
+fn drain_before_close(shared: &Shared) -> Duration {
+    shared
+        .opts
+        .drain
+        .saturating_sub(shared.engine.close_timeout)
 }
 
 /// Answers a connection over the limit with the core's canned 503.
@@ -212,6 +241,7 @@ async fn refuse(stream: Async<TcpStream>) {
 
 enum Wake {
     Read(io::Result<usize>),
+    Writable,
     Timer,
     Woken,
     Shutdown,
@@ -220,10 +250,9 @@ enum Wake {
 
 async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &Shared) {
     let mut conn = Connection::new(shared.engine.clone(), Instant::now());
-    let (wake_tx, wake_rx) = smol::channel::bounded::<()>(1);
-    conn.set_waker(Arc::new(move || {
-        let _ = wake_tx.try_send(());
-    }));
+    let remote = Arc::new(RemoteWake::default());
+    let r = remote.clone();
+    conn.set_waker(Arc::new(move || r.wake()));
     let mut local = Observer::new(
         peer,
         shared.metrics.clone(),
@@ -231,30 +260,52 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
     );
     // 8 KiB per read: a media message is under 400 bytes; bounded memory per connection.
     let mut buf = vec![0u8; 8192];
-    let mut timer = async_io::Timer::never();
+    let mut deadline = Deadline::default();
+    let mut maybe_readable = true;
     let mut shutdown = pin!(shared.shutdown.recv());
     let mut shutting_down = false;
     let mut drain_timer = async_io::Timer::never();
     let mut eof = false;
-    let mut wake = Box::pin(wake_rx.recv());
     loop {
-        let close = drain(&mut conn, &mut local, &mut timer);
-        if let Err(e) = flush(&stream, &mut conn).await {
+        let close = drain(&mut conn, &mut local, &mut deadline);
+        // Write what the socket takes now; never wait on the write alone, so
+        // a peer that stops reading cannot freeze reads, timers or shutdown
+        // (the engine bounds what waits and closes past its limit).
+        if let Err(e) = write_now(&stream, &mut conn) {
             tracing::debug!(%peer, error = %e, "write failed");
             conn.handle_eof(Instant::now());
-            let _ = drain(&mut conn, &mut local, &mut timer);
+            let _ = drain(&mut conn, &mut local, &mut deadline);
             break;
         }
         if close {
-            let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+            finish_close(&stream, &mut conn).await;
             break;
         }
+        let blocked = !conn.transmit().is_empty();
         let ev = poll_fn(|cx| {
+            if blocked && stream.poll_writable(cx).is_ready() {
+                return Poll::Ready(Wake::Writable);
+            }
             if !eof {
-                if let Poll::Ready(r) =
-                    smol::io::AsyncRead::poll_read(std::pin::Pin::new(&mut &stream), cx, &mut buf)
-                {
-                    return Poll::Ready(Wake::Read(r));
+                if maybe_readable {
+                    if let Poll::Ready(r) = smol::io::AsyncRead::poll_read(
+                        std::pin::Pin::new(&mut &stream),
+                        cx,
+                        &mut buf,
+                    ) {
+                        return Poll::Ready(Wake::Read(r));
+                    }
+                } else if stream.poll_readable(cx).is_ready() {
+                    // Readable (or an error to find out by reading): read at
+                    // once, and keep reading on later polls.
+                    maybe_readable = true;
+                    if let Poll::Ready(r) = smol::io::AsyncRead::poll_read(
+                        std::pin::Pin::new(&mut &stream),
+                        cx,
+                        &mut buf,
+                    ) {
+                        return Poll::Ready(Wake::Read(r));
+                    }
                 }
             }
             if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
@@ -263,10 +314,10 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
             if shutting_down && std::pin::Pin::new(&mut drain_timer).poll(cx).is_ready() {
                 return Poll::Ready(Wake::DrainOver);
             }
-            if wake.as_mut().poll(cx).is_ready() {
+            if remote.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Woken);
             }
-            if std::pin::Pin::new(&mut timer).poll(cx).is_ready() {
+            if deadline.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Timer);
             }
             Poll::Pending
@@ -278,17 +329,23 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
                 eof = true;
                 conn.handle_eof(now);
             }
-            Wake::Read(Ok(n)) => conn.handle_receive(now, &buf[..n]),
+            Wake::Read(Ok(n)) => {
+                // A short read almost always emptied the socket: wait for
+                // readiness next instead of paying a read that finds nothing
+                // (and async-io's re-registration after it) on every frame.
+                maybe_readable = n == buf.len();
+                conn.handle_receive(now, &buf[..n]);
+            }
+            Wake::Writable => {}
             Wake::Timer => conn.handle_timeout(now),
             Wake::Woken => {
-                wake = Box::pin(wake_rx.recv());
                 conn.handle_timeout(now);
             }
             Wake::Shutdown => {
                 shutting_down = true;
                 if local.in_call() {
                     // Calls get the drain period to finish on their own.
-                    drain_timer.set_at(now + shared.opts.drain);
+                    drain_timer.set_at(now + drain_before_close(shared));
                 } else {
                     conn.shutdown(now);
                 }
@@ -304,12 +361,12 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
 
 /// Drains the engine's outputs until it names a deadline or asks to close;
 /// returns true for close.
-fn drain(conn: &mut Connection, local: &mut Observer, timer: &mut async_io::Timer) -> bool {
+fn drain(conn: &mut Connection, local: &mut Observer, deadline: &mut Deadline) -> bool {
     let close = loop {
         match conn.poll_output() {
             Output::Event(e) => local.observe(e),
             Output::Timeout(t) => {
-                timer.set_at(t);
+                deadline.arm(t);
                 break false;
             }
             Output::Close => break true,
@@ -321,23 +378,136 @@ fn drain(conn: &mut Connection, local: &mut Observer, timer: &mut async_io::Time
     close
 }
 
-async fn flush(stream: &Async<TcpStream>, conn: &mut Connection) -> io::Result<()> {
-    while !conn.transmit().is_empty() {
-        // Try the write directly first: the socket is almost always writable,
-        // and this skips a readiness round-trip per media frame.
-        let n = match stream.get_ref().write(conn.transmit()) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                stream.writable().await?;
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
+/// A handler's remote control (another thread) asking this connection's task
+/// to run: a flag plus the task's waker. Cheaper to poll on every loop than a
+/// channel, which registers a listener each time.
+#[derive(Default)]
+struct RemoteWake {
+    woken: std::sync::atomic::AtomicBool,
+    waker: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl RemoteWake {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        let w = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = w {
+            w.wake();
         }
-        conn.consume_transmit(n);
+    }
+
+    fn poll(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *slot = Some(cx.waker().clone());
+        }
+        drop(slot);
+        // A wake between the swap and storing the waker must not be lost.
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// The connection's one timer, re-armed only when the engine's deadline moves
+/// earlier. A later deadline leaves the earlier one armed: the engine treats
+/// an early wake-up as harmless (it names its deadline again), while moving an
+/// async-io timer costs a trip through the reactor on every media frame.
+#[derive(Default)]
+struct Deadline {
+    timer: Option<async_io::Timer>,
+    armed: Option<Instant>,
+}
+
+impl Deadline {
+    fn arm(&mut self, at: Instant) {
+        if self.armed.is_some_and(|a| a <= at) {
+            return;
+        }
+        self.armed = Some(at);
+        match &mut self.timer {
+            Some(t) => {
+                t.set_at(at);
+            }
+            None => self.timer = Some(async_io::Timer::at(at)),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        match &mut self.timer {
+            Some(t) if self.armed.is_some() => match std::pin::Pin::new(t).poll(cx) {
+                Poll::Ready(_) => {
+                    self.armed = None;
+                    Poll::Ready(())
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// Writes as much of the engine's output as the socket takes without waiting.
+fn write_now(stream: &Async<TcpStream>, conn: &mut Connection) -> io::Result<()> {
+    while !conn.transmit().is_empty() {
+        match stream.get_ref().write(conn.transmit()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.consume_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
+}
+
+/// How long a closing connection may take to write its last answer, and then
+/// to let the peer's unread bytes drain before the socket is dropped.
+const CLOSE_WRITE: Duration = Duration::from_secs(5);
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Writes the last bytes (bounded in time), half-closes, then reads and
+/// discards briefly: dropping a socket with unread input makes the kernel send
+/// a reset, which can destroy a 400/408/413 before the client reads it.
+async fn finish_close(stream: &Async<TcpStream>, conn: &mut Connection) {
+    let wrote = smol::future::or(
+        async {
+            while !conn.transmit().is_empty() {
+                if write_now(stream, conn).is_err() || stream.writable().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        },
+        async {
+            smol::Timer::after(CLOSE_WRITE).await;
+            false
+        },
+    )
+    .await;
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+    if !wrote {
+        return;
+    }
+    smol::future::or(
+        async {
+            let mut sink = [0u8; 4096];
+            let mut total = 0;
+            while let Ok(n) = smol::io::AsyncReadExt::read(&mut &*stream, &mut sink).await {
+                total += n;
+                if n == 0 || total >= LINGER_BYTES {
+                    break;
+                }
+            }
+        },
+        async {
+            smol::Timer::after(CLOSE_LINGER).await;
+        },
+    )
+    .await;
 }

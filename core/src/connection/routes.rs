@@ -114,13 +114,13 @@ impl Connection {
 
     fn handle_request(&mut self, request: Request, started: Instant) {
         self.detect_front(&request);
-        let route = Route::from_path(&request.path);
+        let route = Route::from_path(request.path());
         let answer = self.route(route, &request);
         let latency = self.now.saturating_duration_since(started);
         // The answer to HEAD is the head alone: a keep-alive client stops
         // reading at the empty line (RFC 9112 §6.3), so a body would be read
         // as the start of the next response.
-        let head_only = request.method == "HEAD";
+        let head_only = request.method() == "HEAD";
         let write = |response: &Response, out: &mut Vec<u8>| {
             if head_only {
                 response.write_head_to(out);
@@ -138,12 +138,12 @@ impl Connection {
                     self.close_after_answer = Some(CloseReason::Done);
                 }
                 write(&response, &mut self.out);
-                self.emit_request(request.method, route, response.status(), latency);
+                self.emit_request(request.method(), route, response.status(), latency);
             }
             Answer::HttpClose(response, reason) => {
                 let response = response.close();
                 write(&response, &mut self.out);
-                self.emit_request(request.method, route, response.status(), latency);
+                self.emit_request(request.method(), route, response.status(), latency);
                 self.close_after_answer = Some(reason);
             }
             Answer::Upgrade {
@@ -151,22 +151,27 @@ impl Connection {
                 subprotocol,
             } => {
                 self.out.extend_from_slice(&response);
-                self.emit_request(request.method, route, 101, latency);
+                self.emit_request(request.method(), route, 101, latency);
                 self.emit(Event::Upgraded { subprotocol });
                 self.upgrade();
+                return;
             }
+        }
+        // The next request on this connection is built in this one's buffers.
+        if let Phase::Http(parser) = &mut self.phase {
+            parser.recycle(request);
         }
     }
 
     fn emit_request(
         &mut self,
-        method: String,
+        method: &str,
         route: Route,
         status: u16,
         latency: std::time::Duration,
     ) {
         self.emit(Event::Request {
-            method,
+            method: method.to_owned(),
             route,
             status,
             latency,
@@ -193,7 +198,7 @@ impl Connection {
     }
 
     fn route(&mut self, route: Route, request: &Request) -> Answer {
-        let method = request.method.as_str();
+        let method = request.method();
         let allowed: &[&str] = match route {
             Route::Unknown => return Answer::Http(Response::not_found()),
             Route::Metrics if self.config.metrics.is_none() => {
@@ -256,11 +261,11 @@ impl Connection {
     /// `/webhook/incoming_call`: verify, then answer the TwiML that connects
     /// the call to `/ws/twilio-media`.
     fn incoming_call(&mut self, request: &Request) -> Answer {
-        let post = request.method == "POST";
+        let post = request.method() == "POST";
         let parsed = if post {
             form::parse(&request.body)
         } else {
-            form::parse(request.query.as_deref().unwrap_or_default().as_bytes())
+            form::parse(request.query().unwrap_or_default().as_bytes())
         };
         let params = match parsed {
             Ok(p) => p,
@@ -482,9 +487,9 @@ fn front(request: &Request) -> Option<String> {
     let mut trace = false;
     let mut cf_ray = false;
     let mut forwarded: Option<usize> = None;
-    for (name, value) in &request.headers {
+    for (name, value) in request.headers() {
         if name.eq_ignore_ascii_case("via") {
-            via = via.or(Some(value.as_slice()));
+            via = via.or(Some(value));
         } else if name.eq_ignore_ascii_case("x-cloud-trace-context") {
             trace = true;
         } else if name.eq_ignore_ascii_case("cf-ray") {
@@ -544,18 +549,18 @@ impl Parts<'_> {
 fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
     // Twilio signs the target verbatim; an absolute-form target is cut back
     // to its path and query.
-    let path_and_query = if request.target.starts_with('/') {
-        std::borrow::Cow::Borrowed(request.target.as_str())
+    let path_and_query = if request.target().starts_with('/') {
+        std::borrow::Cow::Borrowed(request.target())
     } else {
-        match &request.query {
-            Some(q) => std::borrow::Cow::Owned(format!("{}?{q}", request.path)),
-            None => std::borrow::Cow::Borrowed(request.path.as_str()),
+        match request.query() {
+            Some(q) => std::borrow::Cow::Owned(format!("{}?{q}", request.path())),
+            None => std::borrow::Cow::Borrowed(request.path()),
         }
     };
     // One pass for the three headers; like `Request::header`, the first line
     // of each counts, and a value that is not UTF-8 counts as absent.
     let mut found: [Option<&[u8]>; 3] = [None; 3];
-    for (name, value) in &request.headers {
+    for (name, value) in request.headers() {
         let slot = if name.eq_ignore_ascii_case("host") {
             0
         } else if name.eq_ignore_ascii_case("x-forwarded-proto") {
@@ -565,7 +570,7 @@ fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
         } else {
             continue;
         };
-        found[slot] = found[slot].or(Some(value.as_slice()));
+        found[slot] = found[slot].or(Some(value));
     }
     let [host, forwarded_proto, forwarded_host] =
         found.map(|v| v.and_then(|v| std::str::from_utf8(v).ok()));

@@ -3,7 +3,6 @@
 use std::mem::MaybeUninit;
 use std::time::{Duration, Instant};
 
-use super::request::split_target;
 use super::{Expiry, ParseError, Request, Version};
 
 /// Longest chunk-size line (size, extensions and CRLF) a chunked body may use.
@@ -61,6 +60,9 @@ pub struct RequestParser {
     head_started: Option<Instant>,
     /// How far `buf` was scanned for the blank line that ends the head.
     scanned: usize,
+    /// A request handed back by [`RequestParser::recycle`]: the next one is
+    /// built in its buffers.
+    spare: Option<Request>,
 }
 
 #[derive(Debug)]
@@ -101,6 +103,18 @@ impl RequestParser {
             fresh: true,
             head_started: None,
             scanned: 0,
+            spare: None,
+        }
+    }
+
+    /// Hands back a request that has been answered, so that the next one is
+    /// built in its buffers: a keep-alive connection that recycles each
+    /// request costs no allocation per request. Optional; buffers larger than
+    /// the head limit are not kept (one big body must not pin its memory to
+    /// an idle connection).
+    pub fn recycle(&mut self, request: Request) {
+        if request.capacity() <= self.limits.max_head_bytes {
+            self.spare = Some(request);
         }
     }
 
@@ -304,7 +318,7 @@ impl RequestParser {
                 });
             }
         };
-        let request = build_request(&parsed)?;
+        let request = build_request(&parsed, self.spare.take())?;
         let body = framing(&request, &self.limits)?;
         self.buf.drain(..n);
         self.scanned = 0;
@@ -441,7 +455,11 @@ fn head_error(e: httparse::Error, head: &[u8], limits: &Limits) -> ParseError {
     }
 }
 
-fn build_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
+/// The request for a parsed head, built in `spare`'s buffers when given.
+fn build_request(
+    parsed: &httparse::Request<'_, '_>,
+    spare: Option<Request>,
+) -> Result<Request, ParseError> {
     let malformed = ParseError::Malformed {
         what: "invalid request line",
     };
@@ -454,20 +472,21 @@ fn build_request(parsed: &httparse::Request<'_, '_>) -> Result<Request, ParseErr
         1 => Version::Http11,
         _ => return Err(ParseError::UnsupportedVersion),
     };
-    let (path, query) = split_target(target);
-    Ok(Request {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        path,
-        query,
-        version,
-        headers: parsed
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), h.value.to_vec()))
-            .collect(),
-        body: Vec::new(),
-    })
+    let mut request = spare.unwrap_or_else(Request::empty);
+    // Each buffer grows once, to its exact size (a fresh request's buffers
+    // would otherwise grow by doubling, header by header).
+    let names: usize = parsed.headers.iter().map(|h| h.name.len()).sum();
+    let values: usize = parsed.headers.iter().map(|h| h.value.len()).sum();
+    request.reserve(
+        method.len() + target.len() + names,
+        values,
+        parsed.headers.len(),
+    );
+    request.reset(method, target, version);
+    for h in parsed.headers.iter() {
+        request.push_header(h.name, h.value);
+    }
+    Ok(request)
 }
 
 /// Decides how the body is delimited (RFC 9112 §6), or refuses the request.
