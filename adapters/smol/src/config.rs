@@ -8,7 +8,11 @@ use std::time::Duration;
 
 /// callstream: connects phone calls to applications through Twilio Media Streams.
 #[derive(Debug, Parser)]
-#[command(name = "callstream", version, about)]
+#[command(
+    name = "callstream",
+    version,
+    about = "callstream: connects phone calls to applications through Twilio Media Streams"
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
