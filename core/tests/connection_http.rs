@@ -144,11 +144,11 @@ fn unknown_path_is_404_and_the_connection_stays_open() {
 #[test]
 fn wrong_method_is_405_with_allow() {
     let cases = [
-        ("POST", "/healthz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
         ("DELETE", "/webhook/incoming_call", "GET, POST"),
         ("GET", "/webhook/call_status", "POST"),
         ("PUT", "/webhook/stream_status/", "POST"),
-        ("POST", "/webhook/incoming_call_preview", "GET"),
+        ("POST", "/webhook/incoming_call_preview", "GET, HEAD"),
         ("POST", "/ws/twilio-media", "GET"),
     ];
     for (method, path, allow) in cases {

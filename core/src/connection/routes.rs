@@ -209,7 +209,10 @@ impl Connection {
             | Route::StreamEnded
             | Route::CallStatus
             | Route::HandleRecording => &["POST"],
-            _ => &["GET"],
+            Route::MediaStream => &["GET"],
+            // RFC 9110 §9.1: a GET resource answers HEAD too (load balancers
+            // probe health that way); the answer is the head alone.
+            _ => &["GET", "HEAD"],
         };
         if !allowed.contains(&method) {
             if route == Route::MediaStream {
@@ -642,8 +645,8 @@ mod tests {
         );
         assert_eq!(
             wire,
-            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Allow: GET\r\nContent-Length: 19\r\n\r\n\
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Cache-Control: no-store\r\nContent-Length: 2\r\n\r\n\
              HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n\
              Content-Length: 10\r\n\r\n\
              HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
