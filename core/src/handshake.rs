@@ -246,20 +246,17 @@ pub fn response_101(upgrade: &Upgrade) -> Vec<u8> {
     );
     out.extend_from_slice(upgrade.accept().as_bytes());
     out.extend_from_slice(b"\r\n");
-    if let Some(protocol) = upgrade.subprotocol.as_deref().filter(|p| is_token(p)) {
+    if let Some(protocol) = upgrade
+        .subprotocol
+        .as_deref()
+        .filter(|p| crate::http::is_token(p))
+    {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(protocol.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out
-}
-
-/// RFC 9110 §5.6.2 token.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]

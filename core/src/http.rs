@@ -107,4 +107,5 @@ mod response;
 pub use error::{Expiry, ParseError};
 pub use parser::{Limits, MAX_CHUNK_LINE, RequestParser};
 pub use request::{Request, Version};
+pub(crate) use response::is_token;
 pub use response::{Response, overloaded_response, reason_phrase};

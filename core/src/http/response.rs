@@ -327,8 +327,8 @@ fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// RFC 9110 §5.6.2 token.
-fn is_token(s: &str) -> bool {
+/// RFC 9110 §5.6.2 token: what a header name or a subprotocol must be.
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
