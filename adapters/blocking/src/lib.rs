@@ -13,9 +13,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use callstream_core::connection::{self, Connection, Output};
+use callstream_core::connection::{self, Connection};
 use callstream_core::metrics::Metrics;
-use callstream_smol::observer::Observer;
+use callstream_smol::observer::{self, Drained, Observer};
 use callstream_smol::server::Options;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -67,10 +67,7 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
         let listener = TcpListener::bind(opts.bind)?;
-        if engine.metrics.is_none() {
-            let m = metrics.clone();
-            engine.metrics = Some(Arc::new(move || m.render()));
-        }
+        callstream_smol::observer::serve_metrics(&mut engine, &metrics);
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
             metrics,
@@ -211,37 +208,20 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         shared.opts.recordings_dir.clone(),
     );
     let mut buf = vec![0u8; 8192];
-    let mut deadline: Option<Instant>;
     let mut drain_until: Option<Instant> = None;
     let mut shutdown_sent = false;
     let mut eof = false;
     loop {
-        let mut close = false;
-        deadline = None;
-        loop {
-            match conn.poll_output() {
-                Output::Event(e) => obs.observe(e),
-                Output::Timeout(t) => {
-                    deadline = Some(t);
-                    break;
-                }
-                Output::Close => {
-                    close = true;
-                    break;
-                }
-            }
-        }
-        if let Some(s) = conn.call_stats() {
-            obs.call_stats(&s);
-        }
+        let (close, deadline) = match observer::drain(&mut conn, &mut obs) {
+            Drained::Wait(t) => (false, Some(t)),
+            Drained::Close => (true, None),
+        };
         let pending = conn.transmit().len();
         if pending > 0 {
             if let Err(e) = stream.write_all(conn.transmit()) {
                 tracing::debug!(%peer, error = %e, "write failed");
                 conn.handle_eof(Instant::now());
-                while let Output::Event(e) = conn.poll_output() {
-                    obs.observe(e);
-                }
+                let _ = observer::drain(&mut conn, &mut obs);
                 break;
             }
             conn.consume_transmit(pending);
@@ -255,12 +235,7 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         if !shutdown_sent && shared.shutting_down.load(Ordering::SeqCst) {
             match drain_until {
                 None if obs.in_call() => {
-                    drain_until = Some(
-                        now + shared
-                            .opts
-                            .drain
-                            .saturating_sub(shared.engine.close_timeout),
-                    );
+                    drain_until = Some(now + shared.opts.calls_close_after(&shared.engine));
                 }
                 Some(t) if now < t => {}
                 _ => {

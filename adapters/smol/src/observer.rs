@@ -1,18 +1,52 @@
 //! What an adapter does with the engine's events: log them, count them, and
-//! record calls. Shared by the smol and blocking servers so both log, count
-//! and record identically.
+//! record calls, plus the drain loop that hands them over. Shared by the smol
+//! and blocking servers so both drain, log, count and record identically.
 //!
 //! Logs never carry a token or a signature. Webhook parameters are logged by
 //! name from a fixed list of Twilio's fields, so a caller's arbitrary input
 //! cannot flood the log.
 use crate::recorder::Recorder;
 use callstream_core::call::{CallEvent, CallStats, StopReason};
-use callstream_core::connection::Event;
+use callstream_core::connection::{self, Connection, Event, Output};
 use callstream_core::metrics::Metrics;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// What draining the engine left the adapter to do (after writing
+/// [`Connection::transmit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drained {
+    /// Wait for input, or until this instant.
+    Wait(Instant),
+    /// Write what is left, then close the socket.
+    Close,
+}
+
+/// Drains the engine's outputs as its contract asks (until a deadline or a
+/// close), handing every event to `obs`, then the call's counters.
+pub fn drain(conn: &mut Connection, obs: &mut Observer) -> Drained {
+    let drained = loop {
+        match conn.poll_output() {
+            Output::Event(e) => obs.observe(e),
+            Output::Timeout(t) => break Drained::Wait(t),
+            Output::Close => break Drained::Close,
+        }
+    };
+    if let Some(s) = conn.call_stats() {
+        obs.call_stats(&s);
+    }
+    drained
+}
+
+/// Serves `metrics` on `GET /metrics` unless the engine already renders its own.
+pub fn serve_metrics(engine: &mut connection::Config, metrics: &Arc<Metrics>) {
+    if engine.metrics.is_none() {
+        let m = metrics.clone();
+        engine.metrics = Some(Arc::new(move || m.render()));
+    }
+}
 
 /// Webhook fields worth a log line (others are counted, not logged).
 const LOGGED_FIELDS: [&str; 12] = [

@@ -4,8 +4,8 @@
 //! [`Connection`]: read into it, write what it gives, sleep until its
 //! deadline (on an absolute `Instant`, through `async_io::Timer::set_at`).
 //! Everything the protocol decides is decided in the core.
-use crate::observer::Observer;
-use callstream_core::connection::{self, Connection, Output};
+use crate::observer::{Drained, Observer};
+use callstream_core::connection::{self, Connection};
 use callstream_core::metrics::Metrics;
 use smol::channel::{Receiver, Sender};
 use smol::{Async, Executor};
@@ -47,6 +47,16 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// How long calls run after a shutdown request before they are closed with
+    /// 1001: the drain period less the time the close handshake may take, so
+    /// that everything is done within the drain period.
+    #[must_use]
+    pub fn calls_close_after(&self, engine: &connection::Config) -> Duration {
+        self.drain.saturating_sub(engine.close_timeout)
+    }
+}
+
 /// Stops a running server gracefully: no new connections, calls drain, then close.
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -85,10 +95,7 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> io::Result<Server> {
         let listener = Async::<TcpListener>::bind(opts.bind)?;
-        if engine.metrics.is_none() {
-            let m = metrics.clone();
-            engine.metrics = Some(Arc::new(move || m.render()));
-        }
+        crate::observer::serve_metrics(&mut engine, &metrics);
         let (shutdown_tx, shutdown) = smol::channel::bounded(1);
         let shared = Arc::new(Shared {
             engine: Arc::new(engine),
@@ -209,16 +216,6 @@ impl Server {
         tracing::info!("all connections closed");
         Ok(())
     }
-}
-
-/// How long calls run after a shutdown request before they are closed with
-/// 1001: the drain period less the time the close handshake may take, so that
-/// everything is done within the drain period.
-fn drain_before_close(shared: &Shared) -> Duration {
-    shared
-        .opts
-        .drain
-        .saturating_sub(shared.engine.close_timeout)
 }
 
 /// Answers a connection over the limit with the core's canned 503.
@@ -345,7 +342,7 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
                 shutting_down = true;
                 if local.in_call() {
                     // Calls get the drain period to finish on their own.
-                    drain_timer.set_at(now + drain_before_close(shared));
+                    drain_timer.set_at(now + shared.opts.calls_close_after(&shared.engine));
                 } else {
                     conn.shutdown(now);
                 }
@@ -362,20 +359,13 @@ async fn serve_connection(stream: Async<TcpStream>, peer: SocketAddr, shared: &S
 /// Drains the engine's outputs until it names a deadline or asks to close;
 /// returns true for close.
 fn drain(conn: &mut Connection, local: &mut Observer, deadline: &mut Deadline) -> bool {
-    let close = loop {
-        match conn.poll_output() {
-            Output::Event(e) => local.observe(e),
-            Output::Timeout(t) => {
-                deadline.arm(t);
-                break false;
-            }
-            Output::Close => break true,
+    match crate::observer::drain(conn, local) {
+        Drained::Wait(t) => {
+            deadline.arm(t);
+            false
         }
-    };
-    if let Some(s) = conn.call_stats() {
-        local.call_stats(&s);
+        Drained::Close => true,
     }
-    close
 }
 
 /// A handler's remote control (another thread) asking this connection's task
