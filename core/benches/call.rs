@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
-use callstream_core::handler::{Echo, Session, SessionOutput};
+use callstream_core::handler::{Echo, Session};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const SID: &str = "MZ0123456789abcdef0123456789abcdef";
@@ -169,11 +169,11 @@ fn whole_call(c: &mut Criterion) {
                 s.handle_text(now, m);
                 loop {
                     match s.poll_output() {
-                        SessionOutput::Send(text) => {
+                        CallOutput::Send(text) => {
                             black_box(text);
                             sent += 1;
                         }
-                        SessionOutput::Timeout(_) => break,
+                        CallOutput::Timeout(_) => break,
                         other => {
                             black_box(other);
                         }

@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     let mut out = Vec::with_capacity(256);
     group.bench_function("status_webhook_parse_form_204", |b| {
         b.iter(|| {
-            parser.push(now, black_box(WEBHOOK));
+            parser.handle_receive(now, black_box(WEBHOOK));
             let request = parser.poll_request().unwrap().unwrap();
             let params = form::parse(&request.body).unwrap();
             out.clear();
@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
     let mut parser = RequestParser::new(Limits::default(), now);
     group.bench_function("webhook_parse_only", |b| {
         b.iter(|| {
-            parser.push(now, black_box(WEBHOOK));
+            parser.handle_receive(now, black_box(WEBHOOK));
             black_box(parser.poll_request().unwrap().unwrap().body.len())
         })
     });
@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut parser = RequestParser::new(Limits::default(), now);
             for byte in WEBHOOK.chunks(1) {
-                parser.push(now, byte);
+                parser.handle_receive(now, byte);
                 if let Some(r) = parser.poll_request().unwrap() {
                     return black_box(r.body.len());
                 }
@@ -76,7 +76,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("upgrade_check_and_101", |b| {
         b.iter(|| {
             let mut parser = RequestParser::new(Limits::default(), now);
-            parser.push(now, black_box(UPGRADE));
+            parser.handle_receive(now, black_box(UPGRADE));
             let request = parser.poll_request().unwrap().unwrap();
             let upgrade = handshake::check_upgrade(&request).unwrap();
             black_box(handshake::response_101(&upgrade).len())

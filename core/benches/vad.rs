@@ -19,7 +19,7 @@ fn bench(c: &mut Criterion) {
         let mut vad = Vad::new(VadConfig::default());
         b.iter(|| {
             for frame in &frames {
-                black_box(vad.process(black_box(frame)));
+                black_box(vad.handle_frame(black_box(frame)));
             }
         })
     });

@@ -713,7 +713,7 @@ impl Call {
                 self.payload.resize(media.decoded_len(), 0);
                 match media.decode_payload(&mut self.payload) {
                     Ok(n) => {
-                        let _ = self.jitter.push(
+                        let _ = self.jitter.handle_receive(
                             self.now,
                             media.chunk,
                             media.timestamp,
@@ -828,7 +828,7 @@ impl Call {
         if self.phase == Phase::Stopped {
             return None;
         }
-        let frame = self.jitter.pop(self.now)?;
+        let frame = self.jitter.poll_frame(self.now)?;
         Some(CallOutput::Event(self.on_frame(frame)))
     }
 
@@ -842,7 +842,7 @@ impl Call {
             return true;
         }
         if let Some(sid) = self.stream_sid
-            && let Some(o) = self.pacer.poll_send(self.now, &mut self.send_buf)
+            && let Some(o) = self.pacer.poll_transmit(self.now, &mut self.send_buf)
         {
             self.on_outgoing(sid, o);
             return true;
@@ -869,7 +869,10 @@ impl Call {
         let origin = *self.audio_origin_ms.get_or_insert(frame.timestamp_ms);
         // Concealed frames are fed too, so the detector's frame count is the
         // stream's and its events map to stream time.
-        let vad = self.vad.as_mut().and_then(|v| v.process(&frame.samples));
+        let vad = self
+            .vad
+            .as_mut()
+            .and_then(|v| v.handle_frame(&frame.samples));
         let at_ms = |at_frame: u64| origin.saturating_add(at_frame.saturating_mul(FRAME_MS));
         match vad {
             Some(VadEvent::SpeechStarted { at_frame }) => {

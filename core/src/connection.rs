@@ -611,7 +611,7 @@ impl Connection {
                 if !bytes.is_empty() && self.request_started.is_none() {
                     self.request_started = Some(now);
                 }
-                parser.push(now, bytes);
+                parser.handle_receive(now, bytes);
             }
             Phase::Stream(s) => s.receive(now, bytes),
         }

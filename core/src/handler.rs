@@ -20,8 +20,8 @@
 //! tone computed on a worker thread, and hangs up when the caller presses `#`.
 //!
 //! ```
-//! use callstream_core::call::{Call, CallConfig, CallEvent, MarkOutcome};
-//! use callstream_core::handler::{Control, Handler, RemoteControl, Session, SessionOutput};
+//! use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput, MarkOutcome};
+//! use callstream_core::handler::{Control, Handler, RemoteControl, Session};
 //! use std::sync::mpsc;
 //! use std::time::Instant;
 //!
@@ -78,8 +78,8 @@
 //! let mut sent = 0;
 //! loop {
 //!     match session.poll_output() {
-//!         SessionOutput::Send(_) => sent += 1,
-//!         SessionOutput::Timeout(_) => break,
+//!         CallOutput::Send(_) => sent += 1,
+//!         CallOutput::Timeout(_) => break,
 //!         _ => {}
 //!     }
 //! }
@@ -339,27 +339,6 @@ impl RemoteControl {
     }
 }
 
-/// What the driver of a [`Session`] must do next.
-#[derive(Clone, Debug, PartialEq)]
-// Events carry audio frames by value, as in `CallOutput`.
-#[allow(clippy::large_enum_variant)]
-pub enum SessionOutput {
-    /// Send this text frame to Twilio.
-    Send(String),
-    /// Close the WebSocket with this code and reason.
-    Close {
-        /// The close code (1000).
-        code: u16,
-        /// The close reason.
-        reason: String,
-    },
-    /// An event, after the handler saw it: all but `Audio` and `AudioOut`,
-    /// unless the call's [`CallConfig::tap`] is on.
-    Event(CallEvent),
-    /// Nothing more until this time, new input, or the waker.
-    Timeout(Instant),
-}
-
 /// A [`Call`] wired to a [`Handler`]: the unit the connection engine runs
 /// per media stream. Same contract as [`Call`]: after every `handle_*`,
 /// drain [`Session::poll_output`] until `Timeout`; when the waker fires,
@@ -414,17 +393,19 @@ impl Session {
         self.call.handle_timeout(now);
     }
 
-    /// The next thing to do. Drain until [`SessionOutput::Timeout`].
+    /// The next thing to do, the call's own outputs after the handler saw each
+    /// event (`Audio` and `AudioOut` are passed on only with
+    /// [`CallConfig::tap`]). Drain until [`CallOutput::Timeout`].
     #[must_use]
-    pub fn poll_output(&mut self) -> SessionOutput {
+    pub fn poll_output(&mut self) -> CallOutput {
         loop {
             if let Some(w) = self.warnings.pop_front() {
-                return SessionOutput::Event(CallEvent::Warning(w));
+                return CallOutput::Event(CallEvent::Warning(w));
             }
             match self.call.poll_output() {
-                CallOutput::Send(text) => return SessionOutput::Send(text),
-                CallOutput::Close { code, reason } => return SessionOutput::Close { code, reason },
-                CallOutput::Timeout(at) => return SessionOutput::Timeout(at),
+                out @ (CallOutput::Send(_) | CallOutput::Close { .. } | CallOutput::Timeout(_)) => {
+                    return out;
+                }
                 CallOutput::Event(event) => {
                     if matches!(event, CallEvent::Stopped { .. }) {
                         self.shared.ended.store(true, Ordering::Release);
@@ -435,7 +416,7 @@ impl Session {
                     };
                     self.handler.on_event(&event, &mut control);
                     if self.tap || !matches!(event, CallEvent::Audio(_) | CallEvent::AudioOut(_)) {
-                        return SessionOutput::Event(event);
+                        return CallOutput::Event(event);
                     }
                 }
             }

@@ -41,7 +41,7 @@
 //!
 //! let now = Instant::now();
 //! let mut parser = RequestParser::new(Limits::default(), now);
-//! parser.push(now, b"GET /ws/twilio-media HTTP/1.1\r\nhost: example.com\r\n\
+//! parser.handle_receive(now, b"GET /ws/twilio-media HTTP/1.1\r\nhost: example.com\r\n\
 //!     connection: Upgrade\r\nupgrade: websocket\r\n\
 //!     sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n");
 //! let request = parser.poll_request().unwrap().unwrap();

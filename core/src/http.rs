@@ -81,9 +81,9 @@
 //!              Content-Type: application/x-www-form-urlencoded\r\n\
 //!              Content-Length: 15\r\n\r\nCallStatus=busy";
 //! // Bytes arrive in arbitrary pieces.
-//! parser.push(now, &wire[..20]);
+//! parser.handle_receive(now, &wire[..20]);
 //! assert!(parser.poll_request().unwrap().is_none());
-//! parser.push(now, &wire[20..]);
+//! parser.handle_receive(now, &wire[20..]);
 //! let request = parser.poll_request().unwrap().expect("complete");
 //! assert_eq!(request.method(), "POST");
 //! assert_eq!(request.path(), "/webhook/call_status");
@@ -96,7 +96,7 @@
 //! assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
 //!
 //! // Between requests the connection may idle for 60 s.
-//! assert_eq!(parser.deadline(), Some(now + Duration::from_secs(60)));
+//! assert_eq!(parser.poll_timeout(), Some(now + Duration::from_secs(60)));
 //! ```
 
 mod error;

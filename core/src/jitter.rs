@@ -63,20 +63,20 @@
 //! let t0 = Instant::now();
 //! let mut jb = JitterBuffer::new(JitterConfig::default());
 //! // chunk 2 arrives before chunk 1: it waits.
-//! jb.push(t0, 2, 20, &[0xFF; 160]);
-//! assert!(jb.pop(t0).is_none());
+//! jb.handle_receive(t0, 2, 20, &[0xFF; 160]);
+//! assert!(jb.poll_frame(t0).is_none());
 //! // chunk 1 arrives 5 ms later: both come out, in order.
 //! let t1 = t0 + Duration::from_millis(5);
-//! jb.push(t1, 1, 0, &[0xFF; 160]);
-//! assert_eq!(jb.pop(t1).map(|f| f.timestamp_ms), Some(0));
-//! assert_eq!(jb.pop(t1).map(|f| f.timestamp_ms), Some(20));
+//! jb.handle_receive(t1, 1, 0, &[0xFF; 160]);
+//! assert_eq!(jb.poll_frame(t1).map(|f| f.timestamp_ms), Some(0));
+//! assert_eq!(jb.poll_frame(t1).map(|f| f.timestamp_ms), Some(20));
 //! // chunk 4 arrives, chunk 3 never does: after `depth` it is concealed.
-//! jb.push(t1, 4, 60, &[0xFF; 160]);
-//! assert!(jb.pop(t1).is_none());
+//! jb.handle_receive(t1, 4, 60, &[0xFF; 160]);
+//! assert!(jb.poll_frame(t1).is_none());
 //! let t2 = jb.poll_timeout().unwrap();
-//! let f = jb.pop(t2).unwrap();
+//! let f = jb.poll_frame(t2).unwrap();
 //! assert_eq!((f.timestamp_ms, f.concealed), (40, true));
-//! assert_eq!(jb.pop(t2).map(|f| f.timestamp_ms), Some(60));
+//! assert_eq!(jb.poll_frame(t2).map(|f| f.timestamp_ms), Some(60));
 //! assert_eq!(jb.stats().reordered, 1);
 //! assert_eq!(jb.stats().concealed, 1);
 //! ```
@@ -254,7 +254,13 @@ impl JitterBuffer {
 
     /// Takes one media message that arrived at `now`: its `chunk` number,
     /// `timestamp` (ms since the stream started) and μ-law payload.
-    pub fn push(&mut self, now: Instant, chunk: u64, timestamp_ms: u64, ulaw: &[u8]) -> Push {
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        chunk: u64,
+        timestamp_ms: u64,
+        ulaw: &[u8],
+    ) -> Push {
         self.stats.received += 1;
         if ulaw.len() > self.config.max_payload {
             self.stats.oversize += 1;
@@ -314,7 +320,7 @@ impl JitterBuffer {
     /// The next frame due at `now`, if any. Conceals holes that have been
     /// waited for long enough first.
     #[must_use]
-    pub fn pop(&mut self, now: Instant) -> Option<AudioFrame> {
+    pub fn poll_frame(&mut self, now: Instant) -> Option<AudioFrame> {
         self.expire(now);
         let mut samples = [0i16; FRAME_SAMPLES];
         samples.copy_from_slice(self.fifo.get(self.read..self.read + FRAME_SAMPLES)?);
@@ -507,7 +513,7 @@ mod tests {
     }
 
     fn drain(jb: &mut JitterBuffer, now: Instant) -> Vec<AudioFrame> {
-        std::iter::from_fn(|| jb.pop(now)).collect()
+        std::iter::from_fn(|| jb.poll_frame(now)).collect()
     }
 
     fn level(f: &AudioFrame) -> i16 {
@@ -520,7 +526,10 @@ mod tests {
         let mut jb = JitterBuffer::new(JitterConfig::default());
         for k in 0..10u64 {
             let now = t0 + MS * 20 * k as u32;
-            assert_eq!(jb.push(now, k + 1, k * 20, &tone(1000)), Push::Accepted);
+            assert_eq!(
+                jb.handle_receive(now, k + 1, k * 20, &tone(1000)),
+                Push::Accepted
+            );
             let out = drain(&mut jb, now);
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].timestamp_ms, k * 20);
@@ -535,8 +544,8 @@ mod tests {
     fn origin_is_first_timestamp() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 57, &tone(0));
-        jb.push(t0, 2, 77, &tone(0));
+        jb.handle_receive(t0, 1, 57, &tone(0));
+        jb.handle_receive(t0, 2, 77, &tone(0));
         let ts: Vec<u64> = drain(&mut jb, t0).iter().map(|f| f.timestamp_ms).collect();
         assert_eq!(ts, [57, 77]);
     }
@@ -545,9 +554,9 @@ mod tests {
     fn reordered_within_depth_is_restored() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 0, &tone(100));
-        jb.push(t0, 3, 40, &tone(300));
-        jb.push(t0, 2, 20, &tone(200));
+        jb.handle_receive(t0, 1, 0, &tone(100));
+        jb.handle_receive(t0, 3, 40, &tone(300));
+        jb.handle_receive(t0, 2, 20, &tone(200));
         let out = drain(&mut jb, t0);
         let levels: Vec<i16> = out.iter().map(level).collect();
         assert_eq!(
@@ -566,9 +575,9 @@ mod tests {
     fn first_message_out_of_order_waits_for_chunk_one() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 2, 20, &tone(200));
-        assert!(jb.pop(t0).is_none());
-        jb.push(t0 + 10 * MS, 1, 0, &tone(100));
+        jb.handle_receive(t0, 2, 20, &tone(200));
+        assert!(jb.poll_frame(t0).is_none());
+        jb.handle_receive(t0 + 10 * MS, 1, 0, &tone(100));
         let out = drain(&mut jb, t0 + 10 * MS);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].timestamp_ms, 0);
@@ -578,9 +587,9 @@ mod tests {
     fn first_message_missing_starts_stream_after_depth() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 3, 40, &tone(300));
+        jb.handle_receive(t0, 3, 40, &tone(300));
         assert_eq!(jb.poll_timeout(), Some(t0 + 40 * MS));
-        assert!(jb.pop(t0 + 39 * MS).is_none());
+        assert!(jb.poll_frame(t0 + 39 * MS).is_none());
         let out = drain(&mut jb, t0 + 40 * MS);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].timestamp_ms, 40);
@@ -591,16 +600,19 @@ mod tests {
     fn hole_is_concealed_after_depth_and_late_frame_dropped() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 0, &tone(100));
-        jb.push(t0 + 20 * MS, 3, 40, &tone(300));
-        jb.push(t0 + 40 * MS, 4, 60, &tone(400));
+        jb.handle_receive(t0, 1, 0, &tone(100));
+        jb.handle_receive(t0 + 20 * MS, 3, 40, &tone(300));
+        jb.handle_receive(t0 + 40 * MS, 4, 60, &tone(400));
         assert_eq!(drain(&mut jb, t0 + 59 * MS).len(), 1);
         // The hole's deadline counts from the first message held, chunk 3.
         assert_eq!(jb.poll_timeout(), Some(t0 + 60 * MS));
         let out = drain(&mut jb, t0 + 60 * MS);
         let flags: Vec<(u64, bool)> = out.iter().map(|f| (f.timestamp_ms, f.concealed)).collect();
         assert_eq!(flags, [(20, true), (40, false), (60, false)]);
-        assert_eq!(jb.push(t0 + 61 * MS, 2, 20, &tone(200)), Push::Late);
+        assert_eq!(
+            jb.handle_receive(t0 + 61 * MS, 2, 20, &tone(200)),
+            Push::Late
+        );
         assert_eq!(jb.stats().late, 1);
         assert_eq!(jb.stats().concealed, 1);
     }
@@ -612,8 +624,8 @@ mod tests {
             depth: Duration::ZERO,
             ..JitterConfig::default()
         });
-        jb.push(t0, 1, 0, &tone(0));
-        jb.push(t0, 3, 40, &tone(0));
+        jb.handle_receive(t0, 1, 0, &tone(0));
+        jb.handle_receive(t0, 3, 40, &tone(0));
         assert_eq!(drain(&mut jb, t0).len(), 3);
     }
 
@@ -621,10 +633,10 @@ mod tests {
     fn duplicates_are_dropped_whether_held_or_handed_on() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        assert_eq!(jb.push(t0, 1, 0, &tone(0)), Push::Accepted);
-        assert_eq!(jb.push(t0, 1, 0, &tone(0)), Push::Duplicate);
-        assert_eq!(jb.push(t0, 3, 40, &tone(0)), Push::Accepted);
-        assert_eq!(jb.push(t0, 3, 40, &tone(0)), Push::Duplicate);
+        assert_eq!(jb.handle_receive(t0, 1, 0, &tone(0)), Push::Accepted);
+        assert_eq!(jb.handle_receive(t0, 1, 0, &tone(0)), Push::Duplicate);
+        assert_eq!(jb.handle_receive(t0, 3, 40, &tone(0)), Push::Accepted);
+        assert_eq!(jb.handle_receive(t0, 3, 40, &tone(0)), Push::Duplicate);
         assert_eq!(jb.stats().duplicate, 2);
         assert_eq!(jb.stats().received, 4);
     }
@@ -634,12 +646,15 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         for k in 1..=300u64 {
-            jb.push(t0, k, (k - 1) * 20, &tone(0));
+            jb.handle_receive(t0, k, (k - 1) * 20, &tone(0));
         }
         let _ = drain(&mut jb, t0);
         // Chunk 2 was received, but it is out of the window: late, not duplicate.
-        assert_eq!(jb.push(t0, 2, 20, &tone(0)), Push::Late);
-        assert_eq!(jb.push(t0, 299, 298 * 20, &tone(0)), Push::Duplicate);
+        assert_eq!(jb.handle_receive(t0, 2, 20, &tone(0)), Push::Late);
+        assert_eq!(
+            jb.handle_receive(t0, 299, 298 * 20, &tone(0)),
+            Push::Duplicate
+        );
     }
 
     #[test]
@@ -650,7 +665,7 @@ mod tests {
         let sizes = [100usize, 220, 160, 0, 40];
         let mut ts = 0u64;
         for (i, n) in sizes.iter().enumerate() {
-            jb.push(t0, i as u64 + 1, ts, &vec![codec::encode(500); *n]);
+            jb.handle_receive(t0, i as u64 + 1, ts, &vec![codec::encode(500); *n]);
             ts += *n as u64 / 8;
         }
         let out = drain(&mut jb, t0);
@@ -673,7 +688,7 @@ mod tests {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
         for (k, ts) in [0u64, 21, 39, 61, 80, 109].iter().enumerate() {
-            jb.push(t0, k as u64 + 1, *ts, &tone(0));
+            jb.handle_receive(t0, k as u64 + 1, *ts, &tone(0));
         }
         let out = drain(&mut jb, t0);
         assert_eq!(out.len(), 6);
@@ -685,8 +700,8 @@ mod tests {
     fn timestamp_gap_with_consecutive_chunks_is_concealed() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 0, &tone(0));
-        jb.push(t0, 2, 100, &tone(0));
+        jb.handle_receive(t0, 1, 0, &tone(0));
+        jb.handle_receive(t0, 2, 100, &tone(0));
         let out = drain(&mut jb, t0);
         let c: Vec<bool> = out.iter().map(|f| f.concealed).collect();
         assert_eq!(c, [false, true, true, true, true, false]);
@@ -697,9 +712,9 @@ mod tests {
     fn huge_timestamp_jump_inserts_at_most_max_gap() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 0, &tone(0));
-        jb.push(t0, 2, u64::MAX, &tone(0));
-        jb.push(t0, 3, u64::MAX, &tone(0));
+        jb.handle_receive(t0, 1, 0, &tone(0));
+        jb.handle_receive(t0, 2, u64::MAX, &tone(0));
+        jb.handle_receive(t0, 3, u64::MAX, &tone(0));
         let out = drain(&mut jb, t0);
         // 1 frame, 50 concealed (1 s), then chunks 2 and 3 back to back.
         assert_eq!(out.len(), 53);
@@ -716,21 +731,24 @@ mod tests {
     fn huge_chunk_jump_is_bounded() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 0, &tone(0));
-        jb.push(t0, u64::MAX, 20, &tone(0));
+        jb.handle_receive(t0, 1, 0, &tone(0));
+        jb.handle_receive(t0, u64::MAX, 20, &tone(0));
         let out = drain(&mut jb, t0 + 40 * MS);
         assert_eq!(out.len(), 2);
-        assert_eq!(jb.push(t0, 2, 40, &tone(0)), Push::Late);
-        assert_eq!(jb.push(t0, u64::MAX, 40, &tone(0)), Push::Duplicate);
+        assert_eq!(jb.handle_receive(t0, 2, 40, &tone(0)), Push::Late);
+        assert_eq!(
+            jb.handle_receive(t0, u64::MAX, 40, &tone(0)),
+            Push::Duplicate
+        );
     }
 
     #[test]
     fn backwards_timestamps_stay_contiguous() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 5000, &tone(0));
-        jb.push(t0, 2, 0, &tone(0));
-        jb.push(t0, 3, 20, &tone(0));
+        jb.handle_receive(t0, 1, 5000, &tone(0));
+        jb.handle_receive(t0, 2, 0, &tone(0));
+        jb.handle_receive(t0, 3, 20, &tone(0));
         let out = drain(&mut jb, t0);
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|f| !f.concealed));
@@ -744,8 +762,8 @@ mod tests {
             max_payload: 320,
             ..JitterConfig::default()
         });
-        assert_eq!(jb.push(t0, 1, 0, &[0xFF; 320]), Push::Accepted);
-        assert_eq!(jb.push(t0, 2, 40, &[0xFF; 321]), Push::TooLarge);
+        assert_eq!(jb.handle_receive(t0, 1, 0, &[0xFF; 320]), Push::Accepted);
+        assert_eq!(jb.handle_receive(t0, 2, 40, &[0xFF; 321]), Push::TooLarge);
         assert_eq!(jb.stats().oversize, 1);
         assert_eq!(drain(&mut jb, t0).len(), 2);
     }
@@ -758,27 +776,27 @@ mod tests {
             depth: Duration::from_secs(10),
             ..JitterConfig::default()
         });
-        jb.push(t0, 1, 0, &tone(0));
+        jb.handle_receive(t0, 1, 0, &tone(0));
         for k in 3..=5u64 {
-            jb.push(t0, k, (k - 1) * 20, &tone(0));
+            jb.handle_receive(t0, k, (k - 1) * 20, &tone(0));
         }
         assert_eq!(jb.held(), 3);
         assert_eq!(drain(&mut jb, t0).len(), 1);
         // The fourth held message forces chunk 2's hole closed.
-        jb.push(t0, 6, 100, &tone(0));
+        jb.handle_receive(t0, 6, 100, &tone(0));
         assert_eq!(jb.held(), 0);
         let out = drain(&mut jb, t0);
         assert_eq!(out.len(), 5);
         assert!(out[0].concealed);
-        assert_eq!(jb.push(t0, 2, 20, &tone(0)), Push::Late);
+        assert_eq!(jb.handle_receive(t0, 2, 20, &tone(0)), Push::Late);
     }
 
     #[test]
     fn flush_releases_held_messages() {
         let t0 = Instant::now();
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        jb.push(t0, 1, 0, &tone(0));
-        jb.push(t0, 3, 40, &tone(0));
+        jb.handle_receive(t0, 1, 0, &tone(0));
+        jb.handle_receive(t0, 3, 40, &tone(0));
         jb.flush();
         assert_eq!(drain(&mut jb, t0).len(), 3);
         assert_eq!(jb.poll_timeout(), None);
@@ -830,11 +848,11 @@ mod tests {
                 // Each frame carries its chunk number in every byte (0xFF - chunk
                 // decodes to a level rising with the chunk), so a repeat would show.
                 let payload: Vec<u8> = vec![0xFF - *chunk as u8; *len];
-                let _ = jb.push(now, *chunk, *ts, &payload);
-                out.extend(std::iter::from_fn(|| jb.pop(now)));
+                let _ = jb.handle_receive(now, *chunk, *ts, &payload);
+                out.extend(std::iter::from_fn(|| jb.poll_frame(now)));
             }
             jb.flush();
-            out.extend(std::iter::from_fn(|| jb.pop(now)));
+            out.extend(std::iter::from_fn(|| jb.poll_frame(now)));
             if let Some(first) = out.first() {
                 for (k, f) in out.iter().enumerate() {
                     prop_assert_eq!(f.timestamp_ms, first.timestamp_ms + 20 * k as u64);
@@ -867,10 +885,10 @@ mod tests {
             let mut now = t0;
             for (chunk, ts, len, dt) in msgs {
                 now += Duration::from_millis(dt);
-                let _ = jb.push(now, chunk, ts, &vec![0xFF; len]);
+                let _ = jb.handle_receive(now, chunk, ts, &vec![0xFF; len]);
                 prop_assert!(jb.held() <= 8);
                 prop_assert!(jb.pending_samples() <= 9 * (8000 + 500) + 160);
-                while jb.pop(now).is_some() {}
+                while jb.poll_frame(now).is_some() {}
             }
         }
     }

@@ -54,7 +54,7 @@
 //! pacer.mark("done".to_string()).unwrap();
 //! let mut buf = Vec::new();
 //! let mut sent = 0;
-//! while let Some(Outgoing::Media { .. }) = pacer.poll_send(t0, &mut buf) {
+//! while let Some(Outgoing::Media { .. }) = pacer.poll_transmit(t0, &mut buf) {
 //!     sent += buf.len();
 //! }
 //! // 100 ms lead: chunks playing at 0, 20, … 100 ms went out at once.
@@ -269,7 +269,7 @@ impl Pacer {
     /// The next message due at `now`, if any. For [`Outgoing::Media`] its
     /// μ-law bytes replace the contents of `out`.
     #[must_use]
-    pub fn poll_send(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Outgoing> {
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Outgoing> {
         if let Some(m) = self.marks.front()
             && m.at <= self.head
         {
@@ -427,7 +427,7 @@ mod tests {
     fn drain(p: &mut Pacer, now: Instant, t0: Instant) -> Vec<Result<(usize, u64), String>> {
         let mut buf = Vec::new();
         let mut out = Vec::new();
-        while let Some(o) = p.poll_send(now, &mut buf) {
+        while let Some(o) = p.poll_transmit(now, &mut buf) {
             out.push(match o {
                 Outgoing::Media { play_at } => Ok((buf.len(), (play_at - t0).as_millis() as u64)),
                 Outgoing::Mark { name, .. } => Err(name),
@@ -468,7 +468,7 @@ mod tests {
         let mut now = t0;
         let mut fed = 3000u64;
         while k < frames {
-            while let Some(Outgoing::Media { play_at }) = p.poll_send(now, &mut buf) {
+            while let Some(Outgoing::Media { play_at }) = p.poll_transmit(now, &mut buf) {
                 assert_eq!(play_at, t0 + 20 * MS * k as u32);
                 assert!(play_at <= now + 100 * MS, "sent too early");
                 k += 1;
@@ -551,7 +551,7 @@ mod tests {
         p.mark("after".into()).unwrap();
         let mut buf = Vec::new();
         let mut done = Vec::new();
-        while let Some(o) = p.poll_send(t0, &mut buf) {
+        while let Some(o) = p.poll_transmit(t0, &mut buf) {
             if let Outgoing::Mark { done_at, .. } = o {
                 done.push(done_at);
             }
@@ -679,7 +679,7 @@ mod tests {
                 }
                 // Drive to `now`, as an event loop would, through each deadline.
                 loop {
-                    while let Some(o) = p.poll_send(now, &mut buf) {
+                    while let Some(o) = p.poll_transmit(now, &mut buf) {
                         match o {
                             Outgoing::Media { play_at } => {
                                 prop_assert!(!buf.is_empty());

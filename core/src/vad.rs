@@ -34,7 +34,7 @@
 //! let mut events = Vec::new();
 //! for frame in 0..80 {
 //!     codec::decode_into(&ulaw_frame(frame), &mut pcm);
-//!     if let Some(event) = vad.process(&pcm) {
+//!     if let Some(event) = vad.handle_frame(&pcm) {
 //!         events.push((frame, event));
 //!     }
 //! }
@@ -401,7 +401,7 @@ impl Vad {
     /// lengths work, see the module docs) and returns the event it completes,
     /// if any. Never allocates, never panics.
     #[must_use = "a speech start or end is reported only once"]
-    pub fn process(&mut self, frame: &[i16]) -> Option<VadEvent> {
+    pub fn handle_frame(&mut self, frame: &[i16]) -> Option<VadEvent> {
         let index = self.frame;
         let first_sample = self.sample;
         self.frame = self.frame.saturating_add(1);
@@ -640,7 +640,10 @@ mod tests {
         frames
             .iter()
             .enumerate()
-            .filter_map(|(i, &l)| vad.process(if l { &loud } else { &quiet }).map(|e| (i, e)))
+            .filter_map(|(i, &l)| {
+                vad.handle_frame(if l { &loud } else { &quiet })
+                    .map(|e| (i, e))
+            })
             .collect()
     }
 
@@ -721,10 +724,10 @@ mod tests {
         let mut vad = Vad::new(VadConfig::default());
         let faint = tone(50, FRAME_SAMPLES);
         for _ in 0..10 {
-            assert_eq!(vad.process(&[0; FRAME_SAMPLES]), None);
+            assert_eq!(vad.handle_frame(&[0; FRAME_SAMPLES]), None);
         }
         for _ in 0..100 {
-            assert_eq!(vad.process(&faint), None);
+            assert_eq!(vad.handle_frame(&faint), None);
         }
         // Lower the minimum and the same tone is speech.
         let mut vad = Vad::new(VadConfig {
@@ -738,7 +741,7 @@ mod tests {
                 f.copy_from_slice(&faint);
                 f
             }))
-            .filter_map(|f| vad.process(&f))
+            .filter_map(|f| vad.handle_frame(&f))
             .collect();
         assert_eq!(got, [VadEvent::SpeechStarted { at_frame: 10 }]);
     }
@@ -752,7 +755,7 @@ mod tests {
         let mut got = Vec::new();
         for i in 0..120 {
             let f: &[i16] = if (20..60).contains(&i) { &loud } else { &quiet };
-            got.extend(vad.process(f));
+            got.extend(vad.handle_frame(f));
         }
         assert_eq!(
             got,
@@ -774,8 +777,8 @@ mod tests {
         let loud = tone(5000, FRAME_SAMPLES);
         let mut with_empty = Vec::new();
         for &l in &frames {
-            assert_eq!(a.process(&[]), None);
-            with_empty.extend(a.process(if l { &loud } else { &[0; FRAME_SAMPLES] }));
+            assert_eq!(a.handle_frame(&[]), None);
+            with_empty.extend(a.handle_frame(if l { &loud } else { &[0; FRAME_SAMPLES] }));
         }
         let plain: Vec<_> = run(&mut b, &frames).into_iter().map(|(_, e)| e).collect();
         assert_eq!(with_empty.len(), plain.len());
@@ -868,21 +871,21 @@ mod tests {
         let loud = tone(3000, FRAME_SAMPLES);
         let soft = tone(300, FRAME_SAMPLES);
         for _ in 0..200 {
-            let _ = vad.process(&loud);
+            let _ = vad.handle_frame(&loud);
         }
         let high = vad.noise_floor_dbfs();
         // Four frames fill the average; one more for the filter's decay.
         for _ in 0..5 {
-            let _ = vad.process(&soft);
+            let _ = vad.handle_frame(&soft);
         }
         let low = vad.noise_floor_dbfs();
         assert!((high - low - 20.0).abs() < 0.5, "{high} -> {low}");
         for _ in 0..100 {
-            let _ = vad.process(&loud);
+            let _ = vad.handle_frame(&loud);
         }
         assert_eq!(vad.noise_floor_dbfs(), low, "still within the window");
         for _ in 0..25 {
-            let _ = vad.process(&loud);
+            let _ = vad.handle_frame(&loud);
         }
         assert_eq!(vad.noise_floor_dbfs(), high, "learned after 1.25 windows");
     }
@@ -931,7 +934,7 @@ mod tests {
             .map(|i| if i % 2 == 0 { i16::MIN } else { i16::MAX })
             .collect();
         for _ in 0..10 {
-            let _ = vad.process(&max);
+            let _ = vad.handle_frame(&max);
         }
         assert!(vad.noise_floor_dbfs().is_finite());
         assert!(vad.noise_floor_dbfs() <= 6.1);

@@ -162,7 +162,7 @@ fn remote_commands_fail_once_the_call_is_over() {
     session.handle_text(t0, &stop(2));
     while !matches!(
         session.poll_output(),
-        callstream_core::handler::SessionOutput::Timeout(_)
+        callstream_core::call::CallOutput::Timeout(_)
     ) {}
     assert!(remote.is_ended());
     assert_eq!(remote.play_pcm(&[0; 160]), Err(RemoteError::Ended));

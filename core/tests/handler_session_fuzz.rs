@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use callstream_core::call::CallOutput;
 use callstream_core::call::{Call, CallConfig, CallEvent};
-use callstream_core::handler::{Parrot, Session, SessionOutput};
+use callstream_core::handler::{Parrot, Session};
 use proptest::prelude::*;
 
 const SIDS: [&str; 2] = [
@@ -116,18 +117,18 @@ fn drive(data: &[u8]) {
             n += 1;
             assert!(n < 100_000, "poll_output never reached Timeout");
             match session.poll_output() {
-                SessionOutput::Send(_) => assert!(!closed, "sent after close"),
-                SessionOutput::Close { code, .. } => {
+                CallOutput::Send(_) => assert!(!closed, "sent after close"),
+                CallOutput::Close { code, .. } => {
                     assert_eq!(code, 1000);
                     assert!(!closed, "closed twice");
                     closed = true;
                 }
-                SessionOutput::Event(CallEvent::Stopped { .. }) => {
+                CallOutput::Event(CallEvent::Stopped { .. }) => {
                     assert!(!stopped, "stopped twice");
                     stopped = true;
                 }
-                SessionOutput::Event(_) => assert!(!stopped, "event after Stopped"),
-                SessionOutput::Timeout(t) => {
+                CallOutput::Event(_) => assert!(!stopped, "event after Stopped"),
+                CallOutput::Timeout(t) => {
                     assert!(t > now);
                     break;
                 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 fn request(wire: &[u8]) -> Request {
     let now = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, wire);
+    parser.handle_receive(now, wire);
     parser.poll_request().unwrap().expect("a complete request")
 }
 
@@ -395,7 +395,7 @@ proptest! {
         wire.push_str("\r\n");
         let now = Instant::now();
         let mut parser = RequestParser::new(Limits::default(), now);
-        parser.push(now, wire.as_bytes());
+        parser.handle_receive(now, wire.as_bytes());
         if let Ok(Some(r)) = parser.poll_request() {
             match check_upgrade(&r) {
                 Ok(u) => {

@@ -18,7 +18,7 @@ fn parse_with(
 ) -> (Vec<callstream_core::http::Request>, Option<ParseError>) {
     let now = Instant::now();
     let mut parser = RequestParser::new(limits, now);
-    parser.push(now, input);
+    parser.handle_receive(now, input);
     let mut requests = Vec::new();
     loop {
         match parser.poll_request() {
@@ -132,7 +132,7 @@ fn pipelined_requests_come_out_in_order_and_leftovers_stay() {
     wire.extend_from_slice(b"GET /partial HTTP/1.1\r\nHo");
     let now = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, &wire);
+    parser.handle_receive(now, &wire);
     let paths: Vec<String> = std::iter::from_fn(|| parser.poll_request().unwrap())
         .map(|r| r.path().to_owned())
         .collect();
@@ -148,7 +148,7 @@ fn bytes_after_an_upgrade_are_kept_for_the_websocket() {
     wire.extend_from_slice(&frame);
     let now = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, &wire);
+    parser.handle_receive(now, &wire);
     let request = parser.poll_request().unwrap().unwrap();
     assert_eq!(request.path(), "/ws/twilio-media");
     assert_eq!(parser.take_buffered(), frame);
@@ -337,10 +337,10 @@ fn garbage_is_refused_before_the_head_limit() {
     // already invalid: the answer comes at once.
     let now = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, b"GET / HTTP/1.1\r\nHost: a\r\nX-Bad: a\x01b\r\n");
+    parser.handle_receive(now, b"GET / HTTP/1.1\r\nHost: a\r\nX-Bad: a\x01b\r\n");
     assert!(parser.poll_request().is_err());
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, b"\x00");
+    parser.handle_receive(now, b"\x00");
     assert_eq!(parser.poll_request().unwrap_err().status(), 400);
 }
 
@@ -348,13 +348,13 @@ fn garbage_is_refused_before_the_head_limit() {
 fn errors_stick_and_later_bytes_are_ignored() {
     let now = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, b"GET / HTTP/9.9\r\n\r\n");
+    parser.handle_receive(now, b"GET / HTTP/9.9\r\n\r\n");
     let e = parser.poll_request().unwrap_err();
     assert_eq!(e, ParseError::UnsupportedVersion);
-    parser.push(now, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    parser.handle_receive(now, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(parser.buffered().is_empty());
     assert_eq!(parser.poll_request(), Err(e));
-    assert_eq!(parser.deadline(), None);
+    assert_eq!(parser.poll_timeout(), None);
 }
 
 /// A GET whose head is exactly `len` bytes long.
@@ -530,15 +530,15 @@ fn a_new_connection_must_speak_within_the_head_timeout() {
     let t0 = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), t0);
     let deadline = t0 + Duration::from_secs(10);
-    assert_eq!(parser.deadline(), Some(deadline));
+    assert_eq!(parser.poll_timeout(), Some(deadline));
     assert!(parser.is_idle());
     assert_eq!(
         parser.handle_timeout(deadline - Duration::from_millis(1)),
         None
     );
     assert_eq!(parser.handle_timeout(deadline), Some(Expiry::Idle));
-    assert_eq!(parser.deadline(), None);
-    parser.push(deadline, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(parser.poll_timeout(), None);
+    parser.handle_receive(deadline, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(parser.poll_request(), Ok(None));
 }
 
@@ -547,12 +547,12 @@ fn a_slow_head_gets_408() {
     let t0 = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), t0);
     let t1 = t0 + Duration::from_secs(3);
-    parser.push(t1, b"GET / HTTP/1.1\r\n");
+    parser.handle_receive(t1, b"GET / HTTP/1.1\r\n");
     assert_eq!(parser.poll_request(), Ok(None));
     // More bytes do not restart the clock: it runs from the first byte.
-    parser.push(t1 + Duration::from_secs(5), b"Host: h\r\n");
+    parser.handle_receive(t1 + Duration::from_secs(5), b"Host: h\r\n");
     assert_eq!(parser.poll_request(), Ok(None));
-    assert_eq!(parser.deadline(), Some(t1 + Duration::from_secs(10)));
+    assert_eq!(parser.poll_timeout(), Some(t1 + Duration::from_secs(10)));
     assert_eq!(parser.handle_timeout(t1 + Duration::from_secs(9)), None);
     assert_eq!(
         parser.handle_timeout(t1 + Duration::from_secs(10)),
@@ -566,12 +566,12 @@ fn a_slow_body_gets_408() {
     let t0 = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), t0);
     let t1 = t0 + Duration::from_secs(1);
-    parser.push(
+    parser.handle_receive(
         t1,
         b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc",
     );
     assert_eq!(parser.poll_request(), Ok(None));
-    assert_eq!(parser.deadline(), Some(t1 + Duration::from_secs(10)));
+    assert_eq!(parser.poll_timeout(), Some(t1 + Duration::from_secs(10)));
     assert_eq!(
         parser.handle_timeout(t1 + Duration::from_secs(10)),
         Some(Expiry::RequestTimeout)
@@ -583,14 +583,14 @@ fn idle_keep_alive_closes_after_60_s_without_answer() {
     let t0 = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), t0);
     let t1 = t0 + Duration::from_secs(2);
-    parser.push(t1, b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
+    parser.handle_receive(t1, b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(parser.poll_request().unwrap().is_some());
     assert!(parser.is_idle());
-    assert_eq!(parser.deadline(), Some(t1 + Duration::from_secs(60)));
+    assert_eq!(parser.poll_timeout(), Some(t1 + Duration::from_secs(60)));
     // Blank lines do not count as a request starting.
-    parser.push(t1 + Duration::from_secs(30), b"\r\n");
+    parser.handle_receive(t1 + Duration::from_secs(30), b"\r\n");
     assert_eq!(parser.poll_request(), Ok(None));
-    assert_eq!(parser.deadline(), Some(t1 + Duration::from_secs(60)));
+    assert_eq!(parser.poll_timeout(), Some(t1 + Duration::from_secs(60)));
     assert_eq!(
         parser.handle_timeout(t1 + Duration::from_secs(60)),
         Some(Expiry::Idle)
@@ -601,11 +601,11 @@ fn idle_keep_alive_closes_after_60_s_without_answer() {
 fn a_pipelined_partial_head_starts_its_clock_on_arrival() {
     let t0 = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), t0);
-    parser.push(t0, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HT");
+    parser.handle_receive(t0, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HT");
     assert!(parser.poll_request().unwrap().is_some());
     assert_eq!(parser.poll_request(), Ok(None));
     assert!(!parser.is_idle());
-    assert_eq!(parser.deadline(), Some(t0 + Duration::from_secs(10)));
+    assert_eq!(parser.poll_timeout(), Some(t0 + Duration::from_secs(10)));
 }
 
 #[test]
@@ -617,14 +617,14 @@ fn timeouts_are_configurable_and_never_overflow() {
         ..Limits::default()
     };
     let mut parser = RequestParser::new(limits, t0);
-    assert_eq!(parser.deadline(), None);
+    assert_eq!(parser.poll_timeout(), None);
     assert_eq!(
         parser.handle_timeout(t0 + Duration::from_secs(1_000_000)),
         None
     );
-    parser.push(t0, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    parser.handle_receive(t0, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(parser.poll_request().unwrap().is_some());
-    assert_eq!(parser.deadline(), Some(t0 + Duration::from_secs(5)));
+    assert_eq!(parser.poll_timeout(), Some(t0 + Duration::from_secs(5)));
 }
 
 /// A recycled request's buffers hold the previous request's bytes: the next
@@ -661,10 +661,10 @@ fn recycled_requests_parse_like_fresh_ones() {
     // Every order of two, so each request is built in each other's buffers.
     for first in &wires {
         for (i, second) in wires.iter().enumerate() {
-            parser.push(now, first);
+            parser.handle_receive(now, first);
             let r = parser.poll_request().unwrap().unwrap();
             parser.recycle(r);
-            parser.push(now, second);
+            parser.handle_receive(now, second);
             let r = parser.poll_request().unwrap().unwrap();
             assert_eq!(r, fresh[i]);
             assert_eq!(r.headers().len(), fresh[i].headers().len());

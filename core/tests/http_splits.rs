@@ -24,7 +24,7 @@ fn run(input: &[u8], cuts: &[usize]) -> Outcome {
     let mut start = 0;
     for &end in cuts.iter().chain(std::iter::once(&input.len())) {
         let end = end.clamp(start, input.len());
-        parser.push(now, &input[start..end]);
+        parser.handle_receive(now, &input[start..end]);
         start = end;
         loop {
             match parser.poll_request() {
@@ -98,10 +98,10 @@ fn run_until_first(input: &[u8], cuts: &[usize]) -> (Option<Request>, Vec<u8>) {
     let mut start = 0;
     for &end in cuts.iter().chain(std::iter::once(&input.len())) {
         let end = end.clamp(start, input.len());
-        parser.push(now, &input[start..end]);
+        parser.handle_receive(now, &input[start..end]);
         start = end;
         if let Some(request) = parser.poll_request().unwrap() {
-            parser.push(now, &input[start..]);
+            parser.handle_receive(now, &input[start..]);
             return (Some(request), parser.take_buffered());
         }
     }
@@ -307,10 +307,10 @@ proptest! {
         // Whatever is left waiting is ended by a deadline.
         let t0 = Instant::now();
         let mut parser = RequestParser::new(Limits::default(), t0);
-        parser.push(t0, &input);
+        parser.handle_receive(t0, &input);
         while let Ok(Some(_)) = parser.poll_request() {}
         if parser.poll_request().is_ok() {
-            let deadline = parser.deadline().expect("a waiting parser has a deadline");
+            let deadline = parser.poll_timeout().expect("a waiting parser has a deadline");
             prop_assert!(parser.handle_timeout(deadline).is_some());
         }
     }

@@ -66,7 +66,7 @@ fn segments(vad: &mut Vad, pcm: &[i16]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut open: Option<u64> = None;
     for frame in pcm.chunks_exact(FRAME_SAMPLES) {
-        match vad.process(frame) {
+        match vad.handle_frame(frame) {
             Some(VadEvent::SpeechStarted { at_frame }) => {
                 assert!(open.is_none(), "two starts in a row");
                 open = Some(at_frame);
@@ -159,7 +159,7 @@ fn speech_in_brown_noise_at_10db_snr_within_100ms() {
 /// Events over whole 20 ms frames of `pcm`.
 fn events(vad: &mut Vad, pcm: &[i16]) -> Vec<VadEvent> {
     pcm.chunks_exact(FRAME_SAMPLES)
-        .filter_map(|f| vad.process(f))
+        .filter_map(|f| vad.handle_frame(f))
         .collect()
 }
 

@@ -51,7 +51,7 @@ proptest! {
         let mut offsets = vec![0u64];
         for (i, frame) in frames.iter().enumerate() {
             let i = i as u64;
-            let event = vad.process(frame);
+            let event = vad.handle_frame(frame);
             offsets.push(offsets[offsets.len() - 1] + frame.len() as u64);
             match event {
                 Some(VadEvent::SpeechStarted { at_frame }) => {
@@ -83,7 +83,7 @@ proptest! {
     #[test]
     fn the_same_frames_give_the_same_events(config in config(), frames in frames()) {
         let mut a = Vad::new(config);
-        let run = |vad: &mut Vad| frames.iter().map(|f| vad.process(f)).collect::<Vec<_>>();
+        let run = |vad: &mut Vad| frames.iter().map(|f| vad.handle_frame(f)).collect::<Vec<_>>();
         let first = run(&mut a);
         let mut b = Vad::new(config);
         prop_assert_eq!(&run(&mut b), &first);

@@ -10,7 +10,7 @@ use std::time::Instant;
 fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let mut parser = RequestParser::new(Limits::default(), now);
-    parser.push(now, data);
+    parser.handle_receive(now, data);
     while let Ok(Some(request)) = parser.poll_request() {
         let _ = handshake::is_upgrade_request(&request);
         match handshake::check_upgrade(&request) {

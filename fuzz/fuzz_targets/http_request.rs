@@ -34,7 +34,7 @@ fn run(
     while start < input.len() {
         let end = (start + piece(n)).min(input.len());
         n += 1;
-        parser.push(now, &input[start..end]);
+        parser.handle_receive(now, &input[start..end]);
         start = end;
         loop {
             match parser.poll_request() {
@@ -45,7 +45,7 @@ fn run(
         }
     }
     // Anything still waiting is ended by the deadline.
-    if let Some(deadline) = parser.deadline() {
+    if let Some(deadline) = parser.poll_timeout() {
         assert!(parser.handle_timeout(deadline).is_some());
     }
     (requests, None, parser.buffered().to_vec())

@@ -86,7 +86,7 @@ impl Connection {
                     self.finish(CloseReason::Shutdown);
                     Step::Progress
                 } else {
-                    Step::Idle(parser.deadline())
+                    Step::Idle(parser.poll_timeout())
                 }
             }
             Err(error) => {

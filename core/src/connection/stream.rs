@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{CloseReason, Config, Event, Route, Waker};
-use crate::call::CallStats;
-use crate::handler::{Session, SessionOutput};
+use crate::call::{CallOutput, CallStats};
+use crate::handler::Session;
 use crate::message::{self, Inbound};
 use crate::websocket::{self, Text, WebSocket};
 
@@ -193,19 +193,19 @@ impl StreamPhase {
         };
         loop {
             match session.poll_output() {
-                SessionOutput::Send(text) => {
+                CallOutput::Send(text) => {
                     // After a close frame nothing more may be sent; what the
                     // session still says is dropped (it learns of the close).
                     let _ = self.ws.send_text(text);
                 }
-                SessionOutput::Close { code, reason } => {
+                CallOutput::Close { code, reason } => {
                     if self.ws.is_open() {
                         self.ws.close(code, &reason);
                         self.close_deadline = Some(now + config.close_timeout);
                     }
                 }
-                SessionOutput::Event(event) => events.push_back(Event::Call(event)),
-                SessionOutput::Timeout(deadline) => {
+                CallOutput::Event(event) => events.push_back(Event::Call(event)),
+                CallOutput::Timeout(deadline) => {
                     self.session_deadline = Some(deadline);
                     return;
                 }

@@ -128,7 +128,7 @@ impl RequestParser {
     /// [`poll_request`](Self::poll_request) until it returns `Ok(None)`; bytes
     /// stay buffered until polled, so the buffer holds at most one read plus an
     /// incomplete head. After an error or an expiry, bytes are dropped.
-    pub fn push(&mut self, now: Instant, bytes: &[u8]) {
+    pub fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
         if matches!(self.state, State::Failed(_) | State::Closed) {
             return;
         }
@@ -166,7 +166,7 @@ impl RequestParser {
     /// something to do, `None` after an error or an expiry (or if the deadline
     /// would overflow `Instant`).
     #[must_use]
-    pub fn deadline(&self) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Failed(_) | State::Closed => None,
             State::Body { started, .. } => started.checked_add(self.limits.body_timeout),
@@ -183,7 +183,7 @@ impl RequestParser {
     /// [`Expiry`] says whether to answer 408 first.
     #[must_use = "an expiry means the connection must close"]
     pub fn handle_timeout(&mut self, now: Instant) -> Option<Expiry> {
-        let deadline = self.deadline()?;
+        let deadline = self.poll_timeout()?;
         if now < deadline {
             return None;
         }

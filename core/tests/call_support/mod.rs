@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use callstream_core::call::{Call, CallEvent, CallOutput};
 use callstream_core::codec;
-use callstream_core::handler::{Session, SessionOutput};
+use callstream_core::handler::Session;
 use serde_json::Value;
 
 pub const SID: &str = "MZ0123456789abcdef0123456789abcdef";
@@ -298,10 +298,10 @@ impl Machine for Session {
     }
     fn poll(&mut self) -> Out {
         match self.poll_output() {
-            SessionOutput::Send(s) => Out::Send(s),
-            SessionOutput::Event(e) => Out::Event(e),
-            SessionOutput::Close { code, reason } => Out::Close(code, reason),
-            SessionOutput::Timeout(t) => Out::Timeout(t),
+            CallOutput::Send(s) => Out::Send(s),
+            CallOutput::Event(e) => Out::Event(e),
+            CallOutput::Close { code, reason } => Out::Close(code, reason),
+            CallOutput::Timeout(t) => Out::Timeout(t),
         }
     }
 }
