@@ -66,7 +66,7 @@ fn config() -> Arc<Config> {
     Arc::new(Config {
         auth_tokens: vec![TOKEN.to_owned()],
         public_base_url: Some(PublicBase::parse("https://voice.example.com").unwrap()),
-        ..Config::default()
+        ..Config::unsigned()
     })
 }
 
@@ -169,7 +169,7 @@ fn echo_call(c: &mut Criterion) {
             CallConfig::default(),
             handler::by_name("echo").unwrap(),
         )),
-        ..Config::default()
+        ..Config::unsigned()
     });
     group.bench_function("echo_call_frame_in_and_out", |b| {
         b.iter_custom(|iters| {

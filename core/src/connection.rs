@@ -81,8 +81,9 @@
 //! `Host`, with trusted forwarded headers when [`Config::trust_forwarded`]).
 //! A missing or wrong `X-Twilio-Signature` (header name in any case) is 403
 //! plus [`Event::SignatureRejected`] naming the URLs tried, never a token. With
-//! no token configured everything is accepted and [`Event::SignaturesOff`] is
-//! emitted once per [`Config`]. With [`Config::account_sid`] set, webhooks for
+//! no token configured every signed route is refused too, unless
+//! [`Config::insecure_no_signatures`] asks to accept them unchecked (then
+//! [`Event::SignaturesOff`] is emitted once per [`Config`]). With [`Config::account_sid`] set, webhooks for
 //! another account get 403 too. An invalid `Host` is 400 and never reflected.
 //!
 //! # After the upgrade
@@ -103,8 +104,11 @@
 //! [`message::parse`]: crate::message::parse
 //! [`handler::Session`]: crate::handler::Session
 
+mod app;
 mod routes;
 mod stream;
+
+pub use app::{App, IncomingCall, StreamApp};
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -133,10 +137,14 @@ pub use crate::handler::Waker;
 /// (`Arc`) by every connection.
 ///
 /// ```
-/// use callstream_core::connection::Config;
+/// use callstream_core::connection::{Config, StreamApp};
+/// use std::sync::Arc;
 /// let config = Config {
 ///     auth_tokens: vec!["token".into()],
-///     greeting: Some("Hello!".into()),
+///     app: Arc::new(StreamApp {
+///         greeting: Some("Hello!".into()),
+///         ..StreamApp::default()
+///     }),
 ///     ..Config::default()
 /// };
 /// # let _ = config;
@@ -147,24 +155,24 @@ pub struct Config {
     /// from each request's `Host` (and trusted forwarded headers).
     pub public_base_url: Option<PublicBase>,
     /// Twilio auth tokens to accept signatures from (primary, secondary).
-    /// Empty: signatures are not checked ([`Event::SignaturesOff`]), unless
-    /// [`Config::require_signatures`] is set.
+    /// Empty: every signed route is refused (403), unless
+    /// [`Config::insecure_no_signatures`] is set.
     pub auth_tokens: Vec<String>,
-    /// With no auth token configured, refuse every signed route (403, with
-    /// [`Event::SignatureRejected`] naming no URL) instead of accepting it
-    /// unchecked. A server that cannot verify Twilio should not act for it:
-    /// the `callstream` binary sets this unless explicitly run insecure.
-    pub require_signatures: bool,
+    /// With no auth token configured, accept signed routes unchecked (and
+    /// emit [`Event::SignaturesOff`] once) instead of refusing them. Off by
+    /// default: a server that cannot verify Twilio should not act for it.
+    /// For tests and local experiments only; with a token configured,
+    /// signatures are always checked.
+    pub insecure_no_signatures: bool,
     /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` may be used to rebuild
     /// the public URL (only when a proxy you control sets them).
     pub trust_forwarded: bool,
     /// When set, webhooks whose `AccountSid` is another account get 403, and a
     /// media stream that starts for another account is closed (1008).
     pub account_sid: Option<AccountSid>,
-    /// Said (`<Say>`) to the caller before the stream connects.
-    pub greeting: Option<String>,
-    /// More `<Parameter>`s for every `<Stream>`, after `call_sid`, `from`, `to`.
-    pub extra_parameters: Vec<(String, String)>,
+    /// What the application answers: the incoming-call TwiML, the
+    /// `<Connect action>` webhook, its own routes. Default: [`StreamApp`].
+    pub app: Arc<dyn App>,
     /// HTTP limits: head and body sizes, header count, timeouts.
     pub limits: Limits,
     /// Renders `GET /metrics` (Prometheus text). `None`: the route is 404.
@@ -182,6 +190,12 @@ pub struct Config {
     /// A media stream with no bytes from Twilio for this long is closed
     /// (Twilio sends a frame every 20 ms while a stream lives). Default 60 s.
     pub stream_idle_timeout: Duration,
+    /// After [`Connection::shutdown`], how long a live call may go on before
+    /// it is closed with 1001 (a call is live from its `start` to its end).
+    /// Default zero: closed at once. A server draining within a platform's
+    /// grace period (Cloud Run: about 10 s) sets it to that period less
+    /// [`Config::close_timeout`].
+    pub shutdown_grace: Duration,
     /// State shared by every connection made from this `Config` (one-time
     /// warnings, the signature validator). Leave it at its default.
     pub shared: Shared,
@@ -192,17 +206,17 @@ impl Default for Config {
         Config {
             public_base_url: None,
             auth_tokens: Vec::new(),
-            require_signatures: false,
+            insecure_no_signatures: false,
             trust_forwarded: false,
             account_sid: None,
-            greeting: None,
-            extra_parameters: Vec::new(),
+            app: Arc::new(StreamApp::default()),
             limits: Limits::default(),
             metrics: None,
             session: None,
             max_transmit: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
             stream_idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::ZERO,
             shared: Shared::default(),
         }
     }
@@ -217,16 +231,16 @@ impl fmt::Debug for Config {
                 "auth_tokens",
                 &format_args!("<{} token(s)>", self.auth_tokens.len()),
             )
+            .field("insecure_no_signatures", &self.insecure_no_signatures)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("account_sid", &self.account_sid)
-            .field("greeting", &self.greeting)
-            .field("extra_parameters", &self.extra_parameters)
             .field("limits", &self.limits)
             .field("metrics", &self.metrics.is_some())
             .field("session", &self.session.is_some())
             .field("max_transmit", &self.max_transmit)
             .field("close_timeout", &self.close_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +264,16 @@ impl fmt::Debug for Shared {
 }
 
 impl Config {
+    /// The default configuration with [`Config::insecure_no_signatures`] on:
+    /// unsigned requests are accepted. For tests and local experiments only.
+    #[must_use]
+    pub fn unsigned() -> Self {
+        Config {
+            insecure_no_signatures: true,
+            ..Config::default()
+        }
+    }
+
     fn validator(&self) -> &Validator {
         self.shared
             .validator
@@ -646,8 +670,10 @@ impl Connection {
 
     /// The server is shutting down (e.g. SIGTERM): an idle HTTP connection
     /// closes now, one with a request in progress closes after answering it,
-    /// and a media stream gets close 1001 and up to
-    /// [`Config::close_timeout`] to answer.
+    /// a live call goes on for up to [`Config::shutdown_grace`], and a media
+    /// stream then gets close 1001 and up to [`Config::close_timeout`] to
+    /// answer. Call it once; the deadlines come out of
+    /// [`poll_output`](Self::poll_output) as usual.
     pub fn shutdown(&mut self, now: Instant) {
         self.advance(now);
         if self.closed {
@@ -720,6 +746,16 @@ impl Connection {
                     self.sent = 0;
                 }
             }
+        }
+    }
+
+    /// Whether a call is in progress: a media stream whose `start` arrived
+    /// and that has not ended.
+    #[must_use]
+    pub fn is_call_live(&self) -> bool {
+        match &self.phase {
+            Phase::Stream(s) => s.is_call_live(),
+            Phase::Http(_) => false,
         }
     }
 

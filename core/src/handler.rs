@@ -101,6 +101,7 @@ use std::time::Instant;
 use crate::call::{
     Call, CallConfig, CallEvent, CallOutput, CallStats, CommandError, MAX_MARK_NAME, Warning,
 };
+use crate::message::Start;
 
 mod shipped;
 pub use shipped::{Echo, Parrot, ParrotConfig, Silent};
@@ -109,8 +110,12 @@ pub use shipped::{Echo, Parrot, ParrotConfig, Silent};
 /// signalling the event loop that owns the socket).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
-/// Makes a fresh handler for each call.
-pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn Handler> + Send + Sync>;
+/// Makes the handler for a call when its `start` arrives, from the call's
+/// context: SIDs, tracks and the TwiML `<Parameter>`s
+/// ([`Start::parameter`](crate::message::Start::parameter)). A handler that
+/// runs a program or opens a connection per call starts it here, knowing
+/// whose call it is.
+pub type HandlerFactory = Arc<dyn Fn(&Start) -> Box<dyn Handler> + Send + Sync>;
 
 /// Makes the [`Session`] for a new media stream, given the time and the
 /// driver's waker. The connection engine calls it when a stream opens.
@@ -345,7 +350,7 @@ impl RemoteControl {
 /// call [`Session::handle_timeout`] and drain.
 pub struct Session {
     call: Call,
-    handler: Box<dyn Handler>,
+    handler: Slot,
     shared: Arc<Shared>,
     tap: bool,
     warnings: VecDeque<Warning>,
@@ -355,6 +360,17 @@ impl Session {
     /// Wires `call` to `handler`; `waker` is called when another thread
     /// gives a command.
     pub fn new(call: Call, handler: Box<dyn Handler>, waker: Option<Waker>) -> Self {
+        Self::with_slot(call, Slot::Ready(handler), waker)
+    }
+
+    /// Wires `call` to the handler `factory` makes from the call's `start`.
+    /// Events before `start` (`Connected`) reach no handler; the first event
+    /// the handler sees is `Started`.
+    pub fn on_start(call: Call, factory: HandlerFactory, waker: Option<Waker>) -> Self {
+        Self::with_slot(call, Slot::Pending(factory), waker)
+    }
+
+    fn with_slot(call: Call, handler: Slot, waker: Option<Waker>) -> Self {
         Session {
             tap: call.config().tap,
             call,
@@ -414,7 +430,14 @@ impl Session {
                         call: &mut self.call,
                         shared: &self.shared,
                     };
-                    self.handler.on_event(&event, &mut control);
+                    if let (Slot::Pending(factory), CallEvent::Started(start)) =
+                        (&self.handler, &event)
+                    {
+                        self.handler = Slot::Ready(factory(start));
+                    }
+                    if let Slot::Ready(handler) = &mut self.handler {
+                        handler.on_event(&event, &mut control);
+                    }
                     if self.tap || !matches!(event, CallEvent::Audio(_) | CallEvent::AudioOut(_)) {
                         return CallOutput::Event(event);
                     }
@@ -479,17 +502,28 @@ impl Drop for Session {
     }
 }
 
-/// A factory for sessions running handlers from `handlers` with `config`.
+/// The handler of a [`Session`]: made already, or made at `start`.
+enum Slot {
+    Ready(Box<dyn Handler>),
+    Pending(HandlerFactory),
+}
+
+/// A factory for sessions whose handler `handlers` makes at each call's
+/// `start`, with `config`.
 pub fn session_factory(config: CallConfig, handlers: HandlerFactory) -> SessionFactory {
-    Arc::new(move |now, waker| Session::new(Call::new(config.clone(), now), handlers(), waker))
+    Arc::new(move |now, waker| {
+        Session::on_start(Call::new(config.clone(), now), handlers.clone(), waker)
+    })
 }
 
 /// The shipped handler called `name`: `"echo"`, `"parrot"` or `"silent"`.
 pub fn by_name(name: &str) -> Option<HandlerFactory> {
     match name {
-        "echo" => Some(Arc::new(|| Box::new(Echo) as Box<dyn Handler>)),
-        "parrot" => Some(Arc::new(|| Box::new(Parrot::default()) as Box<dyn Handler>)),
-        "silent" => Some(Arc::new(|| Box::new(Silent) as Box<dyn Handler>)),
+        "echo" => Some(Arc::new(|_: &Start| Box::new(Echo) as Box<dyn Handler>)),
+        "parrot" => Some(Arc::new(|_: &Start| {
+            Box::new(Parrot::default()) as Box<dyn Handler>
+        })),
+        "silent" => Some(Arc::new(|_: &Start| Box::new(Silent) as Box<dyn Handler>)),
         _ => None,
     }
 }

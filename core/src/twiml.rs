@@ -174,6 +174,12 @@ pub enum TwimlError {
         /// The character's code point.
         code: u32,
     },
+    /// A `<Dial><Number>` that is not an E.164 number (`+` and 2 to 15
+    /// digits): Twilio could not place the call.
+    InvalidNumber {
+        /// The number given (its first 80 characters).
+        number: String,
+    },
     /// A method other than `GET` or `POST`.
     InvalidMethod {
         /// The method given (its first 80 characters).
@@ -239,6 +245,12 @@ impl fmt::Display for TwimlError {
                 f,
                 "{field} holds U+{code:04X}, which XML 1.0 cannot carry (Twilio error 12100)"
             ),
+            TwimlError::InvalidNumber { number } => {
+                write!(
+                    f,
+                    "<Dial><Number> {number:?} is not an E.164 number (+ and 2 to 15 digits)"
+                )
+            }
             TwimlError::InvalidMethod { method } => {
                 write!(f, "method {method:?} is neither GET nor POST")
             }
@@ -682,9 +694,54 @@ impl From<String> for Redirect {
     }
 }
 
+/// `<Dial><Number>`: connects the caller to a phone number (a transfer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dial {
+    number: String,
+    caller_id: Option<String>,
+}
+
+impl Dial {
+    /// Dials `number`, which must be E.164 (`+14155550100`): a transfer
+    /// target usually comes from an application, so it is checked here
+    /// rather than by Twilio mid-call.
+    pub fn number(number: impl Into<String>) -> Result<Dial, TwimlError> {
+        let number = number.into();
+        let digits = number.strip_prefix('+').unwrap_or("");
+        if !(2..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(TwimlError::InvalidNumber {
+                number: number.chars().take(80).collect(),
+            });
+        }
+        Ok(Dial {
+            number,
+            caller_id: None,
+        })
+    }
+
+    /// The `callerId` attribute: the number the callee sees.
+    #[must_use]
+    pub fn caller_id(mut self, caller_id: impl Into<String>) -> Dial {
+        self.caller_id = Some(caller_id.into());
+        self
+    }
+
+    fn write(&self, out: &mut String) -> Result<(), TwimlError> {
+        out.push_str("<Dial");
+        if let Some(id) = &self.caller_id {
+            attr(out, "callerId", id, "Dial@callerId")?;
+        }
+        out.push_str("><Number>");
+        escape(out, &self.number, Context::Text, "Number")?;
+        out.push_str("</Number></Dial>");
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verb {
     Say(Say),
+    Dial(Dial),
     Play(Play),
     Pause(Option<u32>),
     Redirect(Redirect),
@@ -741,6 +798,13 @@ impl Response {
         self
     }
 
+    /// Appends `<Dial>` (a transfer).
+    #[must_use]
+    pub fn dial(mut self, dial: Dial) -> Response {
+        self.verbs.push(Verb::Dial(dial));
+        self
+    }
+
     /// Appends `<Hangup/>`.
     #[must_use]
     pub fn hangup(mut self) -> Response {
@@ -791,6 +855,7 @@ impl Response {
                 }
                 Verb::Redirect(redirect) => redirect.write(&mut out)?,
                 Verb::Hangup => out.push_str("<Hangup/>"),
+                Verb::Dial(d) => d.write(&mut out)?,
                 Verb::Connect(connect) => connect.write(&mut out)?,
                 Verb::Start(start) => start.write(&mut out)?,
             }

@@ -41,7 +41,7 @@ fn stop(seq: u64) -> String {
 fn with_handler(factory: handler::HandlerFactory) -> Config {
     Config {
         session: Some(handler::session_factory(CallConfig::default(), factory)),
-        ..Config::default()
+        ..Config::unsigned()
     }
 }
 
@@ -218,8 +218,9 @@ impl Handler for Grab {
 fn a_remote_hangup_wakes_the_connection_and_closes_the_stream() {
     let slot = Arc::new(Mutex::new(None));
     let grab = slot.clone();
-    let factory: handler::HandlerFactory =
-        Arc::new(move || Box::new(Grab(grab.clone())) as Box<dyn Handler>);
+    let factory: handler::HandlerFactory = Arc::new(move |_: &callstream_core::message::Start| {
+        Box::new(Grab(grab.clone())) as Box<dyn Handler>
+    });
     let wakes = Arc::new(AtomicUsize::new(0));
     let mut peer = Peer::new(with_handler(factory));
     let counter = wakes.clone();
@@ -319,7 +320,8 @@ impl Handler for Greeter {
 
 #[test]
 fn the_call_deadline_is_the_connections_deadline() {
-    let factory: handler::HandlerFactory = Arc::new(|| Box::new(Greeter) as Box<dyn Handler>);
+    let factory: handler::HandlerFactory =
+        Arc::new(|_: &callstream_core::message::Start| Box::new(Greeter) as Box<dyn Handler>);
     let mut peer = call(with_handler(factory));
     // Audio is queued, so the pacer names a slot well before the idle limit;
     // at each deadline more frames go out, until the second is sent.
@@ -340,4 +342,61 @@ fn the_call_deadline_is_the_connections_deadline() {
     }
     assert_eq!(sent, 8000);
     assert!(peer.now - peer.start < Duration::from_secs(2));
+}
+
+#[test]
+fn shutdown_lets_a_live_call_finish_within_the_grace_then_closes_it_with_1001() {
+    let mut config = with_handler(handler::by_name("silent").unwrap());
+    config.shutdown_grace = Duration::from_secs(8);
+    let mut peer = call(config);
+    assert!(peer.conn.is_call_live());
+    peer.take_wire();
+    peer.shutdown();
+    // The call goes on: media is still taken, nothing is closed.
+    for k in 1..=50 {
+        peer.send(&text_frame(&media(k + 1, k, &[0xFF; 160])));
+    }
+    peer.wait(Duration::from_secs(7));
+    assert!(peer.close_reason().is_none());
+    assert!(
+        server_frames(&peer.take_wire())
+            .iter()
+            .all(|(opcode, _)| *opcode != 8),
+        "no close frame before the grace ends"
+    );
+    // The grace ends: close 1001.
+    peer.wait(Duration::from_secs(1));
+    let close: Vec<_> = server_frames(&peer.take_wire())
+        .into_iter()
+        .filter(|(opcode, _)| *opcode == 8)
+        .collect();
+    assert_eq!(close.len(), 1);
+    assert_eq!(&close[0].1[..2], &1001u16.to_be_bytes());
+}
+
+#[test]
+fn shutdown_closes_a_stream_without_a_call_at_once_whatever_the_grace() {
+    let mut config = with_handler(handler::by_name("silent").unwrap());
+    config.shutdown_grace = Duration::from_secs(8);
+    let mut peer = Peer::new(config);
+    peer.send(
+        b"GET /ws/twilio-media HTTP/1.1\r\nHost: voice.example.com\r\nConnection: Upgrade\r\n\
+Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    peer.take_wire();
+    assert!(!peer.conn.is_call_live());
+    peer.shutdown();
+    let close: Vec<_> = server_frames(&peer.take_wire())
+        .into_iter()
+        .filter(|(opcode, _)| *opcode == 8)
+        .collect();
+    assert_eq!(close.len(), 1);
+    assert_eq!(&close[0].1[..2], &1001u16.to_be_bytes());
+}
+
+#[test]
+fn a_call_that_stopped_is_not_live() {
+    let mut peer = call(with_handler(handler::by_name("silent").unwrap()));
+    peer.send(&text_frame(&stop(2)));
+    assert!(!peer.conn.is_call_live());
 }

@@ -25,7 +25,7 @@ impl<V: Voice> Voice for Recorder<V> {
 fn session(name: &str, config: CallConfig) -> Sim<Session> {
     let t0 = Instant::now();
     let make = handler::by_name(name).expect("shipped handler");
-    let session = Session::new(Call::new(config, t0), make(), None);
+    let session = Session::on_start(Call::new(config, t0), make, None);
     Sim::new(session, t0)
 }
 

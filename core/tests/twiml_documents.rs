@@ -466,3 +466,35 @@ fn errors_say_what_was_wrong() {
         "Say holds U+0001, which XML 1.0 cannot carry (Twilio error 12100)"
     );
 }
+
+#[test]
+fn dial_transfers_to_an_e164_number_and_refuses_anything_else() {
+    use callstream_core::twiml::{Dial, Response, TwimlError};
+    let xml = Response::new()
+        .say("Transferring you")
+        .dial(
+            Dial::number("+14155550100")
+                .unwrap()
+                .caller_id("+15550001111"),
+        )
+        .to_xml()
+        .unwrap();
+    assert_eq!(
+        xml,
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>Transferring you</Say><Dial callerId="+15550001111"><Number>+14155550100</Number></Dial></Response>"#
+    );
+    for bad in [
+        "14155550100",
+        "+",
+        "+1",
+        "+1415555010012345",
+        "+1415<x>",
+        "",
+        "+1 415 555",
+    ] {
+        assert!(
+            matches!(Dial::number(bad), Err(TwimlError::InvalidNumber { .. })),
+            "{bad:?}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::stream::StreamPhase;
-use super::{CloseReason, Config, Connection, Event, Phase, Route, Step};
+use super::{CloseReason, Config, Connection, Event, IncomingCall, Phase, Route, Step};
 use crate::form;
 use crate::handshake;
 use crate::http::{Expiry, Request, Response};
@@ -200,7 +200,14 @@ impl Connection {
     fn route(&mut self, route: Route, request: &Request) -> Answer {
         let method = request.method();
         let allowed: &[&str] = match route {
-            Route::Unknown => return Answer::Http(Response::not_found()),
+            Route::Unknown => {
+                return Answer::Http(
+                    self.config
+                        .app
+                        .route(request)
+                        .unwrap_or_else(Response::not_found),
+                );
+            }
             Route::Metrics if self.config.metrics.is_none() => {
                 return Answer::Http(Response::not_found());
             }
@@ -249,11 +256,7 @@ impl Connection {
                 )
             }
             Route::IncomingCallPreview => {
-                let params: Vec<(String, String)> = PREVIEW_CALL
-                    .iter()
-                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                    .collect();
-                self.incoming_call_answer(request, &params)
+                self.incoming_call_answer(request, &preview_params(), true)
             }
             Route::IncomingCall => self.incoming_call(request),
             Route::MediaStream => self.upgrade_request(request),
@@ -280,7 +283,7 @@ impl Connection {
         if let Err(answer) = self.verify(Route::IncomingCall, request, signed, &params) {
             return answer;
         }
-        let answer = self.incoming_call_answer(request, &params);
+        let answer = self.incoming_call_answer(request, &params, false);
         if matches!(&answer, Answer::Http(r) if r.status() == 200) {
             self.emit(Event::Webhook {
                 route: Route::IncomingCall,
@@ -290,18 +293,21 @@ impl Connection {
         answer
     }
 
-    fn incoming_call_answer(&mut self, request: &Request, params: &[(String, String)]) -> Answer {
+    fn incoming_call_answer(
+        &mut self,
+        request: &Request,
+        params: &[(String, String)],
+        preview: bool,
+    ) -> Answer {
         let base = match self.public_base(request) {
             Ok(base) => base,
             Err(answer) => return answer,
         };
-        let get = |name: &str| {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        let xml = incoming_call_twiml(&self.config, &base, get("CallSid"), get("From"), get("To"));
+        let xml = self.config.app.incoming_call(&IncomingCall {
+            params,
+            base: &base,
+            preview,
+        });
         match xml {
             Ok(xml) => Answer::Http(
                 Response::new(200)
@@ -313,8 +319,13 @@ impl Connection {
                 // Whose fault? If the sample call builds, the request's own
                 // values broke a TwiML rule (e.g. a 600-character `From`):
                 // 400, and never reflected. Otherwise the configuration did.
-                let [(_, sid), (_, from), (_, to)] = PREVIEW_CALL;
-                match incoming_call_twiml(&self.config, &base, sid, from, to) {
+                let sample = preview_params();
+                let sample = IncomingCall {
+                    params: &sample,
+                    base: &base,
+                    preview: true,
+                };
+                match self.config.app.incoming_call(&sample) {
                     Ok(_) => Answer::Http(Response::bad_request(BAD_CALL)),
                     Err(_) => {
                         let reason = match error {
@@ -341,8 +352,19 @@ impl Connection {
         if let Err(answer) = self.verify(route, request, &params, &params) {
             return answer;
         }
+        let next = if route == Route::StreamEnded {
+            self.config.app.stream_ended(&params)
+        } else {
+            None
+        };
         self.emit(Event::Webhook { route, params });
-        Answer::Http(Response::no_content())
+        Answer::Http(match next {
+            Some(xml) => Response::new(200)
+                .header("Content-Type", XML)
+                .header("Cache-Control", "no-store")
+                .body(xml),
+            None => Response::no_content(),
+        })
     }
 
     /// The WebSocket upgrade: RFC 6455 checks, then the signature over the
@@ -395,7 +417,7 @@ impl Connection {
         params: &[(String, String)],
     ) -> Result<(), Answer> {
         if self.config.validator().token_count() == 0 {
-            if self.config.require_signatures {
+            if !self.config.insecure_no_signatures {
                 self.emit(Event::SignatureRejected {
                     route,
                     urls_tried: Vec::new(),
@@ -586,35 +608,12 @@ fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
     }
 }
 
-/// The incoming-call TwiML: an optional greeting, then `<Connect
-/// action=…/stream_ended>` with a `<Stream>` to `/ws/twilio-media`, status
-/// callbacks to `/webhook/stream_status`, and the call's parameters.
-fn incoming_call_twiml(
-    config: &Config,
-    base: &PublicBase,
-    call_sid: &str,
-    from: &str,
-    to: &str,
-) -> Result<String, twiml::TwimlError> {
-    let mut stream = twiml::Stream::new(base.ws_url(Route::MediaStream.as_str()))?
-        .status_callback(base.http_url(Route::StreamStatus.as_str()))
-        .parameter("call_sid", call_sid)?
-        .parameter("from", from)?
-        .parameter("to", to)?;
-    for (name, value) in &config.extra_parameters {
-        stream = stream.parameter(name.as_str(), value.as_str())?;
-    }
-    let mut response = twiml::Response::new();
-    if let Some(greeting) = &config.greeting {
-        response = response.say(greeting.as_str());
-    }
-    response
-        .connect(
-            twiml::Connect::new()
-                .action(base.http_url(Route::StreamEnded.as_str()))
-                .stream(stream),
-        )
-        .to_xml()
+/// The sample call behind `/webhook/incoming_call_preview`.
+fn preview_params() -> Vec<(String, String)> {
+    PREVIEW_CALL
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -47,6 +47,9 @@ pub(super) struct StreamPhase {
     session_deadline: Option<Instant>,
     /// A `start` was seen, so the account was checked.
     started: bool,
+    /// The server is shutting down and this call may go on until then
+    /// ([`Config::shutdown_grace`]); then it is closed with 1001.
+    grace_until: Option<Instant>,
 }
 
 impl StreamPhase {
@@ -68,6 +71,7 @@ impl StreamPhase {
             session,
             session_deadline: None,
             started: false,
+            grace_until: None,
         }
     }
 
@@ -104,8 +108,30 @@ impl StreamPhase {
         }
     }
 
+    /// The server is shutting down. A live call (started, not ended) may
+    /// finish on its own within [`Config::shutdown_grace`]; anything else
+    /// (a stream that never started) is closed with 1001 now.
     pub(super) fn shutdown(&mut self, now: Instant, config: &Config) {
-        self.close(now, config, GOING_AWAY, "server shutting down");
+        if self.grace_until.is_some() {
+            return;
+        }
+        if self.is_call_live() && !config.shutdown_grace.is_zero() {
+            self.grace_until = Some(now + config.shutdown_grace);
+        } else {
+            self.close(now, config, GOING_AWAY, "server shutting down");
+        }
+    }
+
+    /// Whether a call runs on this stream: its `start` arrived and it has
+    /// not ended.
+    pub(super) fn is_call_live(&self) -> bool {
+        if self.ended.is_some() || !self.ws.is_open() {
+            return false;
+        }
+        match &self.session {
+            Some(session) => session.call().stream_sid().is_some() && !session.call().is_ended(),
+            None => self.started,
+        }
     }
 
     /// Ends the stream at once (e.g. the peer stopped reading): nothing more
@@ -125,6 +151,10 @@ impl StreamPhase {
             session.handle_timeout(now);
             self.session_dirty = true;
         }
+        if self.grace_until.is_some_and(|d| now >= d) {
+            self.grace_until = None;
+            self.close(now, config, GOING_AWAY, "server shutting down");
+        }
         if self.close_deadline.is_some_and(|d| now >= d) {
             self.fail(CloseReason::CloseTimeout);
         } else if now >= self.last_receive + config.stream_idle_timeout {
@@ -137,7 +167,7 @@ impl StreamPhase {
 
     fn deadline(&self, config: &Config) -> Instant {
         let idle = self.last_receive + config.stream_idle_timeout;
-        [self.close_deadline, self.session_deadline]
+        [self.close_deadline, self.session_deadline, self.grace_until]
             .into_iter()
             .flatten()
             .fold(idle, Instant::min)
