@@ -70,7 +70,7 @@ fn drain(conn: &mut Connection, wire: &mut Wire, now: Instant) -> Option<Instant
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the configuration (see the module docs).
     let flags = data.first().copied().unwrap_or(0);
-    let defaults = Config::default();
+    let defaults = Config::unsigned();
     let config = Arc::new(Config {
         auth_tokens: if flags & 1 == 1 {
             vec!["12345".to_owned()]

@@ -525,7 +525,7 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Starts a smol server with test settings; see [`RunningServer::start_on`].
-    pub fn start(tweak: impl FnOnce(&mut callstream_smol::config::Settings)) -> RunningServer {
+    pub fn start(tweak: impl FnOnce(&mut callstream_server::config::Settings)) -> RunningServer {
         Self::start_on(Adapter::Smol, tweak)
     }
 
@@ -533,7 +533,7 @@ impl RunningServer {
     /// `https://callstream.test`), adjusted by `tweak`.
     pub fn start_on(
         adapter: Adapter,
-        tweak: impl FnOnce(&mut callstream_smol::config::Settings),
+        tweak: impl FnOnce(&mut callstream_server::config::Settings),
     ) -> RunningServer {
         Self::start_custom(adapter, tweak, |_| {})
     }
@@ -542,11 +542,11 @@ impl RunningServer {
     /// configuration (e.g. to install a custom handler).
     pub fn start_custom(
         adapter: Adapter,
-        tweak: impl FnOnce(&mut callstream_smol::config::Settings),
+        tweak: impl FnOnce(&mut callstream_server::config::Settings),
         engine: impl FnOnce(&mut callstream_core::connection::Config),
     ) -> RunningServer {
         use clap::Parser as _;
-        let mut s = callstream_smol::config::Cli::try_parse_from([
+        let mut s = callstream_server::config::Cli::try_parse_from([
             "callstream",
             "--host",
             "127.0.0.1",
@@ -559,15 +559,12 @@ impl RunningServer {
         s.public_base_url = Some("https://callstream.test".to_owned());
         s.threads = Some(2);
         tweak(&mut s);
-        let mut config = callstream_smol::engine_config(&s).expect("valid test settings");
+        let (mut config, opts) = callstream_server::configure(&s).expect("valid test settings");
         engine(&mut config);
-        let engine = config;
-        let metrics = std::sync::Arc::new(callstream_core::metrics::Metrics::default());
-        let opts = callstream_smol::options(&s);
+        let shared = callstream_server::Server::new(opts, config).expect("server");
         match adapter {
             Adapter::Smol => {
-                let server =
-                    callstream_smol::server::Server::bind(opts, engine, metrics).expect("bind");
+                let server = callstream_smol::SmolServer::bind(shared).expect("bind");
                 let addr = server.local_addr().expect("local addr");
                 let h = server.shutdown_handle();
                 let thread = Some(std::thread::spawn(move || server.run()));
@@ -578,8 +575,7 @@ impl RunningServer {
                 }
             }
             Adapter::Blocking => {
-                let server =
-                    callstream_blocking::Server::bind(opts, engine, metrics).expect("bind");
+                let server = callstream_blocking::BlockingServer::bind(shared).expect("bind");
                 let addr = server.local_addr().expect("local addr");
                 let h = server.shutdown_handle().expect("shutdown handle");
                 let thread = Some(std::thread::spawn(move || server.run()));

@@ -185,7 +185,7 @@ fn echo_call_with_recording(adapter: Adapter) {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().to_owned();
     let srv = RunningServer::start_on(adapter, |s| {
-        s.handler = callstream_smol::config::HandlerName::Echo;
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
         s.recordings_dir = Some(rec);
     });
     let speech = speech_ulaw("Hello, this is a test call.").expect("espeak-ng and sox make speech");
@@ -351,7 +351,7 @@ fn graceful_shutdown_drains_then_closes_1001(adapter: Adapter) {
     let srv = RunningServer::start_on(adapter, |s| {
         // Calls run for the drain period less the close wait (1 s).
         s.drain_seconds = 3;
-        s.handler = callstream_smol::config::HandlerName::Echo;
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
     });
     let addr = srv.addr;
     let mut call = TwilioStream::connect(addr, &StreamOpts::default(), 8).unwrap();
@@ -428,14 +428,15 @@ fn a_blocked_handler_does_not_stall_the_server(adapter: Adapter) {
         move |c| {
             let echo = callstream_core::handler::by_name("echo").unwrap();
             let first = std::sync::atomic::AtomicBool::new(true);
-            let handlers: callstream_core::handler::HandlerFactory = Arc::new(move || {
-                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    let tx = stuck_tx.lock().unwrap().clone();
-                    Box::new(Stuck(release_rx.clone(), tx)) as Box<dyn Handler>
-                } else {
-                    echo()
-                }
-            });
+            let handlers: callstream_core::handler::HandlerFactory =
+                Arc::new(move |start: &callstream_core::message::Start| {
+                    if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        let tx = stuck_tx.lock().unwrap().clone();
+                        Box::new(Stuck(release_rx.clone(), tx)) as Box<dyn Handler>
+                    } else {
+                        echo(start)
+                    }
+                });
             c.session = Some(session_factory(Default::default(), handlers));
         },
     );
@@ -522,7 +523,9 @@ fn audio_from_another_thread_reaches_the_caller(adapter: Adapter) {
         |_| {},
         |c| {
             let handlers: callstream_core::handler::HandlerFactory =
-                Arc::new(|| Box::new(Worker) as Box<dyn Handler>);
+                Arc::new(|_: &callstream_core::message::Start| {
+                    Box::new(Worker) as Box<dyn Handler>
+                });
             c.session = Some(session_factory(Default::default(), handlers));
         },
     );

@@ -1,10 +1,10 @@
 //! # callstream-blocking
 //!
 //! callstream's server on plain std threads: one thread per connection, a
-//! blocking socket with a read timeout as the timer. It drives the same sans-IO
-//! [`Connection`] as the smol server and shares its observer (logs, metrics,
-//! recordings), so the two behave identically; the conformance tests run
-//! against both.
+//! blocking socket with a read timeout as the timer. It drives the server
+//! layer's [`Driver`](callstream_server::Driver) like the smol server (logs, metrics, recordings and the
+//! shutdown policy are `callstream-server`'s), so the two behave identically;
+//! the conformance tests run against both.
 //!
 //! It suits embedding in a program that has no async runtime, and modest call
 //! counts: each connection costs a thread. A `RemoteControl` wake (a handler
@@ -13,14 +13,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use callstream_core::connection::{self, Connection};
-use callstream_core::metrics::Metrics;
-use callstream_smol::observer::{self, Drained, Observer};
-use callstream_smol::server::Options;
+use callstream_server::observer::Drained;
+use callstream_server::{Server, close};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest a connection thread sleeps before looking at its wake and
@@ -28,15 +26,12 @@ use std::time::{Duration, Instant};
 pub const POLL: Duration = Duration::from_millis(10);
 
 struct Shared {
-    engine: Arc<connection::Config>,
-    metrics: Arc<Metrics>,
-    opts: Options,
-    open: AtomicUsize,
+    server: Arc<Server>,
     shutting_down: AtomicBool,
 }
 
-/// A bound server, ready to run.
-pub struct Server {
+/// A bound server on std threads, ready to run.
+pub struct BlockingServer {
     listener: TcpListener,
     shared: Arc<Shared>,
 }
@@ -59,23 +54,15 @@ impl ShutdownHandle {
     }
 }
 
-impl Server {
-    /// Binds now, so the address is known before [`Server::run`].
-    pub fn bind(
-        opts: Options,
-        mut engine: connection::Config,
-        metrics: Arc<Metrics>,
-    ) -> io::Result<Server> {
-        let listener = TcpListener::bind(opts.bind)?;
-        callstream_smol::observer::serve_metrics(&mut engine, &metrics);
+impl BlockingServer {
+    /// Binds now, so the address is known before [`BlockingServer::run`].
+    pub fn bind(server: Arc<Server>) -> io::Result<BlockingServer> {
+        let listener = TcpListener::bind(server.options().bind)?;
         let shared = Arc::new(Shared {
-            engine: Arc::new(engine),
-            metrics,
-            opts,
-            open: AtomicUsize::new(0),
+            server,
             shutting_down: AtomicBool::new(false),
         });
-        Ok(Server { listener, shared })
+        Ok(BlockingServer { listener, shared })
     }
 
     /// The bound address.
@@ -97,7 +84,7 @@ impl Server {
 
     /// Accepts connections until shutdown, then waits for them to drain.
     pub fn run(self) -> io::Result<()> {
-        let threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>> = Arc::default();
+        let server = &self.shared.server;
         for stream in self.listener.incoming() {
             if self.shared.shutting_down.load(Ordering::SeqCst) {
                 break;
@@ -114,64 +101,37 @@ impl Server {
                 .peer_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let _ = stream.set_nodelay(true);
-            if self.shared.open.load(Ordering::Relaxed) >= self.shared.opts.max_connections {
-                self.shared.metrics.connection_refused();
-                tracing::warn!(%peer, limit = self.shared.opts.max_connections, "connection limit reached, answering 503");
+            let Some(admission) = server.admit(peer) else {
                 let mut s = stream;
                 let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
                 let _ = s.write_all(callstream_core::http::overloaded_response());
                 let _ = s.shutdown(Shutdown::Both);
                 continue;
-            }
-            self.shared.open.fetch_add(1, Ordering::Relaxed);
-            self.shared.metrics.connection_opened();
+            };
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("callstream-conn".into())
                 .spawn(move || {
                     serve_connection(stream, peer, &shared);
-                    shared.open.fetch_sub(1, Ordering::Relaxed);
-                    shared.metrics.connection_closed();
+                    drop(admission);
                 });
-            let t = match spawned {
-                Ok(t) => t,
-                Err(e) => {
-                    // Out of threads: this connection is dropped, the server goes on.
-                    self.shared.open.fetch_sub(1, Ordering::Relaxed);
-                    self.shared.metrics.connection_closed();
-                    self.shared.metrics.connection_refused();
-                    tracing::error!(%peer, error = %e, "cannot start a thread for the connection; closed it");
-                    continue;
-                }
-            };
-            let mut g = threads.lock().unwrap_or_else(|e| e.into_inner());
-            g.retain(|t| !t.is_finished());
-            g.push(t);
+            if let Err(e) = spawned {
+                // Out of threads: this connection is dropped (its admission
+                // with it), the server goes on.
+                tracing::error!(%peer, error = %e, "cannot start a thread for the connection; closed it");
+            }
         }
         drop(self.listener);
+        let give_up_at = server.options().give_up_at(Instant::now());
         tracing::info!(
-            open_connections = self.shared.open.load(Ordering::Relaxed),
+            open_connections = server.open_connections(),
             "shutting down: no new connections, draining"
         );
-        // Wait for the connections to drain, but never past the drain period
-        // plus a little: the platform kills the process anyway.
-        let give_up = Instant::now() + self.shared.opts.drain + Duration::from_secs(1);
-        while self.shared.open.load(Ordering::Relaxed) > 0 && Instant::now() < give_up {
+        // The process must be gone within the drain period.
+        while server.open_connections() > 0 && Instant::now() < give_up_at {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let open = self.shared.open.load(Ordering::Relaxed);
-        if open > 0 {
-            tracing::warn!(
-                open_connections = open,
-                "connections still open after the drain period; exiting anyway"
-            );
-            return Ok(());
-        }
-        let all = std::mem::take(&mut *threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in all {
-            let _ = t.join();
-        }
-        tracing::info!("all connections closed");
+        server.finish(Some(give_up_at));
         Ok(())
     }
 }
@@ -180,10 +140,10 @@ impl Server {
 /// unread input makes the kernel send a reset, which can destroy a
 /// 400/408/413 before the client reads it.
 fn linger(stream: &mut TcpStream) {
-    let until = Instant::now() + Duration::from_secs(1);
+    let until = Instant::now() + close::LINGER;
     let mut sink = [0u8; 4096];
     let mut total = 0;
-    while total < 64 * 1024 {
+    while total < close::LINGER_BYTES {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             break;
@@ -198,33 +158,27 @@ fn linger(stream: &mut TcpStream) {
 fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     // A peer that stops reading must not hold this thread forever.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-    let mut conn = Connection::new(shared.engine.clone(), Instant::now());
     let woken = Arc::new(AtomicBool::new(false));
     let w = woken.clone();
-    conn.set_waker(Arc::new(move || w.store(true, Ordering::Release)));
-    let mut obs = Observer::new(
-        peer,
-        shared.metrics.clone(),
-        shared.opts.recordings_dir.clone(),
-    );
+    let waker = Arc::new(move || w.store(true, Ordering::Release));
+    let mut driver = shared.server.driver(peer, Instant::now(), Some(waker));
     let mut buf = vec![0u8; 8192];
-    let mut drain_until: Option<Instant> = None;
     let mut shutdown_sent = false;
     let mut eof = false;
     loop {
-        let (close, deadline) = match observer::drain(&mut conn, &mut obs) {
+        let (close, deadline) = match driver.poll() {
             Drained::Wait(t) => (false, Some(t)),
             Drained::Close => (true, None),
         };
-        let pending = conn.transmit().len();
+        let pending = driver.transmit().len();
         if pending > 0 {
-            if let Err(e) = stream.write_all(conn.transmit()) {
+            if let Err(e) = stream.write_all(driver.transmit()) {
                 tracing::debug!(%peer, error = %e, "write failed");
-                conn.handle_eof(Instant::now());
-                let _ = observer::drain(&mut conn, &mut obs);
+                driver.handle_eof(Instant::now());
+                let _ = driver.poll();
                 break;
             }
-            conn.consume_transmit(pending);
+            driver.consume_transmit(pending);
         }
         if close {
             let _ = stream.shutdown(Shutdown::Write);
@@ -233,30 +187,18 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         }
         let now = Instant::now();
         if !shutdown_sent && shared.shutting_down.load(Ordering::SeqCst) {
-            match drain_until {
-                None if obs.in_call() => {
-                    drain_until = Some(now + shared.opts.calls_close_after(&shared.engine));
-                }
-                Some(t) if now < t => {}
-                _ => {
-                    shutdown_sent = true;
-                    conn.shutdown(now);
-                    continue;
-                }
-            }
-        }
-        if woken.swap(false, Ordering::AcqRel) {
-            conn.handle_timeout(now);
+            shutdown_sent = true;
+            driver.shutdown(now);
             continue;
         }
-        if deadline.is_some_and(|d| d <= now) {
-            conn.handle_timeout(now);
+        if woken.swap(false, Ordering::AcqRel) || deadline.is_some_and(|d| d <= now) {
+            driver.handle_timeout(now);
             continue;
         }
         if eof {
             // Nothing more will arrive; only time moves the connection on.
             std::thread::sleep(POLL);
-            conn.handle_timeout(Instant::now());
+            driver.handle_timeout(Instant::now());
             continue;
         }
         let wait = deadline
@@ -266,9 +208,9 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
         match stream.read(&mut buf) {
             Ok(0) => {
                 eof = true;
-                conn.handle_eof(Instant::now());
+                driver.handle_eof(Instant::now());
             }
-            Ok(n) => conn.handle_receive(Instant::now(), &buf[..n]),
+            Ok(n) => driver.handle_receive(Instant::now(), &buf[..n]),
             Err(e)
                 if matches!(
                     e.kind(),
@@ -278,14 +220,14 @@ fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 ) =>
             {
                 if deadline.is_some_and(|d| d <= Instant::now()) {
-                    conn.handle_timeout(Instant::now());
+                    driver.handle_timeout(Instant::now());
                 }
             }
             Err(_) => {
                 eof = true;
-                conn.handle_eof(Instant::now());
+                driver.handle_eof(Instant::now());
             }
         }
     }
-    obs.finish();
+    driver.finish();
 }

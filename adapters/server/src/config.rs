@@ -1,5 +1,6 @@
 //! The server's settings: command-line flags, each with an environment
 //! variable of the same meaning (the names existing deployments already use).
+use crate::handlers::HandlerSpec;
 use crate::log::LogFormat;
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
@@ -29,29 +30,6 @@ pub enum Command {
     Serve(Settings),
 }
 
-/// Which shipped handler answers calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum HandlerName {
-    /// Records what the caller says and plays it back when they stop talking.
-    Parrot,
-    /// Plays every inbound frame straight back.
-    Echo,
-    /// Listens and sends nothing.
-    Silent,
-}
-
-impl HandlerName {
-    /// The name the core's `handler::by_name` knows.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HandlerName::Parrot => "parrot",
-            HandlerName::Echo => "echo",
-            HandlerName::Silent => "silent",
-        }
-    }
-}
-
 /// `serve` settings.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -79,9 +57,9 @@ pub struct Settings {
     /// experiments: anyone who finds the URL can then drive calls.
     #[arg(long, env = "CALLSTREAM_INSECURE_NO_SIGNATURES", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_signatures: bool,
-    /// The application answering calls.
-    #[arg(long, env = "CALLSTREAM_HANDLER", value_enum, default_value_t = HandlerName::Parrot)]
-    pub handler: HandlerName,
+    /// The application answering calls: `parrot`, `echo` or `silent`.
+    #[arg(long, env = "CALLSTREAM_HANDLER", default_value = "parrot")]
+    pub handler: HandlerSpec,
     /// When set, each call is written here as a WAV file (caller left, ours right).
     #[arg(long, env = "RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
@@ -160,7 +138,7 @@ mod tests {
     #[test]
     fn defaults_need_no_keys() {
         let s = Cli::try_parse_from(["callstream"]).unwrap().settings();
-        assert_eq!(s.handler, HandlerName::Parrot);
+        assert_eq!(s.handler, HandlerSpec::Shipped("parrot"));
         assert_eq!(s.max_connections, 10_000);
         assert_eq!(s.drain(), Duration::from_secs(10));
         assert!(!s.insecure_no_signatures);
@@ -185,7 +163,7 @@ mod tests {
         .unwrap()
         .settings();
         assert_eq!(s.port, 9000);
-        assert_eq!(s.handler.as_str(), "echo");
+        assert_eq!(s.handler.to_string(), "echo");
         assert_eq!(
             s.stream_parameters,
             vec![("bot".to_owned(), "sales".to_owned())]

@@ -5,12 +5,11 @@
 //! Logs never carry a token or a signature. Webhook parameters are logged by
 //! name from a fixed list of Twilio's fields, so a caller's arbitrary input
 //! cannot flood the log.
-use crate::recorder::Recorder;
+use crate::recorder::{CallRecording, Recordings};
 use callstream_core::call::{CallEvent, CallStats, StopReason};
-use callstream_core::connection::{self, Connection, Event, Output};
+use callstream_core::connection::{Connection, Event, Output};
 use callstream_core::metrics::Metrics;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,14 +37,6 @@ pub fn drain(conn: &mut Connection, obs: &mut Observer) -> Drained {
         obs.call_stats(&s);
     }
     drained
-}
-
-/// Serves `metrics` on `GET /metrics` unless the engine already renders its own.
-pub fn serve_metrics(engine: &mut connection::Config, metrics: &Arc<Metrics>) {
-    if engine.metrics.is_none() {
-        let m = metrics.clone();
-        engine.metrics = Some(Arc::new(move || m.render()));
-    }
 }
 
 /// Webhook fields worth a log line (others are counted, not logged).
@@ -89,8 +80,8 @@ const MEDIA_LOG_EVERY: u64 = 1500;
 pub struct Observer {
     peer: SocketAddr,
     metrics: Arc<Metrics>,
-    recordings_dir: Option<PathBuf>,
-    recorder: Option<Recorder>,
+    recordings: Option<Arc<Recordings>>,
+    recorder: Option<CallRecording>,
     call: Option<CallInfo>,
     seen: CallStats,
     warnings_logged: u32,
@@ -101,6 +92,7 @@ struct CallInfo {
     stream_sid: String,
     started: Instant,
     next_media_log: u64,
+    next_tx_log: u64,
 }
 
 fn stop_word(r: &StopReason) -> &'static str {
@@ -119,23 +111,17 @@ impl Observer {
     pub fn new(
         peer: SocketAddr,
         metrics: Arc<Metrics>,
-        recordings_dir: Option<PathBuf>,
+        recordings: Option<Arc<Recordings>>,
     ) -> Observer {
         Observer {
             peer,
             metrics,
-            recordings_dir,
+            recordings,
             recorder: None,
             call: None,
             seen: CallStats::default(),
             warnings_logged: 0,
         }
-    }
-
-    /// Whether a media stream is in progress on this connection.
-    #[must_use]
-    pub fn in_call(&self) -> bool {
-        self.call.is_some()
     }
 
     /// Takes the call's counters after a drain: adds what is new to the
@@ -149,6 +135,8 @@ impl Observer {
             d(s.late, self.seen.late),
         );
         self.seen = *s;
+        // The first frame each way is logged at once (a short test call shows
+        // media flowing), then every 30 s of audio.
         if let Some(c) = &mut self.call {
             if s.frames_in >= c.next_media_log {
                 c.next_media_log = s.frames_in + MEDIA_LOG_EVERY;
@@ -157,6 +145,9 @@ impl Observer {
                     reordered = s.reordered, duplicate = s.duplicate, late = s.late, concealed = s.concealed,
                     "WS_MEDIA"
                 );
+            }
+            if s.frames_sent >= c.next_tx_log {
+                c.next_tx_log = s.frames_sent + MEDIA_LOG_EVERY;
                 tracing::info!(call_sid = %c.call_sid, stream_sid = %c.stream_sid, frames_sent = s.frames_sent, played_ms = s.played_ms, "WS_TX");
             }
         }
@@ -252,36 +243,25 @@ impl Observer {
                     parameters = %params.join(" "), "WS_START"
                 );
                 self.metrics.call_started();
-                if let Some(dir) = &self.recordings_dir {
-                    match Recorder::create(dir, &call_sid, &stream_sid) {
-                        Ok(r) => {
-                            tracing::info!(%call_sid, path = %r.path().display(), "recording");
-                            self.recorder = Some(r);
-                        }
-                        Err(e) => {
-                            tracing::error!(%call_sid, dir = %dir.display(), error = %e, "cannot create recording")
-                        }
-                    }
+                if let Some(recordings) = &self.recordings {
+                    self.recorder = Some(recordings.open(&call_sid, &stream_sid));
                 }
                 self.call = Some(CallInfo {
                     call_sid,
                     stream_sid,
                     started: Instant::now(),
-                    next_media_log: MEDIA_LOG_EVERY,
+                    next_media_log: 1,
+                    next_tx_log: 1,
                 });
             }
             CallEvent::Audio(f) => {
                 if let Some(r) = &mut self.recorder {
-                    if let Err(e) = r.caller(f.timestamp_ms, &f.samples) {
-                        self.recording_failed(e);
-                    }
+                    r.caller(f.timestamp_ms, &f.samples);
                 }
             }
             CallEvent::AudioOut(a) => {
                 if let Some(r) = &mut self.recorder {
-                    if let Err(e) = r.ours(a.play_at_ms, &a.samples) {
-                        self.recording_failed(e);
-                    }
+                    r.ours(a.play_at_ms, &a.samples);
                 }
             }
             CallEvent::Dtmf { digit, .. } => tracing::info!(call_sid = %self.sid(), %digit, "DTMF"),
@@ -320,11 +300,6 @@ impl Observer {
         self.call.as_ref().map_or("-", |c| c.call_sid.as_str())
     }
 
-    fn recording_failed(&mut self, e: std::io::Error) {
-        tracing::error!(call_sid = %self.sid(), error = %e, "recording failed; the call goes on unrecorded");
-        self.recorder = None;
-    }
-
     fn stopped(&mut self, word: &'static str, why: &str, s: &CallStats) {
         let Some(c) = self.call.take() else { return };
         self.metrics.call_ended(word);
@@ -334,24 +309,14 @@ impl Observer {
             duplicate = s.duplicate, reordered = s.reordered, marks = s.marks, clears = s.clears, barge_ins = s.barge_ins,
             dtmf = s.dtmf, warnings = s.warnings, "WS_STOP"
         );
-        if let Some(r) = self.recorder.take() {
-            match r.finish() {
-                Ok(p) => {
-                    tracing::info!(call_sid = %c.call_sid, path = %p.display(), "recording complete")
-                }
-                Err(e) => {
-                    tracing::error!(call_sid = %c.call_sid, error = %e, "recording could not be completed")
-                }
-            }
-        }
+        // Dropping it completes the file on the recording thread.
+        self.recorder = None;
     }
 
     /// The connection is gone: completes a call that never saw its end.
     pub fn finish(&mut self) {
         let s = self.seen;
         self.stopped("closed", "connection ended", &s);
-        if let Some(r) = self.recorder.take() {
-            let _ = r.finish();
-        }
+        self.recorder = None;
     }
 }

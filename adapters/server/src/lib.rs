@@ -1,0 +1,404 @@
+//! # callstream-server
+//!
+//! The layer between `callstream-core` and the runtime pumps: settings
+//! ([`config`]), logs ([`log`]), what becomes of the engine's events
+//! ([`observer`]: log lines, metrics), call recordings written off the pump
+//! threads ([`recorder`]), the handler registry ([`handlers`]), and the state
+//! one server shares between its connections ([`Server`]).
+//!
+//! An adapter (`callstream-smol`, `callstream-blocking`) is a byte pump and a
+//! timer over this layer: it accepts a socket, asks [`Server::admit`], makes a
+//! [`Driver`] for it, then loops — feed what the socket read
+//! ([`Driver::handle_receive`], [`Driver::handle_eof`]), the time
+//! ([`Driver::handle_timeout`]) or the shutdown ([`Driver::shutdown`]); drain
+//! ([`Driver::poll`]); write [`Driver::transmit`]; sleep until the deadline
+//! or more bytes. Everything the protocol decides is decided in the core (see
+//! its "Run loop"); everything the operator sees is decided here, once, so
+//! every adapter logs, counts, records and drains alike.
+//!
+//! ```no_run
+//! use callstream_server::config::Cli;
+//! use clap::Parser;
+//! let settings = Cli::parse().settings();
+//! let (engine, options) = callstream_server::configure(&settings).unwrap();
+//! let server = callstream_server::Server::new(options, engine).unwrap();
+//! # let _ = server;
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+
+/// How a pump ends a connection the engine closed: write the last bytes
+/// (at most [`WRITE_LIMIT`]), half-close, then read and discard for up to
+/// [`LINGER`] or [`LINGER_BYTES`]: dropping a socket with unread input makes
+/// the kernel send a reset, which can destroy a 400/408/413 before the
+/// client reads it.
+pub mod close {
+    use std::time::Duration;
+    /// Longest wait for the last answer to be written.
+    pub const WRITE_LIMIT: Duration = Duration::from_secs(5);
+    /// Longest wait for the peer's unread bytes after the half-close.
+    pub const LINGER: Duration = Duration::from_secs(1);
+    /// Most unread bytes discarded after the half-close.
+    pub const LINGER_BYTES: usize = 64 * 1024;
+}
+pub mod handlers;
+pub mod log;
+pub mod observer;
+pub mod recorder;
+pub mod signals;
+pub mod wake;
+
+use callstream_core::connection::{self, Connection};
+use callstream_core::metrics::Metrics;
+use config::Settings;
+use observer::{Drained, Observer};
+use recorder::Recordings;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A setting that cannot be used, with what is wrong.
+#[derive(Debug)]
+pub struct SettingsError(pub String);
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// How long before the end of the drain period a server stops waiting for
+/// connections and returns, so that the process is gone within the period.
+pub const EXIT_MARGIN: Duration = Duration::from_millis(250);
+
+/// Twilio answers a close frame at once; waiting longer only risks the
+/// platform's kill.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a server needs beyond the engine's own configuration.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address to bind.
+    pub bind: SocketAddr,
+    /// Connections past this are answered 503 and closed.
+    pub max_connections: usize,
+    /// After a shutdown request, everything is done within this period:
+    /// calls go on, are closed with 1001 in time for their close handshake,
+    /// and the server returns [`EXIT_MARGIN`] before it ends.
+    pub drain: Duration,
+    /// Pump threads (executor threads, for the smol adapter).
+    pub threads: usize,
+    /// Where call recordings go, if anywhere.
+    pub recordings_dir: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: 10_000,
+            drain: Duration::from_secs(10),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            recordings_dir: None,
+        }
+    }
+}
+
+impl Options {
+    /// When, after a shutdown request at `at`, the server stops waiting for
+    /// connections and returns.
+    #[must_use]
+    pub fn give_up_at(&self, at: Instant) -> Instant {
+        at + self.drain.saturating_sub(EXIT_MARGIN)
+    }
+
+    /// How long a live call may go on after a shutdown request before the
+    /// engine closes it with 1001: the drain period less the close handshake
+    /// and the exit margin ([`connection::Config::shutdown_grace`]).
+    #[must_use]
+    pub fn shutdown_grace(&self, close_timeout: Duration) -> Duration {
+        self.drain
+            .saturating_sub(close_timeout)
+            .saturating_sub(EXIT_MARGIN * 2)
+    }
+}
+
+/// The engine configuration and server options the settings describe.
+pub fn configure(s: &Settings) -> Result<(connection::Config, Options), SettingsError> {
+    let mut c = connection::Config::default();
+    if let Some(base) = &s.public_base_url {
+        let parsed = callstream_core::public_url::PublicBase::parse(base)
+            .map_err(|e| SettingsError(format!("PUBLIC_BASE_URL {base:?}: {e}")))?;
+        c.public_base_url = Some(parsed);
+    }
+    c.auth_tokens = s.auth_tokens();
+    c.insecure_no_signatures = s.insecure_no_signatures;
+    if let Some(sid) = &s.account_sid {
+        let parsed = callstream_core::sid::AccountSid::parse(sid)
+            .map_err(|e| SettingsError(format!("TWILIO_ACCOUNT_SID {sid:?}: {e}")))?;
+        c.account_sid = Some(parsed);
+    }
+    c.trust_forwarded = s.trust_forwarded_headers;
+    c.close_timeout = CLOSE_TIMEOUT;
+    c.app = Arc::new(connection::StreamApp {
+        greeting: s.greeting.clone(),
+        extra_parameters: s.stream_parameters.clone(),
+    });
+    let call = callstream_core::call::CallConfig {
+        tap: s.recordings_dir.is_some(),
+        ..Default::default()
+    };
+    c.session = Some(callstream_core::handler::session_factory(
+        call,
+        s.handler.factory(),
+    ));
+    let mut o = Options {
+        bind: s.bind_addr(),
+        max_connections: s.max_connections,
+        drain: s.drain(),
+        recordings_dir: s.recordings_dir.clone(),
+        ..Options::default()
+    };
+    if let Some(t) = s.threads {
+        o.threads = t.max(1);
+    }
+    c.shutdown_grace = o.shutdown_grace(c.close_timeout);
+    Ok((c, o))
+}
+
+/// Logs what the server is about to do: the boot record an operator reads first.
+pub fn log_boot(s: &Settings, addr: SocketAddr) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        bind = %addr,
+        port_env = std::env::var("PORT").ok().as_deref().unwrap_or("-"),
+        server_software = std::env::var("SERVER_SOFTWARE").ok().as_deref().unwrap_or("-"),
+        public_base_url = s.public_base_url.as_deref().unwrap_or("(from Host header)"),
+        handler = %s.handler,
+        recordings_dir = s.recordings_dir.as_ref().map(|p| p.display().to_string()).as_deref().unwrap_or("(off)"),
+        trust_forwarded_headers = s.trust_forwarded_headers,
+        max_connections = s.max_connections,
+        "callstream starting"
+    );
+    let tokens = s.auth_tokens().len();
+    if tokens > 0 {
+        tracing::info!(
+            tokens,
+            "X-Twilio-Signature is checked on every webhook and on the WebSocket upgrade"
+        );
+    } else if s.insecure_no_signatures {
+        tracing::warn!(
+            "!!! SIGNATURE CHECKS ARE OFF (CALLSTREAM_INSECURE_NO_SIGNATURES): anyone who finds this URL can drive calls. Set TWILIO_AUTH_TOKEN for production. !!!"
+        );
+    } else {
+        tracing::warn!(
+            "no TWILIO_AUTH_TOKEN: Twilio's signed requests will be refused (403) until it is set; /healthz, /version and /webhook/incoming_call_preview work. For local experiments only: CALLSTREAM_INSECURE_NO_SIGNATURES=1"
+        );
+    }
+    if s.public_base_url.is_none() {
+        tracing::info!(
+            "no PUBLIC_BASE_URL: TwiML and signature URLs are rebuilt from each request's Host header"
+        );
+    }
+}
+
+/// What one server shares between its connections: the engine's
+/// configuration, the metrics, the options, the open-connection count and
+/// the recording thread. Adapters hold it in an `Arc`.
+pub struct Server {
+    engine: Arc<connection::Config>,
+    metrics: Arc<Metrics>,
+    opts: Options,
+    open: AtomicUsize,
+    recordings: Option<Arc<Recordings>>,
+}
+
+impl Server {
+    /// A server with fresh metrics, served on `GET /metrics` (with the log
+    /// lines dropped) unless the engine renders its own. Starts the
+    /// recording thread when recordings are on (a directory that cannot be
+    /// written is an error here, at boot).
+    pub fn new(opts: Options, engine: connection::Config) -> std::io::Result<Arc<Server>> {
+        Self::with_metrics(opts, engine, Arc::new(Metrics::default()))
+    }
+
+    /// Like [`Server::new`] with metrics of the caller's.
+    pub fn with_metrics(
+        opts: Options,
+        mut engine: connection::Config,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Arc<Server>> {
+        if engine.metrics.is_none() {
+            let m = metrics.clone();
+            engine.metrics = Some(Arc::new(move || {
+                let mut text = m.render();
+                text.push_str(&format!(
+                    "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
+                    log::dropped_lines()
+                ));
+                text
+            }));
+        }
+        let recordings = match &opts.recordings_dir {
+            Some(dir) => Some(Arc::new(Recordings::start(dir.clone())?)),
+            None => None,
+        };
+        Ok(Arc::new(Server {
+            engine: Arc::new(engine),
+            metrics,
+            opts,
+            open: AtomicUsize::new(0),
+            recordings,
+        }))
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The engine's configuration.
+    #[must_use]
+    pub fn engine(&self) -> &Arc<connection::Config> {
+        &self.engine
+    }
+
+    /// Connections open now.
+    #[must_use]
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Takes a new connection in, or refuses it past
+    /// [`Options::max_connections`] (`None`: write
+    /// [`callstream_core::http::overloaded_response`] and close). The
+    /// admission counts the connection until it is dropped.
+    #[must_use]
+    pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Admission> {
+        if self.open.load(Ordering::Relaxed) >= self.opts.max_connections {
+            self.metrics.connection_refused();
+            tracing::warn!(%peer, limit = self.opts.max_connections, "connection limit reached, answering 503");
+            return None;
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connection_opened();
+        Some(Admission {
+            server: self.clone(),
+        })
+    }
+
+    /// The engine and observer for an admitted connection from `peer`,
+    /// accepted at `now`. `waker` is called (from any thread) when a handler's
+    /// remote control needs the connection to run: call
+    /// [`Driver::handle_timeout`] then.
+    #[must_use]
+    pub fn driver(
+        &self,
+        peer: SocketAddr,
+        now: Instant,
+        waker: Option<callstream_core::connection::Waker>,
+    ) -> Driver {
+        let mut conn = Connection::new(self.engine.clone(), now);
+        if let Some(w) = waker {
+            conn.set_waker(w);
+        }
+        Driver {
+            conn,
+            obs: Observer::new(peer, self.metrics.clone(), self.recordings.clone()),
+        }
+    }
+
+    /// The last thing before returning from `run`: logs how the drain went
+    /// and lets the recording thread finish what it was given (bounded by
+    /// the time left before `give_up_at`).
+    pub fn finish(&self, give_up_at: Option<Instant>) {
+        let open = self.open_connections();
+        if open > 0 {
+            tracing::warn!(
+                open_connections = open,
+                "connections still open at the end of the drain period; exiting anyway"
+            );
+        } else {
+            tracing::info!("all connections closed");
+        }
+        if let Some(r) = &self.recordings {
+            let left = give_up_at.map_or(Duration::from_secs(5), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            if !r.flush(left) {
+                tracing::warn!("recordings still being written at exit");
+            }
+        }
+    }
+}
+
+/// A connection counted as open; dropping it closes the count.
+pub struct Admission {
+    server: Arc<Server>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.server.open.fetch_sub(1, Ordering::Relaxed);
+        self.server.metrics.connection_closed();
+    }
+}
+
+/// One connection's engine and observer: what an adapter's loop drives.
+pub struct Driver {
+    conn: Connection,
+    obs: Observer,
+}
+
+impl Driver {
+    /// Bytes read from the socket at `now`.
+    pub fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
+        self.conn.handle_receive(now, bytes);
+    }
+
+    /// The peer closed its side (or reading failed) at `now`.
+    pub fn handle_eof(&mut self, now: Instant) {
+        self.conn.handle_eof(now);
+    }
+
+    /// The deadline passed, or the waker fired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+    }
+
+    /// The server is shutting down: the engine decides what closes when
+    /// (a live call gets [`connection::Config::shutdown_grace`]).
+    pub fn shutdown(&mut self, now: Instant) {
+        self.conn.shutdown(now);
+    }
+
+    /// Drains the engine (its events to the observer) until it names a
+    /// deadline or asks to close.
+    #[must_use]
+    pub fn poll(&mut self) -> Drained {
+        observer::drain(&mut self.conn, &mut self.obs)
+    }
+
+    /// Bytes to write.
+    #[must_use]
+    pub fn transmit(&self) -> &[u8] {
+        self.conn.transmit()
+    }
+
+    /// `n` bytes of [`Driver::transmit`] were written.
+    pub fn consume_transmit(&mut self, n: usize) {
+        self.conn.consume_transmit(n);
+    }
+
+    /// The connection is gone: completes a call that never saw its end.
+    pub fn finish(mut self) {
+        self.obs.finish();
+    }
+}

@@ -1,0 +1,345 @@
+//! The pump: a listener, one task per connection, executor threads.
+//!
+//! Each connection task is a byte pump and a timer around the server layer's
+//! [`Driver`]: read into it, write what it gives, sleep until its deadline
+//! (an absolute `Instant`, through `async_io::Timer::set_at`). Everything the
+//! protocol decides is decided in the core, everything the operator sees in
+//! `callstream-server`.
+use callstream_server::observer::Drained;
+use callstream_server::{Driver, Server, close};
+use smol::channel::{Receiver, Sender};
+use smol::{Async, Executor};
+use std::future::{Future, poll_fn};
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// Stops a running server gracefully: no new connections, calls drain, then close.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    tx: Sender<()>,
+}
+
+impl ShutdownHandle {
+    /// Begins the graceful shutdown. Calling it again does nothing more.
+    pub fn shutdown(&self) {
+        self.tx.close();
+    }
+}
+
+/// A bound server on smol, ready to run.
+pub struct SmolServer {
+    listener: Async<TcpListener>,
+    server: Arc<Server>,
+    /// Closed when shutdown begins: every `recv` then returns at once.
+    shutdown: Receiver<()>,
+    shutdown_tx: Sender<()>,
+}
+
+impl SmolServer {
+    /// Binds the listening socket now, so that the address (an ephemeral port
+    /// included) is known before [`SmolServer::run`].
+    pub fn bind(server: Arc<Server>) -> io::Result<SmolServer> {
+        let listener = Async::<TcpListener>::bind(server.options().bind)?;
+        let (shutdown_tx, shutdown) = smol::channel::bounded(1);
+        Ok(SmolServer {
+            listener,
+            server,
+            shutdown,
+            shutdown_tx,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.get_ref().local_addr()
+    }
+
+    /// A handle that starts the graceful shutdown from anywhere.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            tx: self.shutdown_tx.clone(),
+        }
+    }
+
+    /// Runs until a shutdown is requested and every connection has closed,
+    /// or the drain period is over.
+    pub fn run(self) -> io::Result<()> {
+        let ex = Arc::new(Executor::new());
+        let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
+        let threads = self.server.options().threads.max(1);
+        let workers: Vec<_> = (1..threads)
+            .map(|i| {
+                let ex = ex.clone();
+                let stop = stop_rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("callstream-{i}"))
+                    .spawn(move || smol::block_on(ex.run(stop.recv())))
+            })
+            .collect::<io::Result<_>>()?;
+        // The accept loop is a task like any other, so any executor thread can
+        // run it: a handler that blocks one thread must not stop accepting.
+        let accept = ex.spawn(self.accept_loop(ex.clone()));
+        let result = smol::block_on(ex.run(accept));
+        drop(stop_tx);
+        for w in workers {
+            let _ = w.join();
+        }
+        result
+    }
+
+    async fn accept_loop(self, ex: Arc<Executor<'static>>) -> io::Result<()> {
+        let mut tasks = Vec::new();
+        loop {
+            let accepted = smol::future::or(async { Some(self.listener.accept().await) }, async {
+                let _ = self.shutdown.recv().await;
+                None
+            })
+            .await;
+            let Some(accepted) = accepted else { break };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    smol::Timer::after(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.get_ref().set_nodelay(true);
+            let Some(admission) = self.server.admit(peer) else {
+                ex.spawn(refuse(stream)).detach();
+                continue;
+            };
+            let server = self.server.clone();
+            let shutdown = self.shutdown.clone();
+            tasks.push(ex.spawn(async move {
+                serve_connection(stream, peer, &server, shutdown).await;
+                drop(admission);
+            }));
+            tasks.retain(|t| !t.is_finished());
+        }
+        drop(self.listener);
+        let give_up_at = self.server.options().give_up_at(Instant::now());
+        tracing::info!(
+            open_connections = self.server.open_connections(),
+            drain_s = self.server.options().drain.as_secs_f64(),
+            "shutting down: no new connections, draining"
+        );
+        // Each connection saw the shutdown and the engine drains it; wait for
+        // them, but the process must be gone within the drain period (Cloud
+        // Run: SIGKILL about 10 s after SIGTERM).
+        let all = async {
+            for t in tasks {
+                t.await;
+            }
+        };
+        let cap = async {
+            smol::Timer::at(give_up_at).await;
+        };
+        smol::future::or(all, cap).await;
+        self.server.finish(Some(give_up_at));
+        Ok(())
+    }
+}
+
+/// Answers a connection over the limit with the core's canned 503.
+async fn refuse(stream: Async<TcpStream>) {
+    let answer = callstream_core::http::overloaded_response();
+    let write = async { drop(smol::io::AsyncWriteExt::write_all(&mut &stream, answer).await) };
+    smol::future::or(write, async {
+        smol::Timer::after(Duration::from_secs(1)).await;
+    })
+    .await;
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+}
+
+enum Wake {
+    Read(io::Result<usize>),
+    Writable,
+    Timer,
+    Woken,
+    Shutdown,
+}
+
+async fn serve_connection(
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    server: &Server,
+    shutdown: Receiver<()>,
+) {
+    let remote = Arc::new(callstream_server::wake::RemoteWake::default());
+    let r = remote.clone();
+    let mut driver = server.driver(peer, Instant::now(), Some(Arc::new(move || r.wake())));
+    // 8 KiB per read: a media message is under 400 bytes; bounded memory per connection.
+    let mut buf = vec![0u8; 8192];
+    let mut deadline = Deadline::default();
+    let mut maybe_readable = true;
+    let mut shutdown = pin!(shutdown.recv());
+    let mut shutting_down = false;
+    let mut eof = false;
+    loop {
+        let close = match driver.poll() {
+            Drained::Wait(t) => {
+                deadline.arm(t);
+                false
+            }
+            Drained::Close => true,
+        };
+        // Write what the socket takes now; never wait on the write alone, so
+        // a peer that stops reading cannot freeze reads, timers or shutdown
+        // (the engine bounds what waits and closes past its limit).
+        if let Err(e) = write_now(&stream, &mut driver) {
+            tracing::debug!(%peer, error = %e, "write failed");
+            driver.handle_eof(Instant::now());
+            let _ = driver.poll();
+            break;
+        }
+        if close {
+            finish_close(&stream, &mut driver).await;
+            break;
+        }
+        let blocked = !driver.transmit().is_empty();
+        let ev = poll_fn(|cx| {
+            if blocked && stream.poll_writable(cx).is_ready() {
+                return Poll::Ready(Wake::Writable);
+            }
+            if !eof {
+                if !maybe_readable && stream.poll_readable(cx).is_ready() {
+                    // Readable (or an error to find out by reading): read at
+                    // once, and keep reading on later polls.
+                    maybe_readable = true;
+                }
+                if maybe_readable {
+                    if let Poll::Ready(r) = smol::io::AsyncRead::poll_read(
+                        std::pin::Pin::new(&mut &stream),
+                        cx,
+                        &mut buf,
+                    ) {
+                        return Poll::Ready(Wake::Read(r));
+                    }
+                }
+            }
+            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wake::Shutdown);
+            }
+            if remote.poll(cx).is_ready() {
+                return Poll::Ready(Wake::Woken);
+            }
+            if deadline.poll(cx).is_ready() {
+                return Poll::Ready(Wake::Timer);
+            }
+            Poll::Pending
+        })
+        .await;
+        let now = Instant::now();
+        match ev {
+            Wake::Read(Ok(0) | Err(_)) => {
+                eof = true;
+                driver.handle_eof(now);
+            }
+            Wake::Read(Ok(n)) => {
+                // A short read almost always emptied the socket: wait for
+                // readiness next instead of paying a read that finds nothing
+                // (and async-io's re-registration after it) on every frame.
+                maybe_readable = n == buf.len();
+                driver.handle_receive(now, &buf[..n]);
+            }
+            Wake::Writable => {}
+            Wake::Timer | Wake::Woken => driver.handle_timeout(now),
+            Wake::Shutdown => {
+                shutting_down = true;
+                driver.shutdown(now);
+            }
+        }
+    }
+    driver.finish();
+}
+
+/// The connection's one timer, re-armed only when the engine's deadline moves
+/// earlier. A later deadline leaves the earlier one armed: the engine treats
+/// an early wake-up as harmless (it names its deadline again), while moving an
+/// async-io timer costs a trip through the reactor on every media frame.
+#[derive(Default)]
+struct Deadline {
+    timer: Option<async_io::Timer>,
+    armed: Option<Instant>,
+}
+
+impl Deadline {
+    fn arm(&mut self, at: Instant) {
+        if self.armed.is_some_and(|a| a <= at) {
+            return;
+        }
+        self.armed = Some(at);
+        match &mut self.timer {
+            Some(t) => t.set_at(at),
+            None => self.timer = Some(async_io::Timer::at(at)),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let (Some(t), Some(_)) = (&mut self.timer, self.armed) else {
+            return Poll::Pending;
+        };
+        let ready = std::pin::Pin::new(t).poll(cx).map(drop);
+        if ready.is_ready() {
+            self.armed = None;
+        }
+        ready
+    }
+}
+
+/// Writes as much of the engine's output as the socket takes without waiting.
+fn write_now(stream: &Async<TcpStream>, conn: &mut Driver) -> io::Result<()> {
+    while !conn.transmit().is_empty() {
+        match stream.get_ref().write(conn.transmit()) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.consume_transmit(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the last bytes, half-closes, then lingers ([`callstream_server::close`]).
+async fn finish_close(stream: &Async<TcpStream>, conn: &mut Driver) {
+    let wrote = smol::future::or(
+        async {
+            while !conn.transmit().is_empty() {
+                if write_now(stream, conn).is_err() || stream.writable().await.is_err() {
+                    return false;
+                }
+            }
+            true
+        },
+        async {
+            smol::Timer::after(close::WRITE_LIMIT).await;
+            false
+        },
+    )
+    .await;
+    let _ = stream.get_ref().shutdown(std::net::Shutdown::Write);
+    if !wrote {
+        return;
+    }
+    let discard = async {
+        let (mut sink, mut total) = ([0u8; 4096], 0);
+        while let Ok(n) = smol::io::AsyncReadExt::read(&mut &*stream, &mut sink).await {
+            total += n;
+            if n == 0 || total >= close::LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    smol::future::or(discard, async {
+        smol::Timer::after(close::LINGER).await;
+    })
+    .await;
+}
