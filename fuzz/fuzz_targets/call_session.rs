@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use callstream_core::call::{Call, CallConfig, CallEvent};
-use callstream_core::handler::{Parrot, Session, SessionOutput};
+use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
+use callstream_core::handler::{Parrot, Session};
 use callstream_core::message::{self, Outbound};
 use callstream_core::sid::StreamSid;
 use libfuzzer_sys::fuzz_target;
@@ -139,7 +139,7 @@ fuzz_target!(|data: &[u8]| {
             n += 1;
             assert!(n < 100_000, "poll_output never reached Timeout");
             match session.poll_output() {
-                SessionOutput::Send(text) => {
+                CallOutput::Send(text) => {
                     assert!(!closed, "sent after close");
                     let sid = match message::parse_outbound(&text) {
                         Ok(Outbound::Media { stream_sid, .. })
@@ -153,21 +153,21 @@ fuzz_target!(|data: &[u8]| {
                         "sent on another stream (or before start)"
                     );
                 }
-                SessionOutput::Event(CallEvent::Started(start)) => {
+                CallOutput::Event(CallEvent::Started(start)) => {
                     assert!(started.is_none(), "started twice");
                     assert!(!stopped, "event after Stopped");
                     started = Some(start.stream_sid);
                 }
-                SessionOutput::Close { .. } => {
+                CallOutput::Close { .. } => {
                     assert!(!closed, "closed twice");
                     closed = true;
                 }
-                SessionOutput::Event(CallEvent::Stopped { .. }) => {
+                CallOutput::Event(CallEvent::Stopped { .. }) => {
                     assert!(!stopped, "stopped twice");
                     stopped = true;
                 }
-                SessionOutput::Event(_) => assert!(!stopped, "event after Stopped"),
-                SessionOutput::Timeout(t) => {
+                CallOutput::Event(_) => assert!(!stopped, "event after Stopped"),
+                CallOutput::Timeout(t) => {
                     assert!(t > now);
                     break;
                 }
