@@ -258,7 +258,7 @@ fn websocket(c: &mut Criterion) {
     let mut ws = WebSocket::accept(Vec::new(), Vec::new());
     group.bench_function("media_frame_to_text", |b| {
         iter_cpu(b, || {
-            ws.receive(black_box(&frame));
+            ws.handle_receive(black_box(&frame));
             match ws.poll_event() {
                 Some(Event::Text(t)) => {
                     black_box(t.len());

@@ -637,7 +637,7 @@ impl Connection {
                 }
                 parser.handle_receive(now, bytes);
             }
-            Phase::Stream(s) => s.receive(now, bytes),
+            Phase::Stream(s) => s.handle_receive(now, bytes),
         }
     }
 

@@ -7,7 +7,7 @@
 //!
 //! # Contract
 //!
-//! - [`RequestParser::push`]`(now, bytes)` appends bytes (any split: a request
+//! - [`RequestParser::handle_receive`]`(now, bytes)` appends bytes (any split: a request
 //!   cut at every byte offset parses the same); then call
 //!   [`RequestParser::poll_request`] until it returns `Ok(None)`. Each `Ok(Some)`
 //!   is one complete request, head and body. Requests pipelined in one read come
@@ -22,7 +22,7 @@
 //!   and ends the connection: answer, then close. After an error the parser
 //!   keeps returning it and ignores further bytes.
 //! - Timing: the parser stamps when a request's first byte arrived and when its
-//!   head completed, and reports the next deadline ([`RequestParser::deadline`]).
+//!   head completed, and reports the next deadline ([`RequestParser::poll_timeout`]).
 //!   The connection arms its timer for the earliest of its deadlines and, when
 //!   it fires, calls [`RequestParser::handle_timeout`], which says what to do:
 //!   [`Expiry::RequestTimeout`] (answer 408, then close) or [`Expiry::Idle`]

@@ -3,14 +3,14 @@
 //!
 //! # Contract
 //!
-//! [`JitterBuffer::push`] takes one media message (its `chunk`, its `timestamp`
+//! [`JitterBuffer::handle_receive`] takes one media message (its `chunk`, its `timestamp`
 //! and its μ-law payload, of any length) and the time it arrived.
-//! [`JitterBuffer::pop`] hands out [`AudioFrame`]s: exactly
+//! [`JitterBuffer::poll_frame`] hands out [`AudioFrame`]s: exactly
 //! [`FRAME_SAMPLES`](crate::codec::FRAME_SAMPLES) samples each, in stream order,
 //! never one twice, with `timestamp_ms` equal to `origin + k × 20` for the
 //! `k`-th frame handed out (the *cadence*: it never drifts, whatever order or
 //! size the input came in). `origin` is the `timestamp` of the first message
-//! that was handed on. After every `push`, call `pop` until it returns `None`;
+//! that was handed on. After every `handle_receive`, call `poll_frame` until it returns `None`;
 //! when nothing new arrives, call it again at [`JitterBuffer::poll_timeout`].
 //!
 //! # Playout time and arrival
@@ -53,8 +53,8 @@
 //! `max_payload` bytes (default 8000, one second) is refused whole. Concealed
 //! silence is at most `max_gap` per hole (`max_gap` itself is capped at 60 s).
 //! So, whatever the chunk numbers and timestamps say, the buffer holds at most
-//! `max_frames × max_payload` bytes waiting, and one `push` hands on at most
-//! `(max_frames + 1) × (max_gap + max_payload)` samples for `pop` to cut.
+//! `max_frames × max_payload` bytes waiting, and one `handle_receive` hands on at most
+//! `(max_frames + 1) × (max_gap + max_payload)` samples for `poll_frame` to cut.
 //!
 //! ```
 //! use callstream_core::jitter::{JitterBuffer, JitterConfig};
@@ -352,7 +352,7 @@ impl JitterBuffer {
         })
     }
 
-    /// When a held message will have waited `depth`, so that [`pop`](Self::pop)
+    /// When a held message will have waited `depth`, so that [`poll_frame`](Self::poll_frame)
     /// has something new without new input; `None` when nothing is held.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -361,7 +361,7 @@ impl JitterBuffer {
     }
 
     /// The end of the stream: hands on everything held (concealing holes) and
-    /// pads the last partial frame with concealed silence, so that `pop`
+    /// pads the last partial frame with concealed silence, so that `poll_frame`
     /// returns every remaining sample.
     pub fn flush(&mut self) {
         while !self.held.is_empty() {

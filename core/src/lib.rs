@@ -27,6 +27,43 @@
 //! | [`call`] | one state machine per media stream: marks, clear, barge-in |
 //! | [`handler`] | the application interface and the shipped handlers |
 //! | [`metrics`] | server-wide counters, rendered as Prometheus text |
+//!
+//! # Run loop
+//!
+//! Every state machine here — [`connection::Connection`] for a TCP
+//! connection, [`call::Call`] and [`handler::Session`] for a media stream,
+//! and the inner machines they are built from ([`http::RequestParser`],
+//! [`websocket::WebSocket`], [`jitter::JitterBuffer`], [`pacer::Pacer`]) —
+//! keeps one contract, in one vocabulary:
+//!
+//! 1. **Input** goes in through `handle_*`, each with the time it happened:
+//!    `handle_receive(now, bytes)` for what the peer sent, `handle_eof` when
+//!    it closed its side, `handle_timeout(now)` when time passed. Commands
+//!    from the application (play, mark, clear, hang up, shut down) are inputs
+//!    too. Nothing inside ever reads a clock: time is only the `now` given.
+//! 2. **Output** comes out of `poll_*`, one item per call: `poll_output`
+//!    (the machines a driver runs), `poll_event`, `poll_frame`,
+//!    `poll_transmit`, `poll_request` (the inner ones). After every input,
+//!    drain: call the poller until it says there is nothing more now — the
+//!    driver-level machines return a `Timeout(deadline)` (or, for a
+//!    connection, `Close`, which is final), the inner ones `None` — and
+//!    act on each item in order.
+//! 3. **Bytes** for the peer wait in `transmit()`; write them and report
+//!    what went out with `consume_transmit(n)`.
+//! 4. **Time**: the deadline is absolute (an `Instant`, from `poll_timeout`
+//!    or the `Timeout` output). Sleep until it or until input arrives, then
+//!    call `handle_timeout(now)`. Waking early is harmless (the machine
+//!    names its deadline again); a deadline is never "sleep 20 ms", so
+//!    nothing drifts.
+//! 5. **A wake is not a timeout, but is handled like one.** A handler's
+//!    [`handler::RemoteControl`] on another thread queues a command and calls
+//!    the waker the driver installed ([`connection::Connection::set_waker`]);
+//!    the driver then calls `handle_timeout(now)`, which applies the queued
+//!    commands in order before time advances, and drains as in 2.
+//!
+//! The per-module docs say what each machine takes and gives; the loop is
+//! this one. An adapter that follows it for [`connection::Connection`] is a
+//! complete server (see `adapters/` and `examples/` in the repository).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -5,7 +5,7 @@
 //!
 //! [`Pacer::enqueue`] queues μ-law audio, [`Pacer::mark`] queues a mark after
 //! it. After every call, and whenever [`Pacer::poll_timeout`] comes, call
-//! [`Pacer::poll_send`] until it returns `None`; each [`Outgoing`] is one
+//! [`Pacer::poll_transmit`] until it returns `None`; each [`Outgoing`] is one
 //! message for Twilio, in order.
 //!
 //! # The schedule
@@ -145,7 +145,7 @@ impl std::fmt::Display for TooManyMarks {
 
 impl std::error::Error for TooManyMarks {}
 
-/// One message for Twilio, from [`Pacer::poll_send`].
+/// One message for Twilio, from [`Pacer::poll_transmit`].
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outgoing {
@@ -318,7 +318,7 @@ impl Pacer {
     }
 
     /// When the next message falls due, if something is queued that is not
-    /// due yet. (After `poll_send` returned `None`.)
+    /// due yet. (After `poll_transmit` returned `None`.)
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.queued_bytes() == 0 {

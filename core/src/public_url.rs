@@ -54,7 +54,7 @@ use std::net::Ipv6Addr;
 /// Longest public base URL [`PublicBase::parse`] accepts, in bytes.
 pub const MAX_BASE_URL_BYTES: usize = 2048;
 
-/// Longest host[:port] [`valid_host`] accepts, in bytes: a 253-byte DNS name
+/// Longest host\[:port\] [`valid_host`] accepts, in bytes: a 253-byte DNS name
 /// plus `:65535` (a bracketed IPv6 address is shorter).
 pub const MAX_HOST_BYTES: usize = 253 + 6;
 
@@ -78,7 +78,7 @@ pub enum UrlError {
         /// The URL given (first 80 characters).
         url: String,
     },
-    /// The base URL's host[:port] is missing or fails [`valid_host`].
+    /// The base URL's host\[:port\] is missing or fails [`valid_host`].
     InvalidHost {
         /// The host given (first 80 characters).
         host: String,
@@ -173,7 +173,7 @@ impl fmt::Display for UrlError {
 
 impl std::error::Error for UrlError {}
 
-/// The configured public base URL: `http` or `https`, a valid host[:port],
+/// The configured public base URL: `http` or `https`, a valid host\[:port\],
 /// optionally a path prefix; no user information, query or fragment.
 ///
 /// The scheme is stored in lower case; host and path are kept as written,
@@ -236,7 +236,7 @@ impl PublicBase {
         self.tls
     }
 
-    /// The host[:port], as configured.
+    /// The host\[:port\], as configured.
     #[must_use]
     pub fn host(&self) -> &str {
         &self.host

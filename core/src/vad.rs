@@ -259,12 +259,12 @@ impl VadConfig {
     }
 }
 
-/// A change in the caller's speech, reported by [`Vad::process`].
+/// A change in the caller's speech, reported by [`Vad::handle_frame`].
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VadEvent {
     /// Speech began at frame `at_frame` (0-based count of frames passed to
-    /// [`Vad::process`] since creation or [`Vad::reset`]): the first active
+    /// [`Vad::handle_frame`] since creation or [`Vad::reset`]): the first active
     /// frame of the run that started it, at most 100 ms before its first loud
     /// frame. Reported when the run holds
     /// [`min_speech_ms`](VadConfig::min_speech_ms) of loud audio, so at least

@@ -4,13 +4,13 @@
 //! messages. This module turns the bytes that arrive on the TCP connection
 //! into [`Event`]s and the messages callstream sends into bytes to write. It
 //! owns no socket: [`tungstenite`]'s frame engine runs over an in-memory pipe whose
-//! reads come from what [`WebSocket::receive`] was given (and say
+//! reads come from what [`WebSocket::handle_receive`] was given (and say
 //! `WouldBlock` once that is used up) and whose writes append to the
 //! transmit buffer ([`WebSocket::transmit`]).
 //!
 //! # Contract
 //!
-//! - Feed bytes with [`receive`](WebSocket::receive), then call
+//! - Feed bytes with [`handle_receive`](WebSocket::handle_receive), then call
 //!   [`poll_event`](WebSocket::poll_event) until it returns `None`; write
 //!   [`transmit`](WebSocket::transmit) and report what was written with
 //!   [`consume_transmit`](WebSocket::consume_transmit).
@@ -36,7 +36,7 @@
 //! use callstream_core::websocket::{Event, WebSocket};
 //! let mut ws = WebSocket::accept(Vec::new(), Vec::new());
 //! // A masked text frame "hi" from a client (mask 01 02 03 04).
-//! ws.receive(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
+//! ws.handle_receive(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2]);
 //! match ws.poll_event() {
 //!     Some(Event::Text(text)) => assert_eq!(text.as_str(), "hi"),
 //!     other => panic!("{other:?}"),
@@ -297,7 +297,7 @@ impl WebSocket {
     /// Adds bytes received from the peer. Nothing is parsed until
     /// [`poll_event`](Self::poll_event); after the connection finished, the
     /// bytes are ignored.
-    pub fn receive(&mut self, bytes: &[u8]) {
+    pub fn handle_receive(&mut self, bytes: &[u8]) {
         if self.state != State::Finished {
             self.inner.get_mut().inbound.extend_from_slice(bytes);
         }
@@ -515,7 +515,7 @@ mod tests {
     #[test]
     fn text_message_comes_out_whole() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-        ws.receive(&text("{\"event\":\"connected\"}"));
+        ws.handle_receive(&text("{\"event\":\"connected\"}"));
         assert_eq!(events(&mut ws), [text_event("{\"event\":\"connected\"}")]);
         assert!(ws.transmit().is_empty());
     }
@@ -535,11 +535,11 @@ mod tests {
         bytes.extend(text("bb"));
         let third = text("ccc");
         bytes.extend_from_slice(&third[..3]);
-        ws.receive(&bytes);
+        ws.handle_receive(&bytes);
         assert_eq!(events(&mut ws), [text_event("a"), text_event("bb")]);
         for b in &third[3..] {
             assert_eq!(events(&mut ws), []);
-            ws.receive(&[*b]);
+            ws.handle_receive(&[*b]);
         }
         assert_eq!(events(&mut ws), [text_event("ccc")]);
     }
@@ -547,7 +547,7 @@ mod tests {
     #[test]
     fn ping_is_answered_with_pong_carrying_the_same_payload() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-        ws.receive(&frame(0x89, b"hb"));
+        ws.handle_receive(&frame(0x89, b"hb"));
         assert_eq!(events(&mut ws), []);
         assert_eq!(ws.transmit(), b"\x8a\x02hb");
     }
@@ -555,7 +555,7 @@ mod tests {
     #[test]
     fn pong_from_peer_is_ignored() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-        ws.receive(&frame(0x8a, b"x"));
+        ws.handle_receive(&frame(0x8a, b"x"));
         assert_eq!(events(&mut ws), []);
         assert!(ws.transmit().is_empty());
         assert!(ws.is_open());
@@ -568,7 +568,7 @@ mod tests {
         bytes.extend(frame(0x89, b""));
         bytes.extend(frame(0x00, "lo é".as_bytes()));
         bytes.extend(frame(0x80, b"!"));
-        ws.receive(&bytes);
+        ws.handle_receive(&bytes);
         assert_eq!(events(&mut ws), [text_event("hello é!")]);
         assert_eq!(ws.transmit(), b"\x8a\x00");
     }
@@ -579,7 +579,7 @@ mod tests {
         let e = "é".as_bytes();
         let mut bytes = frame(0x01, &e[..1]);
         bytes.extend(frame(0x80, &e[1..]));
-        ws.receive(&bytes);
+        ws.handle_receive(&bytes);
         assert_eq!(events(&mut ws), [text_event("é")]);
     }
 
@@ -590,7 +590,7 @@ mod tests {
         bytes.extend(frame(0x02, &[4]));
         bytes.extend(frame(0x80, &[5]));
         bytes.extend(text("after"));
-        ws.receive(&bytes);
+        ws.handle_receive(&bytes);
         assert_eq!(
             events(&mut ws),
             [
@@ -607,7 +607,7 @@ mod tests {
     fn message_of_exactly_the_limit_is_accepted() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
         let body = "a".repeat(MAX_MESSAGE);
-        ws.receive(&text(&body));
+        ws.handle_receive(&text(&body));
         assert_eq!(events(&mut ws), [text_event(&body)]);
     }
 
@@ -616,7 +616,7 @@ mod tests {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
         // Only the header is needed: the length alone fails the connection.
         let bytes = text(&"a".repeat(MAX_MESSAGE + 1));
-        ws.receive(&bytes[..14]);
+        ws.handle_receive(&bytes[..14]);
         assert_eq!(
             events(&mut ws),
             [Event::Failed(WsError::MessageTooBig {
@@ -626,7 +626,7 @@ mod tests {
         );
         assert_eq!(ws.transmit(), b"\x88\x11\x03\xf1message too big");
         assert!(ws.is_finished());
-        ws.receive(&bytes[14..]);
+        ws.handle_receive(&bytes[14..]);
         assert_eq!(events(&mut ws), []);
     }
 
@@ -637,7 +637,7 @@ mod tests {
         let mut bytes = frame(0x01, half.as_bytes());
         bytes.extend(frame(0x00, half.as_bytes()));
         bytes.extend(frame(0x80, b"a"));
-        ws.receive(&bytes);
+        ws.handle_receive(&bytes);
         let got = events(&mut ws);
         assert!(
             matches!(got.as_slice(), [Event::Failed(e)] if e.close_code() == 1009),
@@ -659,7 +659,7 @@ mod tests {
         ];
         for (what, bytes) in cases {
             let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-            ws.receive(&bytes);
+            ws.handle_receive(&bytes);
             let got = events(&mut ws);
             assert!(
                 matches!(got.as_slice(), [Event::Failed(WsError::Protocol(_))]),
@@ -675,7 +675,7 @@ mod tests {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
         let mut bytes = frame(0x01, b"a");
         bytes.extend(text("b"));
-        ws.receive(&bytes);
+        ws.handle_receive(&bytes);
         assert!(matches!(
             events(&mut ws).as_slice(),
             [Event::Failed(WsError::Protocol(_))]
@@ -685,7 +685,7 @@ mod tests {
     #[test]
     fn invalid_utf8_closes_with_1007() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-        ws.receive(&frame(0x81, &[0xff, 0xfe]));
+        ws.handle_receive(&frame(0x81, &[0xff, 0xfe]));
         assert_eq!(events(&mut ws), [Event::Failed(WsError::InvalidUtf8)]);
         assert_eq!(ws.transmit(), b"\x88\x0f\x03\xefinvalid utf-8");
     }
@@ -693,7 +693,7 @@ mod tests {
     #[test]
     fn close_from_peer_is_answered_with_the_same_code() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-        ws.receive(&frame(0x88, b"\x03\xe8bye"));
+        ws.handle_receive(&frame(0x88, b"\x03\xe8bye"));
         assert_eq!(
             events(&mut ws),
             [Event::Closed {
@@ -710,7 +710,7 @@ mod tests {
     #[test]
     fn empty_close_from_peer_is_answered_with_an_empty_close() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
-        ws.receive(&frame(0x88, b""));
+        ws.handle_receive(&frame(0x88, b""));
         assert_eq!(
             events(&mut ws),
             [Event::Closed {
@@ -726,7 +726,7 @@ mod tests {
     fn close_with_a_forbidden_code_is_answered_with_1002() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
         // 1005 must never appear on the wire (RFC 6455 §7.4.1).
-        ws.receive(&frame(0x88, b"\x03\xed"));
+        ws.handle_receive(&frame(0x88, b"\x03\xed"));
         let got = events(&mut ws);
         assert!(
             matches!(
@@ -749,8 +749,8 @@ mod tests {
         assert_eq!(ws.transmit(), b"\x88\x0c\x03\xe9going away");
         assert_eq!(ws.send_text("x".into()), Err(SendError));
         // Data the peer sent before it saw our close still arrives.
-        ws.receive(&text("in flight"));
-        ws.receive(&frame(0x88, b"\x03\xe9"));
+        ws.handle_receive(&text("in flight"));
+        ws.handle_receive(&frame(0x88, b"\x03\xe9"));
         assert_eq!(
             events(&mut ws),
             [
@@ -799,7 +799,7 @@ mod tests {
     fn abort_stops_everything() {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
         ws.abort();
-        ws.receive(&text("x"));
+        ws.handle_receive(&text("x"));
         assert_eq!(events(&mut ws), []);
         assert!(ws.is_finished());
     }
@@ -811,7 +811,7 @@ mod tests {
         let mut ws = WebSocket::accept(Vec::new(), Vec::new());
         let pump = |client: &mut TWebSocket<Pipe>, ws: &mut WebSocket| {
             let c2s = std::mem::take(&mut client.get_mut().outbound);
-            ws.receive(&c2s);
+            ws.handle_receive(&c2s);
             let got = events(ws);
             let s2c = ws.transmit().to_vec();
             ws.consume_transmit(s2c.len());
@@ -853,7 +853,7 @@ mod tests {
         ) {
             let mut ws = WebSocket::accept(Vec::new(), Vec::new());
             for chunk in &chunks {
-                ws.receive(chunk);
+                ws.handle_receive(chunk);
                 let mut seen = 0;
                 while let Some(event) = ws.poll_event() {
                     seen += 1;
@@ -879,7 +879,7 @@ mod tests {
             let mut ws = WebSocket::accept(Vec::new(), Vec::new());
             let mut got = Vec::new();
             for pair in offsets.windows(2) {
-                ws.receive(&bytes[pair[0]..pair[1]]);
+                ws.handle_receive(&bytes[pair[0]..pair[1]]);
                 got.extend(events(&mut ws));
             }
             let want: Vec<Event> = messages.iter().map(|m| text_event(m)).collect();

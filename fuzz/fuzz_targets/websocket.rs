@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
             0 | 1 => {
                 let n = usize::from(input.byte());
                 let chunk = input.take(n).to_vec();
-                ws.receive(&chunk);
+                ws.handle_receive(&chunk);
             }
             2..=4 => {
                 // A frame: head byte, payload length byte, repeat count (so
@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
                     [0x37, 0xfa, 0x21, 0x3d]
                 };
                 let payload = input.take(n).repeat(repeat);
-                ws.receive(&frame(head, &payload, mask));
+                ws.handle_receive(&frame(head, &payload, mask));
             }
             5 => {
                 let n = usize::from(input.byte());

@@ -75,9 +75,9 @@ impl StreamPhase {
         }
     }
 
-    pub(super) fn receive(&mut self, now: Instant, bytes: &[u8]) {
+    pub(super) fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
         self.last_receive = now;
-        self.ws.receive(bytes);
+        self.ws.handle_receive(bytes);
     }
 
     pub(super) fn eof(&mut self) {
