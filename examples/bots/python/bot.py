@@ -236,7 +236,11 @@ class Bot:
 
     def on_utterance(self, msg):
         pcm = _b64decode(msg.get("pcm"))
-        rate = msg.get("rate") if isinstance(msg.get("rate"), int) and msg.get("rate") > 0 else RECOGNISER_RATE
+        rate = msg.get("rate")
+        # A rate outside what telephony uses would make resampling absurd (a
+        # rate of 1 asks for 16000 samples per sample): assume the default.
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 4000 <= rate <= 96000:
+            rate = RECOGNISER_RATE
         if len(pcm) < 2:
             # Nothing decodable (bad base64, no samples): not a turn to answer.
             log("ignoring an utterance without audio")

@@ -410,6 +410,7 @@ def test_garbage_and_unknown_messages_do_not_crash():
             b'{"type":"audio","rate":16000,"pcm":"AAAA"}\n',
             b'{"type":"utterance","rate":"fast","pcm":"!!not base64!!","duration_ms":5}\n',
             b'{"type":"utterance","rate":0,"pcm":12}\n',
+            b'{"type":"utterance","rate":1,"pcm":"","duration_ms":0}\n',
             b'{"type":"mark","name":"never-sent","outcome":"played"}\n',
             b'{"type":"barge_in","heard_ms":"x","cleared":"nope"}\n',
             b'{"type":"dtmf","digit":"7"}\n',
@@ -527,8 +528,25 @@ def test_pure_helpers():
     assert "\n" not in botlib.encode({"type": "reply", "text": "a\nb"})[:-1]
 
 
+class HeardTheRate:
+    """A recogniser that reports the rate it was handed."""
+
+    def recognise(self, pcm, rate):
+        return str(rate)
+
+
+def test_absurd_rates_fall_back_to_the_default():
+    """A hostile rate must not reach the resampler (rate 1 would ask for
+    16000 output samples per input sample)."""
+    bot = botlib.Bot(HeardTheRate(), botlib.Voice())
+    for rate, used in [(True, "16000"), (1, "16000"), ("x", "16000"), (10**9, "16000"), (8000, "8000"), (24000, "24000")]:
+        out = bot.handle({"type": "utterance", "rate": rate, "pcm": "AAAA"})
+        assert out[0] == {"type": "transcript", "text": used}, (rate, out[0])
+
+
 TESTS = [
     test_pure_helpers,
+    test_absurd_rates_fall_back_to_the_default,
     test_greets_on_start,
     test_time_question,
     test_spoken_time_is_recognisable,
