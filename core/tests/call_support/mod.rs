@@ -133,6 +133,10 @@ pub struct Player {
     pub max_buffered: Duration,
     pub sent: Vec<Sent>,
     pub clears: usize,
+    /// Echoes Twilio loses, by their 0-based index among all echoes.
+    pub lose: std::collections::BTreeSet<usize>,
+    /// Echoes produced so far, lost ones included.
+    pub echoed: usize,
 }
 
 impl Player {
@@ -146,6 +150,8 @@ impl Player {
             max_buffered: Duration::ZERO,
             sent: Vec::new(),
             clears: 0,
+            lose: std::collections::BTreeSet::new(),
+            echoed: 0,
         }
     }
 
@@ -167,8 +173,9 @@ impl Player {
             Sent::Clear => {
                 self.clears += 1;
                 // Twilio echoes cleared marks too, at once.
-                for (_, name) in self.marks.drain(..) {
-                    self.echoes.push_back((now + self.latency, name));
+                let cleared: Vec<String> = self.marks.drain(..).map(|(_, n)| n).collect();
+                for name in cleared {
+                    self.echo(now + self.latency, name);
                 }
                 // Truncate what had not played.
                 for (start, bytes) in &mut self.segments {
@@ -192,8 +199,21 @@ impl Player {
                 break;
             }
             let (due, name) = self.marks.pop_front().unwrap();
-            self.echoes.push_back((due + self.latency, name));
+            self.echo(due + self.latency, name);
         }
+    }
+
+    fn echo(&mut self, at: Instant, name: String) {
+        if !self.lose.contains(&self.echoed) {
+            self.echoes.push_back((at, name));
+        }
+        self.echoed += 1;
+    }
+
+    /// Marks Twilio holds whose audio has not played by `now`.
+    pub fn holding(&mut self, now: Instant) -> usize {
+        self.release_marks(now);
+        self.marks.len()
     }
 
     /// The next time something happens at Twilio's side.
