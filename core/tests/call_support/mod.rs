@@ -332,7 +332,7 @@ pub trait Voice {
     fn frame(&mut self, ms: u64) -> Vec<u8>;
 }
 
-/// Quiet line noise, with speech (a loud buzz) in the given intervals (ms).
+/// Quiet line noise, with speech (a loud buzz, modulated) in the given intervals (ms).
 pub struct Script {
     pub talk: Vec<(u64, u64)>,
     seed: u32,
@@ -354,8 +354,12 @@ impl Voice for Script {
             .map(|i| {
                 self.seed = self.seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 let noise = ((self.seed >> 16) % 41) as i16 - 20;
+                // Syllables: the buzz swings 8 dB every 100 ms, as speech
+                // does; an unmodulated buzz held for half a second is, to the
+                // detector, a new noise level.
+                let a = if (ms / 100) % 2 == 0 { 6000 } else { 2400 };
                 let s = if talking {
-                    if (i / 10) % 2 == 0 { 6000 } else { -6000 }
+                    if (i / 10) % 2 == 0 { a } else { -a }
                 } else {
                     noise
                 };
