@@ -47,6 +47,12 @@
 //!   resolve at once: `Played` if the schedule says their audio had played,
 //!   else `Cleared`. Twilio echoes those marks too (it echoes cleared marks):
 //!   the echoes are recognised and swallowed, never resolved twice;
+//! - echoes are matched by the order marks were sent, not by name alone: an
+//!   echo is of the first mark still owed one that bears its name. Should an
+//!   echo go missing while a name is reused, that rule runs one mark behind
+//!   for the name, so an echo also resolves the open marks of its name whose
+//!   audio has played by the schedule (and those sent before them): no mark
+//!   waits for an echo that already came;
 //! - when the call ends, every mark still open resolves the same way.
 //!
 //! # Barge-in
@@ -403,10 +409,14 @@ pub enum CallEvent {
     AudioOut(AudioOut),
 }
 
+/// A mark Twilio holds (or held): sent, its echo not yet seen.
 struct SentMark {
     name: String,
     /// When its audio finishes playing, by the schedule.
     done_at: Instant,
+    /// Already resolved (by a clear, or by the schedule after a lost echo):
+    /// its echo is to be swallowed.
+    resolved: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -434,10 +444,9 @@ pub struct Call {
     jitter: JitterBuffer,
     pacer: Pacer,
     vad: Option<Vad>,
-    /// Marks sent to Twilio, waiting for their echo, in order.
+    /// Marks sent to Twilio whose echo is still to come, in the order sent
+    /// (Twilio echoes in this order), open or already resolved.
     sent_marks: VecDeque<SentMark>,
-    /// Marks resolved by a clear whose echo is still to come, in order.
-    swallow: VecDeque<String>,
     out: VecDeque<CallOutput>,
     payload: Vec<u8>,
     send_buf: Vec<u8>,
@@ -459,7 +468,6 @@ impl Call {
             pacer: Pacer::new(config.pacer.clone()),
             vad: config.vad.map(Vad::new),
             sent_marks: VecDeque::new(),
-            swallow: VecDeque::new(),
             out: VecDeque::new(),
             payload: Vec::new(),
             send_buf: Vec::new(),
@@ -527,7 +535,7 @@ impl Call {
         if name.len() > MAX_MARK_NAME {
             return Err(CommandError::MarkNameTooLong { len: name.len() });
         }
-        if self.pacer.queued_marks() + self.sent_marks.len() >= self.config.pacer.max_marks {
+        if self.pacer.queued_marks() + self.open_at_twilio() >= self.config.pacer.max_marks {
             return Err(CommandError::TooManyMarks);
         }
         self.pacer
@@ -750,23 +758,98 @@ impl Call {
         }
     }
 
+    /// Matches an echo to a mark by the order marks were sent, not by name
+    /// alone (Twilio echoes every mark it was sent, cleared ones included,
+    /// in the order sent; see `docs/protocol.md §2`).
+    ///
+    /// 1. The echo is of the first mark still owed an echo that bears its
+    ///    name: marks sent before that one lost their echo, and the audio
+    ///    before them played, so open ones resolve `Played`. One a clear
+    ///    resolved was reported then: its echo is swallowed.
+    /// 2. A lost echo makes rule 1 one mark behind for that name (the echo
+    ///    of a later mark is taken for the lost one's). So the open marks of
+    ///    this name whose audio has played by the schedule (which runs late,
+    ///    never early: every late echo moves it back) resolve `Played` too,
+    ///    with every open mark sent before them; they stay owed, so their own
+    ///    echo, if it still comes, is swallowed by rule 1. A reused name thus
+    ///    never leaves a mark waiting for an echo that already came.
     fn on_mark_echo(&mut self, name: String) {
-        // Echoes of marks a clear already resolved come first (Twilio echoes
-        // in order, cleared marks included): swallow them.
-        if let Some(i) = self.swallow.iter().position(|n| *n == name) {
-            self.swallow.drain(..=i);
+        let now = self.now;
+        let Some(first) = self.sent_marks.iter().position(|m| m.name == name) else {
+            self.warn(Warning::UnknownMark { name });
             return;
+        };
+        let owed: Vec<SentMark> = self.sent_marks.drain(..=first).collect();
+        let played = self
+            .sent_marks
+            .iter()
+            .rposition(|m| !m.resolved && m.name == name && m.done_at <= now);
+        // Twilio's progress, from the latest mark this echo may be: the one
+        // rule 2 found, else rule 1's (earlier marks lost theirs).
+        let confirmed = match played.and_then(|k| self.sent_marks.get(k)) {
+            Some(m) => Some(m.done_at),
+            None => owed.last().filter(|m| !m.resolved).map(|m| m.done_at),
+        };
+        if let Some(done_at) = confirmed {
+            self.confirm(done_at);
         }
-        if let Some(i) = self.sent_marks.iter().position(|m| m.name == name) {
-            // An echo means everything before it played, earlier marks included.
-            let done: Vec<SentMark> = self.sent_marks.drain(..=i).collect();
-            for m in done {
-                self.pacer.confirm(self.now, m.done_at);
-                self.resolve(m.name, MarkOutcome::Played);
+        for m in owed.into_iter().filter(|m| !m.resolved) {
+            self.resolve(m.name, MarkOutcome::Played);
+        }
+        let mut done = Vec::new();
+        if let Some(k) = played {
+            for m in self
+                .sent_marks
+                .iter_mut()
+                .take(k + 1)
+                .filter(|m| !m.resolved)
+            {
+                m.resolved = true;
+                done.push(m.name.clone());
             }
-            return;
         }
-        self.warn(Warning::UnknownMark { name });
+        for name in done {
+            self.resolve(name, MarkOutcome::Played);
+        }
+        self.trim_owed();
+    }
+
+    /// Tells the pacer Twilio has played what the schedule expected to end at
+    /// `done_at`, and moves the open marks' expected ends with the schedule,
+    /// so a later echo is measured against the schedule as it now stands, not
+    /// counted late a second time.
+    fn confirm(&mut self, done_at: Instant) {
+        let before = self.pacer.end();
+        self.pacer.confirm(self.now, done_at);
+        if let (Some(before), Some(after)) = (before, self.pacer.end())
+            && after > before
+        {
+            let shift = after - before;
+            for m in self.sent_marks.iter_mut().filter(|m| !m.resolved) {
+                m.done_at = m.done_at.checked_add(shift).unwrap_or(m.done_at);
+            }
+        }
+    }
+
+    /// Bounds the marks kept only to swallow their echo, like the marks
+    /// themselves: the oldest are forgotten (their echo, if it comes, is a
+    /// warning).
+    fn trim_owed(&mut self) {
+        let mut resolved = self.sent_marks.iter().filter(|m| m.resolved).count();
+        while resolved > self.config.pacer.max_marks {
+            match self.sent_marks.iter().position(|m| m.resolved) {
+                Some(i) => {
+                    self.sent_marks.remove(i);
+                    resolved -= 1;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Marks at Twilio not yet resolved.
+    fn open_at_twilio(&self) -> usize {
+        self.sent_marks.iter().filter(|m| !m.resolved).count()
     }
 
     fn resolve(&mut self, name: String, outcome: MarkOutcome) {
@@ -777,35 +860,33 @@ impl Call {
         self.emit(CallEvent::MarkDone { name, outcome });
     }
 
-    /// Resolves every open mark: those at Twilio by the schedule, those
-    /// queued as cleared. Returns the names Twilio will still echo.
-    fn resolve_open_marks(&mut self) -> Vec<String> {
+    /// Resolves every open mark: those at Twilio by the schedule (they stay
+    /// in `sent_marks`, marked resolved, until Twilio echoes them), those
+    /// queued as cleared.
+    fn resolve_open_marks(&mut self) {
         let now = self.now;
-        let sent: Vec<SentMark> = self.sent_marks.drain(..).collect();
-        let mut at_twilio = Vec::with_capacity(sent.len());
-        for m in sent {
+        let mut done = Vec::new();
+        for m in self.sent_marks.iter_mut().filter(|m| !m.resolved) {
+            m.resolved = true;
             let outcome = if m.done_at <= now {
                 MarkOutcome::Played
             } else {
                 MarkOutcome::Cleared
             };
-            at_twilio.push(m.name.clone());
-            self.resolve(m.name, outcome);
+            done.push((m.name.clone(), outcome));
+        }
+        for (name, outcome) in done {
+            self.resolve(name, outcome);
         }
         for name in self.pacer.clear(now) {
             self.resolve(name, MarkOutcome::Cleared);
         }
-        at_twilio
     }
 
     fn do_clear(&mut self) {
         self.refresh_played();
-        let echoes = self.resolve_open_marks();
-        self.swallow.extend(echoes);
-        // Bounded like the marks themselves; an echo of a forgotten one is a warning.
-        while self.swallow.len() > self.config.pacer.max_marks {
-            self.swallow.pop_front();
-        }
+        self.resolve_open_marks();
+        self.trim_owed();
         if let Some(sid) = self.stream_sid {
             let mut text = String::with_capacity(80);
             message::write_clear(&mut text, &sid);
@@ -859,7 +940,7 @@ impl Call {
     fn drained(&self) -> bool {
         self.pacer.queued_bytes() == 0
             && self.pacer.queued_marks() == 0
-            && self.sent_marks.is_empty()
+            && self.open_at_twilio() == 0
             && !self.pacer.is_playing(self.now)
     }
 
@@ -917,7 +998,11 @@ impl Call {
             Outgoing::Mark { name, done_at } => {
                 let mut text = String::with_capacity(80 + name.len());
                 message::write_mark(&mut text, &sid, &name);
-                self.sent_marks.push_back(SentMark { name, done_at });
+                self.sent_marks.push_back(SentMark {
+                    name,
+                    done_at,
+                    resolved: false,
+                });
                 self.out.push_back(CallOutput::Send(text));
             }
             #[allow(unreachable_patterns)]
@@ -930,8 +1015,8 @@ impl Call {
             return;
         };
         self.refresh_played();
-        let _ = self.resolve_open_marks();
-        self.swallow.clear();
+        self.resolve_open_marks();
+        self.sent_marks.clear();
         self.sync_jitter_stats();
         let close = matches!(reason, StopReason::Stop | StopReason::Hangup);
         let reason_text = match reason {

@@ -12,13 +12,13 @@
 //! use callstream_core::vad::{Vad, VadConfig, VadEvent};
 //! use std::time::Duration;
 //!
-//! // μ-law as it arrives from Twilio: 0.4 s of silence, 0.6 s of a 400 Hz
+//! // μ-law as it arrives from Twilio: 0.4 s of silence, 0.4 s of a 400 Hz
 //! // "vowel" at -16 dBFS that fades out over its last 10 ms, then silence.
 //! let ulaw_frame = |frame: usize| -> Vec<u8> {
 //!     (0..FRAME_SAMPLES)
 //!         .map(|i| {
 //!             let n = frame * FRAME_SAMPLES + i; // sample index in the call
-//!             let (on, off) = (20 * FRAME_SAMPLES, 50 * FRAME_SAMPLES);
+//!             let (on, off) = (20 * FRAME_SAMPLES, 40 * FRAME_SAMPLES);
 //!             if !(on..off).contains(&n) {
 //!                 return codec::SILENCE;
 //!             }
@@ -44,7 +44,7 @@
 //!         // Decided 60 ms (three frames) in, dated to the first frame.
 //!         (22, VadEvent::SpeechStarted { at_frame: 20 }),
 //!         // Decided after 300 ms of quiet, dated to where the quiet began.
-//!         (64, VadEvent::SpeechEnded { at_frame: 50, duration: Duration::from_millis(600) }),
+//!         (54, VadEvent::SpeechEnded { at_frame: 40, duration: Duration::from_millis(400) }),
 //!     ]
 //! );
 //! assert!(!vad.is_speech());
@@ -70,7 +70,11 @@
 //!    lucky quiet noise frame from pulling the floor down. The window is kept
 //!    as four blocks of a quarter window each, so the floor rises at most a
 //!    quarter window after the window has seen only the new level; it falls
-//!    at once.
+//!    at once. A level that holds *flat* for 480 ms (24 units of 20 ms whose
+//!    energies all lie within 4 dB of each other) becomes the floor at once:
+//!    steady noise is that flat, speech is not (its syllables swing the
+//!    energy by far more several times a second). So a step up in the noise
+//!    is learned within 480 ms, not the whole window.
 //! 4. **Hysteresis.** A frame is *loud* when its energy is at least
 //!    [`start_db`](VadConfig::start_db) above the floor, *active* when it is at
 //!    least [`stop_db`](VadConfig::stop_db) above it, and *faint* when it is at
@@ -103,17 +107,26 @@
 //! stored as μ-law), every start and end is found within ±100 ms of the truth
 //! in clean speech, in white noise at 20 and 10 dB SNR, and in pink and brown
 //! noise at 10 dB; at 10 dB the ends come out up to 94 ms early, because the
-//! last of a final /s/ lies under the noise. The tests print the worst errors
+//! last of a final /s/ lies under the noise. **In white noise at 5 dB SNR the
+//! bound is not met**: the worst start is 265 ms late and the worst end
+//! 114 ms early (the weak onset of one utterance stays under `start_db`).
+//! After a recorded step up of 15 dB in pink noise (no speech), the detector
+//! reports one false speech segment, from the step to 300 ms after it (the
+//! test bound is 500 ms), then nothing: that false `SpeechStarted` would
+//! still fire a barge-in. The tests print the worst errors
 //! (`cargo test -p callstream-core --test vad_fixtures -- --nocapture`).
 //!
 //! # Behaviour to know
 //!
-//! - **Noise that steps up** by more than `start_db` reads as speech until the
-//!   floor window has seen only the new level: at most `floor_window_ms` plus
-//!   a quarter of it (2.5 s by default), then `SpeechEnded`, and no more speech
-//!   while the level holds. Noise that steps down is followed at once. A tone
-//!   or a voice held without a pause for longer than the window is the same
-//!   thing to this detector: it becomes the floor.
+//! - **Noise that steps up** by more than `start_db` reads as speech until it
+//!   has held flat for 480 ms (or, if it is not flat, until the floor window
+//!   has seen only the new level: at most `floor_window_ms` plus a quarter of
+//!   it, 2.5 s by default), then `SpeechEnded`, dated at most 480 ms after the
+//!   step, and no more speech while the level holds. The `SpeechStarted` at
+//!   the step is reported 60 ms in, so it still counts for a barge-in. Noise
+//!   that steps down is followed at once. A tone, or a voice held without a
+//!   swing of 4 dB, for longer than 480 ms is the same thing to this
+//!   detector: it becomes the floor.
 //! - **The first frame** sets the floor. A stream that opens on a syllable's
 //!   onset still works (the onset is weaker than what follows: on the
 //!   fixtures cut that way, every start and end stays within 100 ms). One
@@ -144,9 +157,10 @@
 //!
 //! # Cost
 //!
-//! Per 20 ms frame: one pass over the samples (a biquad and a sum of squares)
-//! and a dozen operations on the floor and state; no allocation, about 300
-//! bytes of state. See `BENCHMARKS.md` for measured numbers.
+//! Per 20 ms frame: one pass over the samples (a biquad and a sum of squares),
+//! a min/max over the last 24 frame energies (the flat check) and a dozen
+//! operations on the floor and state; no allocation, about 500 bytes of
+//! state. See `BENCHMARKS.md` for measured numbers.
 
 use std::time::Duration;
 
@@ -159,6 +173,14 @@ const SMOOTH_FRAMES: usize = 4;
 /// Blocks the floor window is kept in: the floor rises within a quarter window
 /// of the noise rising, for four `f64`s of state.
 const FLOOR_BLOCKS: usize = 4;
+/// 20 ms units a level must hold, flat, to become the floor at once: 480 ms,
+/// longer than a held vowel, well short of the floor window. Frames of other
+/// lengths are pooled into 20 ms units first, so the time is the same.
+const FLAT_FRAMES: usize = 24;
+/// Largest spread (max over min energy, 4 dB) of `FLAT_FRAMES` frame
+/// energies that is still "flat": steady noise stays within it, speech, which
+/// is modulated by its syllables, does not.
+const FLAT_RATIO: f64 = 2.511_886_431_509_58;
 /// How far a speech start may be dated back over frames that were active but
 /// not loud: the rise of a syllable before it crosses the start threshold.
 const ONSET_LOOKBACK_SAMPLES: u64 = 100 * SAMPLES_PER_MS;
@@ -347,6 +369,13 @@ pub struct Vad {
     /// Minimum of the block being filled, and how many samples it holds.
     block_min: f64,
     block_fill: u64,
+    /// Energies of the last `FLAT_FRAMES` frames (ring), for the flat check.
+    flat: [f64; FLAT_FRAMES],
+    flat_len: usize,
+    flat_next: usize,
+    /// Energy (sum over samples) and samples pooled toward the next unit.
+    pool_energy: f64,
+    pool_samples: u64,
     floor: f64,
 
     /// Frames and samples processed so far.
@@ -384,6 +413,11 @@ impl Vad {
             blocks_next: 0,
             block_min: f64::INFINITY,
             block_fill: 0,
+            flat: [0.0; FLAT_FRAMES],
+            flat_len: 0,
+            flat_next: 0,
+            pool_energy: 0.0,
+            pool_samples: 0,
             floor: f64::INFINITY,
             frame: 0,
             sample: 0,
@@ -544,6 +578,35 @@ impl Vad {
 
         self.block_min = self.block_min.min(smoothed.max(self.floor_min));
         self.floor = self.blocks.iter().fold(self.block_min, |m, &b| m.min(b));
+
+        // A level that has held flat for `FLAT_FRAMES` is noise, not speech:
+        // it becomes the floor now rather than when the window forgets the
+        // old one. Blocks that remember the old, lower level are raised too.
+        self.pool_energy += energy * len as f64;
+        self.pool_samples = self.pool_samples.saturating_add(len);
+        if self.pool_samples >= FRAME_SAMPLES as u64 {
+            if let Some(slot) = self.flat.get_mut(self.flat_next) {
+                *slot = self.pool_energy / self.pool_samples as f64;
+            }
+            self.pool_energy = 0.0;
+            self.pool_samples = 0;
+            self.flat_next = (self.flat_next + 1) % FLAT_FRAMES;
+            self.flat_len = (self.flat_len + 1).min(FLAT_FRAMES);
+        }
+        if self.flat_len == FLAT_FRAMES && self.pool_samples == 0 {
+            let (lo, hi) = self
+                .flat
+                .iter()
+                .fold((f64::INFINITY, 0f64), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+            let lo = lo.max(self.floor_min);
+            if hi <= lo * FLAT_RATIO && lo > self.floor {
+                self.floor = lo;
+                self.block_min = self.block_min.max(lo);
+                for b in &mut self.blocks {
+                    *b = b.max(lo);
+                }
+            }
+        }
 
         self.block_fill = self.block_fill.saturating_add(len);
         if self.block_fill >= self.block_samples {
@@ -880,14 +943,19 @@ mod tests {
         }
         let low = vad.noise_floor_dbfs();
         assert!((high - low - 20.0).abs() < 0.5, "{high} -> {low}");
-        for _ in 0..100 {
+        // A steady level is learned once it has held flat for FLAT_FRAMES.
+        for _ in 1..FLAT_FRAMES {
             let _ = vad.handle_frame(&loud);
         }
-        assert_eq!(vad.noise_floor_dbfs(), low, "still within the window");
-        for _ in 0..25 {
+        assert_eq!(vad.noise_floor_dbfs(), low, "not yet flat for long enough");
+        // One more for the unit, one for the filter's step at the change.
+        for _ in 0..2 {
             let _ = vad.handle_frame(&loud);
         }
-        assert_eq!(vad.noise_floor_dbfs(), high, "learned after 1.25 windows");
+        assert!(
+            (vad.noise_floor_dbfs() - high).abs() < 0.01,
+            "learned when flat"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use call_support::*;
 use callstream_core::call::{
-    Call, CallConfig, CallEvent, CommandError, MAX_MARK_NAME, MarkOutcome, StopReason,
+    Call, CallConfig, CallEvent, CommandError, MAX_MARK_NAME, MarkOutcome, StopReason, Warning,
 };
 use callstream_core::pacer::PacerConfig;
 
@@ -325,4 +325,151 @@ fn clear_during_hangup_shortens_it() {
     sim.m.clear(sim.now);
     sim.drain();
     assert_eq!(sim.close, Some((1000, "hangup".to_string())));
+}
+
+/// When each mark resolved, in ms since the call began.
+fn mark_times(sim: &Sim<Call>) -> Vec<(String, MarkOutcome, u64)> {
+    sim.events
+        .iter()
+        .filter_map(|(t, e)| match e {
+            CallEvent::MarkDone { name, outcome } => {
+                Some((name.clone(), *outcome, (*t - sim.t0).as_millis() as u64))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reused_name_is_not_swallowed_when_a_cleared_echo_goes_missing() {
+    // The application names every reply "answer". The first is cleared and
+    // Twilio's echo of it is lost; the echoes of the later replies must still
+    // resolve them as they play, not be taken for the lost one.
+    let mut sim = sim();
+    let t0 = sim.t0;
+    sim.player.lose.insert(0); // the cleared mark's echo
+    sim.m.play_pcm(t0, &[100; 800]).unwrap(); // 100 ms, within the lead
+    sim.m.mark(t0, "answer").unwrap();
+    sim.m.play_pcm(t0, &[100; 8000]).unwrap();
+    sim.drain();
+    sim.run(t0 + 50 * MS, &mut quiet());
+    sim.m.clear(sim.now);
+    sim.m.play_pcm(sim.now, &[100; 4000]).unwrap(); // 500 ms
+    sim.m.mark(sim.now, "answer").unwrap();
+    sim.drain();
+    sim.run(t0 + 1000 * MS, &mut quiet());
+    sim.m.play_pcm(sim.now, &[100; 2400]).unwrap(); // 300 ms
+    sim.m.mark(sim.now, "answer").unwrap();
+    sim.drain();
+    sim.run(t0 + 2000 * MS, &mut quiet());
+    assert_eq!(sim.player.echoed, 3);
+    // Each resolves when its own audio has played: 50 + 500, 1000 + 300.
+    assert_eq!(
+        mark_times(&sim),
+        [
+            ("answer".into(), Cleared, 50),
+            ("answer".into(), Played, 550),
+            ("answer".into(), Played, 1300),
+        ]
+    );
+    assert_eq!(sim.count(|e| matches!(e, CallEvent::Warning(_))), 0);
+}
+
+#[test]
+fn a_reused_name_keeps_step_when_an_open_marks_echo_goes_missing() {
+    // No clear: the echo of the second "answer" is lost. The third one's echo
+    // resolves both (its audio played after theirs), and the fourth still
+    // resolves on its own echo.
+    let mut sim = sim();
+    let t0 = sim.t0;
+    sim.player.lose.insert(1);
+    for k in 0..4u32 {
+        let at = t0 + 1000 * MS * k;
+        sim.run(at, &mut quiet());
+        sim.m.play_pcm(at, &[100; 1600]).unwrap(); // 200 ms
+        sim.m.mark(at, "answer").unwrap();
+        sim.drain();
+    }
+    sim.run(t0 + 5000 * MS, &mut quiet());
+    assert_eq!(
+        mark_times(&sim),
+        [
+            ("answer".into(), Played, 200),
+            ("answer".into(), Played, 2200),
+            ("answer".into(), Played, 2200),
+            ("answer".into(), Played, 3200),
+        ]
+    );
+    assert_eq!(sim.count(|e| matches!(e, CallEvent::Warning(_))), 0);
+}
+
+#[test]
+fn cleared_echoes_are_swallowed_in_order_before_a_reused_name() {
+    // Two cleared marks and then the same names again: Twilio's echoes of the
+    // cleared ones come first (at once) and are swallowed; the later marks
+    // resolve on their own echoes, each once.
+    let mut sim = sim();
+    sim.player.latency = 30 * MS;
+    let t0 = sim.t0;
+    sim.m.mark(t0, "x").unwrap(); // echoed at once: nothing queued
+    sim.m.play_pcm(t0, &[100; 400]).unwrap();
+    sim.m.mark(t0, "y").unwrap();
+    sim.m.play_pcm(t0, &[100; 400]).unwrap();
+    sim.m.mark(t0, "x").unwrap();
+    sim.m.play_pcm(t0, &[100; 8000]).unwrap();
+    sim.drain();
+    sim.run(t0 + 20 * MS, &mut quiet());
+    sim.m.clear(sim.now);
+    for name in ["y", "x"] {
+        sim.m.play_pcm(sim.now, &[100; 1600]).unwrap();
+        sim.m.mark(sim.now, name).unwrap();
+    }
+    sim.drain();
+    sim.run(t0 + 2000 * MS, &mut quiet());
+    assert_eq!(
+        mark_times(&sim),
+        [
+            // Its audio (none) had played: Played, though resolved by the clear.
+            ("x".into(), Played, 20),
+            ("y".into(), Cleared, 20),
+            ("x".into(), Cleared, 20),
+            ("y".into(), Played, 250),
+            ("x".into(), Played, 450),
+        ]
+    );
+    // The first "x" was echoed at 30 ms, after the clear: swallowed with the
+    // others.
+    assert_eq!(sim.count(|e| matches!(e, CallEvent::Warning(_))), 0);
+    assert_eq!(sim.m.stats().marks_cleared, 2);
+}
+
+#[test]
+fn echoes_of_unknown_names_warn_and_change_nothing() {
+    let mut sim = sim();
+    let t0 = sim.t0;
+    sim.m.play_pcm(t0, &[100; 2400]).unwrap(); // 300 ms
+    sim.m.mark(t0, "a").unwrap();
+    sim.drain();
+    sim.run(t0 + 100 * MS, &mut quiet());
+    // A name never sent: a warning, and the open mark is untouched.
+    let seq = sim.next_seq();
+    sim.send(&mark_echo(seq, "never-sent"));
+    assert_eq!(
+        sim.notable()
+            .iter()
+            .filter_map(|e| match e {
+                CallEvent::Warning(Warning::UnknownMark { name }) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        ["never-sent"]
+    );
+    assert!(sim.mark_dones().is_empty());
+    sim.run(t0 + 1000 * MS, &mut quiet());
+    assert_eq!(mark_times(&sim), [("a".into(), Played, 300)]);
+    // Its real echo came and went; a second copy is unknown again.
+    let seq = sim.next_seq();
+    sim.send(&mark_echo(seq, "a"));
+    assert_eq!(sim.m.stats().warnings, 2);
+    assert_eq!(sim.mark_dones().len(), 1);
 }

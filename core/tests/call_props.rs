@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use call_support::*;
-use callstream_core::call::{Call, CallConfig, CallEvent, Warning};
+use callstream_core::call::{Call, CallConfig, CallEvent, MarkOutcome, Warning};
 use callstream_core::pacer::PacerConfig;
 use proptest::prelude::*;
 
@@ -108,5 +108,73 @@ proptest! {
         for (k, f) in sim.audio().iter().enumerate() {
             prop_assert_eq!(f.timestamp_ms, 20 * k as u64);
         }
+    }
+
+    /// Reused names, lost echoes and clears: every mark resolves exactly
+    /// once and in the order it was queued; a clear resolves every mark still
+    /// open, as `Cleared` where Twilio had not played its audio; and with one
+    /// echo delivered at the end, no mark is left waiting for the call's end.
+    #[test]
+    fn reused_names_resolve_once_in_order_despite_lost_echoes(
+        ops in proptest::collection::vec(op(), 1..40),
+        names in proptest::collection::vec(prop_oneof![3 => Just("answer"), 1 => Just("hi")], 40),
+        lose in proptest::collection::btree_set(0usize..30, 0..6),
+        latency in 0u64..120,
+    ) {
+        let t0 = Instant::now();
+        let mut sim = Sim::new(Call::new(CallConfig::default(), t0), t0);
+        sim.player.latency = Duration::from_millis(latency);
+        sim.player.lose = lose;
+        let mut voice = Script::new(&[]);
+        let mut accepted: Vec<&str> = Vec::new();
+        let mut names = names.into_iter().cycle();
+        for op in ops {
+            let now = sim.now;
+            match op {
+                Op::Play(ms) => { let _ = sim.m.play_pcm(now, &vec![500; ms as usize * 8]); }
+                Op::Mark => {
+                    let name = names.next().unwrap_or("answer");
+                    if sim.m.mark(now, name).is_ok() {
+                        accepted.push(name);
+                    }
+                }
+                Op::Clear => {
+                    sim.drain();
+                    let holding = sim.player.holding(sim.now);
+                    let before = sim.mark_dones().len();
+                    sim.m.clear(now);
+                    sim.drain();
+                    let by_clear = &sim.mark_dones()[before..];
+                    prop_assert_eq!(sim.mark_dones().len(), accepted.len(), "a mark outlived a clear");
+                    let cleared = by_clear.iter().filter(|(_, o)| *o == MarkOutcome::Cleared).count();
+                    prop_assert!(cleared >= holding, "{} cleared, Twilio held {} unplayed", cleared, holding);
+                }
+                Op::Wait(ms) => {
+                    let until = sim.now + Duration::from_millis(u64::from(ms));
+                    sim.run(until, &mut voice);
+                }
+                // Hanging up would refuse the last mark below.
+                Op::Hangup => {}
+            }
+            sim.drain();
+        }
+        // A last mark whose echo Twilio delivers: every echo before it came
+        // or was lost, so nothing may wait for the end of the call.
+        let sent = sim.player.sent.iter().filter(|s| matches!(s, Sent::Mark(_))).count();
+        sim.player.lose.retain(|&i| i < sent);
+        let now = sim.now;
+        let _ = sim.m.play_pcm(now, &[500; 160]);
+        prop_assert!(sim.m.mark(now, "answer").is_ok());
+        accepted.push("answer");
+        sim.media_on = false;
+        let until = sim.now + Duration::from_secs(70);
+        sim.run(until, &mut voice);
+        let dones = sim.mark_dones();
+        let names_done: Vec<&str> = dones.iter().map(|(n, _)| n.as_str()).collect();
+        prop_assert_eq!(&names_done, &accepted, "resolved out of order, twice or not yet");
+        prop_assert_eq!(sim.count(|e| matches!(e, CallEvent::Warning(_))), 0);
+        let seq = sim.next_seq();
+        sim.send(&stop(seq));
+        prop_assert_eq!(sim.mark_dones().len(), accepted.len(), "resolved again at the end");
     }
 }

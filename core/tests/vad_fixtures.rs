@@ -350,3 +350,67 @@ fn a_call_that_opens_with_speech_loses_no_accuracy() {
         }
     }
 }
+
+/// noisy_truth.txt (made by `fixtures/make_noisy_fixtures.sh`): `file NAME
+/// NOISE SNR` (utterances as in truth.txt), `step NAME NOISE AT FROM TO LEN`.
+fn noisy_truth() -> (Vec<String>, Vec<(String, usize)>) {
+    let text =
+        std::fs::read_to_string(fixture_dir().join("noisy_truth.txt")).expect("noisy_truth.txt");
+    let (mut files, mut steps) = (Vec::new(), Vec::new());
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            ["file", name, ..] => files.push(name.to_string()),
+            ["step", name, _, at, ..] => steps.push((name.to_string(), at.parse().expect("at"))),
+            _ => panic!("unexpected line in noisy_truth.txt: {line}"),
+        }
+    }
+    (files, steps)
+}
+
+#[test]
+#[ignore = "not met yet: worst start +265 ms, end -114 ms (one weak utterance onset)"]
+fn speech_in_white_noise_at_5db_snr_within_100ms() {
+    let (files, _) = noisy_truth();
+    assert!(files.iter().any(|n| n == "white_5db.ulaw"));
+    let truth = truth();
+    let (s, e) =
+        accuracy(VadConfig::default(), "white_5db.ulaw", &truth).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("white_5db.ulaw: worst start error {s:+} ms, worst end error {e:+} ms");
+    assert!(
+        s.abs() * 8 <= TOLERANCE && e.abs() * 8 <= TOLERANCE,
+        "white_5db.ulaw: start {s:+} ms, end {e:+} ms"
+    );
+}
+
+/// How long after a step up in steady noise the detector may still call it
+/// speech.
+const STEP_BOUND_MS: u64 = 500;
+
+#[test]
+fn a_recorded_noise_step_is_never_speech_for_long() {
+    let (_, steps) = noisy_truth();
+    assert!(!steps.is_empty());
+    for (name, at) in steps {
+        let pcm = load_pcm(&name);
+        let mut vad = Vad::new(VadConfig::default());
+        let got = events(&mut vad, &pcm);
+        eprintln!("{name}: step at frame {}: {got:?}", at / FRAME_SAMPLES);
+        let step_frame = (at / FRAME_SAMPLES) as u64;
+        let bound = step_frame + STEP_BOUND_MS / 20;
+        for e in &got {
+            match *e {
+                VadEvent::SpeechStarted { at_frame } => assert!(
+                    at_frame + 5 >= step_frame && at_frame <= bound,
+                    "{name}: speech from frame {at_frame}"
+                ),
+                VadEvent::SpeechEnded { at_frame, .. } => assert!(
+                    at_frame <= bound,
+                    "{name}: speech until frame {at_frame}, bound {bound}"
+                ),
+                _ => {}
+            }
+        }
+        assert!(!vad.is_speech());
+    }
+}

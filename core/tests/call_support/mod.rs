@@ -133,6 +133,10 @@ pub struct Player {
     pub max_buffered: Duration,
     pub sent: Vec<Sent>,
     pub clears: usize,
+    /// Echoes Twilio loses, by their 0-based index among all echoes.
+    pub lose: std::collections::BTreeSet<usize>,
+    /// Echoes produced so far, lost ones included.
+    pub echoed: usize,
 }
 
 impl Player {
@@ -146,6 +150,8 @@ impl Player {
             max_buffered: Duration::ZERO,
             sent: Vec::new(),
             clears: 0,
+            lose: std::collections::BTreeSet::new(),
+            echoed: 0,
         }
     }
 
@@ -167,8 +173,9 @@ impl Player {
             Sent::Clear => {
                 self.clears += 1;
                 // Twilio echoes cleared marks too, at once.
-                for (_, name) in self.marks.drain(..) {
-                    self.echoes.push_back((now + self.latency, name));
+                let cleared: Vec<String> = self.marks.drain(..).map(|(_, n)| n).collect();
+                for name in cleared {
+                    self.echo(now + self.latency, name);
                 }
                 // Truncate what had not played.
                 for (start, bytes) in &mut self.segments {
@@ -192,8 +199,21 @@ impl Player {
                 break;
             }
             let (due, name) = self.marks.pop_front().unwrap();
-            self.echoes.push_back((due + self.latency, name));
+            self.echo(due + self.latency, name);
         }
+    }
+
+    fn echo(&mut self, at: Instant, name: String) {
+        if !self.lose.contains(&self.echoed) {
+            self.echoes.push_back((at, name));
+        }
+        self.echoed += 1;
+    }
+
+    /// Marks Twilio holds whose audio has not played by `now`.
+    pub fn holding(&mut self, now: Instant) -> usize {
+        self.release_marks(now);
+        self.marks.len()
     }
 
     /// The next time something happens at Twilio's side.
@@ -312,7 +332,7 @@ pub trait Voice {
     fn frame(&mut self, ms: u64) -> Vec<u8>;
 }
 
-/// Quiet line noise, with speech (a loud buzz) in the given intervals (ms).
+/// Quiet line noise, with speech (a loud buzz, modulated) in the given intervals (ms).
 pub struct Script {
     pub talk: Vec<(u64, u64)>,
     seed: u32,
@@ -334,8 +354,12 @@ impl Voice for Script {
             .map(|i| {
                 self.seed = self.seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 let noise = ((self.seed >> 16) % 41) as i16 - 20;
+                // Syllables: the buzz swings 8 dB every 100 ms, as speech
+                // does; an unmodulated buzz held for half a second is, to the
+                // detector, a new noise level.
+                let a = if (ms / 100) % 2 == 0 { 6000 } else { 2400 };
                 let s = if talking {
-                    if (i / 10) % 2 == 0 { 6000 } else { -6000 }
+                    if (i / 10) % 2 == 0 { a } else { -a }
                 } else {
                     noise
                 };
