@@ -142,3 +142,94 @@ fn the_token_never_reaches_the_log() {
         "the signature was logged"
     );
 }
+
+/// Starts the binary with stderr piped and returns once its boot line is
+/// read; the caller owns the pipe's read end.
+fn start_raw(envs: &[(&str, &str)]) -> (Child, SocketAddr, BufReader<std::process::ChildStderr>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn callstream");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut boot = String::new();
+    err.read_line(&mut boot).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&boot).unwrap();
+    let addr = v["bind"].as_str().unwrap().parse().unwrap();
+    (child, addr, err)
+}
+
+/// Waits for the child to exit, at most `limit`; kills it past that.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_closed_log_pipe_neither_stalls_requests_nor_swallows_sigterm() {
+    // `callstream 2>&1 | head -1`: the reader goes away after one line.
+    let (mut child, addr, err) = start_raw(&[("DRAIN_SECONDS", "2")]);
+    drop(err);
+    let body = "CallSid=CA0123456789abcdef0123456789abcdef";
+    // Each of these logs a warning (403, no token) into the closed pipe.
+    for _ in 0..200 {
+        let hook = request(
+            addr,
+            &format!(
+                "POST /webhook/call_status HTTP/1.1\r\nHost: x.test\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(hook.starts_with("HTTP/1.1 403"), "{hook}");
+    }
+    let metrics = request(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+    );
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("callstream_log_lines_dropped_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("the dropped-lines counter");
+    assert!(dropped > 0, "{metrics}");
+    sigterm(&child);
+    let status = exit_within(&mut child, Duration::from_secs(10)).expect("exited after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn shutdown_ends_within_the_drain_period_with_a_partial_request_pending() {
+    let (mut child, addr, err) = start_raw(&[("DRAIN_SECONDS", "3")]);
+    // Keep reading the log so that nothing else is in play.
+    std::thread::spawn(move || for _ in err.lines() {});
+    // A request head that never completes (its own timeout is far away).
+    let mut partial = TcpStream::connect(addr).unwrap();
+    partial
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x.te")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = std::time::Instant::now();
+    sigterm(&child);
+    let status = exit_within(&mut child, Duration::from_secs(10)).expect("exited");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    // Cloud Run kills at the end of its grace period: the process must be
+    // gone by the end of DRAIN_SECONDS, not after it.
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    drop(partial);
+}
