@@ -75,13 +75,15 @@
 //!
 //! # Signatures, accounts, public URLs
 //!
-//! Routes Twilio signs are checked against every token in
-//! [`Config::auth_tokens`] over the URLs Twilio may have signed
+//! Routes Twilio signs are checked by [`crate::verify`]: against every token
+//! in [`Config::auth_tokens`] (or the [`Config::shared_keys`] a
+//! `X-Twilio-Webhooks-Signature-Settings` header names; JSON bodies against
+//! their `bodySHA256`) over the URLs Twilio may have signed
 //! ([`public_url::signed_urls`]: the configured public base first, else
 //! `Host`, with trusted forwarded headers when [`Config::trust_forwarded`]).
 //! A missing or wrong `X-Twilio-Signature` (header name in any case) is 403
-//! plus [`Event::SignatureRejected`] naming the URLs tried, never a token. With
-//! no token configured everything is accepted and [`Event::SignaturesOff`] is
+//! plus [`Event::SignatureRejected`] naming the URLs tried and the reason,
+//! never a token. With no key configured everything is accepted and [`Event::SignaturesOff`] is
 //! emitted once per [`Config`]. With [`Config::account_sid`] set, webhooks for
 //! another account get 403 too. An invalid `Host` is 400 and never reflected.
 //!
@@ -118,7 +120,7 @@ use crate::http::{Limits, RequestParser};
 use crate::message::Inbound;
 use crate::public_url::PublicBase;
 use crate::sid::AccountSid;
-use crate::signature::Validator;
+use crate::verify::{self, SharedKey, Verifier};
 use crate::websocket::{Initiator, WsError};
 
 use stream::StreamPhase;
@@ -155,8 +157,14 @@ pub struct Config {
     /// unchecked. A server that cannot verify Twilio should not act for it:
     /// the `callstream` binary sets this unless explicitly run insecure.
     pub require_signatures: bool,
-    /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` may be used to rebuild
-    /// the public URL (only when a proxy you control sets them).
+    /// Twilio shared keys (primary, secondary during a rotation), for
+    /// requests signed under `X-Twilio-Webhooks-Signature-Settings`
+    /// ([`crate::verify`]). Configuring one turns signature checks on, like a
+    /// token.
+    pub shared_keys: Vec<SharedKey>,
+    /// Whether `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host` may be
+    /// used to rebuild the public URL (only when a proxy you control sets
+    /// them).
     pub trust_forwarded: bool,
     /// When set, webhooks whose `AccountSid` is another account get 403, and a
     /// media stream that starts for another account is closed (1008).
@@ -193,6 +201,7 @@ impl Default for Config {
             public_base_url: None,
             auth_tokens: Vec::new(),
             require_signatures: false,
+            shared_keys: Vec::new(),
             trust_forwarded: false,
             account_sid: None,
             greeting: None,
@@ -217,6 +226,8 @@ impl fmt::Debug for Config {
                 "auth_tokens",
                 &format_args!("<{} token(s)>", self.auth_tokens.len()),
             )
+            .field("shared_keys", &self.shared_keys)
+            .field("require_signatures", &self.require_signatures)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("account_sid", &self.account_sid)
             .field("greeting", &self.greeting)
@@ -232,12 +243,12 @@ impl fmt::Debug for Config {
 }
 
 /// Per-[`Config`] state shared by its connections. Atomics and a lazily
-/// built validator only: no I/O.
+/// built verifier only: no I/O.
 #[derive(Default)]
 pub struct Shared {
     signatures_off_reported: AtomicBool,
     front_reported: AtomicBool,
-    validator: OnceLock<Validator>,
+    verifier: OnceLock<Verifier>,
 }
 
 impl fmt::Debug for Shared {
@@ -250,10 +261,25 @@ impl fmt::Debug for Shared {
 }
 
 impl Config {
-    fn validator(&self) -> &Validator {
+    /// The request check, built from the security fields on first use.
+    fn verifier(&self) -> &Verifier {
         self.shared
-            .validator
-            .get_or_init(|| Validator::new(self.auth_tokens.clone()))
+            .verifier
+            .get_or_init(|| Verifier::new(self.verify_settings()))
+    }
+
+    /// The security fields as [`verify::Settings`], for an embedder that
+    /// checks requests itself with [`Verifier`].
+    #[must_use]
+    pub fn verify_settings(&self) -> verify::Settings {
+        verify::Settings {
+            auth_tokens: self.auth_tokens.clone(),
+            shared_keys: self.shared_keys.clone(),
+            public_base_url: self.public_base_url.clone(),
+            trust_forwarded: self.trust_forwarded,
+            account_sid: self.account_sid,
+            require_signatures: self.require_signatures,
+        }
     }
 
     /// True the first time only (per `Config`).
@@ -449,12 +475,17 @@ pub enum Event {
         /// The decoded form (or query) parameters.
         params: Vec<(String, String)>,
     },
-    /// A request on a signed route had no valid `X-Twilio-Signature`: 403.
+    /// A request on a signed route had no valid `X-Twilio-Signature` (or
+    /// no key is configured to check it with): 403.
     SignatureRejected {
         /// The route.
         route: Route,
         /// The URLs the signature was checked against (never a token).
         urls_tried: Vec<String>,
+        /// Why: [`verify::Reason::NoAuthToken`] when nothing is configured
+        /// to check with, [`verify::Reason::Mismatch`] when the signature
+        /// did not match, and so on.
+        reason: verify::Reason,
     },
     /// No auth token is configured, so signatures are not checked. Once per
     /// [`Config`].
@@ -464,7 +495,7 @@ pub enum Event {
         /// The route.
         route: Route,
         /// The `AccountSid` the request carried (cut to 64 characters), empty
-        /// when it had none.
+        /// when it had none or more than one.
         account_sid: String,
     },
     /// A request came through a front or proxy (`Via: 1.1 google`,

@@ -195,7 +195,9 @@ impl Observer {
                     .collect();
                 tracing::info!(%peer, route = route.as_str(), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
             }
-            Event::SignatureRejected { route, urls_tried } => {
+            Event::SignatureRejected {
+                route, urls_tried, ..
+            } => {
                 self.metrics.signature_failed(route.as_str());
                 tracing::warn!(
                     %peer, route = route.as_str(), urls_tried = %urls_tried.join(" | "),
