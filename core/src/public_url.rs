@@ -1288,6 +1288,102 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_table() {
+        let ok: &[(&str, Option<&str>, Option<&str>)] = &[
+            (
+                "proto=https;host=a.example",
+                Some("https"),
+                Some("a.example"),
+            ),
+            (
+                "PROTO=https ; HOST=\"[::1]:8080\"",
+                Some("https"),
+                Some("[::1]:8080"),
+            ),
+            ("for=1.2.3.4, proto=http;host=b.example", None, None),
+            ("for=\"_hidden\";by=x;proto=https", Some("https"), None),
+            ("host=a.example:8443", None, Some("a.example:8443")),
+            (";;proto=https;", Some("https"), None),
+            ("proto=\"\"", Some(""), None),
+        ];
+        for (value, proto, host) in ok {
+            assert_eq!(
+                parse_forwarded(value),
+                Ok(ForwardedElement {
+                    proto: *proto,
+                    host: *host
+                }),
+                "{value}"
+            );
+        }
+        let long = format!("for={}", "a".repeat(MAX_FORWARDED_ELEMENT));
+        let at = format!("for={}", "a".repeat(MAX_FORWARDED_ELEMENT - 4));
+        assert!(parse_forwarded(&at).is_ok());
+        for value in [
+            "",
+            " ",
+            ", proto=https",
+            ";",
+            "proto",
+            "=https",
+            "proto=https;PROTO=http",
+            "host=\"a.example",
+            "host=\"a\\\"b\"",
+            "proto=https host=a",
+            "proto=\"https\"x",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    parse_forwarded(value),
+                    Err(UrlError::InvalidForwarded { .. })
+                ),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_with_x_forwarded() {
+        let mut r = req("/a", Some("10.0.0.1"), None, None, false);
+        r.forwarded = Some("proto=https;host=pub.example");
+        assert_eq!(
+            signed_urls(None, &r, true).unwrap(),
+            ["https://pub.example/a"]
+        );
+        // Untrusted: ignored.
+        assert_eq!(
+            signed_urls(None, &r, false).unwrap(),
+            ["http://10.0.0.1/a", "https://10.0.0.1/a"]
+        );
+        // Agreeing X-Forwarded-* (case aside) is fine; disagreeing is refused.
+        r.forwarded_proto = Some("HTTPS");
+        assert!(signed_urls(None, &r, true).is_ok());
+        r.forwarded_host = Some("other.example");
+        assert_eq!(
+            signed_urls(None, &r, true),
+            Err(UrlError::ForwardedConflict)
+        );
+        // The Forwarded host is checked like any host, and never reflected beyond 80 chars.
+        let mut r = req("/a", Some("10.0.0.1"), None, None, false);
+        r.forwarded = Some("host=\"a.example\\\"><x>\"");
+        assert!(matches!(
+            signed_urls(None, &r, true),
+            Err(UrlError::InvalidForwarded { .. })
+        ));
+        r.forwarded = Some("host=\"a.example/<x>\"");
+        assert!(matches!(
+            signed_urls(None, &r, true),
+            Err(UrlError::InvalidForwardedHost { .. })
+        ));
+        r.forwarded = Some("proto=ftp");
+        assert!(matches!(
+            request_base(None, &r, true),
+            Err(UrlError::InvalidForwardedProto { .. })
+        ));
+    }
+
+    #[test]
     fn valid_path_table() {
         for p in ["", "/", "/a/b", "/a%20b", "/~x:y@z!$&'()*+,;=-._"] {
             assert!(valid_path(p), "{p:?}");

@@ -74,10 +74,10 @@
 //! let verified = verifier.verify(&request).expect("signed with the shared key");
 //! assert_eq!(verified.params[1], ("CallStatus".to_owned(), "ringing".to_owned()));
 //!
-//! // The same signature without the settings header is checked against the
-//! // auth token, and refused.
+//! // The same signature without the settings header is checked as an
+//! // auth-token HMAC-SHA1, and refused: 32 bytes are not one.
 //! let refused = verifier.verify(&Parts { headers: &headers[..2], ..request }).unwrap_err();
-//! assert_eq!(refused.reason, Reason::Mismatch);
+//! assert!(matches!(refused.reason, Reason::Malformed { .. }));
 //! assert_eq!(refused.status(), 403);
 //! assert_eq!(refused.urls_tried[0], url);
 //! # Ok::<(), callstream_core::public_url::UrlError>(())
@@ -734,4 +734,71 @@ fn trim(mut s: &[u8]) -> &[u8] {
 /// At most [`EXCERPT`] characters of a hostile value.
 fn excerpt(s: &str) -> String {
     s.chars().take(EXCERPT).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Limits, RequestParser};
+    use std::time::Instant;
+
+    fn parsed(wire: &[u8]) -> crate::http::Request {
+        let mut p = RequestParser::new(Limits::default(), Instant::now());
+        p.handle_receive(Instant::now(), wire);
+        p.poll_request().unwrap().unwrap()
+    }
+
+    #[test]
+    fn our_request_is_a_signed_request() {
+        let get = parsed(b"GET /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: h2c, WebSocket\r\n\r\n");
+        assert!(SignedRequest::is_websocket(&get));
+        assert_eq!(SignedRequest::target(&get), "/ws");
+        let post = parsed(b"POST /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\n\r\n");
+        assert!(!SignedRequest::is_websocket(&post));
+    }
+
+    #[test]
+    fn signatures_off_and_required() {
+        let headers: [(&str, &[u8]); 1] = [("Host", b"a.example")];
+        let request = Parts {
+            method: "POST",
+            target: "/x",
+            headers: &headers,
+            body: b"AccountSid=AC1",
+            websocket: false,
+        };
+        let off = Verifier::new(Settings::default()).verify(&request).unwrap();
+        assert_eq!(off.check, Check::SignaturesOff);
+        assert_eq!(off.params, [("AccountSid".to_owned(), "AC1".to_owned())]);
+        let required = Verifier::new(Settings {
+            require_signatures: true,
+            ..Settings::default()
+        });
+        assert_eq!(
+            required.verify(&request).unwrap_err(),
+            Refusal::new(Reason::NoAuthToken)
+        );
+        // A shared key with an empty secret is no key.
+        let empty = Verifier::new(Settings {
+            shared_keys: vec![SharedKey::new("k", "")],
+            ..Settings::default()
+        });
+        assert!(!empty.has_keys());
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let v = Verifier::new(Settings {
+            auth_tokens: vec!["token-secret".into()],
+            shared_keys: vec![SharedKey::new("key-id", "shared-secret")],
+            ..Settings::default()
+        });
+        let dbg = format!("{v:?}");
+        assert!(dbg.contains("key-id"), "{dbg}");
+        assert!(!dbg.contains("secret\""), "{dbg}");
+        assert!(
+            !dbg.contains("token-secret") && !dbg.contains("shared-secret"),
+            "{dbg}"
+        );
+    }
 }
