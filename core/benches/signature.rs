@@ -86,6 +86,7 @@ fn bench(c: &mut Criterion) {
         host: Some("10.0.0.5:8080"),
         forwarded_proto: Some("https"),
         forwarded_host: None,
+        forwarded: None,
         websocket: true,
     };
     let mut g = c.benchmark_group("twiml");

@@ -75,15 +75,18 @@
 //!
 //! # Signatures, accounts, public URLs
 //!
-//! Routes Twilio signs are checked against every token in
-//! [`Config::auth_tokens`] over the URLs Twilio may have signed
+//! Routes Twilio signs are checked by [`crate::verify`]: against every token
+//! in [`Config::auth_tokens`] (or the [`Config::shared_keys`] a
+//! `X-Twilio-Webhooks-Signature-Settings` header names; JSON bodies against
+//! their `bodySHA256`) over the URLs Twilio may have signed
 //! ([`public_url::signed_urls`]: the configured public base first, else
 //! `Host`, with trusted forwarded headers when [`Config::trust_forwarded`]).
 //! A missing or wrong `X-Twilio-Signature` (header name in any case) is 403
-//! plus [`Event::SignatureRejected`] naming the URLs tried, never a token. With
-//! no token configured every signed route is refused too, unless
-//! [`Config::insecure_no_signatures`] asks to accept them unchecked (then
-//! [`Event::SignaturesOff`] is emitted once per [`Config`]). With [`Config::account_sid`] set, webhooks for
+//! plus [`Event::SignatureRejected`] naming the URLs tried and the reason,
+//! never a token. With no token or shared key configured every signed route
+//! is refused too, unless [`Config::insecure_no_signatures`] asks to accept
+//! them unchecked (then [`Event::SignaturesOff`] is emitted once per
+//! [`Config`]). With [`Config::account_sid`] set, webhooks for
 //! another account get 403 too. An invalid `Host` is 400 and never reflected.
 //!
 //! # After the upgrade
@@ -122,7 +125,7 @@ use crate::http::{Limits, RequestParser};
 use crate::message::Inbound;
 use crate::public_url::PublicBase;
 use crate::sid::AccountSid;
-use crate::signature::Validator;
+use crate::verify::{self, SharedKey, Verifier};
 use crate::websocket::{Initiator, WsError};
 
 use stream::StreamPhase;
@@ -164,8 +167,14 @@ pub struct Config {
     /// For tests and local experiments only; with a token configured,
     /// signatures are always checked.
     pub insecure_no_signatures: bool,
-    /// Whether `X-Forwarded-Proto` / `X-Forwarded-Host` may be used to rebuild
-    /// the public URL (only when a proxy you control sets them).
+    /// Twilio shared keys (primary, secondary during a rotation), for
+    /// requests signed under `X-Twilio-Webhooks-Signature-Settings`
+    /// ([`crate::verify`]). Configuring one turns signature checks on, like a
+    /// token.
+    pub shared_keys: Vec<SharedKey>,
+    /// Whether `Forwarded` / `X-Forwarded-Proto` / `X-Forwarded-Host` may be
+    /// used to rebuild the public URL (only when a proxy you control sets
+    /// them).
     pub trust_forwarded: bool,
     /// When set, webhooks whose `AccountSid` is another account get 403, and a
     /// media stream that starts for another account is closed (1008).
@@ -207,6 +216,7 @@ impl Default for Config {
             public_base_url: None,
             auth_tokens: Vec::new(),
             insecure_no_signatures: false,
+            shared_keys: Vec::new(),
             trust_forwarded: false,
             account_sid: None,
             app: Arc::new(StreamApp::default()),
@@ -232,6 +242,7 @@ impl fmt::Debug for Config {
                 &format_args!("<{} token(s)>", self.auth_tokens.len()),
             )
             .field("insecure_no_signatures", &self.insecure_no_signatures)
+            .field("shared_keys", &self.shared_keys)
             .field("trust_forwarded", &self.trust_forwarded)
             .field("account_sid", &self.account_sid)
             .field("limits", &self.limits)
@@ -246,12 +257,12 @@ impl fmt::Debug for Config {
 }
 
 /// Per-[`Config`] state shared by its connections. Atomics and a lazily
-/// built validator only: no I/O.
+/// built verifier only: no I/O.
 #[derive(Default)]
 pub struct Shared {
     signatures_off_reported: AtomicBool,
     front_reported: AtomicBool,
-    validator: OnceLock<Validator>,
+    verifier: OnceLock<Verifier>,
 }
 
 impl fmt::Debug for Shared {
@@ -274,10 +285,25 @@ impl Config {
         }
     }
 
-    fn validator(&self) -> &Validator {
+    /// The request check, built from the security fields on first use.
+    fn verifier(&self) -> &Verifier {
         self.shared
-            .validator
-            .get_or_init(|| Validator::new(self.auth_tokens.clone()))
+            .verifier
+            .get_or_init(|| Verifier::new(self.verify_settings()))
+    }
+
+    /// The security fields as [`verify::Settings`], for an embedder that
+    /// checks requests itself with [`Verifier`].
+    #[must_use]
+    pub fn verify_settings(&self) -> verify::Settings {
+        verify::Settings {
+            auth_tokens: self.auth_tokens.clone(),
+            shared_keys: self.shared_keys.clone(),
+            public_base_url: self.public_base_url.clone(),
+            trust_forwarded: self.trust_forwarded,
+            account_sid: self.account_sid,
+            insecure_no_signatures: self.insecure_no_signatures,
+        }
     }
 
     /// True the first time only (per `Config`).
@@ -473,12 +499,17 @@ pub enum Event {
         /// The decoded form (or query) parameters.
         params: Vec<(String, String)>,
     },
-    /// A request on a signed route had no valid `X-Twilio-Signature`: 403.
+    /// A request on a signed route had no valid `X-Twilio-Signature` (or
+    /// no key is configured to check it with): 403.
     SignatureRejected {
         /// The route.
         route: Route,
         /// The URLs the signature was checked against (never a token).
         urls_tried: Vec<String>,
+        /// Why: [`verify::Reason::NoAuthToken`] when nothing is configured
+        /// to check with, [`verify::Reason::Mismatch`] when the signature
+        /// did not match, and so on.
+        reason: verify::Reason,
     },
     /// No auth token is configured, so signatures are not checked. Once per
     /// [`Config`].
@@ -488,7 +519,7 @@ pub enum Event {
         /// The route.
         route: Route,
         /// The `AccountSid` the request carried (cut to 64 characters), empty
-        /// when it had none.
+        /// when it had none or more than one.
         account_sid: String,
     },
     /// A request came through a front or proxy (`Via: 1.1 google`,

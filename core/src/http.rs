@@ -54,8 +54,11 @@
 //!   handshake on the plain port is answered with 400 at once rather than
 //!   after 16 KiB or 10 s. The scan is incremental (linear in the head's size
 //!   however it is split), and the full parse runs once, at the blank line.
-//! - `Expect: 100-continue` is not answered; clients send the body after their
-//!   own short wait (curl: 1 s). Twilio does not send it.
+//! - `Expect: 100-continue` (HTTP/1.1) is answered: once the head is accepted
+//!   (its `Content-Length` within the body limit, else 413 first) and while
+//!   none of the body has arrived, [`RequestParser::poll_continue`] says to
+//!   write `HTTP/1.1 100 Continue`, so a client such as curl does not wait
+//!   its second for nothing. Other expectations are ignored.
 //!
 //! # Limits ([`Limits`], each configurable)
 //!

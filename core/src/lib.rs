@@ -16,6 +16,7 @@
 //! | [`twiml`] | a typed TwiML builder that enforces Twilio's rules |
 //! | [`signature`] | `X-Twilio-Signature`: compute and validate |
 //! | [`public_url`] | the URL Twilio signed, rebuilt behind proxies |
+//! | [`verify`] | the whole request check: signature, shared keys, JSON bodies, account |
 //! | [`form`] | `application/x-www-form-urlencoded` bodies and query strings |
 //! | [`http`] | HTTP/1.1 requests pushed in pieces, answers written out |
 //! | [`handshake`] | the WebSocket upgrade: checks, accept key, subprotocol |
@@ -83,4 +84,5 @@ pub mod sid;
 pub mod signature;
 pub mod twiml;
 pub mod vad;
+pub mod verify;
 pub mod websocket;

@@ -1,7 +1,7 @@
 //! The public URL: what Twilio requested, rebuilt on a server that may sit
 //! behind a TLS-terminating proxy.
 //!
-//! Twilio signs the URL it requested (PROTOCOL.md §5), and the TwiML it gets
+//! Twilio signs the URL it requested (docs/protocol.md §5), and the TwiML it gets
 //! back must name URLs it can reach. Behind Cloud Run, a load balancer or a
 //! tunnel, the server itself sees plain HTTP and, often, an internal `Host`.
 //! The contract of this module:
@@ -11,7 +11,10 @@
 //! - With none, `X-Forwarded-Proto` / `X-Forwarded-Host` are used only when the
 //!   caller says they are trusted (a proxy it controls sets them), taking the
 //!   first value of a comma-separated list; `https` becomes `wss` for a
-//!   WebSocket upgrade, `http` becomes `ws`.
+//!   WebSocket upgrade, `http` becomes `ws`. RFC 7239 `Forwarded` (`proto=`,
+//!   `host=` of its first element, [`parse_forwarded`]) is read the same way
+//!   under the same trust; when it and an `X-Forwarded-*` header disagree the
+//!   request is refused ([`UrlError::ForwardedConflict`]).
 //! - Otherwise the URL is built from `Host`, only after [`valid_host`] accepts
 //!   it. A host that fails is an error (the engine answers 400): it is never
 //!   reflected into TwiML or a URL. Whether TLS ended in front of the server
@@ -36,6 +39,7 @@
 //!     host: Some("voice-abc123-uc.a.run.app"),
 //!     forwarded_proto: Some("https"),
 //!     forwarded_host: None,
+//!     forwarded: None,
 //!     websocket: true,
 //! };
 //! assert_eq!(
@@ -113,6 +117,14 @@ pub enum UrlError {
         /// The value received (first 80 characters).
         host: String,
     },
+    /// A trusted `Forwarded` header cannot be read.
+    InvalidForwarded {
+        /// What is wrong with it (the value is not repeated).
+        what: &'static str,
+    },
+    /// A trusted `Forwarded` header and an `X-Forwarded-*` header name
+    /// different schemes or hosts: which one the front meant is unknown.
+    ForwardedConflict,
     /// The request target does not start with `/` (origin form).
     BadRequestTarget {
         /// The target received (first 80 characters).
@@ -164,6 +176,11 @@ impl fmt::Display for UrlError {
                     "X-Forwarded-Host {host:?} is not a valid host[:port] (400)"
                 )
             }
+            UrlError::InvalidForwarded { what } => write!(f, "Forwarded header: {what} (400)"),
+            UrlError::ForwardedConflict => write!(
+                f,
+                "Forwarded and X-Forwarded-* name different schemes or hosts (400)"
+            ),
             UrlError::BadRequestTarget { target } => {
                 write!(f, "request target {target:?} does not start with / (400)")
             }
@@ -430,6 +447,9 @@ pub struct RequestParts<'a> {
     pub forwarded_proto: Option<&'a str>,
     /// The `X-Forwarded-Host` header, if any (used only when trusted).
     pub forwarded_host: Option<&'a str>,
+    /// The RFC 7239 `Forwarded` header (its first line), if any (used only
+    /// when trusted; see [`parse_forwarded`]).
+    pub forwarded: Option<&'a str>,
     /// Whether the request is a WebSocket upgrade (`ws`/`wss` scheme, and the
     /// trailing-slash variant is added).
     pub websocket: bool,
@@ -524,22 +544,25 @@ fn request_origin<'a>(
     let mut tls = None;
     let mut host = None;
     if trust_forwarded {
-        if let Some(proto) = req.forwarded_proto {
-            let first = first_value(proto);
+        let rfc = req.forwarded.map(parse_forwarded).transpose()?;
+        let x_proto = req.forwarded_proto.map(|p| (first_value(p), p));
+        let rfc_proto = rfc.and_then(|f| f.proto).map(|p| (p, p));
+        if let Some((first, raw)) = agree(x_proto, rfc_proto)? {
             tls = if first.eq_ignore_ascii_case("https") || first.eq_ignore_ascii_case("wss") {
                 Some(true)
             } else if first.eq_ignore_ascii_case("http") || first.eq_ignore_ascii_case("ws") {
                 Some(false)
             } else {
                 return Err(UrlError::InvalidForwardedProto {
-                    proto: excerpt(proto),
+                    proto: excerpt(raw),
                 });
             };
         }
-        if let Some(fwd) = req.forwarded_host {
-            let first = first_value(fwd);
+        let x_host = req.forwarded_host.map(|h| (first_value(h), h));
+        let rfc_host = rfc.and_then(|f| f.host).map(|h| (h, h));
+        if let Some((first, raw)) = agree(x_host, rfc_host)? {
             if !valid_host(first) {
-                return Err(UrlError::InvalidForwardedHost { host: excerpt(fwd) });
+                return Err(UrlError::InvalidForwardedHost { host: excerpt(raw) });
             }
             host = Some(first);
         }
@@ -555,6 +578,134 @@ fn request_origin<'a>(
         }
     };
     Ok((tls, host))
+}
+
+/// One value from `X-Forwarded-*` and `Forwarded`: whichever is present, and
+/// when both are, they must be the same (ASCII case aside).
+fn agree<'a>(
+    x: Option<(&'a str, &'a str)>,
+    rfc: Option<(&'a str, &'a str)>,
+) -> Result<Option<(&'a str, &'a str)>, UrlError> {
+    match (x, rfc) {
+        (Some(a), Some(b)) if !a.0.eq_ignore_ascii_case(b.0) => Err(UrlError::ForwardedConflict),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Longest first element of a `Forwarded` header read, in bytes (one
+/// proxy's `for`, `by`, `host` and `proto` fit in well under this).
+pub const MAX_FORWARDED_ELEMENT: usize = 512;
+
+/// What the first element of an RFC 7239 `Forwarded` header says about the
+/// request as the outermost proxy received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ForwardedElement<'a> {
+    /// `proto=`: the scheme (not yet checked to be `http` or `https`).
+    pub proto: Option<&'a str>,
+    /// `host=`: the `Host` it received (not yet checked by [`valid_host`]).
+    pub host: Option<&'a str>,
+}
+
+/// Reads the first element of a `Forwarded` value (RFC 7239 §4): pairs
+/// `name=value` separated by `;`, names in any case, values a token or a
+/// quoted string (`host="[::1]:8080"`). Parameters other than `proto` and
+/// `host` are skipped. Refused: a parameter named twice in the element (§4
+/// forbids it), an empty first element, a pair without `=`, an unterminated
+/// quote, a backslash escape inside quotes (no honest host or scheme needs
+/// one), a first element over [`MAX_FORWARDED_ELEMENT`] bytes.
+///
+/// ```
+/// use callstream_core::public_url::{parse_forwarded, ForwardedElement};
+///
+/// let e = parse_forwarded(r#"for=192.0.2.60;Proto=https;host="voice.example.com", for=10.0.0.1"#)?;
+/// assert_eq!(e, ForwardedElement { proto: Some("https"), host: Some("voice.example.com") });
+/// # Ok::<(), callstream_core::public_url::UrlError>(())
+/// ```
+///
+/// # Errors
+///
+/// [`UrlError::InvalidForwarded`] (the request's fault: 400).
+pub fn parse_forwarded(value: &str) -> Result<ForwardedElement<'_>, UrlError> {
+    let bad = |what| Err(UrlError::InvalidForwarded { what });
+    let bytes = value.as_bytes();
+    let mut out = ForwardedElement::default();
+    let mut i = 0;
+    let mut seen: Vec<&str> = Vec::new();
+    let is_ows = |b: u8| b == b' ' || b == b'\t';
+    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    loop {
+        while bytes.get(i).copied().is_some_and(is_ows) {
+            i += 1;
+        }
+        if i > MAX_FORWARDED_ELEMENT {
+            return bad("first element too long");
+        }
+        match bytes.get(i) {
+            None | Some(b',') if seen.is_empty() => return bad("empty first element"),
+            None | Some(b',') => break,
+            Some(b';') => {
+                // An empty pair between two `;`: the grammar allows it.
+                i += 1;
+                continue;
+            }
+            Some(_) => {}
+        }
+        let name_start = i;
+        while bytes.get(i).copied().is_some_and(is_tchar) {
+            i += 1;
+        }
+        let name = value.get(name_start..i).unwrap_or_default();
+        if name.is_empty() || bytes.get(i) != Some(&b'=') {
+            return bad("a parameter without =");
+        }
+        i += 1;
+        let pair_value = if bytes.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let end = bytes
+                .get(start..)
+                .and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\'))
+                .map(|n| start + n);
+            match end.and_then(|e| bytes.get(e).map(|&b| (e, b))) {
+                Some((e, b'"')) => {
+                    i = e + 1;
+                    value.get(start..e).unwrap_or_default()
+                }
+                Some(_) => return bad("an escape in a quoted value"),
+                None => return bad("an unterminated quoted value"),
+            }
+        } else {
+            // A token by the grammar; proxies also send `host=h:8080`
+            // unquoted, so anything up to a delimiter (checked later).
+            let start = i;
+            while bytes
+                .get(i)
+                .is_some_and(|&b| !matches!(b, b';' | b',' | b' ' | b'\t' | b'"'))
+            {
+                i += 1;
+            }
+            value.get(start..i).unwrap_or_default()
+        };
+        if i > MAX_FORWARDED_ELEMENT {
+            return bad("first element too long");
+        }
+        if seen.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return bad("a parameter named twice");
+        }
+        seen.push(name);
+        if name.eq_ignore_ascii_case("proto") {
+            out.proto = Some(pair_value);
+        } else if name.eq_ignore_ascii_case("host") {
+            out.host = Some(pair_value);
+        }
+        while bytes.get(i).copied().is_some_and(is_ows) {
+            i += 1;
+        }
+        match bytes.get(i) {
+            None | Some(b',' | b';') => {}
+            Some(_) => return bad("bytes after a value"),
+        }
+    }
+    Ok(out)
 }
 
 /// The first element of a comma-separated header value, without the
@@ -802,6 +953,7 @@ mod tests {
             host,
             forwarded_proto: proto,
             forwarded_host: fwd_host,
+            forwarded: None,
             websocket,
         }
     }
@@ -1133,6 +1285,102 @@ mod tests {
             UrlError::InvalidRequestHost { host } => assert_eq!(host.len(), EXCERPT_CHARS),
             e => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn forwarded_table() {
+        let ok: &[(&str, Option<&str>, Option<&str>)] = &[
+            (
+                "proto=https;host=a.example",
+                Some("https"),
+                Some("a.example"),
+            ),
+            (
+                "PROTO=https ; HOST=\"[::1]:8080\"",
+                Some("https"),
+                Some("[::1]:8080"),
+            ),
+            ("for=1.2.3.4, proto=http;host=b.example", None, None),
+            ("for=\"_hidden\";by=x;proto=https", Some("https"), None),
+            ("host=a.example:8443", None, Some("a.example:8443")),
+            (";;proto=https;", Some("https"), None),
+            ("proto=\"\"", Some(""), None),
+        ];
+        for (value, proto, host) in ok {
+            assert_eq!(
+                parse_forwarded(value),
+                Ok(ForwardedElement {
+                    proto: *proto,
+                    host: *host
+                }),
+                "{value}"
+            );
+        }
+        let long = format!("for={}", "a".repeat(MAX_FORWARDED_ELEMENT));
+        let at = format!("for={}", "a".repeat(MAX_FORWARDED_ELEMENT - 4));
+        assert!(parse_forwarded(&at).is_ok());
+        for value in [
+            "",
+            " ",
+            ", proto=https",
+            ";",
+            "proto",
+            "=https",
+            "proto=https;PROTO=http",
+            "host=\"a.example",
+            "host=\"a\\\"b\"",
+            "proto=https host=a",
+            "proto=\"https\"x",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    parse_forwarded(value),
+                    Err(UrlError::InvalidForwarded { .. })
+                ),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_with_x_forwarded() {
+        let mut r = req("/a", Some("10.0.0.1"), None, None, false);
+        r.forwarded = Some("proto=https;host=pub.example");
+        assert_eq!(
+            signed_urls(None, &r, true).unwrap(),
+            ["https://pub.example/a"]
+        );
+        // Untrusted: ignored.
+        assert_eq!(
+            signed_urls(None, &r, false).unwrap(),
+            ["http://10.0.0.1/a", "https://10.0.0.1/a"]
+        );
+        // Agreeing X-Forwarded-* (case aside) is fine; disagreeing is refused.
+        r.forwarded_proto = Some("HTTPS");
+        assert!(signed_urls(None, &r, true).is_ok());
+        r.forwarded_host = Some("other.example");
+        assert_eq!(
+            signed_urls(None, &r, true),
+            Err(UrlError::ForwardedConflict)
+        );
+        // The Forwarded host is checked like any host, and never reflected beyond 80 chars.
+        let mut r = req("/a", Some("10.0.0.1"), None, None, false);
+        r.forwarded = Some("host=\"a.example\\\"><x>\"");
+        assert!(matches!(
+            signed_urls(None, &r, true),
+            Err(UrlError::InvalidForwarded { .. })
+        ));
+        r.forwarded = Some("host=\"a.example/<x>\"");
+        assert!(matches!(
+            signed_urls(None, &r, true),
+            Err(UrlError::InvalidForwardedHost { .. })
+        ));
+        r.forwarded = Some("proto=ftp");
+        assert!(matches!(
+            request_base(None, &r, true),
+            Err(UrlError::InvalidForwardedProto { .. })
+        ));
     }
 
     #[test]

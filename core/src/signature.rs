@@ -1,7 +1,7 @@
 //! `X-Twilio-Signature`: compute and validate Twilio's request signature.
 //!
 //! Twilio signs every webhook and the media WebSocket upgrade with
-//! HMAC-SHA1 keyed by the account's auth token (PROTOCOL.md §5). The contract
+//! HMAC-SHA1 keyed by the account's auth token (docs/protocol.md §5). The contract
 //! of this module, matching Twilio's official helper libraries
 //! (`twilio-python` `RequestValidator`, `twilio-node` `validateRequest`):
 //!
@@ -31,7 +31,7 @@
 //! ```
 //! use callstream_core::signature::{self, SignatureError, Validator};
 //!
-//! // Twilio's worked example (PROTOCOL.md §5).
+//! // Twilio's worked example (docs/protocol.md §5).
 //! let url = "https://mycompany.com/myapp.php?foo=1&bar=2";
 //! let params = [
 //!     ("CallSid", "CA1234567890ABCDE"),
@@ -64,6 +64,7 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 type HmacSha1 = Hmac<Sha1>;
+type HmacSha256 = Hmac<Sha256>;
 
 /// The header Twilio sends the signature in (HTTP header names are
 /// case-insensitive; Twilio writes it in lower case on WebSocket upgrades).
@@ -77,8 +78,55 @@ pub const BODY_SHA256_PARAM: &str = "bodySHA256";
 /// decoding.
 pub const MAX_SIGNATURE_LEN: usize = 64;
 
-/// Length of an HMAC-SHA1 in bytes.
-const MAC_LEN: usize = 20;
+/// Length of the longest MAC (HMAC-SHA256) in bytes.
+const MAX_MAC_LEN: usize = 32;
+
+/// The hash a signature is made with. Auth-token signatures are always
+/// HMAC-SHA1; a shared key may sign with either, named in the
+/// `X-Twilio-Webhooks-Signature-Settings` header (docs/protocol.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// `HMAC_SHA1`: 20-byte MAC, 28 characters of base64.
+    HmacSha1,
+    /// `HMAC_SHA256`: 32-byte MAC, 44 characters of base64.
+    HmacSha256,
+}
+
+impl Algorithm {
+    /// The name Twilio writes in the settings header, e.g. `HMAC_SHA256`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::HmacSha1 => "HMAC_SHA1",
+            Algorithm::HmacSha256 => "HMAC_SHA256",
+        }
+    }
+
+    /// The algorithm a settings header names. The name is compared without
+    /// regard to ASCII case, as `twilio-python` upper-cases it before looking
+    /// it up; anything else is `None` (a refusal, never a fallback).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        [Algorithm::HmacSha1, Algorithm::HmacSha256]
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Length of the MAC in bytes.
+    #[must_use]
+    pub fn mac_len(self) -> usize {
+        match self {
+            Algorithm::HmacSha1 => 20,
+            Algorithm::HmacSha256 => 32,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Why a request's signature was refused. The engine answers 403 (see
 /// [`SignatureError::status`]); no variant ever holds a token.
@@ -90,7 +138,8 @@ pub enum SignatureError {
     NoAuthToken,
     /// The request has no (or an empty) `X-Twilio-Signature` header.
     Missing,
-    /// The header is not standard padded base64 of 20 bytes.
+    /// The header is not standard padded base64 of a MAC of the right
+    /// length (20 bytes for HMAC-SHA1, 32 for HMAC-SHA256).
     Malformed {
         /// What is wrong with it.
         reason: &'static str,
@@ -160,10 +209,23 @@ impl std::error::Error for SignatureError {}
 /// value (byte order) and exact duplicates dropped, as in the module docs.
 #[must_use]
 pub fn compute<K: AsRef<str>, V: AsRef<str>>(token: &str, url: &str, params: &[(K, V)]) -> String {
+    compute_with(Algorithm::HmacSha1, token, url, params)
+}
+
+/// The signature for `url` and form `params` keyed with `key` (an auth token
+/// or a shared key's secret) under `algorithm`: the same signed string as
+/// [`compute`], only the key and the hash change.
+#[must_use]
+pub fn compute_with<K: AsRef<str>, V: AsRef<str>>(
+    algorithm: Algorithm,
+    key: &str,
+    url: &str,
+    params: &[(K, V)],
+) -> String {
     let sorted = sorted_params(params);
-    let mut mac = keyed(token);
-    feed(&mut mac, url, &sorted);
-    STANDARD.encode(mac.finalize().into_bytes())
+    let mut out = [0u8; MAX_MAC_LEN];
+    let n = Key::new(algorithm, key).sign(url, &sorted, &mut out);
+    STANDARD.encode(out.get(..n).unwrap_or_default())
 }
 
 /// The signature for `url` with no parameters: a WebSocket upgrade, a GET
@@ -194,13 +256,15 @@ pub fn with_body_sha256(url: &str, body: &[u8]) -> String {
     format!("{url}{sep}{BODY_SHA256_PARAM}={}", body_sha256(body))
 }
 
-/// Validates signatures against one or more auth tokens.
+/// Validates signatures against one or more keys (auth tokens, or shared
+/// keys' secrets) under one [`Algorithm`].
 ///
-/// Tokens are keyed once, at construction. `Debug` shows how many there are,
+/// Keys are keyed once, at construction. `Debug` shows how many there are,
 /// never what they are.
 #[derive(Clone)]
 pub struct Validator {
-    keys: Vec<HmacSha1>,
+    algorithm: Algorithm,
+    keys: Vec<Key>,
 }
 
 impl fmt::Debug for Validator {
@@ -212,17 +276,31 @@ impl fmt::Debug for Validator {
 }
 
 impl Validator {
-    /// A validator accepting a signature made with any of `tokens` (primary
-    /// first, then the secondary during a rotation). Empty tokens are
-    /// dropped: anyone could sign with an empty key.
+    /// A validator accepting an HMAC-SHA1 signature made with any of
+    /// `tokens` (primary first, then the secondary during a rotation). Empty
+    /// tokens are dropped: anyone could sign with an empty key.
     #[must_use]
     pub fn new(tokens: Vec<String>) -> Validator {
-        let keys = tokens
+        Validator::with_algorithm(Algorithm::HmacSha1, &tokens)
+    }
+
+    /// A validator accepting a signature made under `algorithm` with any of
+    /// `keys`. Empty keys are dropped, as in [`Validator::new`].
+    #[must_use]
+    pub fn with_algorithm<S: AsRef<str>>(algorithm: Algorithm, keys: &[S]) -> Validator {
+        let keys = keys
             .iter()
-            .filter(|t| !t.is_empty())
-            .map(|t| keyed(t))
+            .map(AsRef::as_ref)
+            .filter(|k| !k.is_empty())
+            .map(|k| Key::new(algorithm, k))
             .collect();
-        Validator { keys }
+        Validator { algorithm, keys }
+    }
+
+    /// The algorithm signatures are checked with.
+    #[must_use]
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
     }
 
     /// How many tokens the validator holds.
@@ -301,8 +379,9 @@ impl Validator {
         }
     }
 
-    /// The decoded MAC from the header value.
-    fn decode(&self, signature: Option<&str>) -> Result<[u8; MAC_LEN], SignatureError> {
+    /// The decoded MAC from the header value (its first
+    /// [`Algorithm::mac_len`] bytes are the MAC).
+    fn decode(&self, signature: Option<&str>) -> Result<[u8; MAX_MAC_LEN], SignatureError> {
         if self.keys.is_empty() {
             return Err(SignatureError::NoAuthToken);
         }
@@ -312,7 +391,7 @@ impl Validator {
         };
         if signature.len() > MAX_SIGNATURE_LEN {
             return Err(SignatureError::Malformed {
-                reason: "longer than a base64 HMAC-SHA1",
+                reason: "longer than a base64 HMAC",
             });
         }
         let mut buf = [0u8; MAX_SIGNATURE_LEN];
@@ -324,12 +403,16 @@ impl Validator {
                 .map_err(|_| SignatureError::Malformed {
                     reason: "not standard padded base64",
                 })?;
-        let mut mac = [0u8; MAC_LEN];
-        match buf.get(..n) {
-            Some(bytes) if n == MAC_LEN => mac.copy_from_slice(bytes),
+        let len = self.algorithm.mac_len();
+        let mut mac = [0u8; MAX_MAC_LEN];
+        match (buf.get(..n), mac.get_mut(..len)) {
+            (Some(bytes), Some(slot)) if n == len => slot.copy_from_slice(bytes),
             _ => {
                 return Err(SignatureError::Malformed {
-                    reason: "does not decode to 20 bytes",
+                    reason: match self.algorithm {
+                        Algorithm::HmacSha1 => "does not decode to 20 bytes",
+                        Algorithm::HmacSha256 => "does not decode to 32 bytes",
+                    },
                 });
             }
         }
@@ -343,16 +426,10 @@ impl Validator {
         &self,
         urls: &'u [U],
         sorted: &[(&str, &str)],
-        mac: &[u8; MAC_LEN],
+        mac: &[u8; MAX_MAC_LEN],
     ) -> Option<Cow<'u, str>> {
-        let signs = |url: &str| {
-            self.keys.iter().any(|key| {
-                let mut m = key.clone();
-                feed(&mut m, url, sorted);
-                // Constant-time comparison of the two MACs.
-                m.verify_slice(mac).is_ok()
-            })
-        };
+        let mac = mac.get(..self.algorithm.mac_len()).unwrap_or_default();
+        let signs = |url: &str| self.keys.iter().any(|key| key.verifies(url, sorted, mac));
         if let Some(url) = urls.iter().map(AsRef::as_ref).find(|u| signs(u)) {
             return Some(Cow::Borrowed(url));
         }
@@ -363,13 +440,59 @@ impl Validator {
     }
 }
 
-/// HMAC-SHA1 keyed with `token`.
-fn keyed(token: &str) -> HmacSha1 {
-    // HMAC accepts a key of any length (longer ones are hashed), so
-    // `new_from_slice` cannot fail for it.
-    match HmacSha1::new_from_slice(token.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
+/// A MAC keyed once; cloned per message.
+#[derive(Clone)]
+enum Key {
+    Sha1(HmacSha1),
+    Sha256(HmacSha256),
+}
+
+impl Key {
+    fn new(algorithm: Algorithm, key: &str) -> Key {
+        // HMAC accepts a key of any length (longer ones are hashed), so
+        // `new_from_slice` cannot fail for it.
+        let bytes = key.as_bytes();
+        match algorithm {
+            Algorithm::HmacSha1 => match HmacSha1::new_from_slice(bytes) {
+                Ok(mac) => Key::Sha1(mac),
+                Err(_) => unreachable!("HMAC takes keys of any length"),
+            },
+            Algorithm::HmacSha256 => match HmacSha256::new_from_slice(bytes) {
+                Ok(mac) => Key::Sha256(mac),
+                Err(_) => unreachable!("HMAC takes keys of any length"),
+            },
+        }
+    }
+
+    /// Writes the MAC of the signed string into `out`; returns its length.
+    fn sign(&self, url: &str, sorted: &[(&str, &str)], out: &mut [u8; MAX_MAC_LEN]) -> usize {
+        fn run<M: Mac + Clone>(m: &M, url: &str, sorted: &[(&str, &str)], out: &mut [u8]) -> usize {
+            let mut m = m.clone();
+            feed(&mut m, url, sorted);
+            let bytes = m.finalize().into_bytes();
+            let n = bytes.len().min(out.len());
+            if let (Some(dst), Some(src)) = (out.get_mut(..n), bytes.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            n
+        }
+        match self {
+            Key::Sha1(m) => run(m, url, sorted, out),
+            Key::Sha256(m) => run(m, url, sorted, out),
+        }
+    }
+
+    /// Whether this key signs the string to `mac`, compared in constant time.
+    fn verifies(&self, url: &str, sorted: &[(&str, &str)], mac: &[u8]) -> bool {
+        fn run<M: Mac + Clone>(m: &M, url: &str, sorted: &[(&str, &str)], mac: &[u8]) -> bool {
+            let mut m = m.clone();
+            feed(&mut m, url, sorted);
+            m.verify_slice(mac).is_ok()
+        }
+        match self {
+            Key::Sha1(m) => run(m, url, sorted, mac),
+            Key::Sha256(m) => run(m, url, sorted, mac),
+        }
     }
 }
 
@@ -385,7 +508,7 @@ fn sorted_params<K: AsRef<str>, V: AsRef<str>>(params: &[(K, V)]) -> Vec<(&str, 
     sorted
 }
 
-fn feed(mac: &mut HmacSha1, url: &str, sorted: &[(&str, &str)]) {
+fn feed<M: Mac>(mac: &mut M, url: &str, sorted: &[(&str, &str)]) {
     mac.update(url.as_bytes());
     for (name, value) in sorted {
         mac.update(name.as_bytes());

@@ -10,6 +10,7 @@ use callstream_core::connection::{CloseReason, Config, Event, Route};
 use callstream_core::http::Limits;
 use callstream_core::sid::AccountSid;
 use callstream_core::signature;
+use callstream_core::verify::Reason;
 use connection_support::{Peer, TOKEN};
 
 const HEALTHZ_OK: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -214,6 +215,7 @@ fn missing_or_wrong_signature_is_403_with_the_urls_tried() {
                 Event::SignatureRejected {
                     route: Route::CallStatus,
                     urls_tried,
+                    reason,
                 },
             ] => {
                 assert!(
@@ -223,6 +225,12 @@ fn missing_or_wrong_signature_is_403_with_the_urls_tried() {
                     "{urls_tried:?}"
                 );
                 assert!(urls_tried.iter().all(|u| !u.contains(TOKEN)));
+                let want = if sig.is_none() {
+                    Reason::Missing
+                } else {
+                    Reason::Mismatch
+                };
+                assert_eq!(*reason, want);
             }
             other => panic!("{other:?}"),
         }
@@ -296,7 +304,8 @@ fn the_default_without_a_token_refuses_signed_routes_only() {
     assert!(
         events.contains(&Event::SignatureRejected {
             route: Route::CallStatus,
-            urls_tried: Vec::new()
+            urls_tried: Vec::new(),
+            reason: Reason::NoAuthToken,
         }),
         "{events:?}"
     );

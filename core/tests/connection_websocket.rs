@@ -227,7 +227,7 @@ fn wrong_or_missing_upgrade_signature_is_403_and_close() {
     let events = peer.take_app_events();
     assert!(
         events.iter().any(
-            |e| matches!(e, Event::SignatureRejected { route: Route::MediaStream, urls_tried }
+            |e| matches!(e, Event::SignatureRejected { route: Route::MediaStream, urls_tried, .. }
             if urls_tried.contains(&format!("wss://{HOST}/ws/twilio-media")))
         ),
         "{events:?}"

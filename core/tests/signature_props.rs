@@ -129,6 +129,7 @@ proptest! {
             host: Some("10.0.0.5:8080"),
             forwarded_proto: Some("https"),
             forwarded_host: Some(&host),
+            forwarded: None,
             websocket: true,
         };
         let urls = if via_base {
@@ -164,6 +165,7 @@ proptest! {
             host: flags.0.then_some(c.as_str()),
             forwarded_proto: flags.1.then_some(d.as_str()),
             forwarded_host: flags.2.then_some(a.as_str()),
+            forwarded: None,
             websocket: flags.3,
         };
         if let Ok(urls) = signed_urls(base.as_ref().filter(|_| flags.4), &req, flags.4) {

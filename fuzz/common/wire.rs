@@ -104,6 +104,13 @@ impl Wire {
                 && std::str::from_utf8(h.value)
                     .is_ok_and(|v| v.split(',').any(|o| o.trim().eq_ignore_ascii_case("close")))
         });
+        if status == 100 {
+            // An interim answer to `Expect: 100-continue`: no content, no
+            // event of its own, and the final answer still follows.
+            assert!(length.is_none() && !close, "a 100 with fields");
+            self.buf.drain(..head_len);
+            return true;
+        }
         let expected = self.expect.pop_front();
         let head_request = match &expected {
             Some(Expect::Response { status: s, method }) => {

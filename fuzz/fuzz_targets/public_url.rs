@@ -4,7 +4,7 @@
 //!
 //! Input layout: the first byte holds flags; the rest is split on 0x00 into
 //! the base URL, path and query, Host, X-Forwarded-Proto, X-Forwarded-Host
-//! and a signature.
+//! a signature and `Forwarded` (flag bit 6).
 #![no_main]
 use callstream_core::public_url::{PublicBase, RequestParts, signed_urls, valid_host};
 use callstream_core::signature::Validator;
@@ -17,7 +17,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut fields = rest.split(|&b| b == 0).map(String::from_utf8_lossy);
     let mut next = || fields.next().unwrap_or_default();
-    let (base, path, host, proto, fwd_host, sig) = (next(), next(), next(), next(), next(), next());
+    let (base, path, host, proto, fwd_host, sig, forwarded) =
+        (next(), next(), next(), next(), next(), next(), next());
 
     for candidate in [&base, &host, &fwd_host] {
         if valid_host(candidate) {
@@ -41,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
         host: (flags & 1 != 0).then_some(&*host),
         forwarded_proto: (flags & 2 != 0).then_some(&*proto),
         forwarded_host: (flags & 4 != 0).then_some(&*fwd_host),
+        forwarded: (flags & 64 != 0).then_some(&*forwarded),
         websocket: flags & 8 != 0,
     };
     let configured = base.as_ref().filter(|_| flags & 16 != 0);

@@ -4,6 +4,7 @@ changing a target's input layout). Each seed is one well-formed input in the
 target's own layout, so that the fuzzer starts deep in the code under test
 instead of having to discover HTTP, WebSocket framing or Twilio JSON itself."""
 import base64
+import hashlib
 import os
 import struct
 
@@ -126,6 +127,37 @@ def main():
     write("connection", "head_probe", script(0, [HEALTHZ.replace(b"GET", b"HEAD"), HEALTHZ, 6]))
     write("connection", "small_limits", script(12, [HEALTHZ, WEBHOOK, 6]))
     write("connection", "shutdown_mid_call", script(0, [UPGRADE, b"".join(frame(1, m) for m in call[:3]), 7, frame(8, b"\x03\xe8"), 5]))
+
+    # A JSON status webhook that waits for 100 Continue, its body later.
+    body = b'{"AccountSid":"%s","CallStatus":"completed"}' % AC.encode()
+    expect = (
+        b"POST /webhook/call_status?bodySHA256=%s HTTP/1.1\r\nHost: voice.example.com\r\n"
+        b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"X-Twilio-Signature: 0000000000000000000000000000\r\n"
+        b"X-Twilio-Webhooks-Signature-Settings: key=k1,algorithm=HMAC_SHA256\r\n"
+        b"Forwarded: proto=https;host=voice.example.com\r\nContent-Length: %d\r\n\r\n"
+        % (hashlib.sha256(body).hexdigest().encode(), len(body))
+    )
+    write("connection", "json_expect_continue", script(1, [expect, body, 5, 6]))
+
+    # signature_settings: header values.
+    for name, value in {
+        "sha256": "key=webhooks_sharedkey_1,algorithm=HMAC_SHA256",
+        "sha1_spaces": " algorithm = hmac_sha1 , key = k ,",
+        "unknown": "key=k,algorithm=HMAC_SHA512,version=2",
+    }.items():
+        write("signature_settings", name, value)
+
+    # verify: flags, then target, body, Content-Type, signature, settings,
+    # Forwarded, Host, split on 0x00.
+    def fields(flags, *parts):
+        return bytes([flags]) + b"\x00".join(parts)
+    write("verify", "json_oracle", fields(0x22, b"/webhook/call_status", body, b"", b"", b"", b"", b"internal:8080"))
+    write("verify", "form_shared_key", fields(0x05, b"/webhook/call_status?x=1", FORM.encode(),
+        b"application/x-www-form-urlencoded", b"A" * 43 + b"=", b"key=k1,algorithm=HMAC_SHA256",
+        b'for=192.0.2.1;proto=https;host="voice.example.com"', b"10.0.0.1:8080"))
+    write("verify", "upgrade_duplicated", fields(0x19, b"/ws/twilio-media", b"", b"", b"A" * 27 + b"=", b"",
+        b"proto=https", b"voice.example.com"))
 
     # call_session: its own byte interpreter (see the target); one byte per
     # choice (sid, kind, arguments, then whether to tick 20 ms). start, media x3, mark, dtmf, remote play + timeout, stop.

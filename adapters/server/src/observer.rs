@@ -186,12 +186,27 @@ impl Observer {
                     .collect();
                 tracing::info!(%peer, route = route.as_str(), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
             }
-            Event::SignatureRejected { route, urls_tried } => {
+            Event::SignatureRejected {
+                route,
+                urls_tried,
+                reason,
+                ..
+            } => {
                 self.metrics.signature_failed(route.as_str());
-                tracing::warn!(
-                    %peer, route = route.as_str(), urls_tried = %urls_tried.join(" | "),
-                    "X-Twilio-Signature did not match: answered 403. If Twilio signed a different URL (a proxy changed host or scheme), set PUBLIC_BASE_URL to the URL configured in Twilio"
-                );
+                match reason {
+                    callstream_core::verify::Reason::NoAuthToken => tracing::warn!(
+                        %peer, route = route.as_str(),
+                        "no auth token configured: answered 403. Set TWILIO_AUTH_TOKEN (or CALLSTREAM_INSECURE_NO_SIGNATURES=1 for local experiments only)"
+                    ),
+                    callstream_core::verify::Reason::Mismatch => tracing::warn!(
+                        %peer, route = route.as_str(), urls_tried = %urls_tried.join(" | "),
+                        "X-Twilio-Signature did not match: answered 403. If Twilio signed a different URL (a proxy changed host or scheme), set PUBLIC_BASE_URL to the URL configured in Twilio"
+                    ),
+                    other => tracing::warn!(
+                        %peer, route = route.as_str(), reason = %other, urls_tried = %urls_tried.join(" | "),
+                        "request signature refused: answered 403"
+                    ),
+                }
             }
             Event::SignaturesOff => {
                 tracing::warn!(

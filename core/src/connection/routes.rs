@@ -4,12 +4,11 @@ use std::time::Instant;
 
 use super::stream::StreamPhase;
 use super::{CloseReason, Config, Connection, Event, IncomingCall, Phase, Route, Step};
-use crate::form;
 use crate::handshake;
 use crate::http::{Expiry, Request, Response};
 use crate::public_url::{self, PublicBase, RequestParts};
-use crate::signature::SignatureError;
 use crate::twiml;
+use crate::verify::{Check, Reason, SignedRequest};
 
 /// `GET /version`: the crate's name and version, fixed at build time.
 const VERSION_JSON: &str = concat!(
@@ -42,6 +41,9 @@ const BAD_CALL: &str = "call parameters cannot be put in TwiML";
 /// `http://` public base, or a trusted `X-Forwarded-Proto: http`).
 const INSECURE: &str = "the stream URL would be ws://, and Twilio only connects to wss://: \
 configure an https:// public base URL, or put the server behind TLS";
+
+/// The interim answer to `Expect: 100-continue` (RFC 9110 §15.2.1).
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// How much of a hostile value an event keeps.
 const EXCERPT: usize = 64;
@@ -79,6 +81,11 @@ impl Connection {
                 Step::Progress
             }
             Ok(None) => {
+                if parser.poll_continue() && !self.eof && !self.draining {
+                    // The client waits for this before sending its body.
+                    self.out.extend_from_slice(CONTINUE);
+                    return Step::Progress;
+                }
                 if self.eof {
                     self.finish(CloseReason::PeerClosed);
                     Step::Progress
@@ -267,22 +274,10 @@ impl Connection {
     /// `/webhook/incoming_call`: verify, then answer the TwiML that connects
     /// the call to `/ws/twilio-media`.
     fn incoming_call(&mut self, request: &Request) -> Answer {
-        let post = request.method() == "POST";
-        let parsed = if post {
-            form::parse(&request.body)
-        } else {
-            form::parse(request.query().unwrap_or_default().as_bytes())
+        let params = match self.verify(Route::IncomingCall, request) {
+            Ok(params) => params,
+            Err(answer) => return answer,
         };
-        let params = match parsed {
-            Ok(p) => p,
-            // Form errors never quote the input.
-            Err(e) => return Answer::Http(Response::bad_request(&e.to_string())),
-        };
-        // A GET is signed over its URL alone: the query is part of it.
-        let signed: &[(String, String)] = if post { &params } else { &[] };
-        if let Err(answer) = self.verify(Route::IncomingCall, request, signed, &params) {
-            return answer;
-        }
         let answer = self.incoming_call_answer(request, &params, false);
         if matches!(&answer, Answer::Http(r) if r.status() == 200) {
             self.emit(Event::Webhook {
@@ -344,14 +339,10 @@ impl Connection {
     /// The status callbacks: verify, answer 204 at once, hand the parameters
     /// to the application as an event (the answer never waits for it).
     fn status_webhook(&mut self, route: Route, request: &Request) -> Answer {
-        let params = match form::parse(&request.body) {
-            Ok(p) => p,
-            // Form errors never quote the input.
-            Err(e) => return Answer::Http(Response::bad_request(&e.to_string())),
+        let params = match self.verify(route, request) {
+            Ok(params) => params,
+            Err(answer) => return answer,
         };
-        if let Err(answer) = self.verify(route, request, &params, &params) {
-            return answer;
-        }
         let next = if route == Route::StreamEnded {
             self.config.app.stream_ended(&params)
         } else {
@@ -368,7 +359,7 @@ impl Connection {
     }
 
     /// The WebSocket upgrade: RFC 6455 checks, then the signature over the
-    /// `wss://` URL with no parameters (PROTOCOL.md §1).
+    /// `wss://` URL with no parameters (docs/protocol.md §1).
     fn upgrade_request(&mut self, request: &Request) -> Answer {
         let upgrade = match handshake::check_upgrade(request) {
             Ok(upgrade) => upgrade,
@@ -382,7 +373,7 @@ impl Connection {
                 return Answer::HttpClose(error.response(), reason);
             }
         };
-        if let Err(answer) = self.verify(Route::MediaStream, request, &[], &[]) {
+        if let Err(answer) = self.verify(Route::MediaStream, request) {
             let status = match &answer {
                 Answer::Http(r) | Answer::HttpClose(r, _) => r.status(),
                 Answer::Upgrade { .. } => 101,
@@ -406,64 +397,46 @@ impl Connection {
         }
     }
 
-    /// The signature (when tokens are configured) and the account (when one
-    /// is configured). `signed` are the parameters the signature covers;
-    /// `params` those that name the account.
-    fn verify(
-        &mut self,
-        route: Route,
-        request: &Request,
-        signed: &[(String, String)],
-        params: &[(String, String)],
-    ) -> Result<(), Answer> {
-        if self.config.validator().token_count() == 0 {
-            if !self.config.insecure_no_signatures {
-                self.emit(Event::SignatureRejected {
-                    route,
-                    urls_tried: Vec::new(),
-                });
-                return Err(Answer::Http(Response::forbidden()));
-            }
-            if Config::first(&self.config.shared.signatures_off_reported) {
-                self.emit(Event::SignaturesOff);
-            }
-        } else {
-            let parts = request_parts(request, route == Route::MediaStream);
-            let urls = match public_url::signed_urls(
-                self.config.public_base_url.as_ref(),
-                &parts.as_parts(),
-                self.config.trust_forwarded,
-            ) {
-                Ok(urls) => urls,
-                // Never the offending value: it came from the request.
-                Err(_) => return Err(Answer::Http(Response::bad_request(BAD_ORIGIN))),
-            };
-            let signature = request.header("x-twilio-signature");
-            if let Err(error) = self.config.validator().validate(&urls, signed, signature) {
-                let urls_tried = match error {
-                    SignatureError::Mismatch { urls_tried } => urls_tried,
-                    _ => urls,
-                };
-                self.emit(Event::SignatureRejected { route, urls_tried });
-                return Err(Answer::Http(Response::forbidden()));
-            }
-        }
-        if let Some(account) = &self.config.account_sid {
-            if route != Route::MediaStream {
-                let theirs = params
-                    .iter()
-                    .find(|(k, _)| k == "AccountSid")
-                    .map_or("", |(_, v)| v.as_str());
-                if theirs != account.as_str() {
-                    self.emit(Event::AccountRejected {
-                        route,
-                        account_sid: excerpt(theirs).to_owned(),
-                    });
-                    return Err(Answer::Http(Response::forbidden()));
+    /// The whole check ([`crate::verify`]): the signature (when keys are
+    /// configured) and the account (when one is). Gives the request's
+    /// decoded parameters (form body, GET query, JSON fields).
+    fn verify(&mut self, route: Route, request: &Request) -> Result<Vec<(String, String)>, Answer> {
+        let routed = Routed {
+            request,
+            websocket: route == Route::MediaStream,
+        };
+        match self.config.verifier().verify(&routed) {
+            Ok(verified) => {
+                if verified.check == Check::SignaturesOff
+                    && Config::first(&self.config.shared.signatures_off_reported)
+                {
+                    self.emit(Event::SignaturesOff);
                 }
+                Ok(verified.params)
             }
+            Err(refusal) => Err(match refusal.reason {
+                // Never the offending value: it came from the request.
+                Reason::InvalidOrigin => Answer::Http(Response::bad_request(BAD_ORIGIN)),
+                // Form errors never quote the input.
+                Reason::InvalidForm(e) => Answer::Http(Response::bad_request(&e.to_string())),
+                reason if reason.is_account() => {
+                    let account_sid = match reason {
+                        Reason::AccountMismatch { account_sid } => account_sid,
+                        _ => String::new(),
+                    };
+                    self.emit(Event::AccountRejected { route, account_sid });
+                    Answer::Http(Response::forbidden())
+                }
+                reason => {
+                    self.emit(Event::SignatureRejected {
+                        route,
+                        urls_tried: refusal.urls_tried,
+                        reason,
+                    });
+                    Answer::Http(Response::forbidden())
+                }
+            }),
         }
-        Ok(())
     }
 
     /// The base URL for the TwiML: the configured one, else rebuilt from the
@@ -556,6 +529,7 @@ struct Parts<'a> {
     host: Option<&'a str>,
     forwarded_proto: Option<&'a str>,
     forwarded_host: Option<&'a str>,
+    forwarded: Option<&'a str>,
     websocket: bool,
 }
 
@@ -566,6 +540,7 @@ impl Parts<'_> {
             host: self.host,
             forwarded_proto: self.forwarded_proto,
             forwarded_host: self.forwarded_host,
+            forwarded: self.forwarded,
             websocket: self.websocket,
         }
     }
@@ -582,9 +557,9 @@ fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
             None => std::borrow::Cow::Borrowed(request.path()),
         }
     };
-    // One pass for the three headers; like `Request::header`, the first line
+    // One pass for the four headers; like `Request::header`, the first line
     // of each counts, and a value that is not UTF-8 counts as absent.
-    let mut found: [Option<&[u8]>; 3] = [None; 3];
+    let mut found: [Option<&[u8]>; 4] = [None; 4];
     for (name, value) in request.headers() {
         let slot = if name.eq_ignore_ascii_case("host") {
             0
@@ -592,18 +567,21 @@ fn request_parts(request: &Request, websocket: bool) -> Parts<'_> {
             1
         } else if name.eq_ignore_ascii_case("x-forwarded-host") {
             2
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            3
         } else {
             continue;
         };
         found[slot] = found[slot].or(Some(value));
     }
-    let [host, forwarded_proto, forwarded_host] =
+    let [host, forwarded_proto, forwarded_host, forwarded] =
         found.map(|v| v.and_then(|v| std::str::from_utf8(v).ok()));
     Parts {
         path_and_query,
         host,
         forwarded_proto,
         forwarded_host,
+        forwarded,
         websocket,
     }
 }
@@ -614,6 +592,31 @@ fn preview_params() -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
+}
+
+/// A request as the check sees it on a route: the route, not the headers,
+/// says whether it is the WebSocket upgrade.
+struct Routed<'a> {
+    request: &'a Request,
+    websocket: bool,
+}
+
+impl SignedRequest for Routed<'_> {
+    fn method(&self) -> &str {
+        self.request.method()
+    }
+    fn target(&self) -> &str {
+        self.request.target()
+    }
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.request.headers()
+    }
+    fn body(&self) -> &[u8] {
+        &self.request.body
+    }
+    fn is_websocket(&self) -> bool {
+        self.websocket
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,9 @@ pub struct RequestParser {
     /// A request handed back by [`RequestParser::recycle`]: the next one is
     /// built in its buffers.
     spare: Option<Request>,
+    /// The head in progress asked for `100 Continue` and none of its body
+    /// has arrived: [`RequestParser::poll_continue`] says so once.
+    continue_due: bool,
 }
 
 #[derive(Debug)]
@@ -104,6 +107,7 @@ impl RequestParser {
             head_started: None,
             scanned: 0,
             spare: None,
+            continue_due: false,
         }
     }
 
@@ -157,9 +161,20 @@ impl RequestParser {
             Err(e) => {
                 self.state = State::Failed(e.clone());
                 self.buf = Vec::new();
+                self.continue_due = false;
                 Err(e)
             }
         }
+    }
+
+    /// Whether to write `HTTP/1.1 100 Continue` now: true once for a request
+    /// whose head said `Expect: 100-continue` (HTTP/1.1; RFC 9110 §10.1.1)
+    /// when its head is complete and accepted (a body over the limit was
+    /// already refused with 413) and none of its body has arrived. Call it
+    /// after [`poll_request`](Self::poll_request) returns `Ok(None)`.
+    #[must_use]
+    pub fn poll_continue(&mut self) -> bool {
+        std::mem::take(&mut self.continue_due)
     }
 
     /// The next instant at which [`handle_timeout`](Self::handle_timeout) has
@@ -232,6 +247,11 @@ impl RequestParser {
                     match body {
                         None => return Ok(Some(self.complete(request))),
                         Some(body) => {
+                            // A client that already sent part of the body
+                            // is not waiting (§10.1.1 lets the server omit it).
+                            self.continue_due = self.buf.is_empty()
+                                && request.version == Version::Http11
+                                && request.has_token("expect", "100-continue");
                             self.state = State::Body {
                                 request,
                                 body,
@@ -257,6 +277,7 @@ impl RequestParser {
     /// Bookkeeping when a request is complete; returns it.
     fn complete(&mut self, request: Request) -> Request {
         self.state = State::Head;
+        self.continue_due = false;
         self.fresh = false;
         self.idle_since = self.last_push;
         self.scanned = 0;

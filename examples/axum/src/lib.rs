@@ -3,10 +3,11 @@
 //! The service keeps its own router, runtime and WebSocket; callstream-core
 //! brings what is easy to get wrong with Twilio (docs/protocol.md):
 //!
-//! - `POST /voice` — Twilio's voice webhook: the signature is checked with
-//!   [`signature::Validator`] over the URLs [`public_url::signed_urls`] says
-//!   Twilio may have signed, and the answer is built with the [`twiml`]
-//!   builder (escaped, and refused if Twilio would refuse it).
+//! - `POST /voice` — Twilio's voice webhook: the request is checked with the
+//!   core's [`Verifier`] (the signature over the URLs Twilio may have
+//!   signed, shared keys, JSON bodies, duplicated headers), and the answer is
+//!   built with the [`twiml`] builder (escaped, and refused if Twilio would
+//!   refuse it).
 //! - `GET /media` — the media stream: the upgrade is signed too (over the
 //!   `wss://` URL), accepted by axum without requiring a subprotocol, and
 //!   each stream runs a [`Session`] (here the shipped echo handler) driven by
@@ -14,8 +15,7 @@
 //!   `handle_text`, `poll_output` drained into frames out, `handle_timeout`
 //!   at the session's deadline or when a remote control wakes it.
 //!
-//! [`signature::Validator`]: callstream_core::signature::Validator
-//! [`public_url::signed_urls`]: callstream_core::public_url::signed_urls
+//! [`Verifier`]: callstream_core::verify::Verifier
 //! [`twiml`]: callstream_core::twiml
 //! [`Session`]: callstream_core::handler::Session
 #![forbid(unsafe_code)]
@@ -31,9 +31,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use callstream_core::call::{Call, CallConfig, CallOutput};
 use callstream_core::handler::{self, Session};
-use callstream_core::public_url::{self, PublicBase, RequestParts};
-use callstream_core::signature::Validator;
-use callstream_core::{form, twiml};
+use callstream_core::public_url::PublicBase;
+use callstream_core::twiml;
+use callstream_core::verify::{self, Verifier};
 
 /// What the service is configured with.
 pub struct Settings {
@@ -45,13 +45,17 @@ pub struct Settings {
 
 struct AppState {
     base: PublicBase,
-    validator: Validator,
+    verifier: Verifier,
 }
 
 /// The service's router: mount it, nest it, or serve it as it is.
 pub fn router(settings: Settings) -> Router {
     let state = Arc::new(AppState {
-        validator: Validator::new(settings.auth_tokens),
+        verifier: Verifier::new(verify::Settings {
+            auth_tokens: settings.auth_tokens,
+            public_base_url: Some(settings.public_base.clone()),
+            ..verify::Settings::default()
+        }),
         base: settings.public_base,
     });
     Router::new()
@@ -60,33 +64,28 @@ pub fn router(settings: Settings) -> Router {
         .with_state(state)
 }
 
-/// Whether Twilio signed this request: the URLs it may have signed (from the
-/// configured public base, never from what a proxy says), the form
-/// parameters (a POST's) and `X-Twilio-Signature`.
+/// The request's parameters when Twilio signed it (the core's whole check
+/// over axum's request parts), `None` when it is refused.
 fn verified(
     state: &AppState,
+    method: &str,
     uri: &Uri,
     headers: &HeaderMap,
-    params: &[(String, String)],
+    body: &[u8],
     websocket: bool,
-) -> bool {
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-    let parts = RequestParts {
-        path_and_query,
-        host: headers.get(header::HOST).and_then(|h| h.to_str().ok()),
-        forwarded_proto: None,
-        forwarded_host: None,
+) -> Option<Vec<(String, String)>> {
+    let headers: Vec<(&str, &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    let parts = verify::Parts {
+        method,
+        target: uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: &headers,
+        body,
         websocket,
     };
-    let Ok(urls) = public_url::signed_urls(Some(&state.base), &parts, false) else {
-        return false;
-    };
-    let mut signatures = headers.get_all("x-twilio-signature").iter();
-    let (Some(signature), None) = (signatures.next(), signatures.next()) else {
-        return false; // none, or ambiguous
-    };
-    let signature = signature.to_str().ok();
-    state.validator.validate(&urls, params, signature).is_ok()
+    state.verifier.verify(&parts).ok().map(|v| v.params)
 }
 
 async fn voice(
@@ -95,12 +94,9 @@ async fn voice(
     headers: HeaderMap,
     RawForm(body): RawForm,
 ) -> Response {
-    let Ok(params) = form::parse(&body) else {
-        return (StatusCode::BAD_REQUEST, "bad form").into_response();
-    };
-    if !verified(&state, &uri, &headers, &params, false) {
+    let Some(params) = verified(&state, "POST", &uri, &headers, &body, false) else {
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
-    }
+    };
     let from = params
         .iter()
         .find(|(k, _)| k == "From")
@@ -133,7 +129,7 @@ async fn media(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if !verified(&state, &uri, &headers, &[], true) {
+    if verified(&state, "GET", &uri, &headers, &[], true).is_none() {
         return (StatusCode::FORBIDDEN, "forbidden").into_response();
     }
     // No `.protocols(..)`: Twilio offers none, and requiring one is 31920.
