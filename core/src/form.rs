@@ -2,7 +2,7 @@
 //!
 //! Twilio posts its webhooks form-encoded (or sends the same fields as a GET
 //! query string), and the request signature covers the **decoded** names and
-//! values (PROTOCOL.md §5). So this decoder must produce exactly the strings
+//! values (docs/protocol.md §5). So this decoder must produce exactly the strings
 //! Twilio signed, which is what the WHATWG URL standard's
 //! `application/x-www-form-urlencoded` parser (browsers), Python's
 //! `urllib.parse.parse_qsl` and the frameworks behind Twilio's helper libraries
@@ -23,7 +23,7 @@
 //!   signs their UTF-8 bytes, so genuine requests always decode; invalid UTF-8
 //!   is refused with [`FormError::InvalidUtf8`] rather than replaced with
 //!   U+FFFD, because a lossy value would hash differently from whatever the
-//!   sender signed and would hide the fault. Nothing is trimmed (PROTOCOL.md §5:
+//!   sender signed and would hide the fault. Nothing is trimmed (docs/protocol.md §5:
 //!   never trim values).
 //! - At most [`MAX_PAIRS`] pairs by default ([`parse_with_limit`] to choose):
 //!   a 64 KiB body could otherwise hold tens of thousands of empty pairs.

@@ -20,7 +20,7 @@
 //! 5. exactly one `Sec-WebSocket-Key`, the base64 of exactly 16 bytes
 //!    (canonical standard base64 with padding: 24 characters), 400.
 //!
-//! Subprotocol (PROTOCOL.md §1): Twilio sends none, yet some code believes it
+//! Subprotocol (docs/protocol.md §1): Twilio sends none, yet some code believes it
 //! asks for `audio.twilio.com`. When the client offers `audio.twilio.com`
 //! (any case, anywhere in a comma- or space-separated list, on any
 //! `Sec-WebSocket-Protocol` line) the 101 names it exactly as the client

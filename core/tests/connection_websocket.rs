@@ -48,7 +48,7 @@ fn signed() -> Config {
     }
 }
 
-/// Twilio's upgrade request as observed (PROTOCOL.md §1), signed over `signed_url`.
+/// Twilio's upgrade request as observed (docs/protocol.md §1), signed over `signed_url`.
 fn twilio_upgrade(path: &str, signed_url: &str) -> Vec<u8> {
     let sig = signature::compute(TOKEN, signed_url, &[] as &[(&str, &str)]);
     format!(

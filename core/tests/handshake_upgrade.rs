@@ -15,7 +15,7 @@ fn request(wire: &[u8]) -> Request {
     parser.poll_request().unwrap().expect("a complete request")
 }
 
-/// Twilio's upgrade as observed (PROTOCOL.md §1), behind a proxy.
+/// Twilio's upgrade as observed (docs/protocol.md §1), behind a proxy.
 const TWILIO: &[u8] = b"GET /ws/twilio-media HTTP/1.1\r\n\
 host: callstream.example.com\r\n\
 user-agent: Twilio.TmeWs/1.0\r\n\

@@ -1,5 +1,5 @@
 //! Official test vectors for `X-Twilio-Signature`: Twilio's documented
-//! example (PROTOCOL.md §5) and the request-validator tests of Twilio's helper
+//! example (docs/protocol.md §5) and the request-validator tests of Twilio's helper
 //! libraries (twilio-python `tests/unit/test_request_validator.py`,
 //! twilio-node `spec/unit/webhooks/webhooks.spec.js`), plus the behaviours
 //! around them: several tokens, JSON bodies, errors.
@@ -157,7 +157,7 @@ fn node_port_cases() {
     ));
 }
 
-/// The URL is taken verbatim (PROTOCOL.md §5.1): unlike twilio-node, which
+/// The URL is taken verbatim (docs/protocol.md §5.1): unlike twilio-node, which
 /// runs it through WHATWG URL normalisation, `'` and `%27` are different URLs.
 #[test]
 fn url_is_verbatim() {

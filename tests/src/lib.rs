@@ -176,7 +176,7 @@ impl Default for StreamOpts<'_> {
 }
 
 impl TwilioStream {
-    /// Opens the socket with the upgrade request Twilio sends (PROTOCOL.md §1:
+    /// Opens the socket with the upgrade request Twilio sends (docs/protocol.md §1:
     /// lower-case header names, `Twilio.TmeWs/1.0`, `accept-encoding: gzip`,
     /// signed over the `wss://` URL), then wraps it in a tungstenite client.
     pub fn connect(addr: SocketAddr, opts: &StreamOpts<'_>, n: u32) -> io::Result<TwilioStream> {

@@ -14,7 +14,7 @@ fn call() -> CallSid {
     CallSid::parse(CA).unwrap()
 }
 
-/// PROTOCOL.md §2 uses `MZ…` placeholders; real SIDs are hex.
+/// docs/protocol.md §2 uses `MZ…` placeholders; real SIDs are hex.
 fn sids(template: &str) -> String {
     template
         .replace("MZ…", MZ)

@@ -1,4 +1,4 @@
-//! Simulated Twilio for whole-call tests: builds Twilio's messages (PROTOCOL.md
+//! Simulated Twilio for whole-call tests: builds Twilio's messages (docs/protocol.md
 //! §2 format), checks every message we send, and models Twilio's playback
 //! buffer (plays in order at 8 kHz, echoes a mark when the audio before it has
 //! played or when a clear flushed it).
@@ -67,7 +67,7 @@ pub fn stop(seq: u64) -> String {
     )
 }
 
-/// What we sent, parsed and checked against PROTOCOL.md §2.
+/// What we sent, parsed and checked against docs/protocol.md §2.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sent {
     Media(Vec<u8>),
