@@ -383,14 +383,21 @@ impl Server {
         }
         self.open.fetch_add(1, Ordering::Relaxed);
         self.metrics.connection_opened();
+        // Pending from now, in accept order: the next one to come may shed
+        // it before its pump has even started.
+        let (key, shed) = self.pressure.register();
         Some(Admission {
             server: self.clone(),
+            key,
+            shed,
         })
     }
 
-    /// The engine and observer for an admitted connection from `peer`,
-    /// accepted at `now`. `waker` is called (from any thread) when a handler's
-    /// remote control needs the connection to run: call
+    /// The engine and observer for a connection from `peer`, accepted at
+    /// `now`, counted among the pending connections from here (adapters use
+    /// [`Admission::driver`], which counts it from its admission). `waker`
+    /// is called (from any thread) when a handler's remote control needs the
+    /// connection to run, or the server sheds it: call
     /// [`Driver::handle_timeout`] then.
     #[must_use]
     pub fn driver(
@@ -399,11 +406,23 @@ impl Server {
         now: Instant,
         waker: Option<callstream_core::connection::Waker>,
     ) -> Driver {
+        let (key, shed) = self.pressure.register();
+        self.make_driver(key, shed, peer, now, waker)
+    }
+
+    fn make_driver(
+        &self,
+        key: u64,
+        shed: Arc<limits::ShedSignal>,
+        peer: SocketAddr,
+        now: Instant,
+        waker: Option<callstream_core::connection::Waker>,
+    ) -> Driver {
         let mut conn = Connection::new(self.engine.clone(), now);
-        if let Some(w) = &waker {
+        if let Some(w) = waker {
             conn.set_waker(w.clone());
+            shed.set_waker(w);
         }
-        let (key, shed) = self.pressure.register(waker);
         Driver {
             conn,
             obs: Observer::new(peer, self.metrics.clone(), self.recordings.clone()),
@@ -444,10 +463,28 @@ impl Server {
 /// A connection counted as open; dropping it closes the count.
 pub struct Admission {
     server: Arc<Server>,
+    /// Its place among the pending connections ([`limits`]).
+    key: u64,
+    shed: Arc<limits::ShedSignal>,
+}
+
+impl Admission {
+    /// The engine and observer for this connection (see [`Server::driver`]).
+    #[must_use]
+    pub fn driver(
+        &self,
+        peer: SocketAddr,
+        now: Instant,
+        waker: Option<callstream_core::connection::Waker>,
+    ) -> Driver {
+        self.server
+            .make_driver(self.key, self.shed.clone(), peer, now, waker)
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
+        self.server.pressure.settle(self.key);
         self.server.open.fetch_sub(1, Ordering::Relaxed);
         self.server.metrics.connection_closed();
     }
@@ -523,6 +560,8 @@ impl Driver {
     /// crossed it) and leaves the pending set once it is a media stream.
     #[must_use]
     pub fn poll(&mut self) -> Drained {
+        // A shed raised before the pump first got here (or between inputs).
+        self.enter(self.now);
         let mut drained = observer::drain(&mut self.conn, &mut self.obs);
         let held = self.conn.request_buffer_bytes();
         let g = &mut self.guard;

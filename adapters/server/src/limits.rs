@@ -42,15 +42,22 @@
 use callstream_core::connection::Waker;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// One connection's "close now" flag and the waker that makes its pump look.
 pub(crate) struct ShedSignal {
     flag: AtomicBool,
-    waker: Option<Waker>,
+    /// Set when the pump makes the connection's driver; a shed raised before
+    /// then is found by the driver's first poll.
+    waker: OnceLock<Waker>,
 }
 
 impl ShedSignal {
+    /// The waker that brings the connection's pump to its driver.
+    pub(crate) fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
     /// Whether the connection was told to close; clears the flag.
     pub(crate) fn take(&self) -> bool {
         self.flag.swap(false, Ordering::AcqRel)
@@ -58,7 +65,7 @@ impl ShedSignal {
 
     fn raise(&self) {
         self.flag.store(true, Ordering::Release);
-        if let Some(w) = &self.waker {
+        if let Some(w) = self.waker.get() {
             w();
         }
     }
@@ -86,13 +93,14 @@ impl Pressure {
         }
     }
 
-    /// Registers a new (pending) connection; past the pending limit the
-    /// oldest pending one is shed. Returns its key and signal.
-    pub(crate) fn register(&self, waker: Option<Waker>) -> (u64, Arc<ShedSignal>) {
+    /// Registers a new (pending) connection, in the order connections are
+    /// admitted; past the pending limit the oldest pending one is shed.
+    /// Returns its key and signal.
+    pub(crate) fn register(&self) -> (u64, Arc<ShedSignal>) {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let signal = Arc::new(ShedSignal {
             flag: AtomicBool::new(false),
-            waker,
+            waker: OnceLock::new(),
         });
         let victim = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -195,9 +203,9 @@ mod tests {
     #[test]
     fn past_the_pending_limit_the_oldest_is_shed() {
         let p = Pressure::new(2, usize::MAX);
-        let (a, sa) = p.register(None);
-        let (_, sb) = p.register(None);
-        let (_, sc) = p.register(None);
+        let (a, sa) = p.register();
+        let (_, sb) = p.register();
+        let (_, sc) = p.register();
         assert!(sa.take(), "the oldest was shed");
         assert!(!sb.take() && !sc.take());
         assert_eq!(p.pending(), 2);
