@@ -277,10 +277,13 @@ fn refused(envs: &[(&str, &str)]) -> (std::process::ExitStatus, Vec<serde_json::
     (status, lines)
 }
 
+/// Environment variables for one run.
+type Envs<'a> = &'a [(&'a str, &'a str)];
+
 #[test]
 fn settings_that_would_break_every_call_stop_the_boot() {
     let secret = "s3cr3t-value-never-logged";
-    let cases: [(&[(&str, &str)], &[&str]); 5] = [
+    let cases: [(Envs, &[&str]); 5] = [
         (
             &[("TWILIO_AUTH_TOKEN", " \n")],
             &["TWILIO_AUTH_TOKEN", "empty or only whitespace"],
