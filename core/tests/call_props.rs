@@ -48,7 +48,7 @@ proptest! {
         };
         let call = Call::new(CallConfig { pacer, ..CallConfig::default() }, t0);
         let mut sim = Sim::new(call, t0);
-        sim.player.latency = Duration::from_millis(latency);
+        sim.twilio.playout.echo_delay = Duration::from_millis(latency);
         let mut voice = Script::new(&talk_at.iter().map(|t| (*t, t + 400)).collect::<Vec<_>>());
         let mut accepted = Vec::new();
         let mut n = 0u32;
@@ -64,14 +64,14 @@ proptest! {
                     }
                 }
                 Op::Clear => {
-                    let clears = sim.player.clears;
+                    let clears = sim.twilio.playout.clears();
                     sim.m.clear(now);
                     sim.drain();
                     if !sim.m.is_ended() {
                         prop_assert_eq!(sim.m.queued_ms(), 0);
                         prop_assert!(!sim.m.is_playing());
-                        prop_assert_eq!(sim.player.clears, clears + 1);
-                        prop_assert_eq!(sim.player.buffered(sim.now), Duration::ZERO);
+                        prop_assert_eq!(sim.twilio.playout.clears(), clears + 1);
+                        prop_assert_eq!(sim.twilio.playout.buffered(sim.now), Duration::ZERO);
                     }
                 }
                 Op::Wait(ms) => {
