@@ -15,15 +15,16 @@ use crate::signature;
 /// The user agent of Twilio's media stream client.
 pub const USER_AGENT: &str = "Twilio.TmeWs/1.0";
 
-/// Headers a proxy in front of the server adds (Cloud Run, a load balancer).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Headers a proxy in front of the server adds (Cloud Run, a load balancer);
+/// each is sent only when set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Forwarded {
     /// `x-forwarded-for`: the client's address.
-    pub for_: String,
-    /// `x-forwarded-host`: the public host.
-    pub host: String,
+    pub for_: Option<String>,
+    /// `x-forwarded-host`: the public host, when `host` is an internal one.
+    pub host: Option<String>,
     /// `x-forwarded-proto`: `https` behind a TLS front.
-    pub proto: String,
+    pub proto: Option<String>,
 }
 
 /// One upgrade request, as Twilio would open a `<Stream url>`.
@@ -42,6 +43,9 @@ pub struct Upgrade {
     pub protocol: Option<String>,
     /// Proxy headers, when a front sits between Twilio and the server.
     pub forwarded: Option<Forwarded>,
+    /// The URL signed: the `<Stream url>` exactly as written in the TwiML.
+    /// `None`: `wss://`, the public host and the path.
+    pub stream_url: Option<String>,
 }
 
 /// Why Twilio gives up on an answer: error 31920, the handshake failed.
@@ -89,13 +93,22 @@ impl Upgrade {
             token: token.map(str::to_owned),
             protocol: None,
             forwarded: None,
+            stream_url: None,
         }
     }
 
-    /// The URL Twilio signs: `wss://`, the public host, the path.
+    /// The URL Twilio signs: the `<Stream url>` when set, else `wss://`, the
+    /// public host, the path.
     #[must_use]
     pub fn url(&self) -> String {
-        let host = self.forwarded.as_ref().map_or(&self.host, |f| &f.host);
+        if let Some(url) = &self.stream_url {
+            return url.clone();
+        }
+        let host = self
+            .forwarded
+            .as_ref()
+            .and_then(|f| f.host.as_ref())
+            .unwrap_or(&self.host);
         format!("wss://{host}{}", self.path)
     }
 
@@ -123,10 +136,16 @@ impl Upgrade {
         }
         req.push_str("accept-encoding: gzip\r\n");
         if let Some(f) = &self.forwarded {
-            req.push_str(&format!(
-                "x-forwarded-for: {}\r\nx-forwarded-host: {}\r\nx-forwarded-proto: {}\r\n",
-                f.for_, f.host, f.proto
-            ));
+            let headers = [
+                ("x-forwarded-for", &f.for_),
+                ("x-forwarded-host", &f.host),
+                ("x-forwarded-proto", &f.proto),
+            ];
+            for (name, value) in headers {
+                if let Some(value) = value {
+                    req.push_str(&format!("{name}: {value}\r\n"));
+                }
+            }
         }
         req.push_str("\r\n");
         req.into_bytes()
@@ -203,9 +222,9 @@ mod tests {
     fn behind_a_proxy_the_public_host_is_signed() {
         let mut up = Upgrade::new("10.0.0.7:8080", "/ws", Some("12345"), 2);
         up.forwarded = Some(Forwarded {
-            for_: "54.172.60.1".into(),
-            host: "bot.example.com".into(),
-            proto: "https".into(),
+            for_: Some("54.172.60.1".into()),
+            host: Some("bot.example.com".into()),
+            proto: Some("https".into()),
         });
         assert_eq!(up.url(), "wss://bot.example.com/ws");
         let text = String::from_utf8(up.to_bytes()).unwrap();
@@ -214,6 +233,16 @@ mod tests {
         assert!(text.ends_with(
             "accept-encoding: gzip\r\nx-forwarded-for: 54.172.60.1\r\nx-forwarded-host: bot.example.com\r\nx-forwarded-proto: https\r\n\r\n"
         ));
+        up.forwarded = Some(Forwarded {
+            proto: Some("https".into()),
+            ..Forwarded::default()
+        });
+        assert_eq!(up.url(), "wss://10.0.0.7:8080/ws");
+        up.stream_url = Some("wss://bot.example.com/ws/".into());
+        let sig = signature::sign("12345", "wss://bot.example.com/ws/", &[]);
+        assert!(String::from_utf8(up.to_bytes()).unwrap().contains(&sig));
+        let text = String::from_utf8(up.to_bytes()).unwrap();
+        assert!(text.ends_with("accept-encoding: gzip\r\nx-forwarded-proto: https\r\n\r\n"));
     }
 
     #[test]
