@@ -85,7 +85,11 @@ fn clear_resolves_each_mark_once_though_twilio_echoes_it() {
     sim.m.play_pcm(t0, &[100; 8000]).unwrap();
     sim.m.mark(t0, "b").unwrap(); // queued here
     sim.drain();
-    assert!(sim.twilio.received.contains(&ServerMessage::Mark("a".into())));
+    assert!(
+        sim.twilio
+            .received
+            .contains(&ServerMessage::Mark("a".into()))
+    );
     sim.run(t0 + 50 * MS, &mut quiet());
     sim.m.clear(sim.now);
     // The same name again, after the clear.

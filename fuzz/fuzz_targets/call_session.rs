@@ -2,16 +2,15 @@
 //! commands from another thread into a Session running the parrot handler.
 //! The session must never panic, always come back to a Timeout after the
 //! current time, and never send after closing, stop twice, or emit anything after Stopped.
-//! Every message it sends must be one Twilio accepts (`message::parse_outbound`),
+//! Every message it sends must be one Twilio accepts (`callstream_twilio::check_text`),
 //! on the stream that started, and only after `Started` (at most one).
 //! (core/tests/handler_session_fuzz.rs runs the same interpreter under proptest.)
 #![no_main]
 
 use std::time::{Duration, Instant};
 
-use callstream_core::call::{Call, CallConfig, CallEvent};
-use callstream_core::handler::{Parrot, Session, SessionOutput};
-use callstream_core::message::{self, Outbound};
+use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
+use callstream_core::handler::{Parrot, Session};
 use callstream_core::sid::StreamSid;
 use libfuzzer_sys::fuzz_target;
 
@@ -139,35 +138,30 @@ fuzz_target!(|data: &[u8]| {
             n += 1;
             assert!(n < 100_000, "poll_output never reached Timeout");
             match session.poll_output() {
-                SessionOutput::Send(text) => {
+                CallOutput::Send(text) => {
                     assert!(!closed, "sent after close");
-                    let sid = match message::parse_outbound(&text) {
-                        Ok(Outbound::Media { stream_sid, .. })
-                        | Ok(Outbound::Mark { stream_sid, .. })
-                        | Ok(Outbound::Clear { stream_sid }) => stream_sid,
-                        other => panic!("Twilio would refuse {text:?}: {other:?}"),
+                    let Some(sid) = started else {
+                        panic!("sent before start: {text:?}");
                     };
-                    assert_eq!(
-                        Some(sid),
-                        started,
-                        "sent on another stream (or before start)"
-                    );
+                    if let Err(w) = callstream_twilio::check_text(&text, Some(sid.as_str())) {
+                        panic!("Twilio would refuse {text:?} (sent on another stream?): {w}");
+                    }
                 }
-                SessionOutput::Event(CallEvent::Started(start)) => {
+                CallOutput::Event(CallEvent::Started(start)) => {
                     assert!(started.is_none(), "started twice");
                     assert!(!stopped, "event after Stopped");
                     started = Some(start.stream_sid);
                 }
-                SessionOutput::Close { .. } => {
+                CallOutput::Close { .. } => {
                     assert!(!closed, "closed twice");
                     closed = true;
                 }
-                SessionOutput::Event(CallEvent::Stopped { .. }) => {
+                CallOutput::Event(CallEvent::Stopped { .. }) => {
                     assert!(!stopped, "stopped twice");
                     stopped = true;
                 }
-                SessionOutput::Event(_) => assert!(!stopped, "event after Stopped"),
-                SessionOutput::Timeout(t) => {
+                CallOutput::Event(_) => assert!(!stopped, "event after Stopped"),
+                CallOutput::Timeout(t) => {
                     assert!(t > now);
                     break;
                 }

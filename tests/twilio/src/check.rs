@@ -53,9 +53,7 @@ impl std::error::Error for Warning {}
 /// Whether `sid` looks like a stream SID: `MZ` and 32 hex digits.
 #[must_use]
 pub fn is_stream_sid(sid: &str) -> bool {
-    sid.len() == 34
-        && sid.starts_with("MZ")
-        && sid.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
+    sid.len() == 34 && sid.starts_with("MZ") && sid.bytes().skip(2).all(|b| b.is_ascii_hexdigit())
 }
 
 /// Reads one text frame from the server. `stream_sid`: the stream it must

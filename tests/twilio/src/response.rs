@@ -80,9 +80,7 @@ impl Head {
     #[must_use]
     pub fn closes(&self) -> bool {
         self.headers.iter().any(|(k, v)| {
-            k == "connection"
-                && v.split(',')
-                    .any(|o| o.trim().eq_ignore_ascii_case("close"))
+            k == "connection" && v.split(',').any(|o| o.trim().eq_ignore_ascii_case("close"))
         })
     }
 
@@ -104,7 +102,8 @@ impl Head {
             _ => return Err(ResponseError::BadContentLength),
         };
         let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
-        if bodiless || method.eq_ignore_ascii_case("HEAD") {
+        // Methods are case-sensitive (RFC 9110 §9.1): `head` is not HEAD.
+        if bodiless || method == "HEAD" {
             return Ok(0);
         }
         length.ok_or(ResponseError::NoContentLength)
@@ -185,7 +184,8 @@ mod tests {
 
     #[test]
     fn reads_an_answer_split_anywhere() {
-        let wire = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello+next";
+        let wire =
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello+next";
         let end = wire.len() - 5;
         for cut in 0..end {
             assert_eq!(parse(&wire[..cut], "GET"), Ok(None), "cut at {cut}");
@@ -199,7 +199,13 @@ mod tests {
     fn no_content_after_head_204_304_or_1xx() {
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
         assert_eq!(parse(head, "HEAD").unwrap().unwrap().1, head.len());
-        for status in ["101 Switching Protocols", "204 No Content", "304 Not Modified"] {
+        // `head` is another method: its answer's content follows.
+        assert_eq!(parse(head, "head"), Ok(None));
+        for status in [
+            "101 Switching Protocols",
+            "204 No Content",
+            "304 Not Modified",
+        ] {
             let wire = format!("HTTP/1.1 {status}\r\n\r\n");
             let (r, n) = parse(wire.as_bytes(), "GET").unwrap().unwrap();
             assert_eq!((r.body.as_str(), n), ("", wire.len()));

@@ -170,7 +170,10 @@ mod tests {
         let mut t = Twilio::new(Stream::default());
         let sid = t.stream.stream_sid.clone();
         let _ = t.start(&[]);
-        let media = format!(r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{}"}}}}"#, "VVVV".repeat(40));
+        let media = format!(
+            r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{}"}}}}"#,
+            "VVVV".repeat(40)
+        );
         assert!(t.handle_text(t0, &media).is_ok());
         let mark = format!(r#"{{"event":"mark","streamSid":"{sid}","mark":{{"name":"m"}}}}"#);
         assert_eq!(
@@ -181,7 +184,10 @@ mod tests {
         assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_millis(15)));
         t.handle_timeout(t0 + Duration::from_millis(15));
         let echo = t.poll_text().unwrap();
-        assert!(echo.contains(r#""sequenceNumber":"2","streamSid""#), "{echo}");
+        assert!(
+            echo.contains(r#""sequenceNumber":"2","streamSid""#),
+            "{echo}"
+        );
         assert!(echo.ends_with(r#""mark":{"name":"m"}}"#));
         assert_eq!(t.poll_text(), None);
 

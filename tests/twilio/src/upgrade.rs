@@ -162,25 +162,27 @@ impl Upgrade {
         if head.status != 101 {
             return Err(HandshakeError::Status(head.status));
         }
-        let once = |name: &'static str, ok: &dyn Fn(&str) -> bool| {
-            match (head.count(name), head.header(name)) {
-                (1, Some(v)) if ok(v) => Ok(()),
-                _ => Err(HandshakeError::Header(name)),
-            }
+        let once = |name: &'static str, ok: &dyn Fn(&str) -> bool| match (
+            head.count(name),
+            head.header(name),
+        ) {
+            (1, Some(v)) if ok(v) => Ok(()),
+            _ => Err(HandshakeError::Header(name)),
         };
         once("upgrade", &|v| v.eq_ignore_ascii_case("websocket"))?;
         once("connection", &|v| {
-            v.split(',').any(|o| o.trim().eq_ignore_ascii_case("upgrade"))
+            v.split(',')
+                .any(|o| o.trim().eq_ignore_ascii_case("upgrade"))
         })?;
         let accept = accept_key(&self.key_base64());
         once("sec-websocket-accept", &|v| v == accept)?;
         match head.header("sec-websocket-protocol") {
             None => Ok(None),
             Some(chosen) => {
-                let offered = self.protocol.as_deref().is_some_and(|o| {
-                    o.split([',', ' '])
-                        .any(|p| p.eq_ignore_ascii_case(chosen))
-                });
+                let offered = self
+                    .protocol
+                    .as_deref()
+                    .is_some_and(|o| o.split([',', ' ']).any(|p| p.eq_ignore_ascii_case(chosen)));
                 if offered && head.count("sec-websocket-protocol") == 1 {
                     Ok(Some(chosen.to_owned()))
                 } else {
@@ -215,7 +217,11 @@ mod tests {
         );
         assert_eq!(String::from_utf8(up.to_bytes()).unwrap(), want);
         let unsigned = Upgrade::new("h", "/", None, 1).to_bytes();
-        assert!(!String::from_utf8(unsigned).unwrap().contains("x-twilio-signature"));
+        assert!(
+            !String::from_utf8(unsigned)
+                .unwrap()
+                .contains("x-twilio-signature")
+        );
     }
 
     #[test]
@@ -283,7 +289,9 @@ mod tests {
             up.check_answer(&head("", &wrong_key)),
             Err(HandshakeError::Header("sec-websocket-accept"))
         );
-        let redirect = parse_head(b"HTTP/1.1 308 Permanent Redirect\r\n\r\n").unwrap().unwrap();
+        let redirect = parse_head(b"HTTP/1.1 308 Permanent Redirect\r\n\r\n")
+            .unwrap()
+            .unwrap();
         let e = up.check_answer(&redirect).unwrap_err();
         assert_eq!((e.clone(), e.code()), (HandshakeError::Status(308), 31920));
     }

@@ -36,7 +36,11 @@ mod tests {
         let sig = signature::sign("t", "https://bot.test/voice", &params);
         assert!(req.starts_with("POST /voice HTTP/1.1\r\nHost: bot.test\r\n"));
         assert!(req.contains(&format!("\r\nX-Twilio-Signature: {sig}\r\n")));
-        assert!(req.ends_with("Content-Length: 25\r\nConnection: close\r\n\r\nCallSid=CA1&From=%2B1+555"));
+        assert!(
+            req.ends_with(
+                "Content-Length: 25\r\nConnection: close\r\n\r\nCallSid=CA1&From=%2B1+555"
+            )
+        );
         let unsigned = String::from_utf8(post("bot.test", "/voice", &params, None)).unwrap();
         assert!(!unsigned.contains("X-Twilio-Signature"));
     }

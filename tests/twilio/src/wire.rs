@@ -173,7 +173,11 @@ impl Wire {
             None => return Err(WireError::Unasked(head.status)),
         };
         let body = head.body_len(method).map_err(|e| bad(e, &self.buf))?;
-        let Some(end) = head.len.checked_add(body).filter(|end| *end <= self.buf.len()) else {
+        let Some(end) = head
+            .len
+            .checked_add(body)
+            .filter(|end| *end <= self.buf.len())
+        else {
             // Not all written yet.
             return Ok(false);
         };
@@ -319,7 +323,8 @@ mod tests {
     fn finish_wants_everything_whole_and_answered() {
         let mut w = Wire::default();
         w.expect(get(200));
-        w.push(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok").unwrap();
+        w.push(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok")
+            .unwrap();
         assert!(matches!(w.finish(), Err(WireError::Leftover(_))));
         let mut w = Wire::default();
         w.expect(get(200));

@@ -59,7 +59,10 @@ fn core_writers_pass_twilios_check() {
     );
     out.clear();
     message::write_clear(&mut out, &sid);
-    assert_eq!(check_text(&out, Some(sid.as_str())), Ok(ServerMessage::Clear));
+    assert_eq!(
+        check_text(&out, Some(sid.as_str())),
+        Ok(ServerMessage::Clear)
+    );
     // Twilio refuses it on another stream.
     let other = StreamSid::from_u128(8);
     assert!(check_text(&out, Some(other.as_str())).is_err());
@@ -76,10 +79,8 @@ fn sid<T: std::fmt::Debug>(make: fn(u128) -> T) -> impl Strategy<Value = T> {
 fn inbound() -> impl Strategy<Value = Inbound<'static>> {
     let text = || ".{0,12}";
     prop_oneof![
-        (text(), text()).prop_map(|(protocol, version)| Inbound::Connected(Connected {
-            protocol,
-            version
-        })),
+        (text(), text())
+            .prop_map(|(protocol, version)| Inbound::Connected(Connected { protocol, version })),
         (
             any::<u64>(),
             sid(StreamSid::from_u128),
@@ -144,30 +145,29 @@ fn inbound() -> impl Strategy<Value = Inbound<'static>> {
                 track,
                 digit: char::from(d),
             })),
-        (any::<u64>(), sid(StreamSid::from_u128), text()).prop_map(
-            |(seq, stream_sid, name)| Inbound::Mark(Mark {
+        (any::<u64>(), sid(StreamSid::from_u128), text()).prop_map(|(seq, stream_sid, name)| {
+            Inbound::Mark(Mark {
                 sequence_number: seq,
                 stream_sid,
-                name
+                name,
             })
-        ),
+        }),
         (
             any::<u64>(),
             sid(StreamSid::from_u128),
             sid(AccountSid::from_u128),
             sid(CallSid::from_u128)
         )
-            .prop_map(|(seq, stream_sid, account_sid, call_sid)| Inbound::Stop(
-                Stop {
+            .prop_map(
+                |(seq, stream_sid, account_sid, call_sid)| Inbound::Stop(Stop {
                     sequence_number: seq,
                     stream_sid,
                     account_sid,
                     call_sid,
-                }
-            )),
+                })
+            ),
     ]
 }
-
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
