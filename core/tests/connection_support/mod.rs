@@ -139,6 +139,7 @@ impl Peer {
 }
 
 /// Twilio's frames, from the model: masked client frames with a fixed key.
+#[allow(unused_imports)] // each test binary uses some of them
 pub use callstream_twilio::frame::{client_frame, text_frame};
 
 /// Frames the server wrote, as (opcode, payload), read the way Twilio's
