@@ -13,29 +13,31 @@ use callstream_core::call::{CallConfig, CallEvent, StopReason};
 use callstream_core::connection::{CloseReason, Config, Event};
 use callstream_core::handler::{self, Control, Handler, RemoteControl};
 use callstream_core::websocket::Initiator;
+use callstream_twilio::Stream;
 use connection_support::{Peer, server_frames, text_frame};
 
 const SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
 const ACCOUNT: &str = "AC11111111111111111111111111111111";
 
+/// The stream these tests open, with the model writing Twilio's messages.
+fn stream(account: &str) -> Stream {
+    Stream {
+        account_sid: account.to_owned(),
+        call_sid: "CA33333333333333333333333333333333".to_owned(),
+        stream_sid: SID.to_owned(),
+    }
+}
+
 fn start(account: &str) -> String {
-    format!(
-        r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"{account}","streamSid":"{SID}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{"call_sid":"CA33333333333333333333333333333333"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
-    )
+    stream(account).start(&[("call_sid", "CA33333333333333333333333333333333")])
 }
 
 fn media(seq: u64, chunk: u64, ulaw: &[u8]) -> String {
-    format!(
-        r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{SID}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{}","payload":"{}"}}}}"#,
-        (chunk - 1) * 20,
-        STANDARD.encode(ulaw)
-    )
+    stream(ACCOUNT).media(seq, chunk, (chunk - 1) * 20, ulaw)
 }
 
 fn stop(seq: u64) -> String {
-    format!(
-        r#"{{"event":"stop","sequenceNumber":"{seq}","streamSid":"{SID}","stop":{{"accountSid":"{ACCOUNT}","callSid":"CA33333333333333333333333333333333"}}}}"#
-    )
+    stream(ACCOUNT).stop(seq)
 }
 
 fn with_handler(factory: handler::HandlerFactory) -> Config {

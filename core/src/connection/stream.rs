@@ -247,7 +247,8 @@ impl StreamPhase {
                 CallOutput::Send(text) => {
                     // After a close frame nothing more may be sent; what the
                     // session still says is dropped (it learns of the close).
-                    let _ = self.ws.send_text(text);
+                    let _ = self.ws.send_text(&text);
+                    session.recycle(text);
                 }
                 CallOutput::Close { code, reason } => {
                     if self.ws.is_open() {
@@ -308,6 +309,7 @@ impl StreamPhase {
                 // The call machine parsed it: a `start` names the stream.
                 self.started |= session.call().stream_sid().is_some();
             }
+            self.ws.recycle(text);
             return None;
         }
         match message::parse(&text) {
