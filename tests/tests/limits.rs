@@ -162,7 +162,16 @@ fn a_burst_of_connects_is_held_by_the_backlog_and_answered() {
     let burst = 2000
         .min(callstream_server::listen::effective_backlog() as usize)
         .min((limit.soft.saturating_sub(200) / 2) as usize);
-    assert!(burst >= 1000, "this machine allows a burst of {burst} only");
+    if burst < 1000 {
+        // An old kernel (net.core.somaxconn 128 before Linux 5.4) or a hard
+        // file limit near 1024: the machine cannot hold a burst, whatever
+        // the server asks for. Say so rather than fail.
+        eprintln!(
+            "skipped: this machine allows a burst of {burst} only (somaxconn {:?}, open files {limit:?})",
+            callstream_server::listen::somaxconn()
+        );
+        return;
+    }
     let mut s = callstream_server::config::Cli::try_parse_from([
         "callstream",
         "--host",

@@ -264,9 +264,15 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
         "callstream starting"
     );
     let tokens = s.auth_tokens().len();
-    if tokens > 0 {
+    let shared_keys = [&s.webhook_shared_key, &s.webhook_shared_key_secondary]
+        .into_iter()
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .count();
+    if tokens + shared_keys > 0 {
         tracing::info!(
             tokens,
+            shared_keys,
             "X-Twilio-Signature is checked on every webhook and on the WebSocket upgrade"
         );
     } else if s.insecure_no_signatures {
