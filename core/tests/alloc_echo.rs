@@ -44,20 +44,6 @@ static GLOBAL: Counting = Counting;
 
 const SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
 
-fn client_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut f = vec![0x81];
-    if payload.len() < 126 {
-        f.push(0x80 | payload.len() as u8);
-    } else {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    f
-}
-
 fn media_frame(n: u64) -> Vec<u8> {
     use base64::Engine as _;
     // A tone: the VAD hears speech, and the echo goes out.
@@ -70,7 +56,7 @@ fn media_frame(n: u64) -> Vec<u8> {
         n + 1,
         (n - 1) * 20
     );
-    client_frame(text.as_bytes())
+    callstream_twilio::frame::text_frame(&text)
 }
 
 /// Drains as an adapter does, firing deadlines up to `now`; returns the
@@ -116,7 +102,7 @@ fn an_echoed_frame_allocates_nothing_in_steady_state() {
     let start = format!(
         r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"AC11111111111111111111111111111111","streamSid":"{SID}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
     );
-    conn.handle_receive(t, &client_frame(start.as_bytes()));
+    conn.handle_receive(t, &callstream_twilio::frame::text_frame(&start));
     drain(&mut conn, t);
     let frames: Vec<Vec<u8>> = (1..=1500).map(media_frame).collect();
     let mut out = 0;

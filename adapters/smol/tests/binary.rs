@@ -15,7 +15,16 @@ struct Running {
 /// Starts the binary on an ephemeral port and reads the bound address from
 /// its boot log.
 fn start(envs: &[(&str, &str)]) -> Running {
-    start_after(envs, 0).0
+    let (child, addr, stderr) = start_raw(envs);
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, addr, lines }
 }
 
 /// Like [`start`], allowing up to `before` log lines ahead of the boot line
@@ -174,8 +183,16 @@ fn start_raw(envs: &[(&str, &str)]) -> (Child, SocketAddr, BufReader<std::proces
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut boot = String::new();
     err.read_line(&mut boot).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&boot).unwrap();
-    let addr = v["bind"].as_str().unwrap().parse().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
+    assert_eq!(v["severity"], "INFO", "{boot}");
+    assert_eq!(v["message"], "callstream starting", "{boot}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{boot}");
+    let addr = v["bind"]
+        .as_str()
+        .expect("bind field")
+        .parse()
+        .expect("an address");
     (child, addr, err)
 }
 
