@@ -1,0 +1,71 @@
+//! # callstream-tools
+//!
+//! callstream's user tools, as subcommands of the `callstream` binary:
+//!
+//! - [`sim`]: `callstream sim <ws-url>` plays Twilio against any Media
+//!   Streams server: Twilio's exact upgrade (signed), its messages, media on
+//!   absolute 20 ms deadlines, its strict reading and real-time playout of
+//!   what comes back; a summary of latency, frames and the warnings Twilio
+//!   would log. `--calls N` runs a load test.
+//! - [`check`]: `callstream check <base-url>` runs a deployment's
+//!   acceptance checks and names the Twilio error each failure would cause.
+//! - [`sign`]: `callstream sign` computes `X-Twilio-Signature` and prints
+//!   commands that replay the signed request.
+//!
+//! Twilio itself is the `callstream-twilio` model (sans-IO); the tools are
+//! the sockets, clocks and files around it. The binary adds the [`Tool`]
+//! subcommands beside `serve`, so the server layer never depends on them.
+//!
+//! ```
+//! use callstream_tools::sign::sign;
+//! let s = sign("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", &[
+//!     ("CallSid".into(), "CA1234567890ABCDE".into()),
+//!     ("Caller".into(), "+14158675309".into()),
+//!     ("Digits".into(), "1234".into()),
+//!     ("From".into(), "+14158675309".into()),
+//!     ("To".into(), "+18005551212".into()),
+//! ]);
+//! assert_eq!(s.signature, "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+//! ```
+#![warn(missing_docs)]
+
+pub mod audio;
+pub mod check;
+pub mod net;
+pub mod resample;
+pub mod sign;
+pub mod sim;
+pub mod target;
+
+use std::process::ExitCode;
+
+/// The tools, as `callstream` subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Play Twilio against a Media Streams server (ours or anyone's).
+    Sim(sim::SimArgs),
+    /// Run a deployment's acceptance checks.
+    Check(check::CheckArgs),
+    /// Sign a request as Twilio does and print commands that send it.
+    Sign(sign::SignArgs),
+}
+
+/// Runs `tool`, printing to stdout; exit code 0 only when all went well
+/// (a clean call, every check passed), 1 when not, 2 on bad input.
+#[must_use]
+pub fn run(tool: &Tool) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    let result = match tool {
+        Tool::Sim(a) => sim::run(a, &mut out),
+        Tool::Check(a) => check::run(a, &mut out),
+        Tool::Sign(a) => sign::run(a, &mut out).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("callstream: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
