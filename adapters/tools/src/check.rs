@@ -388,7 +388,12 @@ pub fn table(outcomes: &[Outcome]) -> String {
         }
     }
     let failed = outcomes.iter().filter(|o| o.verdict == Verdict::Fail).count();
-    s += &format!("{} passed, {failed} failed\n", outcomes.iter().filter(|o| o.verdict == Verdict::Pass).count());
+    // Not "N passed, N failed": that line is a test runner's verdict.
+    s += &format!(
+        "{} of {} checks passed, {failed} failed\n",
+        outcomes.iter().filter(|o| o.verdict == Verdict::Pass).count(),
+        outcomes.len()
+    );
     s
 }
 
@@ -452,7 +457,7 @@ mod tests {
         let t = table(&o);
         assert!(t.contains("FAIL  b  308 redirect to /x/ (1.5 ms)"), "{t}");
         assert!(t.contains("→ Twilio error 31920; fix: serve the path"), "{t}");
-        assert!(t.ends_with("1 passed, 1 failed\n"));
+        assert!(t.ends_with("1 of 2 checks passed, 1 failed\n"), "{t}");
         let j = to_json(&o);
         assert_eq!(j["ok"], false);
         assert_eq!(j["checks"][1]["twilio_error"], 31920);

@@ -50,6 +50,34 @@ pub enum Tool {
     Sign(sign::SignArgs),
 }
 
+/// Parses the process's arguments against the binary's command line `C`
+/// with the tools added beside its subcommands: a tool runs here and its exit
+/// code comes back as `Err`; any other command line is `C`'s, returned. The
+/// tools join at run time through clap's builder, so the server layer's
+/// `Cli` (passed in as `C`) never names them and never depends on this crate.
+///
+/// # Errors
+/// The exit code of the tool that ran.
+pub fn parse_or_run<C: clap::CommandFactory + clap::FromArgMatches>() -> Result<C, ExitCode> {
+    use clap::{FromArgMatches as _, Subcommand as _};
+    let base = C::command();
+    // Augmenting applies the enum's own doc as the about text: keep `C`'s.
+    let (about, long) = (base.get_about().cloned(), base.get_long_about().cloned());
+    let mut cmd = Tool::augment_subcommands(base);
+    if let Some(about) = about {
+        cmd = cmd.about(about);
+    }
+    if let Some(long) = long {
+        cmd = cmd.long_about(long);
+    }
+    let matches = cmd.get_matches();
+    if matches.subcommand_name().is_some_and(Tool::has_subcommand) {
+        let tool = Tool::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        return Err(run(&tool));
+    }
+    Ok(C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+}
+
 /// Runs `tool`, printing to stdout; exit code 0 only when all went well
 /// (a clean call, every check passed), 1 when not, 2 on bad input.
 #[must_use]
