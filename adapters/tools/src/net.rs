@@ -134,7 +134,9 @@ pub fn connect(
 }
 
 /// Sends `request` and reads one whole answer to `method`. Returns the
-/// answer and how long it took from the request's first byte.
+/// answer and how long it took from the request's first byte. Besides
+/// `Content-Length`, a chunked body (Node's default) and one that runs to
+/// the end of the connection are read too: Twilio reads any HTTP/1.1 server.
 ///
 /// # Errors
 /// The connection fails or closes early, or the answer is not HTTP.
@@ -148,18 +150,81 @@ pub fn exchange(
     conn.flush()?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
+    let mut eof = false;
     loop {
-        if let Some((answer, _)) = response::parse(&buf, method).map_err(io::Error::other)? {
-            return Ok((answer, sent.elapsed()));
+        if let Some(head) = response::parse_head(&buf).map_err(io::Error::other)? {
+            let body = buf.get(head.len..).unwrap_or_default();
+            let framed = match head.body_len(method) {
+                Ok(n) => body.get(..n).map(<[u8]>::to_vec),
+                Err(response::ResponseError::TransferEncoding) => dechunk(body)?,
+                Err(response::ResponseError::NoContentLength) if eof => Some(body.to_vec()),
+                Err(response::ResponseError::NoContentLength) => None,
+                Err(e) => return Err(io::Error::other(e)),
+            };
+            if let Some(body) = framed {
+                let answer = Response {
+                    status: head.status,
+                    headers: head.headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                };
+                return Ok((answer, sent.elapsed()));
+            }
         }
-        let n = read_some(conn, &mut chunk)?;
-        if n == 0 || buf.len() > MAX_ANSWER {
+        if eof || buf.len() > MAX_ANSWER {
             return Err(io::Error::other(format!(
                 "no complete answer ({} bytes)",
                 buf.len()
             )));
         }
+        let n = read_some(conn, &mut chunk)?;
+        eof = n == 0;
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+    }
+}
+
+/// A chunked body (RFC 9112 §7.1): the content, or `None` while incomplete.
+///
+/// # Errors
+/// A chunk size that is not hexadecimal.
+pub fn dechunk(mut bytes: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = bytes.windows(2).position(|w| w == b"\r\n") else {
+            return Ok(None);
+        };
+        let line = String::from_utf8_lossy(bytes.get(..eol).unwrap_or_default());
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| io::Error::other(format!("bad chunk size {size:?}")))?;
+        bytes = bytes.get(eol + 2..).unwrap_or_default();
+        if size == 0 {
+            // Trailers, if any, end with an empty line; none are needed here.
+            return Ok(bytes.windows(2).any(|w| w == b"\r\n").then_some(out));
+        }
+        let Some(data) = bytes.get(..size) else {
+            return Ok(None);
+        };
+        out.extend_from_slice(data);
+        let Some(rest) = bytes.get(size + 2..) else {
+            return Ok(None);
+        };
+        bytes = rest;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn chunked_bodies() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+        assert_eq!(dechunk(body).unwrap().as_deref(), Some(&b"hello world"[..]));
+        for cut in 0..body.len() - 1 {
+            assert_eq!(dechunk(&body[..cut]).unwrap(), None, "{cut}");
+        }
+        assert!(dechunk(b"zz\r\n").is_err());
+        assert!(dechunk(b"ffffffffffffffffffff\r\n").is_err());
     }
 }
 
