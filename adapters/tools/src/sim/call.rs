@@ -371,18 +371,24 @@ impl Call {
             self.turn = Some(now - speech_end);
         }
         // Compared with what the caller sent at the same offset: an echo
-        // returns it byte for byte.
-        for (i, &b) in bytes.iter().enumerate() {
+        // returns it byte for byte. One frame at a time.
+        let mut i = 0;
+        while i < bytes.len() {
             let at = self.received_bytes + i;
-            let k = at / FRAME_SAMPLES;
-            if at % FRAME_SAMPLES == 0 {
+            let (k, off) = (at / FRAME_SAMPLES, at % FRAME_SAMPLES);
+            let n = (FRAME_SAMPLES - off).min(bytes.len() - i);
+            if off == 0 {
                 if let Some(sent) = self.sent_at.get(k) {
                     self.echo.push(now.saturating_duration_since(*sent));
                 }
             }
-            if self.plan.frame(k).get(at % FRAME_SAMPLES) != Some(&b) {
-                self.mismatched += 1;
-            }
+            let sent = self.plan.frame(k);
+            let (want, got) = (sent.get(off..off + n), bytes.get(i..i + n));
+            self.mismatched += match (want, got) {
+                (Some(w), Some(g)) => w.iter().zip(g).filter(|(a, b)| a != b).count(),
+                _ => n,
+            };
+            i += n;
         }
         self.received_bytes += bytes.len();
     }
@@ -488,5 +494,149 @@ impl CallReport {
     #[must_use]
     pub fn heard_ms(&self) -> u64 {
         self.heard.iter().map(|(_, b)| b.len() as u64).sum::<u64>() / 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callstream_twilio::frame::read_server_frame;
+    use callstream_twilio::upgrade::accept_key;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// The client's frames in `bytes`, unmasked, as text.
+    fn texts(bytes: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while rest.len() >= 6 {
+            let len = match rest[1] & 0x7f {
+                126 => usize::from(u16::from_be_bytes([rest[2], rest[3]])),
+                n => usize::from(n),
+            };
+            let at = if rest[1] & 0x7f == 126 { 4 } else { 2 };
+            let mask = [rest[at], rest[at + 1], rest[at + 2], rest[at + 3]];
+            let payload: Vec<u8> = rest[at + 4..at + 4 + len].iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m).collect();
+            out.push(String::from_utf8_lossy(&payload).into_owned());
+            rest = &rest[at + 4 + len..];
+        }
+        out
+    }
+
+    fn server_text(text: &str) -> Vec<u8> {
+        let mut f = vec![0x81];
+        if text.len() < 126 {
+            f.push(text.len() as u8);
+        } else {
+            f.push(126);
+            f.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        }
+        f.extend_from_slice(text.as_bytes());
+        assert!(read_server_frame(&f).unwrap().is_some());
+        f
+    }
+
+    fn opened(plan: Plan, t0: Instant) -> (Call, String) {
+        let up = Upgrade::new("h", "/ws", Some("t"), 1);
+        let head = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(&up.key_base64())
+        );
+        let mut call = Call::new(Arc::new(plan), up, Stream::default(), t0);
+        assert!(String::from_utf8(call.poll_transmit().unwrap()).unwrap().starts_with("GET /ws HTTP/1.1"));
+        assert_eq!(call.poll_timeout(), Some(t0 + HANDSHAKE_TIMEOUT));
+        call.handle_receive(t0 + 5 * MS, head.as_bytes());
+        let sid = call.twilio.stream.stream_sid.clone();
+        (call, sid)
+    }
+
+    /// A whole call in simulated time: frames on their deadlines, digits
+    /// between them, an echo measured, a mark echoed once played, `stop`
+    /// after the linger, done when the server closes.
+    #[test]
+    fn a_call_in_simulated_time() {
+        let t0 = Instant::now();
+        let plan = Plan {
+            audio: vec![0x11; 400],
+            speech_end: 40 * MS,
+            duration: 60 * MS,
+            linger: 100 * MS,
+            dtmf: vec![(20 * MS, "12".into())],
+            params: vec![("k".into(), "v".into())],
+        };
+        let (mut call, sid) = opened(plan, t0);
+        let first = texts(&call.poll_transmit().unwrap());
+        assert_eq!(first.len(), 3, "connected, start, frame 0");
+        assert!(first[1].contains(r#""customParameters":{"k":"v"}"#));
+        let t1 = t0 + 5 * MS;
+        assert_eq!(call.poll_timeout(), Some(t1 + 20 * MS));
+        call.handle_timeout(t1 + 20 * MS);
+        let sent = texts(&call.poll_transmit().unwrap());
+        assert!(sent[0].contains(r#""digit":"1""#) && sent[1].contains(r#""chunk":"2""#), "{sent:?}");
+        // The server echoes frame 0 and marks it, 10 ms after frame 1 went.
+        let payload = callstream_twilio_payload(&[0x11; 160]);
+        let media = format!(r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{payload}"}}}}"#);
+        let mark = format!(r#"{{"event":"mark","streamSid":"{sid}","mark":{{"name":"m"}}}}"#);
+        let mut bytes = server_text(&media);
+        bytes.extend(server_text(&mark));
+        call.handle_receive(t1 + 30 * MS, &bytes);
+        assert_eq!(call.echo, [30 * MS]);
+        assert!(call.poll_transmit().is_none(), "the mark waits for its audio");
+        call.handle_timeout(t1 + 40 * MS);
+        let sent = texts(&call.poll_transmit().unwrap());
+        assert!(sent[0].contains(r#""chunk":"3""#), "{sent:?}");
+        call.handle_timeout(t1 + 50 * MS);
+        let sent = texts(&call.poll_transmit().unwrap());
+        assert!(sent[0].contains(r#""mark":{"name":"m"}"#), "{sent:?}");
+        // The second digit, 200 ms after the first, falls after the linger:
+        // stop comes first, the digit never.
+        assert_eq!(call.poll_timeout(), Some(t1 + 160 * MS));
+        call.handle_timeout(t1 + 160 * MS);
+        let sent = texts(&call.poll_transmit().unwrap());
+        assert!(sent[0].contains(r#""event":"stop""#), "{sent:?}");
+        assert!(!call.is_done());
+        call.handle_receive(t1 + 170 * MS, &[0x88, 2, 0x03, 0xE8]);
+        assert!(call.is_done());
+        assert_eq!(call.poll_timeout(), None);
+        let r = call.report();
+        assert_eq!((r.frames_sent, r.media_received, r.dtmf_sent), (3, 1, 1));
+        assert!(r.echo_equal && r.clean());
+        assert_eq!((r.marks, r.marks_echoed, r.server_close), (1, 1, Some(Some(1000))));
+        assert_eq!(r.handshake, Some(5 * MS));
+        assert_eq!(r.heard_ms(), 20);
+        assert_eq!(r.turn, None, "the reply came before the speech ended");
+    }
+
+    fn callstream_twilio_payload(b: &[u8]) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    #[test]
+    fn failures_carry_twilio_codes() {
+        let t0 = Instant::now();
+        // No answer at all.
+        let up = Upgrade::new("h", "/ws", None, 1);
+        let mut call = Call::new(Arc::new(Plan::default()), up.clone(), Stream::default(), t0);
+        call.handle_timeout(t0 + HANDSHAKE_TIMEOUT);
+        assert_eq!(call.report().failure.map(|f| f.code), Some(31920));
+        // A redirect names where it points.
+        let mut call = Call::new(Arc::new(Plan::default()), up, Stream::default(), t0);
+        call.handle_receive(t0, b"HTTP/1.1 301 Moved\r\nLocation: /ws/\r\nContent-Length: 0\r\n\r\n");
+        let f = call.report().failure.unwrap();
+        assert_eq!(f.code, 31920);
+        assert!(f.message.contains("301") && f.message.contains("/ws/"), "{}", f.message);
+        // A frame that never ends, over the limit.
+        let (mut call, _) = opened(Plan { duration: Duration::from_secs(1), ..Plan::default() }, t0);
+        let mut huge = vec![0x81, 127];
+        huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        call.handle_receive(t0 + 10 * MS, &huge);
+        assert!(!call.is_done());
+        call.handle_receive(t0 + 10 * MS, &vec![b'x'; MAX_PENDING]);
+        assert_eq!(call.report().failure.map(|f| f.code), Some(31924));
+        // A masked server frame is a protocol error.
+        let (mut call, _) = opened(Plan { duration: Duration::from_secs(1), ..Plan::default() }, t0);
+        call.handle_receive(t0 + 10 * MS, &[0x81, 0x81, 0, 0, 0, 0, b'x']);
+        assert_eq!(call.report().failure.map(|f| f.code), Some(31924));
     }
 }
