@@ -29,6 +29,7 @@ env TWILIO_AUTH_TOKEN=$token PUBLIC_BASE_URL=https://callstream.test CALLSTREAM_
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+kill -0 $pid 2>/dev/null || { cat /tmp/callstream-load.log; exit 1; }
 
 # Open files: each call is one socket on each side.
 ulimit -n $((calls * 2 + 256)) 2>/dev/null || true

@@ -3,7 +3,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-
 const TOKEN: &str = "binary-tools-token";
 const PUBLIC: &str = "https://callstream.test";
 
@@ -49,16 +48,30 @@ fn tool(args: &[&str]) -> (i32, String) {
         .env_remove("TWILIO_AUTH_TOKEN")
         .output()
         .expect("run callstream");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
 fn check_sim_and_sign_through_the_binary() {
     let srv = serve();
     let base = format!("http://{}", srv.1);
-    let (code, out) = tool(&["check", &base, "--token", TOKEN, "--public-url", PUBLIC, "--json"]);
+    let (code, out) = tool(&[
+        "check",
+        &base,
+        "--token",
+        TOKEN,
+        "--public-url",
+        PUBLIC,
+        "--json",
+    ]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&out).unwrap()["ok"], true);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["ok"],
+        true
+    );
     // Signed with the wrong token: failures, exit code 1.
     let (code, out) = tool(&["check", &base, "--token", "wrong", "--public-url", PUBLIC]);
     assert_eq!(code, 1, "{out}");
@@ -66,18 +79,47 @@ fn check_sim_and_sign_through_the_binary() {
 
     let ws = format!("ws://{}/ws/twilio-media", srv.1);
     let stream = "wss://callstream.test/ws/twilio-media";
-    let (code, out) = tool(&["sim", &ws, "--token", TOKEN, "--public-url", stream, "--tone", "440", "--duration", "0.5", "--json"]);
+    let (code, out) = tool(&[
+        "sim",
+        &ws,
+        "--token",
+        TOKEN,
+        "--public-url",
+        stream,
+        "--tone",
+        "440",
+        "--duration",
+        "0.5",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["echo"].as_bool(), v["frames_sent"].as_u64()), (Some(true), Some(25)), "{v}");
+    assert_eq!(
+        (v["echo"].as_bool(), v["frames_sent"].as_u64()),
+        (Some(true), Some(25)),
+        "{v}"
+    );
     let (code, out) = tool(&["sim", &ws, "--duration", "0.1"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Twilio error 31920"), "{out}");
 
-    let (code, out) = tool(&["sign", "--token", "12345", "--url", "https://mycompany.com/myapp.php?foo=1&bar=2",
-        "CallSid=CA1234567890ABCDE", "Caller=+14158675309", "Digits=1234", "From=+14158675309", "To=+18005551212"]);
+    let (code, out) = tool(&[
+        "sign",
+        "--token",
+        "12345",
+        "--url",
+        "https://mycompany.com/myapp.php?foo=1&bar=2",
+        "CallSid=CA1234567890ABCDE",
+        "Caller=+14158675309",
+        "Digits=1234",
+        "From=+14158675309",
+        "To=+18005551212",
+    ]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=\ncurl "), "{out}");
+    assert!(
+        out.starts_with("X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=\ncurl "),
+        "{out}"
+    );
     let (code, _) = tool(&["sign", "--url", "https://h/"]);
     assert_eq!(code, 2, "a missing --token is a usage error");
 }

@@ -56,7 +56,8 @@ pub fn wav_to_ulaw<R: io::Read>(reader: hound::WavReader<R>) -> hound::Result<Ve
             .take(max_samples.saturating_add(1))
             .collect::<Result<_, _>>()?,
         hound::SampleFormat::Int => {
-            let scale = 1.0 / f64::from(1u32 << spec.bits_per_sample.clamp(1, 32).saturating_sub(1));
+            let scale =
+                1.0 / f64::from(1u32 << spec.bits_per_sample.clamp(1, 32).saturating_sub(1));
             reader
                 .into_samples::<i32>()
                 .take(max_samples.saturating_add(1))
@@ -152,7 +153,10 @@ pub fn write_wav(path: &Path, segments: &[(Duration, Vec<u8>)]) -> io::Result<()
 mod tests {
     use super::*;
 
-    fn wav_bytes(spec: hound::WavSpec, write: impl FnOnce(&mut hound::WavWriter<&mut io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+    fn wav_bytes(
+        spec: hound::WavSpec,
+        write: impl FnOnce(&mut hound::WavWriter<&mut io::Cursor<Vec<u8>>>),
+    ) -> Vec<u8> {
         let mut cur = io::Cursor::new(Vec::new());
         {
             let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
@@ -172,14 +176,19 @@ mod tests {
         };
         let bytes = wav_bytes(spec, |w| {
             for i in 0..44_100 {
-                let v = (0.5 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 44_100.0).sin()) as f32;
+                let v = (0.5 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 44_100.0).sin())
+                    as f32;
                 w.write_sample(v).unwrap();
                 w.write_sample(v).unwrap();
             }
         });
         let ulaw = wav_to_ulaw(hound::WavReader::new(io::Cursor::new(bytes)).unwrap()).unwrap();
         assert_eq!(ulaw.len(), 8000);
-        let peak = ulaw.iter().map(|&b| codec::decode(b).unsigned_abs()).max().unwrap();
+        let peak = ulaw
+            .iter()
+            .map(|&b| codec::decode(b).unsigned_abs())
+            .max()
+            .unwrap();
         // 0.5 of full scale, within μ-law's step there.
         assert!((15_500..17_500).contains(&peak), "{peak}");
 
@@ -211,14 +220,25 @@ mod tests {
     fn tone_length_and_speech_end() {
         let t = tone(440.0, Duration::from_millis(500));
         assert_eq!(t.len(), 4000);
-        let peak = t.iter().map(|&b| codec::decode(b).unsigned_abs()).max().unwrap();
+        let peak = t
+            .iter()
+            .map(|&b| codec::decode(b).unsigned_abs())
+            .max()
+            .unwrap();
         assert!((10_000..10_700).contains(&peak), "{peak}");
         // Recorded speech (espeak-ng, see core/tests/fixtures): its last
         // utterance ends before the file's trailing silence.
-        let speech = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../core/tests/fixtures/vad/clean.ulaw")).unwrap();
+        let speech = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../core/tests/fixtures/vad/clean.ulaw"
+        ))
+        .unwrap();
         let file_end = Duration::from_millis(speech.len() as u64 / 8);
         let end = speech_end(&speech);
-        assert!(end > Duration::from_secs(1) && end < file_end, "{end:?} of {file_end:?}");
+        assert!(
+            end > Duration::from_secs(1) && end < file_end,
+            "{end:?} of {file_end:?}"
+        );
         // The same speech cut mid-word ends at the cut.
         let cut = &speech[..(end.as_millis() as usize * 8 - 2400)];
         assert!(speech_end(cut) <= Duration::from_millis(cut.len() as u64 / 8));
@@ -237,6 +257,9 @@ mod tests {
         let r = hound::WavReader::open(&p).unwrap();
         let s: Vec<i16> = r.into_samples().map(Result::unwrap).collect();
         assert_eq!(s.len(), 240);
-        assert_eq!((s[0], s[79], s[80], s[159], s[160]), (32124, 32124, 0, 0, -32124));
+        assert_eq!(
+            (s[0], s[79], s[80], s[159], s[160]),
+            (32124, 32124, 0, 0, -32124)
+        );
     }
 }

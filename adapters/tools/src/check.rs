@@ -119,7 +119,8 @@ impl Outcome {
 }
 
 const FIX_REDIRECT: &str = "serve the path exactly as configured, with and without a trailing slash; Twilio follows no redirect (check http→https and slash redirects in the front)";
-const FIX_PUBLIC_URL: &str = "set PUBLIC_BASE_URL to the URL Twilio uses (scheme, host, no port) and check the auth token";
+const FIX_PUBLIC_URL: &str =
+    "set PUBLIC_BASE_URL to the URL Twilio uses (scheme, host, no port) and check the auth token";
 
 /// Where the checks go and how they are signed.
 struct Checker {
@@ -160,10 +161,19 @@ pub fn checks(args: &CheckArgs) -> io::Result<Vec<Outcome>> {
 impl Checker {
     /// The `https://` URL Twilio signs for `path`.
     fn public_http(&self, path: &str) -> String {
-        format!("https://{}{}", self.public.authority, join(&self.public.path, path))
+        format!(
+            "https://{}{}",
+            self.public.authority,
+            join(&self.public.path, path)
+        )
     }
 
-    fn post(&self, path: &str, params: &[(&str, &str)], token: Option<&str>) -> io::Result<(Response, Duration)> {
+    fn post(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> io::Result<(Response, Duration)> {
         let body = form::encode(params);
         let mut req = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: TwilioProxy/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n",
@@ -174,7 +184,10 @@ impl Checker {
             let sig = signature::sign(t, &self.public_http(path), params);
             req += &format!("X-Twilio-Signature: {sig}\r\n");
         }
-        req += &format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        req += &format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         let mut conn = net::connect(&self.base, &self.tls, Duration::from_secs(15))?;
         net::exchange(&mut conn, req.as_bytes(), "POST")
     }
@@ -198,7 +211,11 @@ impl Checker {
             200..=299 => Outcome::fail(
                 &name,
                 Some(11205),
-                format!("{} but slow: over {} ms (Twilio gives up at 15 s)", r.status, WEBHOOK_LIMIT.as_millis()),
+                format!(
+                    "{} but slow: over {} ms (Twilio gives up at 15 s)",
+                    r.status,
+                    WEBHOOK_LIMIT.as_millis()
+                ),
                 "answer status webhooks at once and do the work after the answer",
             ),
             300..=399 => redirect(&name, &r, 11200),
@@ -207,8 +224,18 @@ impl Checker {
                 Verdict::Note,
                 "403 unsigned: signatures on (give --token to check signed requests)".into(),
             ),
-            403 => Outcome::fail(&name, Some(11200), "403 to a signed request".into(), FIX_PUBLIC_URL),
-            s => Outcome::fail(&name, Some(11200), format!("{s}"), "the route must exist and answer 2xx (204 is best)"),
+            403 => Outcome::fail(
+                &name,
+                Some(11200),
+                "403 to a signed request".into(),
+                FIX_PUBLIC_URL,
+            ),
+            s => Outcome::fail(
+                &name,
+                Some(11200),
+                format!("{s}"),
+                "the route must exist and answer 2xx (204 is best)",
+            ),
         };
         o.timed(took)
     }
@@ -232,30 +259,73 @@ impl Checker {
         let o = match r.status {
             200 => self.twiml(name, &r),
             300..=399 => redirect(name, &r, 11200),
-            s => Outcome::fail(name, Some(11200), format!("{s}"), "the preview route answers the TwiML a call gets; check the route and the front"),
+            s => Outcome::fail(
+                name,
+                Some(11200),
+                format!("{s}"),
+                "the preview route answers the TwiML a call gets; check the route and the front",
+            ),
         };
         o.timed(took)
     }
 
     /// Checks a TwiML answer as Twilio reads it.
     fn twiml(&self, name: &str, r: &Response) -> Outcome {
-        let ctype = r.header("content-type").unwrap_or_default().to_ascii_lowercase();
-        let mime = ctype.split(';').next().unwrap_or_default().trim().to_owned();
+        let ctype = r
+            .header("content-type")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mime = ctype
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
         if mime != "application/xml" && mime != "text/xml" {
-            return Outcome::fail(name, Some(12300), format!("Content-Type {ctype:?}"), "serve TwiML as application/xml (or text/xml)");
+            return Outcome::fail(
+                name,
+                Some(12300),
+                format!("Content-Type {ctype:?}"),
+                "serve TwiML as application/xml (or text/xml)",
+            );
         }
         let stream_url = match stream_url(&r.body) {
             Ok(u) => u,
-            Err(why) => return Outcome::fail(name, Some(12100), why, "TwiML must be well-formed XML with nothing before <?xml and every attribute escaped"),
+            Err(why) => {
+                return Outcome::fail(
+                    name,
+                    Some(12100),
+                    why,
+                    "TwiML must be well-formed XML with nothing before <?xml and every attribute escaped",
+                );
+            }
         };
-        let want = format!("wss://{}{}", self.public.authority, join(&self.public.path, STREAM_PATH));
+        let want = format!(
+            "wss://{}{}",
+            self.public.authority,
+            join(&self.public.path, STREAM_PATH)
+        );
         if stream_url.starts_with("ws://") {
-            return Outcome::fail(name, Some(31922), format!("stream URL {stream_url}"), "the stream URL must be wss://: set PUBLIC_BASE_URL to the https URL");
+            return Outcome::fail(
+                name,
+                Some(31922),
+                format!("stream URL {stream_url}"),
+                "the stream URL must be wss://: set PUBLIC_BASE_URL to the https URL",
+            );
         }
         if stream_url != want && stream_url != format!("{want}/") {
-            return Outcome::fail(name, Some(31920), format!("stream URL {stream_url}, expected {want}"), "Twilio connects where the TwiML points: set PUBLIC_BASE_URL to the public https URL");
+            return Outcome::fail(
+                name,
+                Some(31920),
+                format!("stream URL {stream_url}, expected {want}"),
+                "Twilio connects where the TwiML points: set PUBLIC_BASE_URL to the public https URL",
+            );
         }
-        Outcome::new(name, Verdict::Pass, format!("{mime}, <Stream url=\"{stream_url}\">"))
+        Outcome::new(
+            name,
+            Verdict::Pass,
+            format!("{mime}, <Stream url=\"{stream_url}\">"),
+        )
     }
 
     fn upgrade(&self, path: &str, offer: Option<&str>) -> Outcome {
@@ -265,7 +335,11 @@ impl Checker {
         };
         let full = join(&self.base.path, path);
         let mut up = Upgrade::new(&self.public.authority, &full, self.token.as_deref(), 7);
-        up.stream_url = Some(format!("wss://{}{}", self.public.authority, join(&self.public.path, path)));
+        up.stream_url = Some(format!(
+            "wss://{}{}",
+            self.public.authority,
+            join(&self.public.path, path)
+        ));
         up.protocol = offer.map(str::to_owned);
         let mut conn = match net::connect(&self.base, &self.tls, Duration::from_secs(15)) {
             Ok(c) => c,
@@ -273,25 +347,71 @@ impl Checker {
         };
         let (head, _, took) = match net::upgrade(&mut conn, &up.to_bytes()) {
             Ok(x) => x,
-            Err(e) => return Outcome::fail(&name, Some(31920), format!("no answer: {e}"), "the upgrade must be answered with 101"),
+            Err(e) => {
+                return Outcome::fail(
+                    &name,
+                    Some(31920),
+                    format!("no answer: {e}"),
+                    "the upgrade must be answered with 101",
+                );
+            }
         };
         // Close politely: a masked close frame, code 1000.
-        let _ = io::Write::write_all(&mut conn, &callstream_twilio::frame::client_frame(0x88, &1000u16.to_be_bytes()));
+        let _ = io::Write::write_all(
+            &mut conn,
+            &callstream_twilio::frame::client_frame(0x88, &1000u16.to_be_bytes()),
+        );
         let o = match (head.status, up.check_answer(&head)) {
             (101, Ok(chosen)) => match (offer, chosen) {
                 (None, None) => Outcome::new(&name, Verdict::Pass, "101, no subprotocol".into()),
-                (Some(p), Some(c)) if c.eq_ignore_ascii_case(p) => Outcome::new(&name, Verdict::Pass, format!("101, echoes {c}")),
-                (Some(p), _) => Outcome::fail(&name, None, format!("101 without {p}"), "echo audio.twilio.com when a client offers it (clients that offer it may require it)"),
-                (None, Some(c)) => Outcome::fail(&name, Some(31920), format!("named {c} unoffered"), "never name a subprotocol the client did not offer"),
+                (Some(p), Some(c)) if c.eq_ignore_ascii_case(p) => {
+                    Outcome::new(&name, Verdict::Pass, format!("101, echoes {c}"))
+                }
+                (Some(p), _) => Outcome::fail(
+                    &name,
+                    None,
+                    format!("101 without {p}"),
+                    "echo audio.twilio.com when a client offers it (clients that offer it may require it)",
+                ),
+                (None, Some(c)) => Outcome::fail(
+                    &name,
+                    Some(31920),
+                    format!("named {c} unoffered"),
+                    "never name a subprotocol the client did not offer",
+                ),
             },
-            (101, Err(e)) => Outcome::fail(&name, Some(31920), e.to_string(), "send Upgrade, Connection and Sec-WebSocket-Accept exactly once; name no subprotocol unless offered"),
+            (101, Err(e)) => Outcome::fail(
+                &name,
+                Some(31920),
+                e.to_string(),
+                "send Upgrade, Connection and Sec-WebSocket-Accept exactly once; name no subprotocol unless offered",
+            ),
             (300..=399, _) => {
                 let loc = head.header("location").unwrap_or("?");
-                Outcome::fail(&name, Some(31920), format!("{} redirect to {loc}", head.status), FIX_REDIRECT)
+                Outcome::fail(
+                    &name,
+                    Some(31920),
+                    format!("{} redirect to {loc}", head.status),
+                    FIX_REDIRECT,
+                )
             }
-            (403, _) if self.token.is_none() => Outcome::new(&name, Verdict::Note, "403 unsigned: signatures on (give --token to open it signed)".into()),
-            (403, _) => Outcome::fail(&name, Some(31920), "403 to a signed upgrade".into(), FIX_PUBLIC_URL),
-            (s, _) => Outcome::fail(&name, Some(31920), format!("{s}, not 101"), "answer 101 on this path without requiring a subprotocol, Origin or auth header (Twilio sends none)"),
+            (403, _) if self.token.is_none() => Outcome::new(
+                &name,
+                Verdict::Note,
+                "403 unsigned: signatures on (give --token to open it signed)".into(),
+            ),
+            (403, _) => Outcome::fail(
+                &name,
+                Some(31920),
+                "403 to a signed upgrade".into(),
+                FIX_PUBLIC_URL,
+            ),
+            (s, _) => Outcome::fail(
+                &name,
+                Some(31920),
+                format!("{s}, not 101"),
+                "answer 101 on this path without requiring a subprotocol, Origin or auth header (Twilio sends none)",
+            ),
         };
         o.timed(took)
     }
@@ -310,8 +430,20 @@ impl Checker {
             Ok((r, took)) => match r.status {
                 200 => self.twiml("signed /webhook/incoming_call", &r).timed(took),
                 300..=399 => redirect("signed /webhook/incoming_call", &r, 11200).timed(took),
-                403 => Outcome::fail("signed /webhook/incoming_call", Some(11200), "403: the signature was refused".into(), FIX_PUBLIC_URL).timed(took),
-                s => Outcome::fail("signed /webhook/incoming_call", Some(11200), format!("{s}"), "the voice webhook must answer 200 with TwiML").timed(took),
+                403 => Outcome::fail(
+                    "signed /webhook/incoming_call",
+                    Some(11200),
+                    "403: the signature was refused".into(),
+                    FIX_PUBLIC_URL,
+                )
+                .timed(took),
+                s => Outcome::fail(
+                    "signed /webhook/incoming_call",
+                    Some(11200),
+                    format!("{s}"),
+                    "the voice webhook must answer 200 with TwiML",
+                )
+                .timed(took),
             },
             Err(e) => unreachable_outcome("signed /webhook/incoming_call", &e),
         };
@@ -347,11 +479,21 @@ fn sample_call<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
 
 fn redirect(name: &str, r: &Response, code: u16) -> Outcome {
     let loc = r.header("location").unwrap_or("?");
-    Outcome::fail(name, Some(code), format!("{} redirect to {loc}", r.status), FIX_REDIRECT)
+    Outcome::fail(
+        name,
+        Some(code),
+        format!("{} redirect to {loc}", r.status),
+        FIX_REDIRECT,
+    )
 }
 
 fn unreachable_outcome(name: &str, e: &io::Error) -> Outcome {
-    Outcome::fail(name, Some(11205), format!("no answer: {e}"), "check that the server is up, the URL and port are right, and the certificate is valid")
+    Outcome::fail(
+        name,
+        Some(11205),
+        format!("no answer: {e}"),
+        "check that the server is up, the URL and port are right, and the certificate is valid",
+    )
 }
 
 /// The `url` of the `<Stream>` in a TwiML document.
@@ -381,17 +523,36 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut s = String::new();
     for o in outcomes {
         let ms = o.ms.map_or(String::new(), |m| format!(" ({m} ms)"));
-        s += &format!("{}  {:width$}  {}{ms}\n", o.verdict.label(), o.name, o.detail);
+        s += &format!(
+            "{}  {:width$}  {}{ms}\n",
+            o.verdict.label(),
+            o.name,
+            o.detail
+        );
         if o.verdict == Verdict::Fail {
-            let code = o.twilio_error.map_or("no Twilio error, but".to_owned(), |c| format!("Twilio error {c};"));
-            s += &format!("      {:width$}  → {code} fix: {}\n", "", o.fix.as_deref().unwrap_or(""));
+            let code = o
+                .twilio_error
+                .map_or("no Twilio error, but".to_owned(), |c| {
+                    format!("Twilio error {c};")
+                });
+            s += &format!(
+                "      {:width$}  → {code} fix: {}\n",
+                "",
+                o.fix.as_deref().unwrap_or("")
+            );
         }
     }
-    let failed = outcomes.iter().filter(|o| o.verdict == Verdict::Fail).count();
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Fail)
+        .count();
     // Not "N passed, N failed": that line is a test runner's verdict.
     s += &format!(
         "{} of {} checks passed, {failed} failed\n",
-        outcomes.iter().filter(|o| o.verdict == Verdict::Pass).count(),
+        outcomes
+            .iter()
+            .filter(|o| o.verdict == Verdict::Pass)
+            .count(),
         outcomes.len()
     );
     s
@@ -435,10 +596,20 @@ mod tests {
     fn twiml_stream_urls() {
         let ok = r#"<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://h/ws/twilio-media"><Parameter name="a" value="b"/></Stream></Connect></Response>"#;
         assert_eq!(stream_url(ok).unwrap(), "wss://h/ws/twilio-media");
-        assert!(stream_url(&format!(" {ok}")).unwrap_err().contains("before"));
-        assert!(stream_url("<Response><Say>a & b</Say></Response>").unwrap_err().contains("not XML"));
+        assert!(
+            stream_url(&format!(" {ok}"))
+                .unwrap_err()
+                .contains("before")
+        );
+        assert!(
+            stream_url("<Response><Say>a & b</Say></Response>")
+                .unwrap_err()
+                .contains("not XML")
+        );
         assert!(stream_url("<Reply/>").unwrap_err().contains("<Reply>"));
-        assert!(stream_url("<Response><Start><Stream url=\"wss://h/\"/></Start></Response>").is_err());
+        assert!(
+            stream_url("<Response><Start><Stream url=\"wss://h/\"/></Start></Response>").is_err()
+        );
     }
 
     #[test]
@@ -452,11 +623,15 @@ mod tests {
     fn table_names_the_error_and_the_fix() {
         let o = vec![
             Outcome::new("a", Verdict::Pass, "fine".into()),
-            Outcome::fail("b", Some(31920), "308 redirect to /x/".into(), FIX_REDIRECT).timed(Duration::from_micros(1500)),
+            Outcome::fail("b", Some(31920), "308 redirect to /x/".into(), FIX_REDIRECT)
+                .timed(Duration::from_micros(1500)),
         ];
         let t = table(&o);
         assert!(t.contains("FAIL  b  308 redirect to /x/ (1.5 ms)"), "{t}");
-        assert!(t.contains("→ Twilio error 31920; fix: serve the path"), "{t}");
+        assert!(
+            t.contains("→ Twilio error 31920; fix: serve the path"),
+            "{t}"
+        );
         assert!(t.ends_with("1 of 2 checks passed, 1 failed\n"), "{t}");
         let j = to_json(&o);
         assert_eq!(j["ok"], false);

@@ -43,7 +43,7 @@ use std::process::ExitCode;
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Tool {
     /// Play Twilio against a Media Streams server (ours or anyone's).
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// Run a deployment's acceptance checks.
     Check(check::CheckArgs),
     /// Sign a request as Twilio does and print commands that send it.

@@ -106,7 +106,9 @@ pub fn connect(
     tls: &Arc<rustls::ClientConfig>,
     timeout: Duration,
 ) -> io::Result<Conn> {
-    let addrs: Vec<_> = (target.host.as_str(), target.port).to_socket_addrs()?.collect();
+    let addrs: Vec<_> = (target.host.as_str(), target.port)
+        .to_socket_addrs()?
+        .collect();
     let mut last = io::Error::other(format!("{} resolves to no address", target.host));
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
@@ -140,11 +142,7 @@ pub fn connect(
 ///
 /// # Errors
 /// The connection fails or closes early, or the answer is not HTTP.
-pub fn exchange(
-    conn: &mut Conn,
-    request: &[u8],
-    method: &str,
-) -> io::Result<(Response, Duration)> {
+pub fn exchange(conn: &mut Conn, request: &[u8], method: &str) -> io::Result<(Response, Duration)> {
     let sent = Instant::now();
     conn.write_all(request)?;
     conn.flush()?;
@@ -212,22 +210,6 @@ pub fn dechunk(mut bytes: &[u8]) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::dechunk;
-
-    #[test]
-    fn chunked_bodies() {
-        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
-        assert_eq!(dechunk(body).unwrap().as_deref(), Some(&b"hello world"[..]));
-        for cut in 0..body.len() - 1 {
-            assert_eq!(dechunk(&body[..cut]).unwrap(), None, "{cut}");
-        }
-        assert!(dechunk(b"zz\r\n").is_err());
-        assert!(dechunk(b"ffffffffffffffffffff\r\n").is_err());
-    }
-}
-
 /// Sends an upgrade request and reads the head of the answer; returns the
 /// head, the bytes after it (the first frames, if any) and the time taken.
 ///
@@ -258,5 +240,21 @@ fn read_some(conn: &mut Conn, buf: &mut [u8]) -> io::Result<usize> {
     match conn.read(buf) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn chunked_bodies() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
+        assert_eq!(dechunk(body).unwrap().as_deref(), Some(&b"hello world"[..]));
+        for cut in 0..body.len() - 1 {
+            assert_eq!(dechunk(&body[..cut]).unwrap(), None, "{cut}");
+        }
+        assert!(dechunk(b"zz\r\n").is_err());
+        assert!(dechunk(b"ffffffffffffffffffff\r\n").is_err());
     }
 }

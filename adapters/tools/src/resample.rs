@@ -104,7 +104,8 @@ mod tests {
         // 6 kHz at 48 kHz would fold to 2 kHz at 8 kHz without the filter.
         let out = resample(&sine(6000.0, 48_000, 1.0), 48_000, 8000);
         assert!(amplitude(&out, 2000.0, 8000) < 0.005);
-        let rms = (out.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
+        let rms =
+            (out.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / out.len() as f64).sqrt();
         assert!(rms < 0.01, "{rms}");
     }
 

@@ -89,7 +89,8 @@ pub fn quote(s: &str) -> String {
 pub fn run(args: &SignArgs, out: &mut dyn io::Write) -> io::Result<()> {
     let s = sign(&args.token, &args.url, &args.params);
     if args.json {
-        let v = json!({"url": args.url, "signature": s.signature, "curl": s.curl, "wscat": s.wscat});
+        let v =
+            json!({"url": args.url, "signature": s.signature, "curl": s.curl, "wscat": s.wscat});
         writeln!(out, "{v}")
     } else {
         writeln!(out, "X-Twilio-Signature: {}", s.signature)?;
@@ -105,7 +106,9 @@ mod tests {
     use super::*;
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     /// Twilio's documented example (docs/protocol.md §5), and the model's
@@ -123,9 +126,18 @@ mod tests {
         let s = sign("12345", url, &params);
         assert_eq!(s.signature, "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
         let with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2";
-        assert_eq!(sign("12345", with_port, &params).signature, "kvajT1Ptam85bY51eRf/AJRuM3w=");
-        let refs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        assert_eq!(callstream_twilio::signature::sign("12345", url, &refs), s.signature);
+        assert_eq!(
+            sign("12345", with_port, &params).signature,
+            "kvajT1Ptam85bY51eRf/AJRuM3w="
+        );
+        let refs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            callstream_twilio::signature::sign("12345", url, &refs),
+            s.signature
+        );
         let curl = s.curl.unwrap();
         assert!(curl.starts_with("curl -sS -i -H 'X-Twilio-Signature: RSOYDt4T1cUTdK1PDd93/VVr8B8=' -X POST --data-urlencode 'CallSid=CA1234567890ABCDE'"), "{curl}");
         assert!(curl.ends_with(" 'https://mycompany.com/myapp.php?foo=1&bar=2'"));
@@ -137,11 +149,18 @@ mod tests {
         let s = sign("12345", "wss://bot.example.com/ws/twilio-media", &[]);
         assert_eq!(
             s.signature,
-            callstream_twilio::signature::sign("12345", "wss://bot.example.com/ws/twilio-media", &[])
+            callstream_twilio::signature::sign(
+                "12345",
+                "wss://bot.example.com/ws/twilio-media",
+                &[]
+            )
         );
         assert_eq!(
             s.wscat.unwrap(),
-            format!("wscat -c 'wss://bot.example.com/ws/twilio-media' -H 'x-twilio-signature:{}'", s.signature)
+            format!(
+                "wscat -c 'wss://bot.example.com/ws/twilio-media' -H 'x-twilio-signature:{}'",
+                s.signature
+            )
         );
         assert!(s.curl.is_none());
     }
@@ -164,7 +183,10 @@ mod tests {
         let mut out = Vec::new();
         run(&args, &mut out).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["signature"], signature::compute_url("12345", "https://h/voice"));
+        assert_eq!(
+            v["signature"],
+            signature::compute_url("12345", "https://h/voice")
+        );
         assert!(v["curl"].as_str().unwrap().ends_with(" 'https://h/voice'"));
     }
 }

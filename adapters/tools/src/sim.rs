@@ -98,7 +98,11 @@ fn parse_dtmf(s: &str) -> Result<(Duration, String), String> {
         .split_once(':')
         .ok_or_else(|| format!("expected MS:DIGITS, got {s:?}"))?;
     let ms: u64 = ms.parse().map_err(|_| format!("bad time in {s:?}"))?;
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || "*#ABCD".contains(c)) {
+    if digits.is_empty()
+        || !digits
+            .chars()
+            .all(|c| c.is_ascii_digit() || "*#ABCD".contains(c))
+    {
         return Err(format!("digits must be 0-9, *, #, A-D: {s:?}"));
     }
     Ok((Duration::from_millis(ms), digits.to_owned()))
@@ -148,8 +152,15 @@ pub fn upgrade_for(args: &SimArgs, target: &Target, n: u32) -> Result<Upgrade, S
         Some(u) => Some(Target::parse(u).map_err(|e| e.to_string())?),
         None => None,
     };
-    let host = public.as_ref().map_or(target.authority.as_str(), |p| p.authority.as_str());
-    let mut up = Upgrade::new(host, &target.path, args.token.as_deref(), (n % 251) as u8 + 1);
+    let host = public
+        .as_ref()
+        .map_or(target.authority.as_str(), |p| p.authority.as_str());
+    let mut up = Upgrade::new(
+        host,
+        &target.path,
+        args.token.as_deref(),
+        (n % 251) as u8 + 1,
+    );
     // Twilio signs the `<Stream url>` exactly as written: always wss.
     up.stream_url = Some(match &public {
         Some(p) => format!("wss://{}{}", p.authority, p.path),
@@ -210,7 +221,12 @@ pub fn run(args: &SimArgs, out: &mut dyn io::Write) -> io::Result<bool> {
 ///
 /// # Errors
 /// Setting the socket's timeout fails.
-pub fn one_call(mut conn: net::Conn, plan: Arc<Plan>, up: Upgrade, stream: Stream) -> io::Result<CallReport> {
+pub fn one_call(
+    mut conn: net::Conn,
+    plan: Arc<Plan>,
+    up: Upgrade,
+    stream: Stream,
+) -> io::Result<CallReport> {
     let mut call = Call::new(plan, up, stream, Instant::now());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -229,7 +245,11 @@ pub fn one_call(mut conn: net::Conn, plan: Arc<Plan>, up: Upgrade, stream: Strea
             match conn.read(&mut buf) {
                 Ok(0) => call.handle_eof(Instant::now()),
                 Ok(n) => call.handle_receive(Instant::now(), buf.get(..n).unwrap_or_default()),
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => call.handle_eof(Instant::now()),
             }
         }
@@ -243,10 +263,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn stats(values: &mut [Duration]) -> Value {
+    let at =
+        |values: &mut [Duration], p| load::percentile(values, p).map(|v| (v * 1e3).round() / 1e3);
     json!({
-        "p50": load::percentile(values, 50.0),
-        "p99": load::percentile(values, 99.0),
-        "max": load::percentile(values, 100.0),
+        "p50": at(values, 50.0),
+        "p99": at(values, 99.0),
+        "max": at(values, 100.0),
         "n": values.len(),
     })
 }
@@ -329,7 +351,12 @@ pub fn summary_text(r: &CallReport) -> String {
 }
 
 /// A load run and its one-line summary.
-fn run_load(args: &SimArgs, target: &Target, plan: Arc<Plan>, out: &mut dyn io::Write) -> io::Result<bool> {
+fn run_load(
+    args: &SimArgs,
+    target: &Target,
+    plan: Arc<Plan>,
+    out: &mut dyn io::Write,
+) -> io::Result<bool> {
     if target.tls {
         return Err(io::Error::other(
             "load mode speaks plain ws:// only: point it at the server behind the TLS front",
@@ -345,13 +372,20 @@ fn run_load(args: &SimArgs, target: &Target, plan: Arc<Plan>, out: &mut dyn io::
         addr,
         plan,
         calls: args.calls,
-        ramp: Duration::from_secs_f64(if args.ramp.is_finite() { args.ramp.clamp(0.0, 3600.0) } else { 0.0 }),
+        ramp: Duration::from_secs_f64(if args.ramp.is_finite() {
+            args.ramp.clamp(0.0, 3600.0)
+        } else {
+            0.0
+        }),
         threads: args.threads,
     };
     let started = Instant::now();
     let reports = load::run(
         &spec,
-        &|n| upgrade_for(args, target, n).unwrap_or_else(|_| Upgrade::new(&target.authority, &target.path, None, 1)),
+        &|n| {
+            upgrade_for(args, target, n)
+                .unwrap_or_else(|_| Upgrade::new(&target.authority, &target.path, None, 1))
+        },
         &|n| stream_for(args, n),
     );
     let summary = load_json(&reports, started.elapsed());
@@ -365,10 +399,21 @@ fn run_load(args: &SimArgs, target: &Target, plan: Arc<Plan>, out: &mut dyn io::
 pub fn load_json(reports: &[CallReport], elapsed: Duration) -> Value {
     let mut handshake: Vec<Duration> = reports.iter().filter_map(|r| r.handshake).collect();
     let mut turn: Vec<Duration> = reports.iter().filter_map(|r| r.turn).collect();
-    let mut echo: Vec<Duration> = reports.iter().filter(|r| r.echo_equal).flat_map(CallReport::echo_latencies).collect();
+    let mut echo: Vec<Duration> = reports
+        .iter()
+        .filter(|r| r.echo_equal)
+        .flat_map(CallReport::echo_latencies)
+        .collect();
+    let mut late: Vec<Duration> = reports
+        .iter()
+        .flat_map(|r| r.late.iter().copied())
+        .collect();
     let failed: Vec<&CallReport> = reports.iter().filter(|r| r.failure.is_some()).collect();
     let sent: usize = reports.iter().map(|r| r.frames_sent).sum();
-    let echoed: usize = reports.iter().map(|r| r.echoed_frames.min(r.frames_sent)).sum();
+    let echoed: usize = reports
+        .iter()
+        .map(|r| r.echoed_frames.min(r.frames_sent))
+        .sum();
     let mut codes = std::collections::BTreeMap::<u16, usize>::new();
     for r in reports {
         for (c, _) in &r.warnings {
@@ -388,6 +433,7 @@ pub fn load_json(reports: &[CallReport], elapsed: Duration) -> Value {
         "handshake_ms": stats(&mut handshake),
         "echo_ms": stats(&mut echo),
         "turn_ms": stats(&mut turn),
+        "sim_late_ms": stats(&mut late),
         "frames_sent": sent,
         "frames_echoed": echoed,
         "lost_frames": sent - echoed,

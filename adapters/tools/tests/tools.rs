@@ -5,8 +5,8 @@ mod support;
 
 use callstream_tests::{RunningServer, TOKEN, http_raw};
 use callstream_tools::check::{self, CheckArgs, Verdict};
-use callstream_tools::sim::{self, SimArgs};
 use callstream_tools::sign;
+use callstream_tools::sim::{self, SimArgs};
 use clap::Parser;
 use serde_json::Value;
 use support::{Broken, BrokenServer, TlsFront};
@@ -34,7 +34,8 @@ fn sim(flags: &[&str]) -> (bool, Value) {
     let cli = SimCli::try_parse_from(argv).expect("flags parse");
     let mut out = Vec::new();
     let ok = sim::run(&cli.args, &mut out).expect("sim runs");
-    let v = serde_json::from_slice(&out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+    let v = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
     (ok, v)
 }
 
@@ -64,8 +65,23 @@ fn sim_against_the_echo_handler() {
     let srv = echo_server();
     let url = ws(&srv);
     let (ok, v) = sim(&[
-        &url, "--token", TOKEN, "--public-url", STREAM, "--tone", "440", "--tone-seconds", "0.6",
-        "--duration", "1", "--dtmf", "300:1#", "--param", "lang=en", "--linger-ms", "800",
+        &url,
+        "--token",
+        TOKEN,
+        "--public-url",
+        STREAM,
+        "--tone",
+        "440",
+        "--tone-seconds",
+        "0.6",
+        "--duration",
+        "1",
+        "--dtmf",
+        "300:1#",
+        "--param",
+        "lang=en",
+        "--linger-ms",
+        "800",
     ]);
     assert!(ok, "{v}");
     assert_eq!(v["frames_sent"], 50, "{v}");
@@ -85,11 +101,20 @@ fn sim_against_the_echo_handler() {
 fn sim_against_the_parrot_hears_a_reply_and_echoes_its_mark() {
     let srv = RunningServer::start(|_| {});
     let dir = tempfile::tempdir().unwrap();
-    let speech = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../core/tests/fixtures/vad/clean.ulaw")).unwrap();
+    let speech = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../core/tests/fixtures/vad/clean.ulaw"
+    ))
+    .unwrap();
     // The first utterance and the silence after it, as a 16 kHz WAV so the
     // resampler is on the path.
     let wav = dir.path().join("caller.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 16_000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(&wav, spec).unwrap();
     for &b in &speech[..8000 * 3] {
         let s = callstream_core::codec::decode(b);
@@ -100,11 +125,22 @@ fn sim_against_the_parrot_hears_a_reply_and_echoes_its_mark() {
     let heard = dir.path().join("heard.wav");
     let url = ws(&srv);
     let (ok, v) = sim(&[
-        &url, "--token", TOKEN, "--public-url", STREAM, "--audio", wav.to_str().unwrap(),
-        "--duration", "7", "--record", heard.to_str().unwrap(),
+        &url,
+        "--token",
+        TOKEN,
+        "--public-url",
+        STREAM,
+        "--audio",
+        wav.to_str().unwrap(),
+        "--duration",
+        "7",
+        "--record",
+        heard.to_str().unwrap(),
     ]);
     assert!(ok, "{v}");
-    let turn = v["turn_ms"].as_f64().unwrap_or_else(|| panic!("no reply after the speech: {v}"));
+    let turn = v["turn_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no reply after the speech: {v}"));
     assert!(turn > 0.0, "{v}");
     assert!(v["speech_end_ms"].as_f64().unwrap() < 3000.0, "{v}");
     assert!(v["heard_ms"].as_u64().unwrap() > 500, "{v}");
@@ -123,7 +159,10 @@ fn sim_reports_a_refused_upgrade_as_31920() {
     let (ok, v) = sim(&[&url, "--duration", "0.1"]);
     assert!(!ok);
     assert_eq!(v["failure"]["code"], 31920, "{v}");
-    assert!(v["failure"]["message"].as_str().unwrap().contains("403"), "{v}");
+    assert!(
+        v["failure"]["message"].as_str().unwrap().contains("403"),
+        "{v}"
+    );
 }
 
 /// A server that sends a binary frame and a message with an extra field:
@@ -134,7 +173,12 @@ fn sim_reports_what_twilio_would_log() {
     let url = format!("ws://{}/ws/twilio-media", bad.addr);
     let (ok, v) = sim(&[&url, "--duration", "1"]);
     assert!(!ok, "{v}");
-    let codes: Vec<u64> = v["warnings"].as_array().unwrap().iter().map(|w| w["code"].as_u64().unwrap()).collect();
+    let codes: Vec<u64> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_u64().unwrap())
+        .collect();
     assert_eq!(codes, [31950, 31951], "{v}");
     assert_eq!(v["server_close"], 1000, "{v}");
 }
@@ -145,11 +189,28 @@ fn sim_load_mode_carries_concurrent_calls() {
     let srv = echo_server();
     let url = ws(&srv);
     let (ok, v) = sim(&[
-        &url, "--token", TOKEN, "--public-url", STREAM, "--calls", "40", "--ramp", "0.5",
-        "--tone", "300", "--duration", "1", "--linger-ms", "1000",
+        &url,
+        "--token",
+        TOKEN,
+        "--public-url",
+        STREAM,
+        "--calls",
+        "40",
+        "--ramp",
+        "0.5",
+        "--tone",
+        "300",
+        "--duration",
+        "1",
+        "--linger-ms",
+        "1000",
     ]);
     assert!(ok, "{v}");
-    assert_eq!((v["calls"].as_u64(), v["failed"].as_u64()), (Some(40), Some(0)), "{v}");
+    assert_eq!(
+        (v["calls"].as_u64(), v["failed"].as_u64()),
+        (Some(40), Some(0)),
+        "{v}"
+    );
     assert_eq!(v["echo_equal"], 40, "{v}");
     assert_eq!(v["frames_sent"], 40 * 50, "{v}");
     assert_eq!(v["lost_frames"], 0, "{v}");
@@ -163,20 +224,49 @@ fn sim_and_check_over_tls_with_a_private_ca() {
     let front = TlsFront::start(srv.addr);
     let ca = front.ca_file.to_str().unwrap().to_owned();
     let url = format!("wss://localhost:{}/ws/twilio-media", front.port);
-    let (ok, v) = sim(&[&url, "--ca-file", &ca, "--token", TOKEN, "--public-url", STREAM, "--tone", "440", "--duration", "0.4"]);
+    let (ok, v) = sim(&[
+        &url,
+        "--ca-file",
+        &ca,
+        "--token",
+        TOKEN,
+        "--public-url",
+        STREAM,
+        "--tone",
+        "440",
+        "--duration",
+        "0.4",
+    ]);
     assert!(ok, "{v}");
     assert_eq!(v["echo"], true, "{v}");
 
     let base = format!("https://localhost:{}", front.port);
-    let (ok, outcomes, table) = check(&[&base, "--ca-file", &ca, "--token", TOKEN, "--public-url", PUBLIC]);
+    let (ok, outcomes, table) = check(&[
+        &base,
+        "--ca-file",
+        &ca,
+        "--token",
+        TOKEN,
+        "--public-url",
+        PUBLIC,
+    ]);
     assert!(ok, "{table}");
-    assert!(outcomes.iter().all(|o| o.verdict == Verdict::Pass), "{table}");
+    assert!(
+        outcomes.iter().all(|o| o.verdict == Verdict::Pass),
+        "{table}"
+    );
 
     // Without the CA the certificate is refused: no answer, named.
     let (ok, outcomes, table) = check(&[&base, "--token", TOKEN, "--public-url", PUBLIC]);
     assert!(!ok);
-    assert!(outcomes.iter().all(|o| o.verdict == Verdict::Fail), "{table}");
-    assert!(table.contains("UnknownIssuer") || table.contains("certificate"), "{table}");
+    assert!(
+        outcomes.iter().all(|o| o.verdict == Verdict::Fail),
+        "{table}"
+    );
+    assert!(
+        table.contains("UnknownIssuer") || table.contains("certificate"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -186,20 +276,38 @@ fn check_passes_against_our_server() {
     let (ok, outcomes, table) = check(&[&base, "--token", TOKEN, "--public-url", PUBLIC]);
     assert!(ok, "{table}");
     assert_eq!(outcomes.len(), 10, "{table}");
-    assert!(outcomes.iter().all(|o| o.verdict == Verdict::Pass), "{table}");
-    assert!(table.ends_with("10 of 10 checks passed, 0 failed\n"), "{table}");
+    assert!(
+        outcomes.iter().all(|o| o.verdict == Verdict::Pass),
+        "{table}"
+    );
+    assert!(
+        table.ends_with("10 of 10 checks passed, 0 failed\n"),
+        "{table}"
+    );
 
     // Without a token: signatures on is a note, not a failure.
     let (ok, outcomes, table) = check(&[&base, "--public-url", PUBLIC]);
     assert!(ok, "{table}");
-    let notes = outcomes.iter().filter(|o| o.verdict == Verdict::Note).count();
+    let notes = outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Note)
+        .count();
     assert_eq!(notes, 8, "{table}");
     assert!(table.contains("signatures on"), "{table}");
 
     // A wrong public URL: the TwiML points elsewhere and signed requests fail.
-    let (ok, _, table) = check(&[&base, "--token", TOKEN, "--public-url", "https://other.test"]);
+    let (ok, _, table) = check(&[
+        &base,
+        "--token",
+        TOKEN,
+        "--public-url",
+        "https://other.test",
+    ]);
     assert!(!ok);
-    assert!(table.contains("Twilio error 31920") && table.contains("PUBLIC_BASE_URL"), "{table}");
+    assert!(
+        table.contains("Twilio error 31920") && table.contains("PUBLIC_BASE_URL"),
+        "{table}"
+    );
 }
 
 #[test]
@@ -211,7 +319,10 @@ fn check_accepts_unsigned_requests_only_as_a_failure() {
     let base = format!("http://{}", srv.addr);
     let (ok, outcomes, table) = check(&[&base, "--token", TOKEN, "--public-url", PUBLIC]);
     assert!(!ok, "{table}");
-    let failed: Vec<_> = outcomes.iter().filter(|o| o.verdict == Verdict::Fail).collect();
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.verdict == Verdict::Fail)
+        .collect();
     assert_eq!(failed.len(), 1, "{table}");
     assert_eq!(failed[0].name, "unsigned /webhook/incoming_call refused");
 }
@@ -231,9 +342,22 @@ fn check_names_a_redirecting_server() {
     assert!(!ok);
     let f = failures(&outcomes);
     assert_eq!(f.len(), 8, "{table}");
-    assert!(f.iter().filter(|(n, _)| n.starts_with("webhook")).all(|(_, c)| *c == Some(11200)), "{table}");
-    assert!(f.iter().filter(|(n, _)| n.starts_with("upgrade")).all(|(_, c)| *c == Some(31920)), "{table}");
-    assert!(table.contains("308 redirect to https://elsewhere.test/ws/twilio-media/"), "{table}");
+    assert!(
+        f.iter()
+            .filter(|(n, _)| n.starts_with("webhook"))
+            .all(|(_, c)| *c == Some(11200)),
+        "{table}"
+    );
+    assert!(
+        f.iter()
+            .filter(|(n, _)| n.starts_with("upgrade"))
+            .all(|(_, c)| *c == Some(31920)),
+        "{table}"
+    );
+    assert!(
+        table.contains("308 redirect to https://elsewhere.test/ws/twilio-media/"),
+        "{table}"
+    );
     assert!(table.contains("Twilio follows no redirect"), "{table}");
 }
 
@@ -244,7 +368,10 @@ fn check_names_a_server_that_requires_a_subprotocol() {
     assert!(!ok);
     assert_eq!(
         failures(&outcomes),
-        [("upgrade /ws/twilio-media".to_owned(), Some(31920)), ("upgrade /ws/twilio-media/".to_owned(), Some(31920))],
+        [
+            ("upgrade /ws/twilio-media".to_owned(), Some(31920)),
+            ("upgrade /ws/twilio-media/".to_owned(), Some(31920))
+        ],
         "{table}"
     );
     assert!(table.contains("400, not 101"), "{table}");
@@ -258,7 +385,11 @@ fn check_names_a_slow_server() {
     assert!(!ok);
     let f = failures(&outcomes);
     assert_eq!(f.len(), 4, "{table}");
-    assert!(f.iter().all(|(n, c)| n.starts_with("webhook") && *c == Some(11205)), "{table}");
+    assert!(
+        f.iter()
+            .all(|(n, c)| n.starts_with("webhook") && *c == Some(11205)),
+        "{table}"
+    );
     assert!(table.contains("slow"), "{table}");
 }
 
@@ -267,7 +398,14 @@ fn check_names_bad_twiml() {
     let bad = BrokenServer::start(Broken::BadTwiml);
     let (ok, outcomes, table) = check(&[&format!("http://{}", bad.addr)]);
     assert!(!ok);
-    assert_eq!(failures(&outcomes), [("TwiML /webhook/incoming_call_preview".to_owned(), Some(12100))], "{table}");
+    assert_eq!(
+        failures(&outcomes),
+        [(
+            "TwiML /webhook/incoming_call_preview".to_owned(),
+            Some(12100)
+        )],
+        "{table}"
+    );
 }
 
 /// Splits a POSIX shell command of single-quoted words, as `sign` prints.
@@ -318,7 +456,10 @@ fn sign_prints_a_curl_command_the_server_accepts() {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     let signed = sign::sign(TOKEN, &url, &params);
-    assert_eq!(signed.signature, callstream_core::signature::compute(TOKEN, &url, &params));
+    assert_eq!(
+        signed.signature,
+        callstream_core::signature::compute(TOKEN, &url, &params)
+    );
     let words = shell_words(signed.curl.as_deref().unwrap());
     assert_eq!(&words[..3], ["curl", "-sS", "-i"]);
     let (mut headers, mut form, mut target) = (Vec::new(), Vec::new(), None);
@@ -364,8 +505,19 @@ fn sign_prints_a_wscat_header_the_server_accepts() {
     let (name, value) = words[4].split_once(':').unwrap();
     assert_eq!(name, "x-twilio-signature");
     // The simulator signs the same way; a different token does not open it.
-    assert_eq!(value, callstream_twilio::signature::sign(TOKEN, STREAM, &[]));
+    assert_eq!(
+        value,
+        callstream_twilio::signature::sign(TOKEN, STREAM, &[])
+    );
     let url = ws(&srv);
-    let (ok, v) = sim(&[&url, "--token", "wrong", "--public-url", STREAM, "--duration", "0.1"]);
+    let (ok, v) = sim(&[
+        &url,
+        "--token",
+        "wrong",
+        "--public-url",
+        STREAM,
+        "--duration",
+        "0.1",
+    ]);
     assert!(!ok && v["failure"]["code"] == 31920, "{v}");
 }

@@ -104,6 +104,9 @@ pub struct Call {
     mismatched: usize,
     /// Per frame echoed: from sending it to its bytes coming back.
     pub echo: Vec<Duration>,
+    /// Per frame sent: how long after its deadline it went (the
+    /// simulator's own lag, which a loaded machine shows first).
+    pub late: Vec<Duration>,
     turn: Option<Duration>,
     handshake: Option<Duration>,
     subprotocol: Option<String>,
@@ -133,6 +136,7 @@ impl Call {
             media_messages: 0,
             mismatched: 0,
             echo: Vec::new(),
+            late: Vec::new(),
             turn: None,
             handshake: None,
             subprotocol: None,
@@ -154,10 +158,11 @@ impl Call {
                 Err(e) => return self.fail(31920, e.to_string()),
                 Ok(Some(head)) => match self.upgrade.check_answer(&head) {
                     Err(e) => {
-                        let body = String::from_utf8_lossy(self.inbuf.get(head.len..).unwrap_or_default())
-                            .chars()
-                            .take(200)
-                            .collect::<String>();
+                        let body =
+                            String::from_utf8_lossy(self.inbuf.get(head.len..).unwrap_or_default())
+                                .chars()
+                                .take(200)
+                                .collect::<String>();
                         let extra = match head.header("location") {
                             Some(loc) => format!(" (redirect to {loc})"),
                             None if body.trim().is_empty() => String::new(),
@@ -287,6 +292,7 @@ impl Call {
                         let frame = self.plan.frame(k);
                         let text = self.twilio.media(&frame);
                         self.sent_at.push(frame_due);
+                        self.late.push(now.saturating_duration_since(frame_due));
                         self.send_text(&text);
                     } else {
                         let stop = self.twilio.stop();
@@ -352,12 +358,15 @@ impl Call {
                         .map(|c| u16::from_be_bytes(*c));
                     self.server_close = Some(code);
                     if matches!(self.phase, Phase::Open) {
-                        self.out.extend_from_slice(&client_frame(0x88, &frame.payload));
+                        self.out
+                            .extend_from_slice(&client_frame(0x88, &frame.payload));
                     }
                     self.phase = Phase::Done;
                     return;
                 }
-                0x9 => self.out.extend_from_slice(&client_frame(0x8A, &frame.payload)),
+                0x9 => self
+                    .out
+                    .extend_from_slice(&client_frame(0x8A, &frame.payload)),
                 _ => {}
             }
         }
@@ -411,6 +420,7 @@ impl Call {
             echoed_frames: self.echo.len(),
             echo_equal: self.received_bytes > 0 && self.mismatched == 0,
             echo: self.echo.clone(),
+            late: self.late.clone(),
             speech_end: self.plan.speech_end,
             turn: self.turn,
             marks: self
@@ -421,8 +431,20 @@ impl Call {
                 .count(),
             marks_echoed: self.twilio.playout.echoed,
             clears: self.twilio.playout.clears(),
-            dtmf_sent: self.plan.dtmf.iter().take(self.next_dtmf).map(|(_, d)| d.chars().count()).sum::<usize>() + self.dtmf_sent,
-            warnings: self.twilio.warnings.iter().map(|w| (w.code(), w.to_string())).collect(),
+            dtmf_sent: self
+                .plan
+                .dtmf
+                .iter()
+                .take(self.next_dtmf)
+                .map(|(_, d)| d.chars().count())
+                .sum::<usize>()
+                + self.dtmf_sent,
+            warnings: self
+                .twilio
+                .warnings
+                .iter()
+                .map(|w| (w.code(), w.to_string()))
+                .collect(),
             failure: self.failure.clone(),
             server_close: self.server_close,
             heard: self
@@ -455,6 +477,8 @@ pub struct CallReport {
     pub echo_equal: bool,
     /// Per frame that came back: from sending it to its first byte's return.
     pub echo: Vec<Duration>,
+    /// Per frame sent: how late after its deadline.
+    pub late: Vec<Duration>,
     /// Where the caller's speech ended.
     pub speech_end: Duration,
     /// From the end of the caller's speech to the first audio after it.
@@ -516,7 +540,11 @@ mod tests {
             };
             let at = if rest[1] & 0x7f == 126 { 4 } else { 2 };
             let mask = [rest[at], rest[at + 1], rest[at + 2], rest[at + 3]];
-            let payload: Vec<u8> = rest[at + 4..at + 4 + len].iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m).collect();
+            let payload: Vec<u8> = rest[at + 4..at + 4 + len]
+                .iter()
+                .zip(mask.iter().cycle())
+                .map(|(b, m)| b ^ m)
+                .collect();
             out.push(String::from_utf8_lossy(&payload).into_owned());
             rest = &rest[at + 4 + len..];
         }
@@ -543,7 +571,11 @@ mod tests {
             accept_key(&up.key_base64())
         );
         let mut call = Call::new(Arc::new(plan), up, Stream::default(), t0);
-        assert!(String::from_utf8(call.poll_transmit().unwrap()).unwrap().starts_with("GET /ws HTTP/1.1"));
+        assert!(
+            String::from_utf8(call.poll_transmit().unwrap())
+                .unwrap()
+                .starts_with("GET /ws HTTP/1.1")
+        );
         assert_eq!(call.poll_timeout(), Some(t0 + HANDSHAKE_TIMEOUT));
         call.handle_receive(t0 + 5 * MS, head.as_bytes());
         let sid = call.twilio.stream.stream_sid.clone();
@@ -572,16 +604,23 @@ mod tests {
         assert_eq!(call.poll_timeout(), Some(t1 + 20 * MS));
         call.handle_timeout(t1 + 20 * MS);
         let sent = texts(&call.poll_transmit().unwrap());
-        assert!(sent[0].contains(r#""digit":"1""#) && sent[1].contains(r#""chunk":"2""#), "{sent:?}");
+        assert!(
+            sent[0].contains(r#""digit":"1""#) && sent[1].contains(r#""chunk":"2""#),
+            "{sent:?}"
+        );
         // The server echoes frame 0 and marks it, 10 ms after frame 1 went.
         let payload = callstream_twilio_payload(&[0x11; 160]);
-        let media = format!(r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{payload}"}}}}"#);
+        let media =
+            format!(r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{payload}"}}}}"#);
         let mark = format!(r#"{{"event":"mark","streamSid":"{sid}","mark":{{"name":"m"}}}}"#);
         let mut bytes = server_text(&media);
         bytes.extend(server_text(&mark));
         call.handle_receive(t1 + 30 * MS, &bytes);
         assert_eq!(call.echo, [30 * MS]);
-        assert!(call.poll_transmit().is_none(), "the mark waits for its audio");
+        assert!(
+            call.poll_transmit().is_none(),
+            "the mark waits for its audio"
+        );
         call.handle_timeout(t1 + 40 * MS);
         let sent = texts(&call.poll_transmit().unwrap());
         assert!(sent[0].contains(r#""chunk":"3""#), "{sent:?}");
@@ -601,7 +640,10 @@ mod tests {
         let r = call.report();
         assert_eq!((r.frames_sent, r.media_received, r.dtmf_sent), (3, 1, 1));
         assert!(r.echo_equal && r.clean());
-        assert_eq!((r.marks, r.marks_echoed, r.server_close), (1, 1, Some(Some(1000))));
+        assert_eq!(
+            (r.marks, r.marks_echoed, r.server_close),
+            (1, 1, Some(Some(1000)))
+        );
         assert_eq!(r.handshake, Some(5 * MS));
         assert_eq!(r.heard_ms(), 20);
         assert_eq!(r.turn, None, "the reply came before the speech ended");
@@ -622,12 +664,25 @@ mod tests {
         assert_eq!(call.report().failure.map(|f| f.code), Some(31920));
         // A redirect names where it points.
         let mut call = Call::new(Arc::new(Plan::default()), up, Stream::default(), t0);
-        call.handle_receive(t0, b"HTTP/1.1 301 Moved\r\nLocation: /ws/\r\nContent-Length: 0\r\n\r\n");
+        call.handle_receive(
+            t0,
+            b"HTTP/1.1 301 Moved\r\nLocation: /ws/\r\nContent-Length: 0\r\n\r\n",
+        );
         let f = call.report().failure.unwrap();
         assert_eq!(f.code, 31920);
-        assert!(f.message.contains("301") && f.message.contains("/ws/"), "{}", f.message);
+        assert!(
+            f.message.contains("301") && f.message.contains("/ws/"),
+            "{}",
+            f.message
+        );
         // A frame that never ends, over the limit.
-        let (mut call, _) = opened(Plan { duration: Duration::from_secs(1), ..Plan::default() }, t0);
+        let (mut call, _) = opened(
+            Plan {
+                duration: Duration::from_secs(1),
+                ..Plan::default()
+            },
+            t0,
+        );
         let mut huge = vec![0x81, 127];
         huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
         call.handle_receive(t0 + 10 * MS, &huge);
@@ -635,7 +690,13 @@ mod tests {
         call.handle_receive(t0 + 10 * MS, &vec![b'x'; MAX_PENDING]);
         assert_eq!(call.report().failure.map(|f| f.code), Some(31924));
         // A masked server frame is a protocol error.
-        let (mut call, _) = opened(Plan { duration: Duration::from_secs(1), ..Plan::default() }, t0);
+        let (mut call, _) = opened(
+            Plan {
+                duration: Duration::from_secs(1),
+                ..Plan::default()
+            },
+            t0,
+        );
         call.handle_receive(t0 + 10 * MS, &[0x81, 0x81, 0, 0, 0, 0, b'x']);
         assert_eq!(call.report().failure.map(|f| f.code), Some(31924));
     }

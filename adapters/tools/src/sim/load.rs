@@ -48,7 +48,10 @@ pub fn run(
                     let tasks: Vec<_> = (0..load.calls)
                         .filter(|n| *n as usize % threads == t)
                         .map(|n| {
-                            let at = t0 + load.ramp.mul_f64(f64::from(n) / f64::from(load.calls.max(1)));
+                            let at = t0
+                                + load
+                                    .ramp
+                                    .mul_f64(f64::from(n) / f64::from(load.calls.max(1)));
                             let (up, st) = (upgrade(n), stream(n));
                             let plan = Arc::clone(&load.plan);
                             ex.spawn(async move { (n, one(load.addr, at, plan, up, st).await) })
@@ -74,7 +77,13 @@ pub fn run(
 }
 
 /// One call: connect at `at`, then pump until it is over.
-async fn one(addr: SocketAddr, at: Instant, plan: Arc<Plan>, up: Upgrade, st: Stream) -> CallReport {
+async fn one(
+    addr: SocketAddr,
+    at: Instant,
+    plan: Arc<Plan>,
+    up: Upgrade,
+    st: Stream,
+) -> CallReport {
     Timer::at(at).await;
     let sock = match Async::<TcpStream>::connect(addr).await {
         Ok(s) => s,

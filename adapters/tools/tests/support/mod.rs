@@ -73,14 +73,22 @@ fn read_request(conn: &mut TcpStream) -> io::Result<Request> {
             let headers: Vec<(String, String)> = req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             let r = Request {
                 method: req.method.unwrap_or_default().to_owned(),
                 path: req.path.unwrap_or_default().to_owned(),
                 headers,
             };
-            let len: usize = r.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let len: usize = r
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             while buf.len() < n + len {
                 let k = conn.read(&mut b)?;
                 if k == 0 {
@@ -115,12 +123,18 @@ fn serve(mode: Broken, mut conn: TcpStream) -> io::Result<()> {
         return conn.write_all(answer("308 Permanent Redirect", &to, "").as_bytes());
     }
     if req.header("upgrade").is_some() {
-        let key = req.header("sec-websocket-key").unwrap_or_default().to_owned();
+        let key = req
+            .header("sec-websocket-key")
+            .unwrap_or_default()
+            .to_owned();
         let offered = req.header("sec-websocket-protocol").map(str::to_owned);
         if mode == Broken::RequiresSubprotocol && offered.is_none() {
-            return conn.write_all(answer("400 Bad Request", "", "subprotocol required").as_bytes());
+            return conn
+                .write_all(answer("400 Bad Request", "", "subprotocol required").as_bytes());
         }
-        let proto = offered.map_or(String::new(), |p| format!("Sec-WebSocket-Protocol: {p}\r\n"));
+        let proto = offered.map_or(String::new(), |p| {
+            format!("Sec-WebSocket-Protocol: {p}\r\n")
+        });
         let head = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{proto}\r\n",
             accept_key(&key)
@@ -128,7 +142,8 @@ fn serve(mode: Broken, mut conn: TcpStream) -> io::Result<()> {
         conn.write_all(head.as_bytes())?;
         if mode == Broken::BadMessages {
             std::thread::sleep(Duration::from_millis(100));
-            let bad = r#"{"event":"clear","streamSid":"MZ00000000000000000000000000000000","extra":1}"#;
+            let bad =
+                r#"{"event":"clear","streamSid":"MZ00000000000000000000000000000000","extra":1}"#;
             let mut out = vec![0x82, 3, 1, 2, 3];
             out.extend_from_slice(&[0x81, bad.len() as u8]);
             out.extend_from_slice(bad.as_bytes());
@@ -147,11 +162,13 @@ fn serve(mode: Broken, mut conn: TcpStream) -> io::Result<()> {
         } else {
             TWIML.replace("HOST", &host)
         };
-        return conn.write_all(answer("200 OK", "Content-Type: application/xml\r\n", &body).as_bytes());
+        return conn
+            .write_all(answer("200 OK", "Content-Type: application/xml\r\n", &body).as_bytes());
     }
     if req.method == "POST" && path == "/webhook/incoming_call" {
         let body = TWIML.replace("HOST", &host);
-        return conn.write_all(answer("200 OK", "Content-Type: application/xml\r\n", &body).as_bytes());
+        return conn
+            .write_all(answer("200 OK", "Content-Type: application/xml\r\n", &body).as_bytes());
     }
     if mode == Broken::Slow {
         std::thread::sleep(Duration::from_millis(300));
@@ -177,7 +194,8 @@ impl TlsFront {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, key.cert.pem()).unwrap();
         let cert = rustls::pki_types::CertificateDer::from(key.cert.der().to_vec());
-        let pkey = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+        let pkey =
+            rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = Arc::new(
             rustls::ServerConfig::builder_with_provider(provider)
@@ -197,20 +215,36 @@ impl TlsFront {
                 });
             }
         });
-        TlsFront { port, ca_file, _dir: dir }
+        TlsFront {
+            port,
+            ca_file,
+            _dir: dir,
+        }
     }
 }
 
 /// Relays bytes both ways, polling each side with a short timeout.
-fn relay(config: Arc<rustls::ServerConfig>, conn: TcpStream, backend: SocketAddr) -> io::Result<()> {
+fn relay(
+    config: Arc<rustls::ServerConfig>,
+    conn: TcpStream,
+    backend: SocketAddr,
+) -> io::Result<()> {
     let tick = Some(Duration::from_millis(2));
     conn.set_read_timeout(tick)?;
-    let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(config).map_err(io::Error::other)?, conn);
+    let mut tls = rustls::StreamOwned::new(
+        rustls::ServerConnection::new(config).map_err(io::Error::other)?,
+        conn,
+    );
     let mut back = TcpStream::connect(backend)?;
     back.set_read_timeout(tick)?;
     back.set_nodelay(true)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let quiet = |e: &io::Error| matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
+    let quiet = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        )
+    };
     loop {
         match tls.read(&mut buf) {
             Ok(0) => return Ok(()),
