@@ -3,10 +3,7 @@ use callstream_server::config::Cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let settings = match callstream_tools::parse_or_run::<Cli>() {
-        Ok(cli) => cli.settings(),
-        Err(tool_exit) => return tool_exit,
-    };
+    let settings = callstream_tools::parse_or_run::<Cli>().settings();
     callstream_server::log::init(settings.log_format);
     let code = match callstream_smol::run(settings) {
         Ok(()) => ExitCode::SUCCESS,

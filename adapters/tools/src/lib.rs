@@ -51,14 +51,12 @@ pub enum Tool {
 }
 
 /// Parses the process's arguments against the binary's command line `C`
-/// with the tools added beside its subcommands: a tool runs here and its exit
-/// code comes back as `Err`; any other command line is `C`'s, returned. The
-/// tools join at run time through clap's builder, so the server layer's
+/// with the tools added beside its subcommands. A tool runs here and the
+/// process exits with its code; any other command line is `C`'s, returned.
+/// The tools join at run time through clap's builder, so the server layer's
 /// `Cli` (passed in as `C`) never names them and never depends on this crate.
-///
-/// # Errors
-/// The exit code of the tool that ran.
-pub fn parse_or_run<C: clap::CommandFactory + clap::FromArgMatches>() -> Result<C, ExitCode> {
+#[must_use]
+pub fn parse_or_run<C: clap::CommandFactory + clap::FromArgMatches>() -> C {
     use clap::{FromArgMatches as _, Subcommand as _};
     let base = C::command();
     // Augmenting applies the enum's own doc as the about text: keep `C`'s.
@@ -73,15 +71,21 @@ pub fn parse_or_run<C: clap::CommandFactory + clap::FromArgMatches>() -> Result<
     let matches = cmd.get_matches();
     if matches.subcommand_name().is_some_and(Tool::has_subcommand) {
         let tool = Tool::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        return Err(run(&tool));
+        let code = exit_code(&tool);
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        std::process::exit(i32::from(code));
     }
-    Ok(C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()))
+    C::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs `tool`, printing to stdout; exit code 0 only when all went well
 /// (a clean call, every check passed), 1 when not, 2 on bad input.
 #[must_use]
 pub fn run(tool: &Tool) -> ExitCode {
+    ExitCode::from(exit_code(tool))
+}
+
+fn exit_code(tool: &Tool) -> u8 {
     let mut out = std::io::stdout().lock();
     let result = match tool {
         Tool::Sim(a) => sim::run(a, &mut out),
@@ -89,11 +93,11 @@ pub fn run(tool: &Tool) -> ExitCode {
         Tool::Sign(a) => sign::run(a, &mut out).map(|()| true),
     };
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(true) => 0,
+        Ok(false) => 1,
         Err(e) => {
             eprintln!("callstream: {e}");
-            ExitCode::from(2)
+            2
         }
     }
 }
