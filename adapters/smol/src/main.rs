@@ -1,10 +1,9 @@
-//! The `callstream` server binary. `callstream --help` lists every setting.
+//! The `callstream` binary: `serve` (the default), and `sim`, `check`, `sign` from callstream-tools.
 use callstream_server::config::Cli;
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let settings = Cli::parse().settings();
+    let settings = callstream_tools::parse_or_run::<Cli>().settings();
     callstream_server::log::init(settings.log_format);
     let code = match callstream_smol::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
