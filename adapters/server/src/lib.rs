@@ -24,7 +24,7 @@
 //! let server = callstream_server::Server::new(options, engine).unwrap();
 //! # let _ = server;
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod config;
@@ -47,6 +47,7 @@ pub mod handlers;
 mod limits;
 pub mod listen;
 pub mod log;
+pub mod memory;
 pub mod observer;
 pub mod recorder;
 pub mod signals;
@@ -319,6 +320,7 @@ impl Server {
         mut engine: connection::Config,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Server>> {
+        memory::start_trimming();
         let pressure = Arc::new(limits::Pressure::new(opts.max_pending, opts.request_memory));
         if engine.metrics.is_none() {
             let m = metrics.clone();
