@@ -282,6 +282,14 @@ impl TwilioStream {
         self.send_text(msg.to_string())
     }
 
+    /// A key press, as Twilio reports it (`dtmf.track` is `inbound_track`).
+    pub fn dtmf(&mut self, digit: char) -> io::Result<()> {
+        self.seq += 1;
+        let msg = serde_json::json!({"event": "dtmf", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
+            "dtmf": {"track": "inbound_track", "digit": digit.to_string()}});
+        self.send_text(msg.to_string())
+    }
+
     /// `stop`.
     pub fn stop(&mut self) -> io::Result<()> {
         self.seq += 1;

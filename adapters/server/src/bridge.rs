@@ -143,12 +143,36 @@ pub mod metrics {
     pub fn render() -> String {
         let mut s = String::new();
         for (name, help, v) in [
-            ("callstream_bridge_calls_total", "Calls handed to a program.", &CALLS),
-            ("callstream_bridge_failures_total", "Bridge failures (crash, hang, over-long line, service down).", &FAILURES),
-            ("callstream_bridge_audio_frames_dropped_total", "Raw audio frames dropped because a program read too slowly.", &AUDIO_DROPPED),
-            ("callstream_bridge_bad_lines_total", "Lines from programs dropped as unusable.", &BAD_LINES),
-            ("callstream_bridge_plays_total", "play messages queued.", &PLAYS),
-            ("callstream_bridge_utterances_total", "Utterances written to programs.", &UTTERANCES),
+            (
+                "callstream_bridge_calls_total",
+                "Calls handed to a program.",
+                &CALLS,
+            ),
+            (
+                "callstream_bridge_failures_total",
+                "Bridge failures (crash, hang, over-long line, service down).",
+                &FAILURES,
+            ),
+            (
+                "callstream_bridge_audio_frames_dropped_total",
+                "Raw audio frames dropped because a program read too slowly.",
+                &AUDIO_DROPPED,
+            ),
+            (
+                "callstream_bridge_bad_lines_total",
+                "Lines from programs dropped as unusable.",
+                &BAD_LINES,
+            ),
+            (
+                "callstream_bridge_plays_total",
+                "play messages queued.",
+                &PLAYS,
+            ),
+            (
+                "callstream_bridge_utterances_total",
+                "Utterances written to programs.",
+                &UTTERANCES,
+            ),
         ] {
             s.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",

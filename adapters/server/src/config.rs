@@ -68,7 +68,11 @@ pub struct Settings {
     pub bridge_on_failure: crate::bridge::OnFailure,
     /// Twilio's REST API, used to redirect a live call after a bridge's
     /// transfer or end when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set.
-    #[arg(long, env = "TWILIO_API_BASE_URL", default_value = "https://api.twilio.com")]
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
     pub twilio_api_base_url: String,
     /// When set, each call is written here as a WAV file (caller left, ours right).
     #[arg(long, env = "RECORDINGS_DIR")]

@@ -45,11 +45,11 @@ impl HandlerSpec {
                 })
             }),
             // Handled above.
-            HandlerSpec::Exec(_) | HandlerSpec::Remote(_) => std::sync::Arc::new(
-                |_: &callstream_core::message::Start| {
+            HandlerSpec::Exec(_) | HandlerSpec::Remote(_) => {
+                std::sync::Arc::new(|_: &callstream_core::message::Start| {
                     Box::new(handler::Silent) as Box<dyn handler::Handler>
-                },
-            ),
+                })
+            }
         }
     }
 }
@@ -118,7 +118,10 @@ mod tests {
             Ok(HandlerSpec::Exec("python3 bot.py".into()))
         );
         assert_eq!(
-            "exec:python3 bot.py".parse::<HandlerSpec>().unwrap().to_string(),
+            "exec:python3 bot.py"
+                .parse::<HandlerSpec>()
+                .unwrap()
+                .to_string(),
             "exec:python3 bot.py"
         );
         assert!("exec:".parse::<HandlerSpec>().is_err());

@@ -385,9 +385,7 @@ impl Server {
         if let Some(children) = &self.opts.bridge_children {
             // Every program is reaped before the server returns: those still
             // running when the drain period is nearly over are killed.
-            let until = give_up_at.unwrap_or_else(|| {
-                Instant::now() + bridge::exec::GRACE * 3
-            });
+            let until = give_up_at.unwrap_or_else(|| Instant::now() + bridge::exec::GRACE * 3);
             if !children.wait_all(until) {
                 tracing::warn!(
                     programs = children.count(),

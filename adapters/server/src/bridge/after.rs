@@ -127,7 +127,9 @@ pub struct After {
 
 impl fmt::Debug for After {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("After").field("rest", &self.rest).finish_non_exhaustive()
+        f.debug_struct("After")
+            .field("rest", &self.rest)
+            .finish_non_exhaustive()
     }
 }
 
@@ -147,7 +149,11 @@ impl After {
     /// call's `stream_ended` request.
     pub fn decide(&self, call_sid: &str, next: Next) {
         if let (Some(rest), Next::Dial(_) | Next::Say(_)) = (&self.rest, &next) {
-            match next.twiml().map_err(|e| e.to_string()).and_then(|x| rest.redirect(call_sid, &x)) {
+            match next
+                .twiml()
+                .map_err(|e| e.to_string())
+                .and_then(|x| rest.redirect(call_sid, &x))
+            {
                 Ok(()) => {
                     tracing::info!(call_sid, next = %next, "BRIDGE_REDIRECT the live call was updated through the REST API");
                     return;
@@ -202,10 +208,7 @@ impl After {
 
     /// Decisions kept now.
     pub fn len(&self) -> usize {
-        self.decisions
-            .lock()
-            .map(|d| d.by_call.len())
-            .unwrap_or(0)
+        self.decisions.lock().map(|d| d.by_call.len()).unwrap_or(0)
     }
 
     /// Whether none is kept.
@@ -229,7 +232,10 @@ impl App for BridgeApp {
     }
 
     fn stream_ended(&self, params: &[(String, String)]) -> Option<String> {
-        let sid = params.iter().find(|(k, _)| k == "CallSid").map(|(_, v)| v)?;
+        let sid = params
+            .iter()
+            .find(|(k, _)| k == "CallSid")
+            .map(|(_, v)| v)?;
         let next = self.after.take(sid)?;
         match next.twiml() {
             Ok(xml) => {
@@ -266,7 +272,12 @@ mod tests {
                 .unwrap()
                 .ends_with("<Response><Say>Goodbye &amp; thanks</Say><Hangup/></Response>")
         );
-        assert!(Next::Hangup.twiml().unwrap().ends_with("<Response><Hangup/></Response>"));
+        assert!(
+            Next::Hangup
+                .twiml()
+                .unwrap()
+                .ends_with("<Response><Hangup/></Response>")
+        );
         assert!(Next::Dial("5550100".into()).twiml().is_err());
     }
 
@@ -298,9 +309,6 @@ mod tests {
         let t0 = Instant::now();
         a.keep("CA1", Next::Hangup, t0);
         a.keep("CA1", Next::Say(None), t0 + Duration::from_secs(1));
-        assert_eq!(
-            a.take_at("CA1", t0 + DECISION_TTL),
-            Some(Next::Say(None))
-        );
+        assert_eq!(a.take_at("CA1", t0 + DECISION_TTL), Some(Next::Say(None)));
     }
 }

@@ -45,7 +45,9 @@ pub struct Children {
 
 impl std::fmt::Debug for Children {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Children").field("live", &self.count()).finish()
+        f.debug_struct("Children")
+            .field("live", &self.count())
+            .finish()
     }
 }
 
@@ -154,9 +156,24 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     children.add(pid);
     tracing::info!(call_sid = %sid, pid, command = %cut(command), "BRIDGE_EXEC started");
     let threads = [
-        child.stdin.take().map(|stdin| spawn("bridge-stdin", { let l = link.clone(); move || write_loop(stdin, &l) })),
-        child.stdout.take().map(|out| spawn("bridge-stdout", { let l = link.clone(); move || read_loop(out, &l) })),
-        child.stderr.take().map(|err| spawn("bridge-stderr", { let l = link.clone(); move || stderr_loop(err, &l) })),
+        child.stdin.take().map(|stdin| {
+            spawn("bridge-stdin", {
+                let l = link.clone();
+                move || write_loop(stdin, &l)
+            })
+        }),
+        child.stdout.take().map(|out| {
+            spawn("bridge-stdout", {
+                let l = link.clone();
+                move || read_loop(out, &l)
+            })
+        }),
+        child.stderr.take().map(|err| {
+            spawn("bridge-stderr", {
+                let l = link.clone();
+                move || stderr_loop(err, &l)
+            })
+        }),
     ];
     supervise(&mut child, pid, &link);
     children.remove(pid);
@@ -241,7 +258,11 @@ fn write_loop(mut stdin: std::process::ChildStdin, link: &Link) {
         let Some(o) = next else { continue };
         let (mut line, utterance_at) = link.line_for(o);
         line.push('\n');
-        if stdin.write_all(line.as_bytes()).and_then(|()| stdin.flush()).is_err() {
+        if stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
             // The program closed its input or died: its exit is the news.
             return;
         }
@@ -377,14 +398,26 @@ mod tests {
         let data = b"short\nexactly10\nthis one is too long\nlast";
         let mut r = BufReader::with_capacity(4, &data[..]);
         let mut buf = Vec::new();
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).unwrap(), LineRead::Line));
+        assert!(matches!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            LineRead::Line
+        ));
         assert_eq!(buf, b"short");
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).unwrap(), LineRead::Line));
+        assert!(matches!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            LineRead::Line
+        ));
         assert_eq!(buf, b"exactly10");
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).unwrap(), LineRead::TooLong));
+        assert!(matches!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            LineRead::TooLong
+        ));
         assert!(buf.len() <= 10);
         let mut r = BufReader::new(&b"last"[..]);
-        assert!(matches!(read_line_limited(&mut r, &mut buf, 10).unwrap(), LineRead::Eof));
+        assert!(matches!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            LineRead::Eof
+        ));
         assert_eq!(buf, b"last");
     }
 }

@@ -66,9 +66,23 @@ impl BridgeHandler {
 
     fn flush_barge_in(&mut self, link: &Link) {
         if let Some((heard_ms, cleared)) = self.barge_in.take() {
-            self.event(link, ToProgram::BargeIn { heard_ms, cleared: &cleared }.to_line());
+            self.event(
+                link,
+                ToProgram::BargeIn {
+                    heard_ms,
+                    cleared: &cleared,
+                }
+                .to_line(),
+            );
             for name in &cleared {
-                self.event(link, ToProgram::Mark { name, outcome: "cleared" }.to_line());
+                self.event(
+                    link,
+                    ToProgram::Mark {
+                        name,
+                        outcome: "cleared",
+                    }
+                    .to_line(),
+                );
             }
         }
     }
@@ -82,13 +96,21 @@ impl BridgeHandler {
         if samples.is_empty() {
             return;
         }
-        if link.outbox.push_event(Outbound::Utterance(samples, at)).is_err() && !link.outbox.is_closed() {
+        if link
+            .outbox
+            .push_event(Outbound::Utterance(samples, at))
+            .is_err()
+            && !link.outbox.is_closed()
+        {
             link.fail("the program cannot take an utterance: its queue of messages is full");
         }
     }
 
     fn on_audio(&mut self, link: &Link, ts: u64, samples: &[i16]) {
-        if link.audio.load(Ordering::Acquire) && !link.outbox.push_audio(samples.to_vec()) && !link.outbox.is_closed() {
+        if link.audio.load(Ordering::Acquire)
+            && !link.outbox.push_audio(samples.to_vec())
+            && !link.outbox.is_closed()
+        {
             self.dropped_frames += 1;
             metrics::AUDIO_DROPPED.fetch_add(1, Ordering::Relaxed);
             if self.dropped_frames == 1 {
@@ -156,7 +178,13 @@ impl Handler for BridgeHandler {
             }
             (None, _) => return,
         };
-        if !matches!(event, CallEvent::MarkDone { outcome: MarkOutcome::Cleared, .. }) {
+        if !matches!(
+            event,
+            CallEvent::MarkDone {
+                outcome: MarkOutcome::Cleared,
+                ..
+            }
+        ) {
             self.flush_barge_in(&link);
         }
         match event {
@@ -168,7 +196,11 @@ impl Handler for BridgeHandler {
                 if let Some((frames, until, at)) = self.ending.take() {
                     self.send_turn(&link, frames, until, at);
                 }
-                let turn = self.recent.drain(..).filter(|(ts, _)| *ts >= from).collect();
+                let turn = self
+                    .recent
+                    .drain(..)
+                    .filter(|(ts, _)| *ts >= from)
+                    .collect();
                 self.turn = Some(turn);
             }
             CallEvent::SpeechEnded { at_ms, .. } => {
@@ -183,7 +215,13 @@ impl Handler for BridgeHandler {
                 }
             }
             CallEvent::Dtmf { digit } => {
-                self.event(&link, ToProgram::Dtmf { digit: digit.to_string() }.to_line());
+                self.event(
+                    &link,
+                    ToProgram::Dtmf {
+                        digit: digit.to_string(),
+                    }
+                    .to_line(),
+                );
             }
             CallEvent::BargeIn => {
                 let heard_ms = control.played_ms().saturating_sub(self.heard_from);

@@ -63,6 +63,10 @@ pub struct Link {
     /// with a count of the events (to tell when a `play` has landed).
     queued_ms: AtomicU64,
     epoch: AtomicU64,
+    /// Audio pushed by `play` that the published queue may not include
+    /// yet, and the epoch of the last push.
+    unconfirmed_ms: AtomicU64,
+    pushed_at: AtomicU64,
     /// The program asked to end the call (hangup, transfer, end).
     finished: AtomicBool,
     /// The call has ended.
@@ -94,6 +98,8 @@ impl Link {
             first_seen: AtomicBool::new(false),
             queued_ms: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
+            unconfirmed_ms: AtomicU64::new(0),
+            pushed_at: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -188,7 +194,9 @@ impl Link {
             Ok(msg) => self.apply(msg, first),
             Err(e) => {
                 let detail = match &e {
-                    LineError::NotJson => String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned(),
+                    LineError::NotJson => {
+                        String::from_utf8_lossy(&line[..line.len().min(80)]).into_owned()
+                    }
                     other => other.to_string(),
                 };
                 self.garbage(e.kind(), &detail);
@@ -262,8 +270,10 @@ impl Link {
     /// Queues 8 kHz audio in the call, a second at a time, waiting while the
     /// program is far ahead of the caller (so a flood slows the program).
     fn play(&self, pcm: &[i16]) {
-        let mut unconfirmed_ms = 0u64;
-        let mut pushed_at = self.epoch.load(Ordering::Acquire);
+        // Only the reading thread plays: the counters are its own, kept
+        // across messages (a flood is many small plays).
+        let mut unconfirmed_ms = self.unconfirmed_ms.load(Ordering::Relaxed);
+        let mut pushed_at = self.pushed_at.load(Ordering::Relaxed);
         for chunk in pcm.chunks(PLAY_CHUNK) {
             loop {
                 if self.remote.is_ended() || self.expects_end() {
@@ -286,6 +296,8 @@ impl Link {
             }
             unconfirmed_ms += chunk.len() as u64 * 1000 / u64::from(CALL_RATE);
             pushed_at = self.epoch.load(Ordering::Acquire);
+            self.unconfirmed_ms.store(unconfirmed_ms, Ordering::Relaxed);
+            self.pushed_at.store(pushed_at, Ordering::Relaxed);
         }
         metrics::PLAYS.fetch_add(1, Ordering::Relaxed);
     }

@@ -379,7 +379,10 @@ mod tests {
             line,
             r#"{"type":"utterance","rate":16000,"pcm":"AQD//w==","duration_ms":0}"#
         );
-        let params = [("b".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())];
+        let params = [
+            ("b".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "2".to_owned()),
+        ];
         let start = ToProgram::Start {
             version: VERSION,
             call_sid: "CA1",
@@ -392,7 +395,10 @@ mod tests {
             start,
             r#"{"type":"start","version":1,"call_sid":"CA1","stream_sid":"MZ1","account_sid":"AC1","parameters":{"b":"1","a":"2"}}"#
         );
-        assert_eq!(ToProgram::SpeechStarted.to_line(), r#"{"type":"speech_started"}"#);
+        assert_eq!(
+            ToProgram::SpeechStarted.to_line(),
+            r#"{"type":"speech_started"}"#
+        );
         let cleared = ["r-2".to_owned()];
         assert_eq!(
             ToProgram::BargeIn {
@@ -409,35 +415,56 @@ mod tests {
         let ok = |s: &str| parse(s.as_bytes()).unwrap();
         assert_eq!(
             ok(r#"{"type":"config","rate":8000,"audio":true}"#),
-            FromProgram::Config { rate: 8000, audio: true }
+            FromProgram::Config {
+                rate: 8000,
+                audio: true
+            }
         );
         assert_eq!(
             ok(r#"{"type":"config"}"#),
-            FromProgram::Config { rate: 16000, audio: false }
+            FromProgram::Config {
+                rate: 16000,
+                audio: false
+            }
         );
         assert_eq!(
             ok(r#" {"type":"play","rate":22050,"pcm":"AQD//w==","x":1} "#),
-            FromProgram::Play { rate: 22050, pcm: vec![1, -1] }
+            FromProgram::Play {
+                rate: 22050,
+                pcm: vec![1, -1]
+            }
         );
         assert_eq!(
             ok(r#"{"type":"play","wav":"/tmp/a.wav"}"#),
-            FromProgram::PlayWav { path: "/tmp/a.wav".into() }
+            FromProgram::PlayWav {
+                path: "/tmp/a.wav".into()
+            }
         );
-        assert_eq!(ok(r#"{"type":"mark","name":"m"}"#), FromProgram::Mark { name: "m".into() });
+        assert_eq!(
+            ok(r#"{"type":"mark","name":"m"}"#),
+            FromProgram::Mark { name: "m".into() }
+        );
         assert_eq!(ok(r#"{"type":"clear"}"#), FromProgram::Clear);
         assert_eq!(ok(r#"{"type":"hangup"}"#), FromProgram::Hangup);
         assert_eq!(
             ok(r#"{"type":"transfer","to":"+14155550100"}"#),
-            FromProgram::Transfer { to: "+14155550100".into() }
+            FromProgram::Transfer {
+                to: "+14155550100".into()
+            }
         );
         assert_eq!(ok(r#"{"type":"end"}"#), FromProgram::End { say: None });
         assert_eq!(
             ok(r#"{"type":"end","say":"Bye"}"#),
-            FromProgram::End { say: Some("Bye".into()) }
+            FromProgram::End {
+                say: Some("Bye".into())
+            }
         );
         assert_eq!(
             ok(r#"{"type":"log","message":"x"}"#),
-            FromProgram::Log { level: "info".into(), message: "x".into() }
+            FromProgram::Log {
+                level: "info".into(),
+                message: "x".into()
+            }
         );
         assert_eq!(
             ok(r#"{"type":"transcript","text":"hi"}"#),
@@ -449,7 +476,9 @@ mod tests {
         );
         assert_eq!(
             ok(r#"{"type":"later"}"#),
-            FromProgram::Unknown { kind: "later".into() }
+            FromProgram::Unknown {
+                kind: "later".into()
+            }
         );
     }
 
@@ -480,7 +509,10 @@ mod tests {
         );
         assert_eq!(
             err(br#"{"type":"play","rate":-5,"pcm":""}"#),
-            LineError::BadField { message: "play", field: "rate" }
+            LineError::BadField {
+                message: "play",
+                field: "rate"
+            }
         );
         assert_eq!(
             err(br#"{"type":"config","rate":44100}"#),
@@ -488,11 +520,17 @@ mod tests {
         );
         assert_eq!(
             err(br#"{"type":"mark"}"#),
-            LineError::BadField { message: "mark", field: "name" }
+            LineError::BadField {
+                message: "mark",
+                field: "name"
+            }
         );
         assert_eq!(
             err(br#"{"type":"transfer","to":5}"#),
-            LineError::BadField { message: "transfer", field: "to" }
+            LineError::BadField {
+                message: "transfer",
+                field: "to"
+            }
         );
     }
 }

@@ -112,7 +112,10 @@ mod tests {
 
     fn tone(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<i16> {
         (0..n)
-            .map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin()) as i16)
+            .map(|i| {
+                (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+                    as i16
+            })
             .collect()
     }
 
@@ -152,16 +155,27 @@ mod tests {
     fn upsampling_then_down_is_close_to_the_original() {
         let x = tone(440.0, 8000, 8000, 8000.0);
         let y = resample(&resample(&x, 8000, 16000), 16000, 8000);
-        let err: Vec<i16> = x.iter().zip(&y).skip(200).take(7600).map(|(a, b)| a - b).collect();
+        let err: Vec<i16> = x
+            .iter()
+            .zip(&y)
+            .skip(200)
+            .take(7600)
+            .map(|(a, b)| a - b)
+            .collect();
         assert!(rms(&err) < 80.0, "error {}", rms(&err));
     }
 
     #[test]
     fn full_scale_input_does_not_overflow() {
-        let x: Vec<i16> = (0..4000).map(|i| if i % 2 == 0 { 32767 } else { -32768 }).collect();
+        let x: Vec<i16> = (0..4000)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32768 })
+            .collect();
         let y = resample(&x, 16000, 8000);
         assert_eq!(y.len(), 2000);
         let z = resample(&[32767; 1000], 8000, 24000);
-        assert!(z[100..2900].iter().all(|&s| s > 32000), "a constant stays constant away from the edges");
+        assert!(
+            z[100..2900].iter().all(|&s| s > 32000),
+            "a constant stays constant away from the edges"
+        );
     }
 }

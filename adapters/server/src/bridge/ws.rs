@@ -43,10 +43,18 @@ fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     let request = url.into_client_request().map_err(|e| e.to_string())?;
     let uri = request.uri();
-    let host = uri.host().ok_or("no host")?.trim_matches(['[', ']']).to_owned();
+    let host = uri
+        .host()
+        .ok_or("no host")?
+        .trim_matches(['[', ']'])
+        .to_owned();
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+        .unwrap_or(if uri.scheme_str() == Some("wss") {
+            443
+        } else {
+            80
+        });
     let addrs: Vec<_> = (host.as_str(), port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -70,9 +78,15 @@ fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let stream = stream.ok_or(last)?;
     let _ = stream.set_nodelay(true);
     // The TLS and WebSocket handshakes must finish by the same deadline.
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-    stream.set_read_timeout(Some(left)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(left)).map_err(|e| e.to_string())?;
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    stream
+        .set_read_timeout(Some(left))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(left))
+        .map_err(|e| e.to_string())?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_LINE))
         .max_frame_size(Some(MAX_LINE));
@@ -86,8 +100,10 @@ fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
         MaybeTlsStream::Rustls(s) => s.get_ref(),
         _ => return Err("unexpected stream kind".to_owned()),
     };
-    tcp.set_read_timeout(Some(READ_SLICE)).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(READ_SLICE))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(WRITE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     Ok(ws)
 }
 
@@ -144,10 +160,13 @@ pub fn run(url: &str, facts: &Facts<'_>, link: Arc<Link>) {
                     link.handle_line(t.as_bytes());
                 }
             }
-            Ok(Message::Binary(_)) => link.garbage("binary frame", "the bridge speaks text frames only"),
+            Ok(Message::Binary(_)) => {
+                link.garbage("binary frame", "the bridge speaks text frames only")
+            }
             Ok(Message::Close(c)) => {
                 if closing.is_none() {
-                    let code = c.map_or_else(|| "none".to_owned(), |c| u16::from(c.code).to_string());
+                    let code =
+                        c.map_or_else(|| "none".to_owned(), |c| u16::from(c.code).to_string());
                     link.gone(&format!("the service closed the connection (code {code})"));
                 }
                 // Answer the close (tungstenite queues the reply) and wait
@@ -160,7 +179,9 @@ pub fn run(url: &str, facts: &Facts<'_>, link: Arc<Link>) {
                 return link.gone("the connection closed");
             }
             Err(tungstenite::Error::Capacity(e)) => {
-                return link.fail(&format!("a message over the limit of {MAX_LINE} bytes: {e}"));
+                return link.fail(&format!(
+                    "a message over the limit of {MAX_LINE} bytes: {e}"
+                ));
             }
             Err(e) => return link.gone(&format!("the connection failed: {e}")),
         }
