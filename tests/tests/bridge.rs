@@ -401,7 +401,7 @@ fn form_decode(body: &str) -> Vec<(String, String)> {
         while i < b.len() {
             match b[i] {
                 b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 => {
+                b'%' if i + 2 < b.len() => {
                     out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("hex"));
                     i += 2;
                 }
@@ -630,6 +630,7 @@ fn the_server_reaps_every_program_before_it_returns() {
 
 /// A bot as a WebSocket service: plays a tone with a mark at `start`,
 /// transfers once the mark comes back played.
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 fn ws_bot() -> (String, std::sync::mpsc::Receiver<String>) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("ws://{}/bot", l.local_addr().expect("addr"));

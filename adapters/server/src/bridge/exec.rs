@@ -211,15 +211,11 @@ fn supervise(child: &mut Child, pid: i32, link: &Link) {
     let mut ended_at: Option<Instant> = None;
     let mut termed = false;
     let mut killed = false;
-    loop {
-        // WNOWAIT: the zombie keeps the group's id ours until it is reaped.
-        match waitid(
-            Id::Pid(group),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
-        ) {
-            Ok(WaitStatus::StillAlive) => {}
-            Ok(_) | Err(_) => break,
-        }
+    // WNOWAIT: the zombie keeps the group's id ours until it is reaped.
+    while let Ok(WaitStatus::StillAlive) = waitid(
+        Id::Pid(group),
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+    ) {
         if ended_at.is_none() && link.outbox.is_closed() {
             ended_at = Some(Instant::now());
         }

@@ -24,6 +24,9 @@ pub const MARGIN_MS: u64 = 200;
 pub const MAX_UTTERANCE_MS: u64 = 60_000;
 const FRAME_MS: u64 = 20;
 
+/// 20 ms frames of the caller, by stream time.
+type Frames = Vec<(u64, Vec<i16>)>;
+
 /// One call's bridge handler.
 pub struct BridgeHandler {
     bridge: Arc<Bridge>,
@@ -32,9 +35,9 @@ pub struct BridgeHandler {
     /// The last [`MARGIN_MS`] of the caller, while not in a turn.
     recent: VecDeque<(u64, Vec<i16>)>,
     /// The turn being recorded.
-    turn: Option<Vec<(u64, Vec<i16>)>>,
+    turn: Option<Frames>,
     /// A turn that ended, waiting for its last [`MARGIN_MS`].
-    ending: Option<(Vec<(u64, Vec<i16>)>, u64, Instant)>,
+    ending: Option<(Frames, u64, Instant)>,
     /// `played_ms` when the audio now playing began: at the last mark that
     /// resolved, or the last clear.
     heard_from: u64,
@@ -87,7 +90,7 @@ impl BridgeHandler {
         }
     }
 
-    fn send_turn(&mut self, link: &Link, frames: Vec<(u64, Vec<i16>)>, until_ms: u64, at: Instant) {
+    fn send_turn(&mut self, link: &Link, frames: Frames, until_ms: u64, at: Instant) {
         let samples: Vec<i16> = frames
             .into_iter()
             .filter(|(ts, _)| *ts < until_ms)
@@ -155,9 +158,9 @@ impl BridgeHandler {
             .collect();
         let line = ToProgram::Start {
             version: VERSION,
-            call_sid: &self.start.call_sid.to_string(),
-            stream_sid: &self.start.stream_sid.to_string(),
-            account_sid: &self.start.account_sid.to_string(),
+            call_sid: self.start.call_sid.as_ref(),
+            stream_sid: self.start.stream_sid.as_ref(),
+            account_sid: self.start.account_sid.as_ref(),
             parameters: Parameters(&params),
         }
         .to_line();
