@@ -742,3 +742,125 @@ fn a_websocket_service_that_is_down_fails_the_call() {
     let mut got = Vec::new();
     assert!(read_until_closed(&mut t, &mut got), "the call did not end");
 }
+
+/// What pocketsphinx hears in `ulaw` (8 kHz) with the example bot's test
+/// grammar for spoken times (examples/bots/python/test_bot.py).
+fn hear_time(ulaw: &[u8]) -> String {
+    let pcm: Vec<u8> = ulaw
+        .iter()
+        .flat_map(|&b| callstream_core::codec::decode(b).to_le_bytes())
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("answer.raw");
+    std::fs::write(&raw, pcm).expect("write");
+    let code = format!(
+        "import sys; sys.path.insert(0, {:?}); import test_bot; print(' '.join(test_bot.hear_time(8000, open({:?}, 'rb').read())))",
+        repo().join("examples/bots/python").display().to_string(),
+        raw.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &code])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the recogniser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The caller's voice: espeak-ng's female en-us variant at 150 words a
+/// minute (the one pocketsphinx hears best, as in the bot's own test), made
+/// 8 kHz μ-law by sox.
+fn caller_speech(text: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("q.wav");
+    let raw = dir.path().join("q.ulaw");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us+f3", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng")
+        .success();
+    assert!(ok, "espeak-ng failed");
+    let ok = std::process::Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw"])
+        .arg(&raw)
+        .status()
+        .expect("sox")
+        .success();
+    assert!(ok, "sox failed");
+    std::fs::read(raw).expect("speech")
+}
+
+/// Media received after the last mark echo we sent: the bot's next answer.
+fn answer_after(got: &[ServerMessage], from: usize) -> Vec<u8> {
+    media_bytes(got.get(from..).unwrap_or(&[]))
+}
+
+#[test]
+#[ignore = "needs espeak-ng, sox, pocketsphinx and websockets: .ci/run installs them (examples/bots/python/setup.sh) and runs it"]
+fn end_to_end_with_the_offline_python_bot() {
+    let bot = repo().join("examples/bots/python/bot.py");
+    let srv = RunningServer::start(|s| {
+        s.handler = format!("exec:python3 '{}'", bot.display())
+            .parse()
+            .expect("handler");
+    });
+    let mut t = call(&srv, 20);
+    let mut got = Vec::new();
+    // The greeting.
+    assert!(
+        read_until_mark(&mut t, "reply-1", &mut got),
+        "no greeting: {got:?}"
+    );
+    t.mark_echo("reply-1").expect("echo");
+    // A question spoken by espeak-ng; the answer comes back and is heard.
+    let from = got.len();
+    let question = caller_speech("what time is it");
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    got.extend(t.stream_audio(&question).expect("stream"));
+    got.extend(t.stream_audio(&silence(50)).expect("stream"));
+    assert!(
+        read_until_mark(&mut t, "reply-2", &mut got),
+        "no answer: {got:?}"
+    );
+    let words = hear_time(&answer_after(&got, from));
+    assert!(words.starts_with("the time is"), "heard {words:?}");
+    t.mark_echo("reply-2").expect("echo");
+    // A long answer, spoken over: callstream clears it.
+    let weather = caller_speech("what is the weather");
+    got.extend(t.stream_audio(&weather).expect("stream"));
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    let before = media_bytes(&got).len();
+    t.read_media(before + 8000, PATIENCE, &mut got)
+        .expect("the weather answer plays");
+    let clears = got.iter().filter(|m| **m == ServerMessage::Clear).count();
+    let agent = caller_speech("i want to talk to an agent");
+    got.extend(t.stream_audio(&agent).expect("stream"));
+    got.extend(t.stream_audio(&silence(50)).expect("stream"));
+    assert!(
+        got.iter().filter(|m| **m == ServerMessage::Clear).count() > clears,
+        "speaking over the answer did not clear it"
+    );
+    // An agent: the bot announces the transfer, then transfers when its mark returns.
+    assert!(
+        read_until_mark(&mut t, "reply-4", &mut got),
+        "no transfer announcement: {got:?}"
+    );
+    t.mark_echo("reply-4").expect("echo");
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "no close after the transfer"
+    );
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body
+            .ends_with("<Response><Dial><Number>+14155550100</Number></Dial></Response>"),
+        "{}",
+        r.body
+    );
+}
