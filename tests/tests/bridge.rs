@@ -864,3 +864,128 @@ fn end_to_end_with_the_offline_python_bot() {
         r.body
     );
 }
+
+fn self_cpu_ms() -> u64 {
+    // utime + stime, in clock ticks (100 Hz on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields after the state: ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime.
+    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) * 10
+}
+
+fn self_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `calls` calls at once, each streaming 5 s of the speech fixture in real
+/// time; returns (CPU ms of this process, peak RSS growth KiB).
+fn load(handler: &str, calls: u32) -> (u64, u64) {
+    let srv = RunningServer::start(|s| s.handler = handler.parse().expect("handler"));
+    let rss0 = self_rss_kib();
+    let cpu0 = self_cpu_ms();
+    let audio: Vec<u8> = speech().into_iter().take(8000 * 5).collect();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..calls)
+        .map(|n| {
+            let addr = srv.addr;
+            let audio = audio.clone();
+            let peak = peak.clone();
+            std::thread::spawn(move || {
+                let mut t =
+                    TwilioStream::connect(addr, &StreamOpts::default(), 100 + n).expect("connect");
+                t.start(&[]).expect("start");
+                let _ = t.stream_audio(&audio);
+                peak.fetch_max(self_rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                let _ = t.stop();
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    let cpu = self_cpu_ms() - cpu0;
+    let rss = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(rss0);
+    drop(srv);
+    (cpu, rss)
+}
+
+#[test]
+#[ignore = "a measurement, not a test: the numbers in BENCHMARKS.md"]
+fn bench_bridge_cost_and_latency() {
+    use callstream_server::bridge::metrics;
+    use std::sync::atomic::Ordering::Relaxed;
+    let calls: u32 = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(20);
+    let echo = format!(
+        "exec:sh '{}'",
+        repo().join("examples/bots/echo/echo.sh").display()
+    );
+    let (cpu_silent, rss_silent) = load("silent", calls);
+    let (u0, us0) = (
+        metrics::UTTERANCES.load(Relaxed),
+        metrics::UTTERANCE_US.load(Relaxed),
+    );
+    let (cpu_bridge, rss_bridge) = load(&echo, calls);
+    let (u1, us1) = (
+        metrics::UTTERANCES.load(Relaxed),
+        metrics::UTTERANCE_US.load(Relaxed),
+    );
+    println!(
+        "{calls} calls × 5 s: silent {cpu_silent} ms CPU, +{rss_silent} KiB RSS; bridge (echo.sh) {cpu_bridge} ms CPU, +{rss_bridge} KiB RSS"
+    );
+    println!(
+        "bridge cost per call: {:.1} ms CPU per second of call, {} KiB RSS",
+        (cpu_bridge as f64 - cpu_silent as f64) / f64::from(calls) / 5.0,
+        rss_bridge.saturating_sub(rss_silent) / u64::from(calls)
+    );
+    println!(
+        "utterances: {} written, mean {} µs from the end of the turn to written, max {} µs",
+        u1 - u0,
+        (us1 - us0) / (u1 - u0).max(1),
+        metrics::UTTERANCE_US_MAX.load(Relaxed)
+    );
+    // A program that answers each DTMF with 20 ms of audio at once: the time
+    // from the key to the first frame on the wire is the bridge's round trip
+    // (dtmf written, play read, resampled, queued, paced out).
+    let (srv, _dir) = server_with(
+        &format!(
+            "while IFS= read -r l; do case $l in *dtmf*) printf '%s\\n' '{}';; esac; done",
+            tone_play(20, 8000)
+        ),
+        |_| {},
+    );
+    let mut t = call(&srv, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut rtt = Vec::new();
+    for _ in 0..30 {
+        let mut got = Vec::new();
+        let sent = Instant::now();
+        t.dtmf('1').expect("dtmf");
+        while media_bytes(&got).is_empty() && sent.elapsed() < PATIENCE {
+            t.read_until(Instant::now() + Duration::from_millis(1), &mut got)
+                .expect("read");
+        }
+        rtt.push(sent.elapsed().as_micros() as u64);
+        let _ = t.read_until(Instant::now() + Duration::from_millis(60), &mut got);
+    }
+    rtt.sort_unstable();
+    println!(
+        "DTMF → play → first frame on the wire: median {} µs, p90 {} µs, max {} µs (30 rounds)",
+        rtt[rtt.len() / 2],
+        rtt[rtt.len() * 9 / 10],
+        rtt[rtt.len() - 1]
+    );
+}
