@@ -2,10 +2,9 @@
 //! typical 20 ms `media` message (160 bytes of audio), and the writers.
 
 use callstream_core::codec::{self, FRAME_SAMPLES};
-use callstream_core::message::{self, Inbound, Media, Track};
+use callstream_core::message::{self, Inbound};
 use callstream_core::sid::StreamSid;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use std::borrow::Cow;
 use std::hint::black_box;
 
 const SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
@@ -14,25 +13,13 @@ fn frame() -> Vec<u8> {
     (0..FRAME_SAMPLES).map(|i| (i * 37 % 256) as u8).collect()
 }
 
-/// The message exactly as Twilio writes it.
+/// The message exactly as Twilio writes it (the Twilio model's writer).
 fn media_text() -> String {
-    let mut text = String::new();
-    let payload = {
-        let mut s = String::new();
-        message::write_media(&mut s, &StreamSid::parse(SID).unwrap(), &frame());
-        let start = s.find(r#""payload":""#).unwrap() + 11;
-        s[start..s.len() - 3].to_owned()
-    };
-    Inbound::Media(Media {
-        sequence_number: 1234,
-        stream_sid: StreamSid::parse(SID).unwrap(),
-        track: Track::Inbound,
-        chunk: 1233,
-        timestamp: 24640,
-        payload: Cow::Owned(payload),
-    })
-    .write(&mut text);
-    text
+    callstream_twilio::Stream {
+        stream_sid: SID.to_owned(),
+        ..callstream_twilio::Stream::default()
+    }
+    .media(1234, 1233, 24640, &frame())
 }
 
 fn bench(c: &mut Criterion) {

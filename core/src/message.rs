@@ -98,9 +98,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use raw::{List, Pairs, Scalar};
 use std::borrow::Cow;
 use std::fmt;
-use write::{push_json_string, push_quoted_number};
 
-/// The longest text [`parse`] and [`parse_outbound`] look at: 64 KiB, the
+/// The longest text [`parse`] looks at: 64 KiB, the
 /// WebSocket layer's message cap. A 20 ms media message is about 330 bytes.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
 
@@ -325,31 +324,6 @@ pub struct Stop {
     pub account_sid: AccountSid,
     /// `stop.callSid`.
     pub call_sid: CallSid,
-}
-
-/// One message a server sends to Twilio, read back by [`parse_outbound`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Outbound<'a> {
-    /// `media`: audio to play.
-    Media {
-        /// `streamSid`.
-        stream_sid: StreamSid,
-        /// `media.payload`: base64 μ-law (decode with [`decode_base64`]).
-        payload: Cow<'a, str>,
-    },
-    /// `mark`: echo this name when the audio before it is done.
-    Mark {
-        /// `streamSid`.
-        stream_sid: StreamSid,
-        /// `mark.name`.
-        name: String,
-    },
-    /// `clear`: drop the queued audio.
-    Clear {
-        /// `streamSid`.
-        stream_sid: StreamSid,
-    },
 }
 
 /// Why a message could not be parsed or decoded. Every variant says what was
@@ -615,62 +589,6 @@ fn parse_full(text: &str) -> Result<Inbound<'_>, MessageError> {
     }
 }
 
-/// Parses one message a server sends to Twilio (`media`, `mark`, `clear`), as
-/// strictly as Twilio reads it: exactly the documented fields, nothing else.
-/// For tests and simulators standing in for Twilio.
-///
-/// # Errors
-/// [`MessageError::Json`] for an unknown or missing field; otherwise as [`parse`].
-pub fn parse_outbound(text: &str) -> Result<Outbound<'_>, MessageError> {
-    if text.len() > MAX_MESSAGE_LEN {
-        return Err(MessageError::TooLong {
-            len: text.len(),
-            max: MAX_MESSAGE_LEN,
-        });
-    }
-    let raw::Obj(m): raw::Obj<raw::Outbound<'_>> =
-        serde_json::from_str(text).map_err(json_error)?;
-    let event = string("event", Some(m.event))?;
-    let stream_sid = sid("streamSid", Some(m.stream_sid), StreamSid::parse)?;
-    let only = |field: &'static str, present: bool| {
-        if present {
-            Err(MessageError::Json {
-                detail: format!("unexpected field `{field}`"),
-            })
-        } else {
-            Ok(())
-        }
-    };
-    match &*event {
-        "media" => {
-            only("mark", m.mark.is_some())?;
-            let raw::Obj(body) = m
-                .media
-                .ok_or(MessageError::MissingField { field: "media" })?;
-            Ok(Outbound::Media {
-                stream_sid,
-                payload: string("media.payload", Some(body.payload))?,
-            })
-        }
-        "mark" => {
-            only("media", m.media.is_some())?;
-            let raw::Obj(body) = m.mark.ok_or(MessageError::MissingField { field: "mark" })?;
-            Ok(Outbound::Mark {
-                stream_sid,
-                name: string("mark.name", Some(body.name))?.into_owned(),
-            })
-        }
-        "clear" => {
-            only("media", m.media.is_some())?;
-            only("mark", m.mark.is_some())?;
-            Ok(Outbound::Clear { stream_sid })
-        }
-        other => Err(MessageError::UnknownEvent {
-            event: truncate(other),
-        }),
-    }
-}
-
 /// Bytes that decoding the base64 `payload` needs at most: exact for valid
 /// base64 (padded or not), and always enough for [`decode_base64`].
 #[must_use]
@@ -791,102 +709,6 @@ impl Inbound<'_> {
             Inbound::Dtmf(m) => Inbound::Dtmf(m),
             Inbound::Mark(m) => Inbound::Mark(m),
             Inbound::Stop(m) => Inbound::Stop(m),
-        }
-    }
-
-    /// Appends this message as Twilio would send it (numbers as strings, field
-    /// order as in Twilio's captures). For tests and simulators standing in
-    /// for Twilio; [`parse`] reads it back to an equal value.
-    pub fn write(&self, out: &mut String) {
-        let head = |out: &mut String, event: &str, seq: u64, sid: &StreamSid| {
-            out.push_str(r#"{"event":""#);
-            out.push_str(event);
-            out.push_str(r#"","sequenceNumber":"#);
-            push_quoted_number(out, seq);
-            out.push_str(r#","streamSid":""#);
-            out.push_str(sid.as_str());
-            out.push('"');
-        };
-        match self {
-            Inbound::Connected(m) => {
-                out.push_str(r#"{"event":"connected","protocol":"#);
-                push_json_string(out, &m.protocol);
-                out.push_str(r#","version":"#);
-                push_json_string(out, &m.version);
-                out.push('}');
-            }
-            Inbound::Start(m) => {
-                head(out, "start", m.sequence_number, &m.stream_sid);
-                out.push_str(r#","start":{"accountSid":""#);
-                out.push_str(m.account_sid.as_str());
-                out.push_str(r#"","streamSid":""#);
-                out.push_str(m.stream_sid.as_str());
-                out.push_str(r#"","callSid":""#);
-                out.push_str(m.call_sid.as_str());
-                out.push_str(r#"","tracks":["#);
-                for (i, t) in m.tracks.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_json_string(out, t);
-                }
-                out.push_str(r#"],"customParameters":{"#);
-                for (i, (k, v)) in m.custom_parameters.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    push_json_string(out, k);
-                    out.push(':');
-                    push_json_string(out, v);
-                }
-                out.push_str(r#"},"mediaFormat":{"encoding":"#);
-                push_json_string(out, &m.media_format.encoding);
-                use std::fmt::Write as _;
-                // Writing into a String cannot fail.
-                let _ = write!(
-                    out,
-                    r#","sampleRate":{},"channels":{}}}}}}}"#,
-                    m.media_format.sample_rate, m.media_format.channels
-                );
-            }
-            Inbound::Media(m) => {
-                head(out, "media", m.sequence_number, &m.stream_sid);
-                out.push_str(r#","media":{"track":""#);
-                out.push_str(m.track.as_str());
-                out.push_str(r#"","chunk":"#);
-                push_quoted_number(out, m.chunk);
-                out.push_str(r#","timestamp":"#);
-                push_quoted_number(out, m.timestamp);
-                out.push_str(r#","payload":"#);
-                push_json_string(out, &m.payload);
-                out.push_str("}}");
-            }
-            Inbound::Dtmf(m) => {
-                head(out, "dtmf", m.sequence_number, &m.stream_sid);
-                out.push_str(r#","dtmf":{"track":""#);
-                out.push_str(match m.track {
-                    Track::Inbound => "inbound_track",
-                    Track::Outbound => "outbound_track",
-                });
-                out.push_str(r#"","digit":"#);
-                let mut buf = [0u8; 4];
-                push_json_string(out, m.digit.encode_utf8(&mut buf));
-                out.push_str("}}");
-            }
-            Inbound::Mark(m) => {
-                head(out, "mark", m.sequence_number, &m.stream_sid);
-                out.push_str(r#","mark":{"name":"#);
-                push_json_string(out, &m.name);
-                out.push_str("}}");
-            }
-            Inbound::Stop(m) => {
-                head(out, "stop", m.sequence_number, &m.stream_sid);
-                out.push_str(r#","stop":{"accountSid":""#);
-                out.push_str(m.account_sid.as_str());
-                out.push_str(r#"","callSid":""#);
-                out.push_str(m.call_sid.as_str());
-                out.push_str(r#""}}"#);
-            }
         }
     }
 }

@@ -79,14 +79,14 @@ fn caller_speaking_over_playback_clears_it() {
         .find(|(_, e)| *e == CallEvent::BargeIn)
         .unwrap();
     assert_eq!(*at - t0, 1540 * MS);
-    assert_eq!(sim.player.clears, 1);
-    assert_eq!(sim.player.buffered(sim.now), Duration::ZERO);
+    assert_eq!(sim.twilio.playout.clears(), 1);
+    assert_eq!(sim.twilio.playout.buffered(sim.now), Duration::ZERO);
     // The caller heard up to the barge-in, and the machine knows it.
     assert_eq!(sim.m.played_ms(), 1540);
-    assert_eq!(sim.player.played_ms(sim.now), 1540);
+    assert_eq!(sim.twilio.playout.played_ms(sim.now), 1540);
     assert_eq!(sim.m.stats().barge_ins, 1);
     // Nothing else was sent after the clear.
-    assert_eq!(sim.player.sent.last(), Some(&Sent::Clear));
+    assert_eq!(sim.twilio.received.last(), Some(&ServerMessage::Clear));
 }
 
 #[test]
@@ -103,12 +103,12 @@ fn barge_in_also_clears_audio_twilio_still_holds() {
     assert_eq!(sim.m.queued_ms(), 0);
     let mut voice = Script::new(&[(1000, 1300)]);
     sim.run(t0 + Duration::from_secs(4), &mut voice);
-    assert_eq!(sim.player.clears, 1);
+    assert_eq!(sim.twilio.playout.clears(), 1);
     assert_eq!(
         sim.mark_dones(),
         [("reply".to_string(), MarkOutcome::Cleared)]
     );
-    assert_eq!(sim.player.played_ms(sim.now), 1040);
+    assert_eq!(sim.twilio.playout.played_ms(sim.now), 1040);
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn no_barge_in_when_nothing_plays() {
     let mut voice = Script::new(&[(1000, 1300)]);
     sim.run(t0 + Duration::from_secs(2), &mut voice);
     assert_eq!(kinds(&sim), ["speech@1000", "end@1300"]);
-    assert_eq!(sim.player.clears, 0);
+    assert_eq!(sim.twilio.playout.clears(), 0);
 }
 
 #[test]
@@ -135,15 +135,15 @@ fn barge_in_can_be_turned_off() {
     let mut voice = Script::new(&[(1000, 1300)]);
     sim.run(t0 + Duration::from_secs(4), &mut voice);
     assert_eq!(kinds(&sim), ["speech@1000", "end@1300"]);
-    assert_eq!(sim.player.clears, 0);
-    assert_eq!(sim.player.media_bytes().len(), 24_000);
+    assert_eq!(sim.twilio.playout.clears(), 0);
+    assert_eq!(sim.twilio.media_bytes().len(), 24_000);
     // And on again.
     sim.m.set_barge_in(true);
     sim.m.play_pcm(sim.now, &[800; 8000]).unwrap();
     sim.drain();
     let mut voice = Script::new(&[(4200, 4500)]);
     sim.run(t0 + Duration::from_secs(5), &mut voice);
-    assert_eq!(sim.player.clears, 1);
+    assert_eq!(sim.twilio.playout.clears(), 1);
 }
 
 #[test]
@@ -158,6 +158,6 @@ fn without_a_detector_there_is_no_speech_and_no_barge_in() {
     let mut voice = Script::new(&[(1000, 1300)]);
     sim.run(t0 + Duration::from_secs(4), &mut voice);
     assert_eq!(kinds(&sim), Vec::<String>::new());
-    assert_eq!(sim.player.clears, 0);
+    assert_eq!(sim.twilio.playout.clears(), 0);
     assert_eq!(sim.audio().len(), 201);
 }

@@ -23,7 +23,7 @@ fn ten_minute_call() {
         None,
     );
     let mut sim = Sim::new(session, t0);
-    sim.player.latency = 40 * MS;
+    sim.twilio.playout.echo_delay = 40 * MS;
     // The caller talks 1.5 s at the start of every 10 s.
     let talk: Vec<(u64, u64)> = (0..60)
         .map(|i| (i * 10_000 + 500, i * 10_000 + 2000))
@@ -50,7 +50,7 @@ fn ten_minute_call() {
     );
     assert_eq!(sim.count(|e| matches!(e, CallEvent::BargeIn)), 0);
     assert_eq!(sim.count(|e| matches!(e, CallEvent::Warning(_))), 0);
-    assert_eq!(sim.player.max_buffered, 120 * MS);
+    assert_eq!(sim.twilio.playout.max_buffered(), 120 * MS);
     // Outbound frames play back to back within each reply, on 20 ms steps.
     let outs: Vec<u64> = sim
         .events
@@ -63,7 +63,7 @@ fn ten_minute_call() {
     assert!(outs.windows(2).all(|w| w[1] >= w[0] + 20));
     let stats = *sim.m.stats();
     assert_eq!(stats.frames_sent as usize, outs.len());
-    assert_eq!(stats.played_ms, sim.player.played_ms(sim.now));
+    assert_eq!(stats.played_ms, sim.twilio.playout.played_ms(sim.now));
     assert!(matches!(
         sim.notable().last(),
         Some(CallEvent::Stopped { .. })

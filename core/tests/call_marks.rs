@@ -34,7 +34,7 @@ fn mark_with_nothing_queued_resolves_at_once() {
     let mut sim = sim();
     sim.m.mark(sim.now, "now").unwrap();
     sim.drain();
-    assert_eq!(sim.player.sent, [Sent::Mark("now".into())]);
+    assert_eq!(sim.twilio.received, [ServerMessage::Mark("now".into())]);
     let t = sim.now;
     sim.run(t, &mut quiet());
     assert_eq!(sim.mark_dones(), [done("now", Played)]);
@@ -53,11 +53,11 @@ fn marks_go_out_after_their_audio_and_resolve_when_played() {
     // Each mark follows exactly the audio queued before it.
     let mut bytes = 0;
     let mut at = Vec::new();
-    for s in &sim.player.sent {
+    for s in &sim.twilio.received {
         match s {
-            Sent::Media(b) => bytes += b.len(),
-            Sent::Mark(name) => at.push((name.clone(), bytes)),
-            Sent::Clear => panic!("no clear"),
+            ServerMessage::Media(b) => bytes += b.len(),
+            ServerMessage::Mark(name) => at.push((name.clone(), bytes)),
+            ServerMessage::Clear => panic!("no clear"),
         }
     }
     assert_eq!(at, [("a".to_string(), 1600), ("b".to_string(), 2400)]);
@@ -78,21 +78,25 @@ fn marks_go_out_after_their_audio_and_resolve_when_played() {
 #[test]
 fn clear_resolves_each_mark_once_though_twilio_echoes_it() {
     let mut sim = sim();
-    sim.player.latency = 30 * MS;
+    sim.twilio.playout.echo_delay = 30 * MS;
     let t0 = sim.t0;
     sim.m.play_pcm(t0, &[100; 800]).unwrap(); // 100 ms: all within the lead
     sim.m.mark(t0, "a").unwrap(); // so "a" goes to Twilio at once
     sim.m.play_pcm(t0, &[100; 8000]).unwrap();
     sim.m.mark(t0, "b").unwrap(); // queued here
     sim.drain();
-    assert!(sim.player.sent.contains(&Sent::Mark("a".into())));
+    assert!(
+        sim.twilio
+            .received
+            .contains(&ServerMessage::Mark("a".into()))
+    );
     sim.run(t0 + 50 * MS, &mut quiet());
     sim.m.clear(sim.now);
     // The same name again, after the clear.
     sim.m.play_pcm(sim.now, &[100; 400]).unwrap();
     sim.m.mark(sim.now, "a").unwrap();
     sim.drain();
-    assert_eq!(sim.player.clears, 1);
+    assert_eq!(sim.twilio.playout.clears(), 1);
     assert_eq!(sim.m.queued_ms(), 0);
     sim.run(t0 + Duration::from_secs(1), &mut quiet());
     // Twilio echoed the cleared "a" at 80 ms and the new "a" at 130 ms:
@@ -112,7 +116,7 @@ fn clear_resolves_each_mark_once_though_twilio_echoes_it() {
 #[test]
 fn mark_whose_audio_played_resolves_played_at_a_clear() {
     let mut sim = sim();
-    sim.player.latency = 30 * MS;
+    sim.twilio.playout.echo_delay = 30 * MS;
     let t0 = sim.t0;
     sim.m.play_pcm(t0, &[100; 320]).unwrap(); // 40 ms
     sim.m.mark(t0, "short").unwrap();
@@ -139,17 +143,17 @@ fn clear_empties_our_queue_and_twilios_buffer() {
     sim.drain();
     assert_eq!(sim.m.queued_ms(), 0);
     assert!(!sim.m.is_playing());
-    assert_eq!(sim.player.buffered(sim.now), Duration::ZERO);
-    let sent_before = sim.player.media_bytes().len();
+    assert_eq!(sim.twilio.playout.buffered(sim.now), Duration::ZERO);
+    let sent_before = sim.twilio.media_bytes().len();
     sim.run(t0 + 5 * Duration::from_secs(1), &mut quiet());
     assert_eq!(
-        sim.player.media_bytes().len(),
+        sim.twilio.media_bytes().len(),
         sent_before,
         "nothing after the clear"
     );
     // Played time stopped at the clear, and Twilio agrees.
     assert_eq!(sim.m.played_ms(), 2500);
-    assert_eq!(sim.player.played_ms(sim.now), 2500);
+    assert_eq!(sim.twilio.playout.played_ms(sim.now), 2500);
 }
 
 #[test]
@@ -160,11 +164,11 @@ fn twilio_never_holds_more_than_the_lead() {
     sim.drain();
     sim.run(t0 + Duration::from_secs(6), &mut quiet());
     assert_eq!(
-        sim.player.max_buffered,
+        sim.twilio.playout.max_buffered(),
         120 * MS,
         "lead 100 ms + one 20 ms chunk"
     );
-    assert_eq!(sim.player.media_bytes().len(), 40_000);
+    assert_eq!(sim.twilio.media_bytes().len(), 40_000);
     assert_eq!(sim.m.stats().frames_sent, 250);
 }
 
@@ -176,7 +180,7 @@ fn unpaced_sends_everything_at_once() {
     });
     sim.m.play_pcm(sim.now, &[100; 40_000]).unwrap();
     sim.drain();
-    assert_eq!(sim.player.media_bytes().len(), 40_000);
+    assert_eq!(sim.twilio.media_bytes().len(), 40_000);
 }
 
 #[test]
@@ -190,7 +194,7 @@ fn played_ms_follows_twilio() {
         // played_ms is as of the last time given.
         sim.m.handle_timeout(sim.now);
         assert_eq!(sim.m.played_ms(), ms.min(500));
-        assert_eq!(sim.player.played_ms(sim.now), ms.min(500));
+        assert_eq!(sim.twilio.playout.played_ms(sim.now), ms.min(500));
     }
 }
 
@@ -204,7 +208,7 @@ fn mark_limits() {
         ..CallConfig::default()
     });
     let now = sim.now;
-    sim.player.latency = Duration::from_secs(3600); // echoes never come back
+    sim.twilio.playout.echo_delay = Duration::from_secs(3600); // echoes never come back
     sim.m.mark(now, "1").unwrap();
     sim.drain(); // sent, waiting for the echo: still open
     sim.m.mark(now, "2").unwrap();
@@ -249,7 +253,7 @@ fn audio_queue_limit_keeps_the_start() {
 #[test]
 fn hangup_waits_for_audio_and_marks_then_closes_normally() {
     let mut sim = sim();
-    sim.player.latency = 25 * MS;
+    sim.twilio.playout.echo_delay = 25 * MS;
     let t0 = sim.t0;
     sim.m.play_pcm(t0, &[100; 4000]).unwrap(); // 500 ms goodbye
     sim.m.mark(t0, "bye").unwrap();
@@ -275,7 +279,7 @@ fn hangup_waits_for_audio_and_marks_then_closes_normally() {
             ..
         })
     ));
-    assert_eq!(sim.player.media_bytes().len(), 4000);
+    assert_eq!(sim.twilio.media_bytes().len(), 4000);
 }
 
 #[test]
@@ -284,7 +288,7 @@ fn hangup_gives_up_after_the_timeout() {
         hangup_timeout: Duration::from_secs(2),
         ..CallConfig::default()
     });
-    sim.player.latency = Duration::from_secs(3600);
+    sim.twilio.playout.echo_delay = Duration::from_secs(3600);
     let t0 = sim.t0;
     sim.m.play_pcm(t0, &[100; 800]).unwrap();
     sim.m.mark(t0, "lost").unwrap();
@@ -347,7 +351,7 @@ fn a_reused_name_is_not_swallowed_when_a_cleared_echo_goes_missing() {
     // resolve them as they play, not be taken for the lost one.
     let mut sim = sim();
     let t0 = sim.t0;
-    sim.player.lose.insert(0); // the cleared mark's echo
+    sim.twilio.playout.lose.insert(0); // the cleared mark's echo
     sim.m.play_pcm(t0, &[100; 800]).unwrap(); // 100 ms, within the lead
     sim.m.mark(t0, "answer").unwrap();
     sim.m.play_pcm(t0, &[100; 8000]).unwrap();
@@ -362,7 +366,7 @@ fn a_reused_name_is_not_swallowed_when_a_cleared_echo_goes_missing() {
     sim.m.mark(sim.now, "answer").unwrap();
     sim.drain();
     sim.run(t0 + 2000 * MS, &mut quiet());
-    assert_eq!(sim.player.echoed, 3);
+    assert_eq!(sim.twilio.playout.echoed, 3);
     // Each resolves when its own audio has played: 50 + 500, 1000 + 300.
     assert_eq!(
         mark_times(&sim),
@@ -382,7 +386,7 @@ fn a_reused_name_keeps_step_when_an_open_marks_echo_goes_missing() {
     // resolves on its own echo.
     let mut sim = sim();
     let t0 = sim.t0;
-    sim.player.lose.insert(1);
+    sim.twilio.playout.lose.insert(1);
     for k in 0..4u32 {
         let at = t0 + 1000 * MS * k;
         sim.run(at, &mut quiet());
@@ -409,7 +413,7 @@ fn cleared_echoes_are_swallowed_in_order_before_a_reused_name() {
     // cleared ones come first (at once) and are swallowed; the later marks
     // resolve on their own echoes, each once.
     let mut sim = sim();
-    sim.player.latency = 30 * MS;
+    sim.twilio.playout.echo_delay = 30 * MS;
     let t0 = sim.t0;
     sim.m.mark(t0, "x").unwrap(); // echoed at once: nothing queued
     sim.m.play_pcm(t0, &[100; 400]).unwrap();

@@ -48,7 +48,7 @@ proptest! {
         };
         let call = Call::new(CallConfig { pacer, ..CallConfig::default() }, t0);
         let mut sim = Sim::new(call, t0);
-        sim.player.latency = Duration::from_millis(latency);
+        sim.twilio.playout.echo_delay = Duration::from_millis(latency);
         let mut voice = Script::new(&talk_at.iter().map(|t| (*t, t + 400)).collect::<Vec<_>>());
         let mut accepted = Vec::new();
         let mut n = 0u32;
@@ -64,14 +64,14 @@ proptest! {
                     }
                 }
                 Op::Clear => {
-                    let clears = sim.player.clears;
+                    let clears = sim.twilio.playout.clears();
                     sim.m.clear(now);
                     sim.drain();
                     if !sim.m.is_ended() {
                         prop_assert_eq!(sim.m.queued_ms(), 0);
                         prop_assert!(!sim.m.is_playing());
-                        prop_assert_eq!(sim.player.clears, clears + 1);
-                        prop_assert_eq!(sim.player.buffered(sim.now), Duration::ZERO);
+                        prop_assert_eq!(sim.twilio.playout.clears(), clears + 1);
+                        prop_assert_eq!(sim.twilio.playout.buffered(sim.now), Duration::ZERO);
                     }
                 }
                 Op::Wait(ms) => {
@@ -123,8 +123,8 @@ proptest! {
     ) {
         let t0 = Instant::now();
         let mut sim = Sim::new(Call::new(CallConfig::default(), t0), t0);
-        sim.player.latency = Duration::from_millis(latency);
-        sim.player.lose = lose;
+        sim.twilio.playout.echo_delay = Duration::from_millis(latency);
+        sim.twilio.playout.lose = lose;
         let mut voice = Script::new(&[]);
         let mut accepted: Vec<&str> = Vec::new();
         let mut names = names.into_iter().cycle();
@@ -140,7 +140,7 @@ proptest! {
                 }
                 Op::Clear => {
                     sim.drain();
-                    let holding = sim.player.holding(sim.now);
+                    let holding = sim.twilio.playout.holding(sim.now);
                     let before = sim.mark_dones().len();
                     sim.m.clear(now);
                     sim.drain();
@@ -160,8 +160,8 @@ proptest! {
         }
         // A last mark whose echo Twilio delivers: every echo before it came
         // or was lost, so nothing may wait for the end of the call.
-        let sent = sim.player.sent.iter().filter(|s| matches!(s, Sent::Mark(_))).count();
-        sim.player.lose.retain(|&i| i < sent);
+        let sent = sim.twilio.received.iter().filter(|s| matches!(s, ServerMessage::Mark(_))).count();
+        sim.twilio.playout.lose.retain(|&i| i < sent);
         let now = sim.now;
         let _ = sim.m.play_pcm(now, &[500; 160]);
         prop_assert!(sim.m.mark(now, "answer").is_ok());

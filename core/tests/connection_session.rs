@@ -13,29 +13,31 @@ use callstream_core::call::{CallConfig, CallEvent, StopReason};
 use callstream_core::connection::{CloseReason, Config, Event};
 use callstream_core::handler::{self, Control, Handler, RemoteControl};
 use callstream_core::websocket::Initiator;
+use callstream_twilio::Stream;
 use connection_support::{Peer, server_frames, text_frame};
 
 const SID: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
 const ACCOUNT: &str = "AC11111111111111111111111111111111";
 
+/// The stream these tests open, with the model writing Twilio's messages.
+fn stream(account: &str) -> Stream {
+    Stream {
+        account_sid: account.to_owned(),
+        call_sid: "CA33333333333333333333333333333333".to_owned(),
+        stream_sid: SID.to_owned(),
+    }
+}
+
 fn start(account: &str) -> String {
-    format!(
-        r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"{account}","streamSid":"{SID}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{"call_sid":"CA33333333333333333333333333333333"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
-    )
+    stream(account).start(&[("call_sid", "CA33333333333333333333333333333333")])
 }
 
 fn media(seq: u64, chunk: u64, ulaw: &[u8]) -> String {
-    format!(
-        r#"{{"event":"media","sequenceNumber":"{seq}","streamSid":"{SID}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{}","payload":"{}"}}}}"#,
-        (chunk - 1) * 20,
-        STANDARD.encode(ulaw)
-    )
+    stream(ACCOUNT).media(seq, chunk, (chunk - 1) * 20, ulaw)
 }
 
 fn stop(seq: u64) -> String {
-    format!(
-        r#"{{"event":"stop","sequenceNumber":"{seq}","streamSid":"{SID}","stop":{{"accountSid":"{ACCOUNT}","callSid":"CA33333333333333333333333333333333"}}}}"#
-    )
+    stream(ACCOUNT).stop(seq)
 }
 
 fn with_handler(factory: handler::HandlerFactory) -> Config {
@@ -45,9 +47,8 @@ fn with_handler(factory: handler::HandlerFactory) -> Config {
     }
 }
 
-/// A connection upgraded to a media stream (signatures off), `connected`
-/// and `start` already sent.
-fn call(config: Config) -> Peer {
+/// A connection upgraded to a media stream (signatures off), nothing sent yet.
+fn upgraded(config: Config) -> Peer {
     let mut peer = Peer::new(config);
     peer.send(
         b"GET /ws/twilio-media HTTP/1.1\r\nHost: voice.example.com\r\nConnection: Upgrade\r\n\
@@ -55,6 +56,13 @@ Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSock
     );
     assert!(peer.conn.is_stream());
     peer.take_wire();
+    peer
+}
+
+/// A connection upgraded to a media stream (signatures off), `connected`
+/// and `start` already sent.
+fn call(config: Config) -> Peer {
+    let mut peer = upgraded(config);
     peer.send(&text_frame(
         r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
     ));
@@ -366,32 +374,17 @@ fn shutdown_lets_a_live_call_finish_within_the_grace_then_closes_it_with_1001() 
     );
     // The grace ends: close 1001.
     peer.wait(Duration::from_secs(1));
-    let close: Vec<_> = server_frames(&peer.take_wire())
-        .into_iter()
-        .filter(|(opcode, _)| *opcode == 8)
-        .collect();
-    assert_eq!(close.len(), 1);
-    assert_eq!(&close[0].1[..2], &1001u16.to_be_bytes());
+    assert_eq!(close_codes(&peer.take_wire()), [1001]);
 }
 
 #[test]
 fn shutdown_closes_a_stream_without_a_call_at_once_whatever_the_grace() {
     let mut config = with_handler(handler::by_name("silent").unwrap());
     config.shutdown_grace = Duration::from_secs(8);
-    let mut peer = Peer::new(config);
-    peer.send(
-        b"GET /ws/twilio-media HTTP/1.1\r\nHost: voice.example.com\r\nConnection: Upgrade\r\n\
-Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
-    peer.take_wire();
+    let mut peer = upgraded(config);
     assert!(!peer.conn.is_call_live());
     peer.shutdown();
-    let close: Vec<_> = server_frames(&peer.take_wire())
-        .into_iter()
-        .filter(|(opcode, _)| *opcode == 8)
-        .collect();
-    assert_eq!(close.len(), 1);
-    assert_eq!(&close[0].1[..2], &1001u16.to_be_bytes());
+    assert_eq!(close_codes(&peer.take_wire()), [1001]);
 }
 
 #[test]
@@ -399,4 +392,13 @@ fn a_call_that_stopped_is_not_live() {
     let mut peer = call(with_handler(handler::by_name("silent").unwrap()));
     peer.send(&text_frame(&stop(2)));
     assert!(!peer.conn.is_call_live());
+}
+
+/// The codes of the close frames the server sent.
+fn close_codes(wire: &[u8]) -> Vec<u16> {
+    server_frames(wire)
+        .into_iter()
+        .filter(|(opcode, _)| *opcode == 8)
+        .map(|(_, payload)| u16::from_be_bytes([payload[0], payload[1]]))
+        .collect()
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use callstream_core::connection::{CloseReason, Config, Event, Route};
 use callstream_core::message::{self, Inbound};
 use callstream_core::public_url::PublicBase;
-use callstream_core::signature;
 use callstream_core::websocket::{Initiator, WsError};
 use connection_support::{Peer, TOKEN, client_frame, text_frame};
 
@@ -48,23 +47,18 @@ fn signed() -> Config {
     }
 }
 
-/// Twilio's upgrade request as observed (docs/protocol.md §1), signed over `signed_url`.
+/// Twilio's upgrade request (the model's), behind a proxy that adds
+/// `x-forwarded-for` and `x-forwarded-proto`, signed over `signed_url`.
 fn twilio_upgrade(path: &str, signed_url: &str) -> Vec<u8> {
-    let sig = signature::compute(TOKEN, signed_url, &[] as &[(&str, &str)]);
-    format!(
-        "GET {path} HTTP/1.1\r\n\
-         host: {HOST}\r\n\
-         user-agent: Twilio.TmeWs/1.0\r\n\
-         connection: Upgrade\r\n\
-         upgrade: websocket\r\n\
-         sec-websocket-key: {KEY}\r\n\
-         sec-websocket-version: 13\r\n\
-         x-twilio-signature: {sig}\r\n\
-         accept-encoding: gzip\r\n\
-         x-forwarded-for: 54.172.60.1\r\n\
-         x-forwarded-proto: https\r\n\r\n"
-    )
-    .into_bytes()
+    let mut up = callstream_twilio::Upgrade::new(HOST, path, Some(TOKEN), 0);
+    up.key = *b"the sample nonce"; // KEY, in base64
+    up.stream_url = Some(signed_url.to_owned());
+    up.forwarded = Some(callstream_twilio::Forwarded {
+        for_: Some("54.172.60.1".into()),
+        proto: Some("https".into()),
+        host: None,
+    });
+    up.to_bytes()
 }
 
 fn upgraded_peer() -> Peer {

@@ -93,7 +93,7 @@ fn worker_thread_sends_audio_back_and_wakes_the_driver() {
         .iter()
         .map(|&s| codec::encode(s))
         .collect();
-    assert_eq!(sim.player.media_bytes(), expected);
+    assert_eq!(sim.twilio.media_bytes(), expected);
     assert_eq!(
         sim.mark_dones(),
         [("reply".to_string(), MarkOutcome::Played)]
@@ -145,7 +145,7 @@ fn commands_from_many_threads_keep_each_threads_order() {
             .collect();
         assert_eq!(mine, (0..50).collect::<Vec<_>>());
     }
-    assert_eq!(sim.player.media_bytes().len(), 200 * 16);
+    assert_eq!(sim.twilio.media_bytes().len(), 200 * 16);
 }
 
 #[test]

@@ -48,14 +48,14 @@ fn echo_plays_every_frame_straight_back() {
     sim.run(sim.t0 + Duration::from_secs(5), &mut voice);
     // Bit for bit: μ-law → PCM → μ-law is exact for every byte but 0x7F,
     // which the codec never produces.
-    assert_eq!(sim.player.media_bytes(), voice.sent);
+    assert_eq!(sim.twilio.media_bytes(), voice.sent);
     // Caller speech over the echo does not clear it.
-    assert_eq!(sim.player.clears, 0);
+    assert_eq!(sim.twilio.playout.clears(), 0);
     // Each frame goes out as it comes in: Twilio holds one frame at most.
     assert!(
-        sim.player.max_buffered <= 40 * MS,
+        sim.twilio.playout.max_buffered() <= 40 * MS,
         "{:?}",
-        sim.player.max_buffered
+        sim.twilio.playout.max_buffered()
     );
 }
 
@@ -66,7 +66,7 @@ fn silent_sends_nothing() {
         sim.t0 + Duration::from_secs(3),
         &mut Script::new(&[(500, 1500)]),
     );
-    assert!(sim.player.sent.is_empty());
+    assert!(sim.twilio.received.is_empty());
     assert_eq!(sim.m.stats().frames_in, 151);
     // Audio events are for the handler, not the driver (no tap).
     assert_eq!(sim.audio().len(), 0);
@@ -80,7 +80,7 @@ fn parrot_plays_back_what_the_caller_said_then_a_mark() {
         sent: Vec::new(),
     };
     sim.run(sim.t0 + Duration::from_secs(5), &mut voice);
-    let played = sim.player.media_bytes();
+    let played = sim.twilio.media_bytes();
     // 800 ms of speech plus up to 100 ms of tail, starting where speech began.
     assert!(
         (800 * 8..=920 * 8).contains(&played.len()),
@@ -93,7 +93,7 @@ fn parrot_plays_back_what_the_caller_said_then_a_mark() {
         sim.mark_dones(),
         [("parrot-1".to_string(), MarkOutcome::Played)]
     );
-    assert!(matches!(sim.player.sent.last(), Some(Sent::Mark(m)) if m == "parrot-1"));
+    assert!(matches!(sim.twilio.received.last(), Some(ServerMessage::Mark(m)) if m == "parrot-1"));
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn speaking_over_the_parrot_interrupts_it() {
         })
         .collect();
     assert_eq!(notable, ["barge-in", "parrot-1:Cleared", "parrot-2:Played"]);
-    assert_eq!(sim.player.clears, 1);
+    assert_eq!(sim.twilio.playout.clears(), 1);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! commands from another thread into a Session running the parrot handler.
 //! The session must never panic, always come back to a Timeout after the
 //! current time, and never send after closing, stop twice, or emit anything after Stopped.
-//! Every message it sends must be one Twilio accepts (`message::parse_outbound`),
+//! Every message it sends must be one Twilio accepts (`callstream_twilio::check_text`),
 //! on the stream that started, and only after `Started` (at most one).
 //! (core/tests/handler_session_fuzz.rs runs the same interpreter under proptest.)
 #![no_main]
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
 use callstream_core::handler::{Parrot, Session};
-use callstream_core::message::{self, Outbound};
 use callstream_core::sid::StreamSid;
 use libfuzzer_sys::fuzz_target;
 
@@ -141,17 +140,12 @@ fuzz_target!(|data: &[u8]| {
             match session.poll_output() {
                 CallOutput::Send(text) => {
                     assert!(!closed, "sent after close");
-                    let sid = match message::parse_outbound(&text) {
-                        Ok(Outbound::Media { stream_sid, .. })
-                        | Ok(Outbound::Mark { stream_sid, .. })
-                        | Ok(Outbound::Clear { stream_sid }) => stream_sid,
-                        other => panic!("Twilio would refuse {text:?}: {other:?}"),
+                    let Some(sid) = started else {
+                        panic!("sent before start: {text:?}");
                     };
-                    assert_eq!(
-                        Some(sid),
-                        started,
-                        "sent on another stream (or before start)"
-                    );
+                    if let Err(w) = callstream_twilio::check_text(&text, Some(sid.as_str())) {
+                        panic!("Twilio would refuse {text:?} (sent on another stream?): {w}");
+                    }
                 }
                 CallOutput::Event(CallEvent::Started(start)) => {
                     assert!(started.is_none(), "started twice");

@@ -5,7 +5,7 @@
 //! per `Request`/`Malformed` event with the status the event names (no body
 //! after a `HEAD`), nothing after `Connection: close`, and after a `101` only
 //! WebSocket frames a server may send, whose texts are messages Twilio
-//! accepts (see `common/wire.rs`).
+//! accepts (see `callstream_twilio::wire`).
 //!
 //! The first byte holds flags: bit 0 turns signatures on (so most requests
 //! get 403), bit 1 puts a call machine (the echo handler) behind the stream,
@@ -21,9 +21,7 @@ use callstream_core::handler;
 use callstream_core::http::Limits;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../common/wire.rs"]
-mod wire;
-use wire::{Expect, Wire};
+use callstream_twilio::wire::{Expect, Wire};
 
 /// What the peer is owed for `event`, if anything.
 fn owed(event: &Event) -> Option<Expect> {
@@ -140,11 +138,12 @@ fuzz_target!(|data: &[u8]| {
         // Bounded, though the peer reads only half of what waits each time.
         assert!(conn.transmit().len() <= config.max_transmit + 128 * 1024);
         let n = conn.transmit().len() / 2;
-        wire.push(&conn.transmit()[..n]);
+        wire.push(&conn.transmit()[..n])
+            .unwrap_or_else(|e| panic!("{e}"));
         conn.consume_transmit(n);
     }
     // The adapter writes what is left, at the latest on `Close`.
     let _ = drain(&mut conn, &mut wire, now);
-    wire.push(conn.transmit());
-    wire.finish();
+    wire.push(conn.transmit()).unwrap_or_else(|e| panic!("{e}"));
+    wire.finish().unwrap_or_else(|e| panic!("{e}"));
 });

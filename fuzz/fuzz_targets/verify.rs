@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let raw_target = String::from_utf8_lossy(target);
     let base = PublicBase::parse("https://voice.example.com").ok();
     let verifier = Verifier::new(Settings {
+        insecure_no_signatures: false,
         auth_tokens: vec![TOKEN.to_owned()],
         shared_keys: vec![SharedKey::new("k1", SECRET)],
         public_base_url: base.filter(|_| flags & 2 != 0),

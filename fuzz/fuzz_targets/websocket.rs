@@ -5,7 +5,7 @@
 //! nothing comes out after `Closed`/`Failed`; a `Failed` leaves a close frame
 //! with its code in the transmit buffer; text never exceeds `MAX_MESSAGE`;
 //! sending fails once a close frame was sent or received; and every byte it
-//! writes is a frame a server may send (see `common/wire.rs`).
+//! writes is a frame a server may send (see `callstream_twilio::wire`).
 //!
 //! Input layout: a script of ops, each a control byte and its arguments (see
 //! the `match`). Missing bytes read as 0.
@@ -13,9 +13,7 @@
 use callstream_core::websocket::{Event, MAX_MESSAGE, WebSocket};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../common/wire.rs"]
-mod wire;
-use wire::{Expect, Wire};
+use callstream_twilio::wire::{Expect, Wire};
 
 /// Close codes callstream sends (RFC 6455 §7.4.1; 4000–4999 are private).
 const CODES: [u16; 6] = [1000, 1001, 1008, 1011, 3000, 4999];
@@ -96,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
                 let text = String::from_utf8_lossy(input.take(n)).into_owned();
                 let open = ws.is_open();
                 assert_eq!(
-                    ws.send_text(text).is_ok(),
+                    ws.send_text(&text).is_ok(),
                     open,
                     "send_text disagrees with is_open"
                 );
@@ -112,7 +110,8 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {
                 let n = (usize::from(input.byte()) * 64).min(ws.transmit().len());
-                wire.push(&ws.transmit()[..n]);
+                wire.push(&ws.transmit()[..n])
+                    .unwrap_or_else(|e| panic!("{e}"));
                 ws.consume_transmit(n);
             }
         }
@@ -146,6 +145,6 @@ fuzz_target!(|data: &[u8]| {
             assert!(ws.is_finished() && !ws.is_open());
         }
     }
-    wire.push(ws.transmit());
-    wire.finish();
+    wire.push(ws.transmit()).unwrap_or_else(|e| panic!("{e}"));
+    wire.finish().unwrap_or_else(|e| panic!("{e}"));
 });

@@ -1,82 +1,26 @@
 //! Shared helpers for callstream's cross-crate tests: a Twilio-shaped client
-//! built from independent pieces (raw bytes for the upgrade, tungstenite for
-//! framing, hmac/sha1 for the signature), plain-socket HTTP, and servers
-//! started on ephemeral ports.
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+//! over a real socket (the `callstream-twilio` model writes and checks every
+//! byte, tungstenite does the framing), plain-socket HTTP, and servers started
+//! on ephemeral ports.
+use callstream_twilio::response;
+use callstream_twilio::{Stream, Twilio, Upgrade};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 use tungstenite::protocol::{Role, WebSocket};
 
+pub use callstream_twilio::form::encode as form;
+pub use callstream_twilio::response::Response as HttpResponse;
+pub use callstream_twilio::signature::sign as twilio_signature;
+
 /// The auth token the test servers are configured with.
 pub const TOKEN: &str = "test-auth-token-0123456789";
 /// The account the test calls come from.
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 
-/// X-Twilio-Signature computed the way Twilio documents it: HMAC-SHA1 over the
-/// URL followed by the sorted parameters, base64. Independent of the core's
-/// implementation on purpose.
-#[must_use]
-pub fn twilio_signature(token: &str, url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted: Vec<_> = params.to_vec();
-    sorted.sort();
-    let mut data = url.to_owned();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(token.as_bytes()).expect("any key length");
-    mac.update(data.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-/// Form-encodes pairs the way Twilio's webhooks arrive.
-#[must_use]
-pub fn form(params: &[(&str, &str)]) -> String {
-    fn enc(s: &str) -> String {
-        let mut o = String::new();
-        for b in s.bytes() {
-            match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                    o.push(b as char)
-                }
-                b' ' => o.push('+'),
-                _ => o.push_str(&format!("%{b:02X}")),
-            }
-        }
-        o
-    }
-    params
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct HttpResponse {
-    /// Status code.
-    pub status: u16,
-    /// Header lines, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: String,
-}
-
-impl HttpResponse {
-    /// The first value of a header.
-    #[must_use]
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// The most bytes an answer read here may take (a refusal's body included).
+const MAX_ANSWER: usize = 1 << 20;
 
 /// Sends one raw request on a fresh connection and reads one answer.
 pub fn http_raw(addr: SocketAddr, request: &[u8]) -> io::Result<HttpResponse> {
@@ -86,39 +30,28 @@ pub fn http_raw(addr: SocketAddr, request: &[u8]) -> io::Result<HttpResponse> {
     read_response(&mut BufReader::new(s))
 }
 
-/// Reads one HTTP/1.1 answer (Content-Length framed, or none for 1xx/204/304).
+/// Reads one HTTP/1.1 answer to a GET or POST, taking exactly its bytes from
+/// `r` (so that the next answer on a keep-alive connection stays there).
 pub fn read_response<R: BufRead>(r: &mut R) -> io::Result<HttpResponse> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
-    let mut headers = Vec::new();
+    read_answer(r, "GET").map(|(answer, _)| answer)
+}
+
+/// Reads one answer byte by byte; returns it and the bytes it took.
+fn read_answer<R: Read>(r: &mut R, method: &str) -> io::Result<(HttpResponse, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
     loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
+        if let Some((answer, _)) = response::parse(&buf, method).map_err(io::Error::other)? {
+            return Ok((answer, buf));
         }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        if buf.len() > MAX_ANSWER || r.read(&mut b)? == 0 {
+            return Err(io::Error::other(format!(
+                "no complete answer: {:?}",
+                String::from_utf8_lossy(&buf)
+            )));
         }
+        buf.push(b[0]);
     }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
 }
 
 /// A signed form POST to `path`, as Twilio sends webhooks.
@@ -128,17 +61,13 @@ pub fn post_signed(
     path: &str,
     params: &[(&str, &str)],
 ) -> io::Result<HttpResponse> {
-    let url = format!("https://{host}{path}");
-    let sig = twilio_signature(TOKEN, &url, params);
-    let body = form(params);
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: TwilioProxy/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: {sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    http_raw(addr, req.as_bytes())
+    http_raw(
+        addr,
+        &callstream_twilio::webhook::post(host, path, params, Some(TOKEN)),
+    )
 }
 
-/// A media stream as Twilio opens it.
+/// A media stream as Twilio opens it: the model's messages over a socket.
 pub struct TwilioStream {
     /// The WebSocket, client side.
     pub ws: WebSocket<TcpStream>,
@@ -148,8 +77,7 @@ pub struct TwilioStream {
     pub call_sid: String,
     /// The subprotocol the server named in its 101, if any.
     pub subprotocol: Option<String>,
-    seq: u64,
-    chunk: u64,
+    twilio: Twilio,
 }
 
 /// What connecting a stream needs.
@@ -176,69 +104,36 @@ impl Default for StreamOpts<'_> {
 }
 
 impl TwilioStream {
-    /// Opens the socket with the upgrade request Twilio sends (docs/protocol.md §1:
-    /// lower-case header names, `Twilio.TmeWs/1.0`, `accept-encoding: gzip`,
-    /// signed over the `wss://` URL), then wraps it in a tungstenite client.
+    /// Opens the socket with the upgrade request Twilio sends (see
+    /// `callstream_twilio::upgrade`), checks the `101` as a WebSocket client
+    /// must, then wraps the socket in a tungstenite client.
     pub fn connect(addr: SocketAddr, opts: &StreamOpts<'_>, n: u32) -> io::Result<TwilioStream> {
         let mut s = TcpStream::connect(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
-        let key = base64::engine::general_purpose::STANDARD.encode([n as u8; 16]);
-        let mut req = format!(
-            "GET {} HTTP/1.1\r\nhost: {}\r\nuser-agent: Twilio.TmeWs/1.0\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-key: {key}\r\nsec-websocket-version: 13\r\n",
-            opts.path, opts.host
-        );
-        if let Some(t) = opts.token {
-            let url = format!("wss://{}{}", opts.host, opts.path);
-            req.push_str(&format!(
-                "x-twilio-signature: {}\r\n",
-                twilio_signature(t, &url, &[])
-            ));
-        }
-        if let Some(p) = opts.offer_protocol {
-            req.push_str(&format!("sec-websocket-protocol: {p}\r\n"));
-        }
-        req.push_str("accept-encoding: gzip\r\n\r\n");
-        s.write_all(req.as_bytes())?;
-        // Read the answer head byte by byte so no frame bytes are consumed.
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            if s.read(&mut b)? == 0 || head.len() > 16384 {
-                return Err(io::Error::other(format!(
-                    "no complete answer: {:?}",
-                    String::from_utf8_lossy(&head)
-                )));
-            }
-            head.push(b[0]);
-        }
-        // A refusal carries a body: read it so the whole answer can be parsed.
-        let head_text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-        let len: usize = head_text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-            .min(65536);
-        let mut body = vec![0; len];
-        s.read_exact(&mut body)?;
-        head.extend_from_slice(&body);
-        let resp = read_response(&mut BufReader::new(&head[..]))?;
-        if resp.status != 101 {
+        let mut upgrade = Upgrade::new(opts.host, opts.path, opts.token, n as u8);
+        upgrade.protocol = opts.offer_protocol.map(str::to_owned);
+        s.write_all(&upgrade.to_bytes())?;
+        // Byte by byte, so that no frame bytes after the head are consumed.
+        let (answer, bytes) = read_answer(&mut s, "GET")?;
+        if answer.status != 101 {
             return Err(io::Error::other(format!(
                 "upgrade refused: {} {}",
-                resp.status, resp.body
+                answer.status, answer.body
             )));
         }
-        let subprotocol = resp.header("sec-websocket-protocol").map(str::to_owned);
+        let head = response::parse_head(&bytes)
+            .map_err(io::Error::other)?
+            .ok_or_else(|| io::Error::other("no head"))?;
+        let subprotocol = upgrade.check_answer(&head).map_err(io::Error::other)?;
         let ws = WebSocket::from_raw_socket(s, Role::Client, None);
+        let twilio = Twilio::new(Stream::numbered(n));
         Ok(TwilioStream {
             ws,
-            stream_sid: format!("MZ{:032x}", 0xabc000 + n as u128),
-            call_sid: format!("CA{:032x}", 0xdef000 + n as u128),
+            stream_sid: twilio.stream.stream_sid.clone(),
+            call_sid: twilio.stream.call_sid.clone(),
             subprotocol,
-            seq: 0,
-            chunk: 0,
+            twilio,
         })
     }
 
@@ -248,54 +143,34 @@ impl TwilioStream {
 
     /// `connected` then `start`, with custom parameters.
     pub fn start(&mut self, params: &[(&str, &str)]) -> io::Result<()> {
-        self.send_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.to_owned())?;
-        self.seq = 1;
-        let custom: serde_json::Map<String, serde_json::Value> = params
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect();
-        let msg = serde_json::json!({
-            "event": "start", "sequenceNumber": "1", "streamSid": self.stream_sid,
-            "start": {"accountSid": ACCOUNT, "streamSid": self.stream_sid, "callSid": self.call_sid,
-                      "tracks": ["inbound"], "customParameters": custom,
-                      "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
-        });
-        self.send_text(msg.to_string())
+        let connected = self.twilio.connected();
+        self.send_text(connected)?;
+        let start = self.twilio.start(params);
+        self.send_text(start)
     }
 
     /// One inbound media message with this μ-law payload.
     pub fn media(&mut self, ulaw: &[u8]) -> io::Result<()> {
-        self.seq += 1;
-        self.chunk += 1;
-        let ts = (self.chunk - 1) * 20;
-        let payload = base64::engine::general_purpose::STANDARD.encode(ulaw);
-        self.send_text(format!(
-            r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{}","media":{{"track":"inbound","chunk":"{}","timestamp":"{ts}","payload":"{payload}"}}}}"#,
-            self.seq, self.stream_sid, self.chunk
-        ))
+        let text = self.twilio.media(ulaw);
+        self.send_text(text)
     }
 
     /// The `mark` echo Twilio sends when audio before a mark has played.
     pub fn mark_echo(&mut self, name: &str) -> io::Result<()> {
-        self.seq += 1;
-        let msg = serde_json::json!({"event": "mark", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid, "mark": {"name": name}});
-        self.send_text(msg.to_string())
+        let text = self.twilio.mark_echo(name);
+        self.send_text(text)
     }
 
     /// A key press, as Twilio reports it (`dtmf.track` is `inbound_track`).
     pub fn dtmf(&mut self, digit: char) -> io::Result<()> {
-        self.seq += 1;
-        let msg = serde_json::json!({"event": "dtmf", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
-            "dtmf": {"track": "inbound_track", "digit": digit.to_string()}});
-        self.send_text(msg.to_string())
+        let text = self.twilio.dtmf(&digit.to_string());
+        self.send_text(text)
     }
 
     /// `stop`.
     pub fn stop(&mut self) -> io::Result<()> {
-        self.seq += 1;
-        let msg = serde_json::json!({"event": "stop", "sequenceNumber": self.seq.to_string(), "streamSid": self.stream_sid,
-            "stop": {"accountSid": ACCOUNT, "callSid": self.call_sid}});
-        self.send_text(msg.to_string())
+        let text = self.twilio.stop();
+        self.send_text(text)
     }
 
     /// Sends `ulaw` as 20 ms frames on absolute deadlines (real time), reading
@@ -329,7 +204,8 @@ impl TwilioStream {
         Ok(())
     }
 
-    /// Reads server messages until `deadline`.
+    /// Reads server messages until `deadline`. A message Twilio would refuse
+    /// (a binary frame, an invalid text) is an error.
     pub fn read_until(
         &mut self,
         deadline: Instant,
@@ -344,7 +220,17 @@ impl TwilioStream {
                 .get_mut()
                 .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))))?;
             match self.ws.read() {
-                Ok(Message::Text(t)) => got.push(ServerMessage::parse(t.as_str())?),
+                Ok(Message::Text(t)) => {
+                    let msg = self
+                        .twilio
+                        .handle_text(Instant::now(), t.as_str())
+                        .map_err(io::Error::other)?;
+                    got.push(ServerMessage::from(msg));
+                }
+                Ok(Message::Binary(_)) => {
+                    let warning = self.twilio.handle_binary(Instant::now());
+                    return Err(io::Error::other(warning));
+                }
                 Ok(Message::Close(c)) => {
                     got.push(ServerMessage::Closed(c.map(|c| u16::from(c.code))));
                     return Ok(());
@@ -365,8 +251,8 @@ impl TwilioStream {
     }
 }
 
-/// A message the server sent on the stream, checked against Twilio's rules
-/// (only media, mark, clear; exactly the documented fields).
+/// What the server sent on the stream: a message Twilio accepted (checked by
+/// `callstream_twilio::check`), or the end of the socket.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMessage {
     /// Outbound audio, μ-law bytes.
@@ -379,60 +265,12 @@ pub enum ServerMessage {
     Closed(Option<u16>),
 }
 
-impl ServerMessage {
-    /// Parses and validates one text frame from the server.
-    pub fn parse(text: &str) -> io::Result<ServerMessage> {
-        let bad = |why: &str| io::Error::other(format!("{why}: {text}"));
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
-        let o = v.as_object().ok_or_else(|| bad("not an object"))?;
-        let keys: Vec<&str> = {
-            let mut k: Vec<&str> = o.keys().map(String::as_str).collect();
-            k.sort_unstable();
-            k
-        };
-        if !o
-            .get("streamSid")
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| s.starts_with("MZ") && s.len() == 34)
-        {
-            return Err(bad("missing or malformed streamSid"));
-        }
-        match o.get("event").and_then(|e| e.as_str()) {
-            Some("media") => {
-                let m = o["media"]
-                    .as_object()
-                    .ok_or_else(|| bad("media not an object"))?;
-                if keys != ["event", "media", "streamSid"] || m.len() != 1 {
-                    return Err(bad("media with fields other than the documented ones"));
-                }
-                let p = m
-                    .get("payload")
-                    .and_then(|p| p.as_str())
-                    .ok_or_else(|| bad("no payload"))?;
-                Ok(ServerMessage::Media(
-                    base64::engine::general_purpose::STANDARD
-                        .decode(p)
-                        .map_err(|_| bad("payload not base64"))?,
-                ))
-            }
-            Some("mark") => {
-                let m = o["mark"]
-                    .as_object()
-                    .ok_or_else(|| bad("mark not an object"))?;
-                if keys != ["event", "mark", "streamSid"] || m.len() != 1 {
-                    return Err(bad("mark with fields other than the documented ones"));
-                }
-                Ok(ServerMessage::Mark(
-                    m.get("name")
-                        .and_then(|n| n.as_str())
-                        .ok_or_else(|| bad("no mark name"))?
-                        .to_owned(),
-                ))
-            }
-            Some("clear") if keys == ["event", "streamSid"] => Ok(ServerMessage::Clear),
-            _ => Err(bad(
-                "not one of media, mark, clear with exactly the documented fields",
-            )),
+impl From<callstream_twilio::ServerMessage> for ServerMessage {
+    fn from(m: callstream_twilio::ServerMessage) -> Self {
+        match m {
+            callstream_twilio::ServerMessage::Media(b) => ServerMessage::Media(b),
+            callstream_twilio::ServerMessage::Mark(n) => ServerMessage::Mark(n),
+            callstream_twilio::ServerMessage::Clear => ServerMessage::Clear,
         }
     }
 }

@@ -53,9 +53,6 @@ expecting! {
     DtmfBody => "an object for `dtmf`",
     MarkBody => "an object for `mark`",
     StopBody => "an object for `stop`",
-    Outbound => "a JSON object (a message to Twilio)",
-    OutboundMedia => "an object for `media`",
-    OutboundMark => "an object for `mark`",
 }
 
 /// A JSON value as found where a scalar was expected.
@@ -356,35 +353,4 @@ pub(super) struct StopBody<'a> {
     pub account_sid: Option<Scalar<'a>>,
     #[serde(rename = "callSid", borrow, default)]
     pub call_sid: Option<Scalar<'a>>,
-}
-
-/// A message a server sends to Twilio. Twilio flags any extra field (warning
-/// 31951), so these shapes refuse unknown fields.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Outbound<'a> {
-    #[serde(borrow)]
-    pub event: Scalar<'a>,
-    #[serde(rename = "streamSid", borrow)]
-    pub stream_sid: Scalar<'a>,
-    #[serde(borrow, default)]
-    pub media: Option<Obj<OutboundMedia<'a>>>,
-    #[serde(borrow, default)]
-    pub mark: Option<Obj<OutboundMark<'a>>>,
-}
-
-/// `media: {"payload": …}` sent to Twilio.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct OutboundMedia<'a> {
-    #[serde(borrow)]
-    pub payload: Scalar<'a>,
-}
-
-/// `mark: {"name": …}` sent to Twilio.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct OutboundMark<'a> {
-    #[serde(borrow)]
-    pub name: Scalar<'a>,
 }

@@ -11,7 +11,7 @@ use base64::Engine as _;
 ///
 /// Escapes what RFC 8259 requires (`"`, `\` and U+0000..U+001F) and nothing
 /// else, so the text reads back byte for byte.
-pub(crate) fn push_json_string(out: &mut String, s: &str) {
+fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
     let mut rest = s;
     while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < '\u{20}') {
@@ -39,15 +39,6 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
         rest = chars.as_str();
     }
     out.push_str(rest);
-    out.push('"');
-}
-
-/// Appends a decimal number as a JSON string (`"42"`), as Twilio writes them.
-pub(crate) fn push_quoted_number(out: &mut String, n: u64) {
-    use std::fmt::Write as _;
-    out.push('"');
-    // Writing into a String cannot fail.
-    let _ = write!(out, "{n}");
     out.push('"');
 }
 

@@ -1,5 +1,6 @@
 //! A scripted peer for `Connection`: bytes in, every output drained the way
-//! the module docs say an adapter must, bytes and events collected.
+//! the crate docs say an adapter must, bytes and events collected. Twilio's
+//! framing comes from `callstream-twilio`.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -137,53 +138,17 @@ impl Peer {
     }
 }
 
-/// A masked client frame (RFC 6455 §5.3) with a fixed mask key.
-pub fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x0f, 0x1e, 0x2d, 0x3c];
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
+/// Twilio's frames, from the model: masked client frames with a fixed key.
+#[allow(unused_imports)] // each test binary uses some of them
+pub use callstream_twilio::frame::{client_frame, text_frame};
 
-pub fn text_frame(text: &str) -> Vec<u8> {
-    client_frame(0x81, text.as_bytes())
-}
-
-/// Frames the server wrote (unmasked, RFC 6455 §5.2), as (opcode, payload).
-/// Panics on anything a server must not send: masked or truncated frames.
-pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut frames = Vec::new();
-    while !bytes.is_empty() {
-        assert!(bytes.len() >= 2, "truncated frame");
-        let opcode = bytes[0] & 0x0f;
-        assert_eq!(
-            bytes[0] & 0x80,
-            0x80,
-            "the server sends unfragmented frames"
-        );
-        assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
-        let (len, start) = match bytes[1] & 0x7f {
-            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (n as usize, 2),
-        };
-        frames.push((opcode, bytes[start..start + len].to_vec()));
-        bytes = &bytes[start + len..];
+/// Frames the server wrote, as (opcode, payload), read the way Twilio's
+/// client reads them. Panics on anything a server must not send (masked,
+/// fragmented, bad lengths or close codes) and on a truncated frame.
+pub fn server_frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    match callstream_twilio::frame::read_server_frames(bytes) {
+        Ok((frames, [])) => frames.into_iter().map(|f| (f.opcode, f.payload)).collect(),
+        Ok((_, rest)) => panic!("truncated frame: {} bytes left", rest.len()),
+        Err(e) => panic!("a frame no server may send: {e}"),
     }
-    frames
 }
