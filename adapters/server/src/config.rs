@@ -57,9 +57,23 @@ pub struct Settings {
     /// experiments: anyone who finds the URL can then drive calls.
     #[arg(long, env = "CALLSTREAM_INSECURE_NO_SIGNATURES", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_signatures: bool,
-    /// The application answering calls: `parrot`, `echo` or `silent`.
+    /// The application answering calls: `parrot`, `echo`, `silent`,
+    /// `exec:<command>` (a program per call) or a `ws://`/`wss://` URL (a
+    /// WebSocket per call): see docs/bridge.md.
     #[arg(long, env = "CALLSTREAM_HANDLER", default_value = "parrot")]
     pub handler: HandlerSpec,
+    /// What a call does when its program bridge fails: `hangup` (close the
+    /// stream, the call ends) or `continue` (the call stays, in silence).
+    #[arg(long, env = "CALLSTREAM_BRIDGE_ON_FAILURE", value_enum, default_value_t = crate::bridge::OnFailure::Hangup)]
+    pub bridge_on_failure: crate::bridge::OnFailure,
+    /// Twilio's REST API, used to redirect a live call after a bridge's
+    /// transfer or end when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set.
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_base_url: String,
     /// When set, each call is written here as a WAV file (caller left, ours right).
     #[arg(long, env = "RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
@@ -210,6 +224,24 @@ mod tests {
         assert_eq!(s.max_connections, 10_000);
         assert_eq!(s.drain(), Duration::from_secs(10));
         assert!(!s.insecure_no_signatures);
+        assert_eq!(s.bridge_on_failure, crate::bridge::OnFailure::Hangup);
+        assert_eq!(s.twilio_api_base_url, "https://api.twilio.com");
+    }
+
+    #[test]
+    fn bridge_settings() {
+        let s = Cli::try_parse_from([
+            "callstream",
+            "--handler",
+            "exec:sh bot.sh",
+            "--bridge-on-failure",
+            "continue",
+        ])
+        .unwrap()
+        .settings();
+        assert_eq!(s.handler, HandlerSpec::Exec("sh bot.sh".into()));
+        assert_eq!(s.bridge_on_failure, crate::bridge::OnFailure::Continue);
+        assert!(Cli::try_parse_from(["callstream", "--bridge-on-failure", "maybe"]).is_err());
     }
 
     #[test]

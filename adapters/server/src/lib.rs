@@ -27,6 +27,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod config;
 
 /// How a pump ends a connection the engine closed: write the last bytes
@@ -110,6 +111,9 @@ pub struct Options {
     pub threads: usize,
     /// Where call recordings go, if anywhere.
     pub recordings_dir: Option<PathBuf>,
+    /// The program bridge's live programs: [`Server::finish`] waits for
+    /// them and kills what is left.
+    pub bridge_children: Option<Arc<bridge::Children>>,
 }
 
 impl Default for Options {
@@ -122,6 +126,7 @@ impl Default for Options {
             drain: Duration::from_secs(10),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             recordings_dir: None,
+            bridge_children: None,
         }
     }
 }
@@ -161,19 +166,22 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.trust_forwarded = s.trust_forwarded_headers;
     c.close_timeout = CLOSE_TIMEOUT;
-    c.app = Arc::new(connection::StreamApp {
-        greeting: s.greeting.clone(),
-        extra_parameters: s.stream_parameters.clone(),
-    });
+    c.app = Arc::new(stream_app(s));
     let call = callstream_core::call::CallConfig {
         tap: s.recordings_dir.is_some(),
         ..Default::default()
     };
-    c.session = Some(callstream_core::handler::session_factory(
-        call,
-        s.handler.factory(),
-    ));
     hardening(s, &mut c)?;
+    let mut bridge_children = None;
+    let handlers = match s.handler.transport() {
+        Some(transport) => {
+            let b = bridge_for(s, transport, &mut c)?;
+            bridge_children = Some(b.children.clone());
+            b.factory()
+        }
+        None => s.handler.factory(),
+    };
+    c.session = Some(callstream_core::handler::session_factory(call, handlers));
     let mut o = Options {
         bind: s.bind_addr(),
         max_connections: s.max_connections,
@@ -181,6 +189,7 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
         request_memory: s.request_memory_mib.saturating_mul(1024 * 1024),
         drain: s.drain(),
         recordings_dir: s.recordings_dir.clone(),
+        bridge_children,
         ..Options::default()
     };
     if let Some(t) = s.threads {
@@ -248,6 +257,53 @@ fn hardening(s: &Settings, c: &mut connection::Config) -> Result<(), SettingsErr
     }
     c.stream_start_timeout = Duration::from_secs(s.stream_start_seconds);
     Ok(())
+}
+
+/// callstream's own incoming-call answer, as the settings describe it.
+fn stream_app(s: &Settings) -> connection::StreamApp {
+    connection::StreamApp {
+        greeting: s.greeting.clone(),
+        extra_parameters: s.stream_parameters.clone(),
+    }
+}
+
+/// The program bridge of these settings: its failure policy, its
+/// decisions for after the stream (redirecting through Twilio's REST API
+/// when the account SID and auth token are set), installed as the engine's
+/// application so `stream_ended` answers them.
+fn bridge_for(
+    s: &Settings,
+    transport: bridge::Transport,
+    c: &mut connection::Config,
+) -> Result<Arc<bridge::Bridge>, SettingsError> {
+    // The auth token as cleaned at boot (`hardening`), not as configured.
+    let rest = match (&s.account_sid, c.auth_tokens.first()) {
+        (Some(sid), Some(token)) => {
+            let base = s.twilio_api_base_url.trim_end_matches('/').to_owned();
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(SettingsError(format!(
+                    "TWILIO_API_BASE_URL {base:?}: expected an http(s) URL"
+                )));
+            }
+            Some(bridge::Rest {
+                base,
+                account_sid: sid.clone(),
+                auth_token: token.clone(),
+            })
+        }
+        _ => None,
+    };
+    let after = Arc::new(bridge::After::new(rest));
+    c.app = Arc::new(bridge::BridgeApp {
+        stream: stream_app(s),
+        after: after.clone(),
+    });
+    Ok(Arc::new(bridge::Bridge {
+        transport,
+        on_failure: s.bridge_on_failure,
+        after,
+        children: Arc::new(bridge::Children::default()),
+    }))
 }
 
 /// Logs what the server is about to do: the boot record an operator reads first.
@@ -339,6 +395,8 @@ impl Server {
                     p.pending(),
                     p.memory()
                 ));
+
+                text.push_str(&bridge::metrics::render());
                 text
             }));
         }
@@ -456,6 +514,21 @@ impl Server {
             );
         } else {
             tracing::info!("all connections closed");
+        }
+        if let Some(children) = &self.opts.bridge_children {
+            // Every program is reaped before the server returns: those still
+            // running when the drain period is nearly over are killed.
+            let until = give_up_at.unwrap_or_else(|| Instant::now() + bridge::exec::GRACE * 3);
+            if !children.wait_all(until) {
+                tracing::warn!(
+                    programs = children.count(),
+                    "bridge programs still running at the end of the drain period: SIGKILL"
+                );
+                children.kill_all();
+                if !children.wait_all(Instant::now() + Duration::from_secs(1)) {
+                    tracing::error!(programs = children.count(), "bridge programs not reaped");
+                }
+            }
         }
         if let Some(r) = &self.recordings {
             let left = give_up_at.map_or(Duration::from_secs(5), |t| {
