@@ -45,6 +45,7 @@ pub mod close {
 }
 pub mod handlers;
 pub mod log;
+pub mod metrics_listener;
 pub mod observer;
 pub mod recorder;
 pub mod signals;
@@ -96,6 +97,8 @@ pub struct Options {
     pub threads: usize,
     /// Where call recordings go, if anywhere.
     pub recordings_dir: Option<PathBuf>,
+    /// Where `/metrics` is served.
+    pub metrics: metrics_listener::MetricsAt,
 }
 
 impl Default for Options {
@@ -106,6 +109,7 @@ impl Default for Options {
             drain: Duration::from_secs(10),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             recordings_dir: None,
+            metrics: metrics_listener::MetricsAt::Public,
         }
     }
 }
@@ -146,10 +150,7 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.trust_forwarded = s.trust_forwarded_headers;
     c.close_timeout = CLOSE_TIMEOUT;
-    c.app = Arc::new(connection::StreamApp {
-        greeting: s.greeting.clone(),
-        extra_parameters: s.stream_parameters.clone(),
-    });
+    c.app = Arc::new(stream_app(s, c.public_base_url.as_ref())?);
     let call = callstream_core::call::CallConfig {
         tap: s.recordings_dir.is_some(),
         ..Default::default()
@@ -159,7 +160,8 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
         s.handler.factory(),
     ));
     let mut o = Options {
-        bind: s.bind_addr(),
+        bind: s.bind_addr().map_err(SettingsError)?,
+        metrics: s.metrics,
         max_connections: s.max_connections,
         drain: s.drain(),
         recordings_dir: s.recordings_dir.clone(),
@@ -170,6 +172,76 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.shutdown_grace = o.shutdown_grace(c.close_timeout);
     Ok((c, o))
+}
+
+/// callstream's own answer to calls, checked now: a greeting language or
+/// voice Twilio cannot take fails the boot rather than every call (500).
+fn stream_app(
+    s: &Settings,
+    base: Option<&callstream_core::public_url::PublicBase>,
+) -> Result<connection::StreamApp, SettingsError> {
+    use callstream_core::twiml;
+    if let Some(l) = s
+        .greeting_language
+        .as_deref()
+        .filter(|l| !twiml::is_language_tag(l))
+    {
+        return Err(SettingsError(format!(
+            "GREETING_LANGUAGE {l:?} is not a language tag such as en-US, he-IL or cmn-CN"
+        )));
+    }
+    if let Some(v) = s
+        .greeting_voice
+        .as_deref()
+        .filter(|v| !twiml::is_voice_name(v))
+    {
+        return Err(SettingsError(format!(
+            "GREETING_VOICE {v:?} is not a voice name such as alice, Polly.Joanna-Neural or Google.en-US-Standard-C"
+        )));
+    }
+    let app = connection::StreamApp {
+        greeting: s.greeting.clone(),
+        greeting_language: s.greeting_language.clone(),
+        greeting_voice: s.greeting_voice.clone(),
+        extra_parameters: s.stream_parameters.clone(),
+    };
+    // The whole answer for a sample call: GREETING and STREAM_PARAMETERS too.
+    let sample = callstream_core::public_url::PublicBase::parse("https://callstream.invalid").ok();
+    if let Some(base) = base.or(sample.as_ref()) {
+        let call = connection::IncomingCall {
+            params: &[],
+            base,
+            preview: true,
+        };
+        connection::App::incoming_call(&app, &call).map_err(|e| {
+            SettingsError(format!(
+                "GREETING, GREETING_LANGUAGE, GREETING_VOICE or STREAM_PARAMETERS: {e}"
+            ))
+        })?;
+    }
+    Ok(app)
+}
+
+/// Binds a listening socket for `addr`; the error names the address and the
+/// setting that moves it (`PORT`, `METRICS`), which the bare OS error
+/// ("Address already in use") does not.
+pub fn bind_listener(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::io::ErrorKind;
+    std::net::TcpListener::bind(addr).map_err(|e| {
+        let hint = match e.kind() {
+            ErrorKind::AddrInUse => format!(
+                "another process is listening on this port: stop it, or set {setting} to a free port"
+            ),
+            ErrorKind::PermissionDenied => format!(
+                "ports below 1024 need privileges: set {setting} to 1024 or above (8080 is usual)"
+            ),
+            ErrorKind::AddrNotAvailable => {
+                "no interface of this machine has this address: check HOST".to_owned()
+            }
+            _ => format!("check HOST and {setting}"),
+        };
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}; {hint}"))
+    })
 }
 
 /// Logs what the server is about to do: the boot record an operator reads first.
@@ -184,8 +256,14 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
         recordings_dir = s.recordings_dir.as_ref().map(|p| p.display().to_string()).as_deref().unwrap_or("(off)"),
         trust_forwarded_headers = s.trust_forwarded_headers,
         max_connections = s.max_connections,
+        metrics = %s.metrics,
         "callstream starting"
     );
+    if s.greeting.is_none() && (s.greeting_language.is_some() || s.greeting_voice.is_some()) {
+        tracing::warn!(
+            "GREETING_LANGUAGE or GREETING_VOICE is set without GREETING: nothing is said"
+        );
+    }
     let tokens = s.auth_tokens().len();
     if tokens > 0 {
         tracing::info!(
@@ -217,11 +295,14 @@ pub struct Server {
     opts: Options,
     open: AtomicUsize,
     recordings: Option<Arc<Recordings>>,
+    metrics_listener: Option<metrics_listener::MetricsListener>,
 }
 
 impl Server {
     /// A server with fresh metrics, served on `GET /metrics` (with the log
-    /// lines dropped) unless the engine renders its own. Starts the
+    /// lines dropped) unless the engine renders its own, where
+    /// [`Options::metrics`] says: on the public port, nowhere, or on a
+    /// listener of its own (bound here; see [`Server::metrics_addr`]). Starts the
     /// recording thread when recordings are on (a directory that cannot be
     /// written is an error here, at boot).
     pub fn new(opts: Options, engine: connection::Config) -> std::io::Result<Arc<Server>> {
@@ -234,17 +315,32 @@ impl Server {
         mut engine: connection::Config,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Server>> {
-        if engine.metrics.is_none() {
-            let m = metrics.clone();
-            engine.metrics = Some(Arc::new(move || {
-                let mut text = m.render();
-                text.push_str(&format!(
-                    "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
-                    log::dropped_lines()
-                ));
-                text
-            }));
-        }
+        let render: metrics_listener::Render = match engine.metrics.take() {
+            Some(own) => own,
+            None => {
+                let m = metrics.clone();
+                Arc::new(move || {
+                    let mut text = m.render();
+                    text.push_str(&format!(
+                        "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
+                        log::dropped_lines()
+                    ));
+                    text
+                })
+            }
+        };
+        // The public route renders only when it is where metrics are served
+        // (the engine answers 404 without a renderer).
+        let metrics_listener = match opts.metrics {
+            metrics_listener::MetricsAt::Public => {
+                engine.metrics = Some(render);
+                None
+            }
+            metrics_listener::MetricsAt::Off => None,
+            metrics_listener::MetricsAt::Listen(addr) => {
+                Some(metrics_listener::MetricsListener::start(addr, render)?)
+            }
+        };
         let recordings = match &opts.recordings_dir {
             Some(dir) => Some(Arc::new(Recordings::start(dir.clone())?)),
             None => None,
@@ -255,7 +351,27 @@ impl Server {
             opts,
             open: AtomicUsize::new(0),
             recordings,
+            metrics_listener,
         }))
+    }
+
+    /// Where the separate metrics listener listens, when there is one.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(metrics_listener::MetricsListener::local_addr)
+    }
+
+    /// Logs where `/metrics` is served (after [`log_boot`]).
+    pub fn log_metrics(&self) {
+        match (self.opts.metrics, self.metrics_addr()) {
+            (_, Some(addr)) => {
+                tracing::info!(metrics = %addr, "/metrics is served on its own listener, not on the public port")
+            }
+            (metrics_listener::MetricsAt::Off, _) => tracing::info!("/metrics is off (404)"),
+            _ => {}
+        }
     }
 
     /// The options.
