@@ -7,6 +7,8 @@
 //! `/metrics`, never a stalled request or an ignored SIGTERM.
 use std::fmt;
 use std::io::Write;
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,12 +41,34 @@ pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
+/// Lines the installed logger has queued and not yet written.
+static PENDING: OnceLock<Arc<AtomicU64>> = OnceLock::new();
+
+/// Waits until the installed logger has written every queued line, at most
+/// `limit`; whether it did. Call it before the process exits: the writer
+/// thread dies with the process, and the last lines ("callstream stopped",
+/// the error that ended it) are the ones an operator needs.
+pub fn flush(limit: std::time::Duration) -> bool {
+    let Some(pending) = PENDING.get() else {
+        return true;
+    };
+    let until = std::time::Instant::now() + limit;
+    while pending.load(Ordering::SeqCst) > 0 {
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}
+
 /// Installs the global logger, writing to stderr through a [`Sink`].
 /// `RUST_LOG` filters (default `info`).
 pub fn init(format: LogFormat) {
     let Ok(sink) = Sink::spawn(std::io::stderr(), QUEUE_LINES, &DROPPED) else {
         return;
     };
+    let _ = PENDING.set(sink.pending.clone());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -62,6 +86,8 @@ pub fn init(format: LogFormat) {
 pub struct Sink {
     tx: SyncSender<Vec<u8>>,
     dropped: &'static AtomicU64,
+    /// Lines queued and not yet written (for [`flush`]).
+    pending: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -72,6 +98,8 @@ impl Sink {
         dropped: &'static AtomicU64,
     ) -> std::io::Result<Sink> {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity);
+        let pending = Arc::new(AtomicU64::new(0));
+        let written = pending.clone();
         std::thread::Builder::new()
             .name("callstream-log".into())
             .spawn(move || {
@@ -81,10 +109,16 @@ impl Sink {
                     if out.write_all(&line).is_err() {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     }
+                    let _ = out.flush();
+                    written.fetch_sub(1, Ordering::SeqCst);
                 }
                 let _ = out.flush();
             })?;
-        Ok(Sink { tx, dropped })
+        Ok(Sink {
+            tx,
+            dropped,
+            pending,
+        })
     }
 }
 
@@ -111,9 +145,11 @@ impl Drop for SinkLine {
             return;
         }
         let line = std::mem::take(&mut self.buf);
+        self.sink.pending.fetch_add(1, Ordering::SeqCst);
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.sink.tx.try_send(line)
         {
+            self.sink.pending.fetch_sub(1, Ordering::SeqCst);
             self.sink.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
