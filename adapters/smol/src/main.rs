@@ -13,8 +13,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    // Lines go through the log thread, which dies with the process: the last
-    // ones are what an operator reads first.
-    callstream_server::log::flush(std::time::Duration::from_secs(1));
+    // Lines go through the log thread: let it write the last ones.
+    callstream_server::log::flush(std::time::Duration::from_millis(500));
     code
 }

@@ -15,40 +15,15 @@ struct Running {
 /// Starts the binary on an ephemeral port and reads the bound address from
 /// its boot log.
 fn start(envs: &[(&str, &str)]) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn callstream");
-    let stderr = child.stderr.take().unwrap();
+    let (child, addr, stderr) = start_raw(envs);
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in stderr.lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
         }
     });
-    let boot = lines
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a boot log line");
-    let v: serde_json::Value =
-        serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
-    assert_eq!(v["severity"], "INFO", "{boot}");
-    assert_eq!(v["message"], "callstream starting", "{boot}");
-    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{boot}");
-    let addr = v["bind"]
-        .as_str()
-        .expect("bind field")
-        .parse()
-        .expect("an address");
     Running { child, addr, lines }
 }
 
@@ -161,8 +136,16 @@ fn start_raw(envs: &[(&str, &str)]) -> (Child, SocketAddr, BufReader<std::proces
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut boot = String::new();
     err.read_line(&mut boot).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&boot).unwrap();
-    let addr = v["bind"].as_str().unwrap().parse().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
+    assert_eq!(v["severity"], "INFO", "{boot}");
+    assert_eq!(v["message"], "callstream starting", "{boot}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{boot}");
+    let addr = v["bind"]
+        .as_str()
+        .expect("bind field")
+        .parse()
+        .expect("an address");
     (child, addr, err)
 }
 

@@ -226,7 +226,8 @@ impl StreamPhase {
                 CallOutput::Send(text) => {
                     // After a close frame nothing more may be sent; what the
                     // session still says is dropped (it learns of the close).
-                    let _ = self.ws.send_text(text);
+                    let _ = self.ws.send_text(&text);
+                    session.recycle(text);
                 }
                 CallOutput::Close { code, reason } => {
                     if self.ws.is_open() {
@@ -284,6 +285,7 @@ impl StreamPhase {
                 session.handle_text(now, &text);
                 self.session_dirty = true;
             }
+            self.ws.recycle(text);
             return None;
         }
         match message::parse(&text) {
