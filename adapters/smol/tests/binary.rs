@@ -542,3 +542,58 @@ fn metrics_can_have_a_listener_of_their_own() {
     sigterm(&r.child);
     assert!(r.child.wait().unwrap().success());
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A measurement (run on purpose, numbers in BENCHMARKS.md): 1,500
+/// connections park request bodies before any signature is checked, then go
+/// away; the memory they held goes back to the OS within the trim period.
+#[test]
+#[ignore = "a memory measurement of about 20 s; run on purpose"]
+fn memory_held_by_parked_bodies_is_returned_after_they_close() {
+    let (mut child, addr, err) = start_raw(&[
+        ("MAX_CONNECTIONS", "4000"),
+        ("MAX_PENDING_CONNECTIONS", "4000"),
+        ("REQUEST_MEMORY_MIB", "512"),
+        ("DRAIN_SECONDS", "2"),
+    ]);
+    std::thread::spawn(move || for _ in err.lines() {});
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(child.id());
+    let body = vec![b'a'; 60_000];
+    let mut parked = Vec::new();
+    for _ in 0..1500 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(
+            b"POST /webhook/call_status HTTP/1.1\r\nHost: x.test\r\n\
+              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 80000\r\n\r\n",
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        parked.push(s);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let peak = rss_kib(child.id());
+    drop(parked);
+    // The trim runs every 10 s.
+    std::thread::sleep(Duration::from_secs(12));
+    let after = rss_kib(child.id());
+    eprintln!("RSS KiB: before {before}, peak {peak}, after close {after}");
+    sigterm(&child);
+    let _ = exit_within(&mut child, Duration::from_secs(10));
+    assert!(peak > before + 16_000, "the bodies were held: {before} → {peak}");
+    assert!(
+        after < before + (peak - before) / 2,
+        "memory came back: before {before}, peak {peak}, after {after}"
+    );
+}
