@@ -565,6 +565,29 @@ fn an_over_long_line_is_a_failure() {
 }
 
 #[test]
+fn an_endless_stderr_line_is_skipped_without_being_held() {
+    // 256 MiB on stderr without a newline: once the program has written it
+    // all, the server has read all but a pipe's worth, and must not hold it.
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; head -c 268435456 /dev/zero >&2; touch $DIR/done; cat > /dev/null",
+        |_| {},
+    );
+    let rss0 = self_rss_kib();
+    let mut t = call(&srv, 15);
+    assert!(
+        wait_for(|| dir.path().join("done").exists()),
+        "the program's stderr was not read"
+    );
+    let grown = self_rss_kib().saturating_sub(rss0);
+    assert!(
+        grown < 96 * 1024,
+        "the server grew by {grown} KiB reading one stderr line"
+    );
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn a_flooding_program_is_read_only_as_fast_as_the_caller_listens() {
     // Two minutes of audio written as fast as sh can: far more than the
     // bridge lets a program run ahead.

@@ -12,7 +12,7 @@
 //! process is reaped. [`Children`] lists the live programs so that a server
 //! shutdown can wait for them and kill what is left.
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -312,6 +312,32 @@ pub fn read_line_limited<R: BufRead>(
     }
 }
 
+/// Skips to just past the next newline, holding nothing but the reader's
+/// own buffer (a program may write an endless run without one); `Ok(true)`
+/// when a newline was found, `Ok(false)` at end of input.
+pub fn skip_line<R: BufRead>(r: &mut R) -> std::io::Result<bool> {
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(false);
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(true);
+            }
+            None => {
+                let n = available.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
 fn read_loop(out: std::process::ChildStdout, link: &Link) {
     let mut r = BufReader::with_capacity(64 * 1024, out);
     let mut buf = Vec::new();
@@ -351,9 +377,7 @@ fn stderr_loop(err: std::process::ChildStderr, link: &Link) {
             Ok(LineRead::Eof) => true,
             Ok(LineRead::TooLong) => {
                 // Log the first part, then skip to the end of the line.
-                let mut skip = Vec::new();
-                let _ = r.by_ref().take(u64::MAX).read_until(b'\n', &mut skip);
-                false
+                matches!(skip_line(&mut r), Ok(false) | Err(_))
             }
             Err(_) => true,
         };
@@ -387,6 +411,21 @@ mod tests {
         assert_eq!(param_env_name("x-tenant"), "CALLSTREAM_PARAM_X_TENANT");
         assert_eq!(param_env_name("From"), "CALLSTREAM_PARAM_FROM");
         assert_eq!(param_env_name("é1"), "CALLSTREAM_PARAM__1");
+    }
+
+    #[test]
+    fn skipping_a_line_stops_past_its_newline_or_at_the_end() {
+        let data = b"aaaaaaaaaaaaaaaaaaaa\nnext\nlast";
+        let mut r = BufReader::with_capacity(4, &data[..]);
+        assert!(skip_line(&mut r).unwrap());
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(buf, b"next");
+        assert!(!skip_line(&mut r).unwrap());
+        assert!(!skip_line(&mut r).unwrap());
     }
 
     #[test]
