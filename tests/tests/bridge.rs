@@ -292,6 +292,38 @@ fn marks_dtmf_and_barge_in_reach_the_program_with_what_was_heard() {
 }
 
 #[test]
+fn a_barge_in_stops_a_long_play_from_feeding_the_rest_of_its_reply() {
+    // 40 s of tone in one play (more than the bridge lets a program run
+    // ahead, so the play is still feeding it when the caller cuts in), then
+    // a mark the program reaches only once the play is done.
+    let script = format!(
+        "echo $$ > $DIR/pid\nread -r line\nprintf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"after\"}}'\ncat > /dev/null\n",
+        tone_play(40_000, 8000)
+    );
+    let (srv, dir) = server_with(&script, |_| {});
+    let mut t = call(&srv, 16);
+    let mut got = Vec::new();
+    t.read_media(8000, PATIENCE, &mut got).expect("media");
+    got.extend(t.stream_audio(&speech()[4000..16000]).expect("stream"));
+    let clear = got
+        .iter()
+        .position(|m| *m == ServerMessage::Clear)
+        .expect("no clear: barge-in did not happen");
+    assert!(read_until_mark(&mut t, "after", &mut got), "{got:?}");
+    let mark = got
+        .iter()
+        .position(|m| *m == ServerMessage::Mark("after".into()))
+        .expect("mark");
+    let replayed = media_bytes(&got[clear..mark]).len();
+    assert_eq!(
+        replayed, 0,
+        "{replayed} bytes of the cut reply were played after the clear"
+    );
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn transfer_closes_the_stream_and_stream_ended_dials() {
     let (srv, dir) = server_with(
         "echo $$ > $DIR/pid; read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"+14155550100\"}'; cat > $DIR/in",

@@ -227,6 +227,8 @@ impl Handler for BridgeHandler {
                 );
             }
             CallEvent::BargeIn => {
+                // The session cleared the reply: a `play` still feeding it stops.
+                link.cleared();
                 let heard_ms = control.played_ms().saturating_sub(self.heard_from);
                 self.heard_from = control.played_ms();
                 self.barge_in = Some((heard_ms, Vec::new()));

@@ -67,6 +67,10 @@ pub struct Link {
     /// yet, and the epoch of the last push.
     unconfirmed_ms: AtomicU64,
     pushed_at: AtomicU64,
+    /// Bumped at every clear of the call's audio (a barge-in, the program's
+    /// `clear`, a failure or the end): a `play` still feeding audio from
+    /// before it stops, since what it holds is the reply that was cut.
+    clear_generation: AtomicU64,
     /// The program asked to end the call (hangup, transfer, end).
     finished: AtomicBool,
     /// The call has ended.
@@ -100,6 +104,7 @@ impl Link {
             epoch: AtomicU64::new(0),
             unconfirmed_ms: AtomicU64::new(0),
             pushed_at: AtomicU64::new(0),
+            clear_generation: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -117,6 +122,12 @@ impl Link {
     pub fn publish(&self, queued_ms: u64) {
         self.queued_ms.store(queued_ms, Ordering::Relaxed);
         self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The call's audio was cleared (a barge-in, pump thread): a `play`
+    /// under way stops feeding the rest of its reply.
+    pub fn cleared(&self) {
+        self.clear_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The call has ended (pump thread): the program's exit is expected now.
@@ -159,6 +170,7 @@ impl Link {
         };
         tracing::error!(call_sid = %self.call_sid, reason = %why, stderr_tail = %tail.join(" | "), then, "BRIDGE_FAILED");
         self.outbox.abandon();
+        self.cleared();
         let _ = self.remote.clear();
         if self.on_failure == OnFailure::Hangup {
             let _ = self.remote.hangup();
@@ -227,6 +239,7 @@ impl Link {
                 }
             }
             FromProgram::Clear => {
+                self.cleared();
                 let _ = self.remote.clear();
             }
             FromProgram::Transcript { text } => {
@@ -269,14 +282,20 @@ impl Link {
 
     /// Queues 8 kHz audio in the call, a second at a time, waiting while the
     /// program is far ahead of the caller (so a flood slows the program).
+    /// A clear while it waits (the caller talked over the reply) ends it:
+    /// the rest of the reply is not pushed after the clear.
     fn play(&self, pcm: &[i16]) {
+        let generation = self.clear_generation.load(Ordering::Acquire);
         // Only the reading thread plays: the counters are its own, kept
         // across messages (a flood is many small plays).
         let mut unconfirmed_ms = self.unconfirmed_ms.load(Ordering::Relaxed);
         let mut pushed_at = self.pushed_at.load(Ordering::Relaxed);
         for chunk in pcm.chunks(PLAY_CHUNK) {
             loop {
-                if self.remote.is_ended() || self.expects_end() {
+                if self.remote.is_ended()
+                    || self.expects_end()
+                    || self.clear_generation.load(Ordering::Acquire) != generation
+                {
                     return;
                 }
                 // Two events after a push, the session has applied it: the
@@ -311,6 +330,7 @@ impl Link {
         }
         tracing::info!(call_sid = %self.call_sid, next = %next, "BRIDGE_END");
         self.after.decide(&self.call_sid, next);
+        self.cleared();
         let _ = self.remote.clear();
         let _ = self.remote.hangup();
     }
