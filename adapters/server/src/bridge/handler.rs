@@ -63,7 +63,7 @@ impl BridgeHandler {
 
     fn event(&self, link: &Link, line: String) {
         if link.outbox.push_event(Outbound::Line(line)).is_err() && !link.outbox.is_closed() {
-            link.fail("the program is not reading: its queue of messages is full");
+            link.fail_on_pump("the program is not reading: its queue of messages is full");
         }
     }
 
@@ -105,7 +105,9 @@ impl BridgeHandler {
             .is_err()
             && !link.outbox.is_closed()
         {
-            link.fail("the program cannot take an utterance: its queue of messages is full");
+            link.fail_on_pump(
+                "the program cannot take an utterance: its queue of messages is full",
+            );
         }
     }
 
@@ -264,6 +266,7 @@ impl Handler for BridgeHandler {
             }
             _ => {}
         }
+        link.apply_pending(control);
         link.publish(control.queued_ms());
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callstream_core::handler::{RemoteControl, RemoteError};
+use callstream_core::handler::{Control, RemoteControl, RemoteError};
 
 use super::after::{After, Next};
 use super::outbox::{Outbound, Outbox};
@@ -71,6 +71,11 @@ pub struct Link {
     /// `clear`, a failure or the end): a `play` still feeding audio from
     /// before it stops, since what it holds is the reply that was cut.
     clear_generation: AtomicU64,
+    /// A clear or hangup that found the call's command queue full (1024
+    /// commands: a program can fill it with marks) from a thread that must
+    /// not wait: the handler applies it at its next event.
+    clear_wanted: AtomicBool,
+    hangup_wanted: AtomicBool,
     /// The program asked to end the call (hangup, transfer, end).
     finished: AtomicBool,
     /// The call has ended.
@@ -105,6 +110,8 @@ impl Link {
             unconfirmed_ms: AtomicU64::new(0),
             pushed_at: AtomicU64::new(0),
             clear_generation: AtomicU64::new(0),
+            clear_wanted: AtomicBool::new(false),
+            hangup_wanted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -150,8 +157,20 @@ impl Link {
 
     /// The bridge failed: logged with the call SID, counted, and the call
     /// goes on in silence or ends, as configured. Once per call; nothing
-    /// after the call ended or the program ended it is a failure.
+    /// after the call ended or the program ended it is a failure. For the
+    /// transport's threads: waits for room in the call's command queue.
     pub fn fail(&self, why: &str) {
+        self.fail_with(why, true);
+    }
+
+    /// [`Link::fail`] on the pump thread, which never waits: what does not
+    /// fit in the call's command queue is applied by the handler
+    /// ([`Link::apply_pending`]) once it has handled the event.
+    pub fn fail_on_pump(&self, why: &str) {
+        self.fail_with(why, false);
+    }
+
+    fn fail_with(&self, why: &str, wait: bool) {
         if self.stopped.load(Ordering::Acquire) || self.is_finished() {
             return;
         }
@@ -170,10 +189,51 @@ impl Link {
         };
         tracing::error!(call_sid = %self.call_sid, reason = %why, stderr_tail = %tail.join(" | "), then, "BRIDGE_FAILED");
         self.outbox.abandon();
-        self.cleared();
-        let _ = self.remote.clear();
+        self.clear_call(wait);
         if self.on_failure == OnFailure::Hangup {
-            let _ = self.remote.hangup();
+            self.hangup_call(wait);
+        }
+    }
+
+    /// Clears the call's audio. Never lost: with the call's command queue
+    /// full, waits for room (`wait`) or leaves it to the handler.
+    fn clear_call(&self, wait: bool) {
+        self.cleared();
+        if !self.deliver(RemoteControl::clear, wait) {
+            self.clear_wanted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Ends the call, the same way.
+    fn hangup_call(&self, wait: bool) {
+        if !self.deliver(RemoteControl::hangup, wait) {
+            self.hangup_wanted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Sends a command; `false` when the queue was full and `wait` is not
+    /// set. The session empties the queue at every wake, so room comes soon;
+    /// an ended call needs nothing more.
+    fn deliver(&self, send: fn(&RemoteControl) -> Result<(), RemoteError>, wait: bool) -> bool {
+        loop {
+            match send(&self.remote) {
+                Err(RemoteError::Full) if !wait => return false,
+                Err(RemoteError::Full) if !self.stopped.load(Ordering::Acquire) => {
+                    std::thread::sleep(PLAY_POLL);
+                }
+                _ => return true,
+            }
+        }
+    }
+
+    /// Applies a clear or hangup that found the command queue full (pump
+    /// thread, after every event).
+    pub fn apply_pending(&self, control: &mut Control<'_>) {
+        if self.clear_wanted.swap(false, Ordering::AcqRel) {
+            control.clear();
+        }
+        if self.hangup_wanted.swap(false, Ordering::AcqRel) {
+            control.hangup();
         }
     }
 
@@ -238,10 +298,7 @@ impl Link {
                     self.command_refused("mark", &e);
                 }
             }
-            FromProgram::Clear => {
-                self.cleared();
-                let _ = self.remote.clear();
-            }
+            FromProgram::Clear => self.clear_call(true),
             FromProgram::Transcript { text } => {
                 tracing::info!(call_sid = sid, text = %cut(&text), "ASR_TEXT");
             }
@@ -330,9 +387,10 @@ impl Link {
         }
         tracing::info!(call_sid = %self.call_sid, next = %next, "BRIDGE_END");
         self.after.decide(&self.call_sid, next);
-        self.cleared();
-        let _ = self.remote.clear();
-        let _ = self.remote.hangup();
+        // The reading thread may wait for room: after this, nothing it reads
+        // matters.
+        self.clear_call(true);
+        self.hangup_call(true);
     }
 
     /// An outbound message as a line (transport thread).
@@ -391,4 +449,132 @@ fn read_wav(path: &str) -> Result<(u32, Vec<i16>), String> {
     let channels = usize::from(spec.channels.max(1));
     let samples: Result<Vec<i16>, _> = r.into_samples::<i16>().step_by(channels).collect();
     Ok((spec.sample_rate, samples.map_err(|e| e.to_string())?))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The call's command queue is emptied by the pump at every wake, so
+    //! filling it through the real server is a race between threads; here a
+    //! real session's queue is filled and emptied by hand.
+    use super::*;
+    use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
+    use callstream_core::handler::{Handler, REMOTE_MAX_COMMANDS, Session};
+    use std::sync::OnceLock;
+
+    const SID: &str = "MZ00000000000000000000000000000001";
+
+    /// Does what the bridge's handler does after every event.
+    struct Pending(Arc<OnceLock<Arc<Link>>>);
+
+    impl Handler for Pending {
+        fn on_event(&mut self, _: &CallEvent, control: &mut Control<'_>) {
+            if let Some(link) = self.0.get() {
+                link.apply_pending(control);
+            }
+        }
+    }
+
+    /// A started call whose command queue is full, and its link.
+    fn full_call(on_failure: OnFailure) -> (Session, Arc<Link>, Instant) {
+        let t0 = Instant::now();
+        let slot = Arc::new(OnceLock::new());
+        let mut session = Session::new(
+            Call::new(CallConfig::default(), t0),
+            Box::new(Pending(slot.clone())),
+            None,
+        );
+        session.handle_text(
+            t0,
+            r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+        );
+        session.handle_text(t0, &format!(
+            r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"AC00000000000000000000000000000001","streamSid":"{SID}","callSid":"CA00000000000000000000000000000001","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+        ));
+        assert!(!closes(&mut session));
+        let link = Arc::new(Link::new(
+            "CA1".to_owned(),
+            session.remote(),
+            on_failure,
+            Arc::new(After::new(None)),
+        ));
+        let _ = slot.set(link.clone());
+        let remote = session.remote();
+        for _ in 0..REMOTE_MAX_COMMANDS {
+            remote.mark("m").unwrap();
+        }
+        assert_eq!(remote.mark("m"), Err(RemoteError::Full));
+        (session, link, t0)
+    }
+
+    /// Drains the session; whether it closed the stream.
+    fn closes(session: &mut Session) -> bool {
+        loop {
+            match session.poll_output() {
+                CallOutput::Close { .. } => return true,
+                CallOutput::Timeout(_) => return false,
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits until `link` has begun ending the call, and a little more so
+    /// that its first try meets the full queue, before the queue is emptied.
+    fn ending(link: &Link) {
+        while !link.expects_end() {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Wakes the session (as the driver does) until it closes the stream.
+    fn closes_soon(session: &mut Session, t0: Instant) -> bool {
+        for i in 0..500u64 {
+            // Past the hangup's wait for the marks' echoes.
+            session.handle_timeout(t0 + Duration::from_secs(i * 10));
+            if closes(session) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_hangup_behind_a_full_command_queue_still_ends_the_call() {
+        let (mut session, link, t0) = full_call(OnFailure::Hangup);
+        let reader = std::thread::spawn({
+            let link = link.clone();
+            move || link.handle_line(br#"{"type":"hangup"}"#)
+        });
+        ending(&link);
+        assert!(closes_soon(&mut session, t0), "the hangup was lost");
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn a_failure_on_a_transport_thread_behind_a_full_queue_still_hangs_up() {
+        let (mut session, link, t0) = full_call(OnFailure::Hangup);
+        let reader = std::thread::spawn({
+            let link = link.clone();
+            move || link.fail("test")
+        });
+        ending(&link);
+        assert!(closes_soon(&mut session, t0), "the hangup was lost");
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn a_failure_on_the_pump_thread_is_applied_by_the_handler() {
+        let (mut session, link, t0) = full_call(OnFailure::Hangup);
+        // Never waits: the queue is still full.
+        link.fail_on_pump("test");
+        // The next event (a digit) has the handler apply the hangup.
+        session.handle_text(
+            t0,
+            &format!(
+                r#"{{"event":"dtmf","sequenceNumber":"2","streamSid":"{SID}","dtmf":{{"track":"inbound_track","digit":"1"}}}}"#
+            ),
+        );
+        assert!(closes_soon(&mut session, t0), "the hangup was lost");
+    }
 }
