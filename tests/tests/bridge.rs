@@ -798,6 +798,80 @@ fn a_websocket_service_that_is_down_fails_the_call() {
     assert!(read_until_closed(&mut t, &mut got), "the call did not end");
 }
 
+/// A one-second 16 kHz tone as a WAV file in `dir`.
+fn tone_wav(dir: &Path) -> PathBuf {
+    let path = dir.join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("wav");
+    for i in 0..16000 {
+        let s =
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 16000.0).sin()) as i16;
+        w.write_sample(s).expect("sample");
+    }
+    w.finalize().expect("wav");
+    path
+}
+
+#[test]
+fn a_program_plays_a_wav_file_but_not_a_fifo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = tone_wav(dir.path());
+    let (srv, dir) = server_with(
+        &format!(
+            "echo $$ > $DIR/pid; read -r line; mkfifo $DIR/fifo; printf '%s\\n' '{{\"type\":\"play\",\"wav\":\"$DIR/fifo\"}}' '{{\"type\":\"mark\",\"name\":\"fifo\"}}' '{{\"type\":\"play\",\"wav\":\"{}\"}}' '{{\"type\":\"mark\",\"name\":\"wav\"}}'; cat > /dev/null",
+            wav.display()
+        ),
+        |_| {},
+    );
+    let mut t = call(&srv, 17);
+    let mut got = Vec::new();
+    // A FIFO would block the program's reader for good: refused instead.
+    assert!(read_until_mark(&mut t, "fifo", &mut got), "{got:?}");
+    let fifo = got
+        .iter()
+        .position(|m| *m == ServerMessage::Mark("fifo".into()))
+        .expect("mark");
+    assert!(media_bytes(&got[..fifo]).is_empty());
+    assert!(read_until_mark(&mut t, "wav", &mut got), "{got:?}");
+    assert_eq!(media_bytes(&got).len(), 8000, "the file plays");
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_websocket_service_cannot_play_the_servers_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = tone_wav(dir.path());
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/bot", l.local_addr().expect("addr"));
+    let play = format!(r#"{{"type":"play","wav":"{}"}}"#, wav.display());
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let Ok(mut ws) = tungstenite::accept(s) else {
+            return;
+        };
+        for m in [play, r#"{"type":"mark","name":"after"}"#.to_owned()] {
+            let _ = ws.send(tungstenite::Message::text(m));
+        }
+        while ws.read().is_ok() {}
+    });
+    let srv = RunningServer::start(|s| {
+        s.handler = url.parse().expect("handler");
+    });
+    let mut t = call(&srv, 18);
+    let mut got = Vec::new();
+    assert!(read_until_mark(&mut t, "after", &mut got), "{got:?}");
+    assert!(
+        media_bytes(&got).is_empty(),
+        "a ws service played a file of the server's"
+    );
+}
+
 /// What pocketsphinx hears in `ulaw` (8 kHz) with the example bot's test
 /// grammar for spoken times (examples/bots/python/test_bot.py).
 fn hear_time(ulaw: &[u8]) -> String {

@@ -15,7 +15,7 @@ use callstream_core::message::Start;
 use super::link::Link;
 use super::outbox::Outbound;
 use super::protocol::{Parameters, ToProgram, VERSION};
-use super::{Bridge, metrics};
+use super::{Bridge, Transport, metrics};
 
 /// Audio kept before the detector's start of speech, and after its end, so
 /// the recogniser hears the whole first and last sound.
@@ -145,12 +145,15 @@ impl BridgeHandler {
     }
 
     fn start_link(&mut self, control: &Control<'_>) -> Arc<Link> {
-        let link = Arc::new(Link::new(
-            self.start.call_sid.to_string(),
-            control.remote(),
-            self.bridge.on_failure,
-            self.bridge.after.clone(),
-        ));
+        let link = Arc::new(
+            Link::new(
+                self.start.call_sid.to_string(),
+                control.remote(),
+                self.bridge.on_failure,
+                self.bridge.after.clone(),
+            )
+            .with_wav(matches!(self.bridge.transport, Transport::Exec(_))),
+        );
         metrics::CALLS.fetch_add(1, Ordering::Relaxed);
         let params: Vec<(String, String)> = self
             .start

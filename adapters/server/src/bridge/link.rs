@@ -2,6 +2,7 @@
 //! the transport's threads: what each program message does to the call
 //! (applied through the session's `RemoteControl`, which wakes the
 //! connection), how outbound messages are written, and what a failure does.
+use std::io::Read as _;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,6 +83,9 @@ pub struct Link {
     stopped: AtomicBool,
     /// The bridge failed.
     failed: AtomicBool,
+    /// Whether `play` may name a file (exec: the program is local; a ws
+    /// service is not, and must not read the server's files).
+    wav_allowed: bool,
     /// Kinds of bad lines already logged.
     warned: Mutex<Vec<&'static str>>,
     /// The last lines the program wrote to stderr.
@@ -115,9 +119,17 @@ impl Link {
             finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            wav_allowed: true,
             warned: Mutex::new(Vec::new()),
             stderr_tail: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// The link with `play` by `wav` allowed or refused.
+    #[must_use]
+    pub fn with_wav(mut self, allowed: bool) -> Link {
+        self.wav_allowed = allowed;
+        self
     }
 
     /// The program's rate for utterances and raw audio.
@@ -289,6 +301,10 @@ impl Link {
                 }
             }
             FromProgram::Play { rate, pcm } => self.play(&resample(&pcm, rate, CALL_RATE)),
+            FromProgram::PlayWav { path } if !self.wav_allowed => self.garbage(
+                "wav over ws",
+                &format!("{path}: a service plays pcm; wav names a file on callstream's machine, for local programs"),
+            ),
             FromProgram::PlayWav { path } => match read_wav(&path) {
                 Ok((rate, pcm)) => self.play(&resample(&pcm, rate, CALL_RATE)),
                 Err(e) => self.garbage("bad wav", &format!("{path}: {e}")),
@@ -432,13 +448,26 @@ impl Link {
     }
 }
 
-/// A 16-bit PCM WAV file: its rate and its first channel.
+/// A 16-bit PCM WAV file: its rate and its first channel. Only a regular
+/// file: a FIFO or a device would block the reading thread or never end.
 fn read_wav(path: &str) -> Result<(u32, Vec<i16>), String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without blocking (a FIFO's open waits for a writer), then
+    // checked on the open file itself, so it cannot be swapped in between.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
     if meta.len() > MAX_WAV_BYTES {
         return Err(format!("{} bytes is over {MAX_WAV_BYTES}", meta.len()));
     }
-    let r = hound::WavReader::open(path).map_err(|e| e.to_string())?;
+    let r = hound::WavReader::new(std::io::BufReader::new(file.take(MAX_WAV_BYTES)))
+        .map_err(|e| e.to_string())?;
     let spec = r.spec();
     if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
         return Err("not 16-bit PCM".to_owned());
