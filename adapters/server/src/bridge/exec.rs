@@ -156,25 +156,29 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     children.add(pid);
     tracing::info!(call_sid = %sid, pid, command = %cut(command), "BRIDGE_EXEC started");
     let threads = [
-        child.stdin.take().map(|stdin| {
+        child.stdin.take().and_then(|stdin| {
             spawn("bridge-stdin", {
                 let l = link.clone();
                 move || write_loop(stdin, &l)
             })
         }),
-        child.stdout.take().map(|out| {
+        child.stdout.take().and_then(|out| {
             spawn("bridge-stdout", {
                 let l = link.clone();
                 move || read_loop(out, &l)
             })
         }),
-        child.stderr.take().map(|err| {
+        child.stderr.take().and_then(|err| {
             spawn("bridge-stderr", {
                 let l = link.clone();
                 move || stderr_loop(err, &l)
             })
         }),
     ];
+    if threads.iter().any(Option::is_none) {
+        // The pipes are always there: a missing thread is the system's refusal.
+        link.fail("cannot start the bridge's threads");
+    }
     supervise(&mut child, pid, &link);
     children.remove(pid);
     // The pipes' threads end with the process group (end of file, or a
@@ -185,7 +189,8 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     }
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+/// Starts a pipe's thread; `None` when the system has no thread to give.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Option<std::thread::JoinHandle<()>> {
     // The default stack (2 MiB) is reserved, not used: small stacks keep a
     // thousand calls' address space modest. JSON nesting is limited by
     // serde_json (128 levels), far below this.
@@ -194,12 +199,14 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHand
         .stack_size(256 * 1024)
         .spawn(f)
     {
-        Ok(h) => h,
-        // Out of threads: run nothing, but keep the call alive; the program
-        // then looks hung and is handled so.
+        Ok(h) => Some(h),
+        // Out of threads: that pipe goes unserved, but the supervisor still
+        // runs (the program then looks hung, is ended with the call and is
+        // reaped). Trying another thread here would panic, and the program
+        // would never be reaped.
         Err(e) => {
             tracing::error!(error = %e, "cannot start a bridge thread");
-            std::thread::spawn(|| {})
+            None
         }
     }
 }
