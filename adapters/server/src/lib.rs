@@ -379,7 +379,7 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
         port_env = std::env::var("PORT").ok().as_deref().unwrap_or("-"),
         server_software = std::env::var("SERVER_SOFTWARE").ok().as_deref().unwrap_or("-"),
         public_base_url = s.public_base_url.as_deref().unwrap_or("(from Host header)"),
-        handler = %s.handler,
+        handler = %bridge::ws::loggable_url(&s.handler.to_string()),
         recordings_dir = s.recordings_dir.as_ref().map(|p| p.display().to_string()).as_deref().unwrap_or("(off)"),
         trust_forwarded_headers = s.trust_forwarded_headers,
         max_connections = s.max_connections,

@@ -113,6 +113,15 @@ pub fn param_env_name(name: &str) -> String {
     s
 }
 
+/// The server's secrets, kept from the programs it starts: a program that
+/// needs Twilio's API gets its own credentials through its own variable.
+pub const SECRET_ENV: [&str; 4] = [
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_WEBHOOK_SHARED_KEY",
+    "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+];
+
 /// The facts a program is started with.
 pub struct Facts<'a> {
     /// `CA…`
@@ -129,22 +138,7 @@ pub struct Facts<'a> {
 /// program is reaped. Run it on its own thread.
 pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Children>) {
     let sid = link.call_sid.clone();
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .env("CALLSTREAM_CALL_SID", facts.call_sid)
-        .env("CALLSTREAM_STREAM_SID", facts.stream_sid)
-        .env("CALLSTREAM_ACCOUNT_SID", facts.account_sid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in facts.parameters {
-        // A value with a NUL cannot be in an environment: left out.
-        if !v.contains('\0') {
-            cmd.env(param_env_name(k), v);
-        }
-    }
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut cmd = program(command, facts);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -187,6 +181,31 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     for t in threads.into_iter().flatten() {
         let _ = t.join();
     }
+}
+
+/// The program's command: `sh -c`, its pipes, its own process group, and
+/// the server's environment with the call's facts and without its secrets.
+fn program(command: &str, facts: &Facts<'_>) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("CALLSTREAM_CALL_SID", facts.call_sid)
+        .env("CALLSTREAM_STREAM_SID", facts.stream_sid)
+        .env("CALLSTREAM_ACCOUNT_SID", facts.account_sid)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in facts.parameters {
+        // A value with a NUL cannot be in an environment: left out.
+        if !v.contains('\0') {
+            cmd.env(param_env_name(k), v);
+        }
+    }
+    for k in SECRET_ENV {
+        cmd.env_remove(k);
+    }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd
 }
 
 /// Starts a pipe's thread; `None` when the system has no thread to give.
@@ -433,6 +452,40 @@ mod tests {
         assert_eq!(buf, b"next");
         assert!(!skip_line(&mut r).unwrap());
         assert!(!skip_line(&mut r).unwrap());
+    }
+
+    #[test]
+    fn programs_get_the_call_facts_but_not_the_servers_secrets() {
+        // Through the command the program is started with (setting the
+        // test process's own environment would race the other tests).
+        let params = [("x-tenant".to_owned(), "acme".to_owned())];
+        let facts = Facts {
+            call_sid: "CA1",
+            stream_sid: "MZ1",
+            account_sid: "AC1",
+            parameters: &params,
+        };
+        let cmd = program("true", &facts);
+        let envs: Vec<(String, Option<String>)> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        for secret in SECRET_ENV {
+            assert!(
+                envs.contains(&(secret.to_owned(), None)),
+                "{secret} is passed on: {envs:?}"
+            );
+        }
+        assert!(envs.contains(&("CALLSTREAM_CALL_SID".to_owned(), Some("CA1".to_owned()))));
+        assert!(envs.contains(&(
+            "CALLSTREAM_PARAM_X_TENANT".to_owned(),
+            Some("acme".to_owned())
+        )));
     }
 
     #[test]
