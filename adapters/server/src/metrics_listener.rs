@@ -115,13 +115,7 @@ impl Drop for MetricsListener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Unblock accept() with a connection of our own.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
+        let wake = crate::listen::wake_addr(self.addr);
         if TcpStream::connect_timeout(&wake, Duration::from_millis(200)).is_ok()
             && let Some(t) = self.thread.take()
         {
