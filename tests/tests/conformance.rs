@@ -1,4 +1,4 @@
-//! The conformance suite: each server (smol and blocking), started on an
+//! The conformance suite: each server (smol, blocking and epoll), started on an
 //! ephemeral port and driven by real, independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
 //! tungstenite for WebSocket framing, audio made by espeak-ng and sox, and
 //! Python's audioop as the reference decoder.
@@ -556,6 +556,9 @@ macro_rules! conformance {
         }
         mod blocking {
             $(#[test] fn $name() { super::$name(super::Adapter::Blocking) })*
+        }
+        mod epoll {
+            $(#[test] fn $name() { super::$name(super::Adapter::Epoll) })*
         }
     };
 }
