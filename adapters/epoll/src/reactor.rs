@@ -151,6 +151,9 @@ impl Reactor {
         let mut give_up_at = None;
         loop {
             let now = Instant::now();
+            while let Some(key) = self.timers.pop_due(now) {
+                self.on_timer(key, now);
+            }
             if give_up_at.is_none() {
                 if let Some(&at) = self.stop.get() {
                     give_up_at = Some(self.server.options().give_up_at(at));
@@ -165,9 +168,6 @@ impl Reactor {
             if self.paused_until.is_some_and(|t| t <= now) {
                 self.paused_until = None;
                 self.listen(true);
-            }
-            while let Some(key) = self.timers.pop_due(now) {
-                self.on_timer(key, now);
             }
             let wake_at = [self.timers.next(), self.paused_until, give_up_at]
                 .into_iter()
