@@ -36,12 +36,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod conn;
+mod handle;
 mod reactor;
 mod timers;
 
 use callstream_server::Server;
 use callstream_server::config::Settings;
-use reactor::{Handle, Reactor};
+use handle::Handle;
+use reactor::Reactor;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};

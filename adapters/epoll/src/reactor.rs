@@ -6,21 +6,19 @@
 //! the frame path takes no lock and wakes no other thread. Sockets are
 //! registered once, edge-triggered for reading and writing: no `epoll_ctl`
 //! per frame.
+use crate::conn::{Conn, Next, State, write_now};
+use crate::handle::{Handle, NOTIFY};
 use crate::timers::Timers;
 use callstream_server::observer::Drained;
-use callstream_server::{Admission, Driver, Server, close};
+use callstream_server::{Admission, Server};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use slab::Slab;
 use std::io::{self, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Event data of the wake-up eventfd; listener `i` is `1 + i`. Connections
-/// carry a nonzero generation in the high half, so they never collide.
-const NOTIFY: u64 = 0;
 /// 8 KiB per read: a media message is under 400 bytes.
 const READ_BUF: usize = 8192;
 /// Full reads in a row before the other connections get their turn.
@@ -31,86 +29,14 @@ const ACCEPT_BURST: usize = 64;
 /// than spin on a listener that stays readable.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// What other threads share with one reactor: its epoll instance and its
-/// wake-up queue.
-pub(crate) struct Handle {
-    epoll: OwnedFd,
-    eventfd: OwnedFd,
-    /// Connections a handler's remote control asked to run: (key, generation).
-    woken: Mutex<Vec<(usize, u32)>>,
-}
-
-impl Handle {
-    pub(crate) fn new() -> io::Result<Handle> {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        let flags = rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK;
-        let eventfd = rustix::event::eventfd(0, flags)?;
-        epoll::add(&epoll, &eventfd, EventData::new_u64(NOTIFY), EventFlags::IN)?;
-        let woken = Mutex::new(Vec::new());
-        Ok(Handle {
-            epoll,
-            eventfd,
-            woken,
-        })
-    }
-
-    /// Registers listener `i`. Exclusive: a new connection wakes one reactor
-    /// waiting in `epoll_wait`, the listener's own first (it registered there
-    /// first). A reactor busy in a handler is not waiting, so another takes
-    /// the connection: the kernel's SO_REUSEPORT spreading never strands a
-    /// caller behind a blocked thread.
-    pub(crate) fn listen(&self, l: &TcpListener, i: usize) -> io::Result<()> {
-        let flags = EventFlags::IN | EventFlags::EXCLUSIVE;
-        Ok(epoll::add(
-            &self.epoll,
-            l,
-            EventData::new_u64(1 + i as u64),
-            flags,
-        )?)
-    }
-
-    /// Wakes the reactor's `epoll_wait` (from any thread).
-    pub(crate) fn notify(&self) {
-        let _ = rustix::io::write(&self.eventfd, &1u64.to_ne_bytes());
-    }
-
-    fn wake(&self, key: usize, generation: u32) {
-        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
-        woken.push((key, generation));
-        drop(woken);
-        self.notify();
-    }
-}
-
-enum State {
-    /// The engine runs.
-    Open,
-    /// The engine closed: writing its last bytes, until then at the latest.
-    Flushing(Instant),
-    /// Half-closed: discarding what the peer still sends until then, so that
-    /// the kernel sends no reset over the last answer.
-    Lingering(Instant, usize),
-}
-
-struct Conn {
-    stream: TcpStream,
-    generation: u32,
-    driver: Driver,
-    _admission: Admission,
-    /// Set while the connection sits in the wake-up queue: one entry per
-    /// burst of remote-control commands.
-    queued: Arc<AtomicBool>,
-    state: State,
-    eof: bool,
-}
-
 /// One thread's event loop.
 pub(crate) struct Reactor {
-    pub(crate) index: usize,
-    pub(crate) handle: Arc<Handle>,
-    pub(crate) server: Arc<Server>,
-    pub(crate) listeners: Option<Arc<[TcpListener]>>,
-    pub(crate) stop: Arc<OnceLock<Instant>>,
+    index: usize,
+    handle: Arc<Handle>,
+    server: Arc<Server>,
+    /// Every reactor's listener; `None` once shutting down.
+    listeners: Option<Arc<[TcpListener]>>,
+    stop: Arc<OnceLock<Instant>>,
     conns: Slab<Conn>,
     timers: Timers,
     generations: u32,
@@ -154,16 +80,12 @@ impl Reactor {
             while let Some(key) = self.timers.pop_due(now) {
                 self.on_timer(key, now);
             }
-            if give_up_at.is_none() {
-                if let Some(&at) = self.stop.get() {
-                    give_up_at = Some(self.server.options().give_up_at(at));
-                    self.begin_shutdown(now);
-                }
+            if let (None, Some(&at)) = (give_up_at, self.stop.get()) {
+                give_up_at = Some(self.server.options().give_up_at(at));
+                self.begin_shutdown(now);
             }
-            if let Some(g) = give_up_at {
-                if self.conns.is_empty() || now >= g {
-                    break;
-                }
+            if give_up_at.is_some_and(|g| self.conns.is_empty() || now >= g) {
+                break;
             }
             if self.paused_until.is_some_and(|t| t <= now) {
                 self.paused_until = None;
@@ -178,6 +100,7 @@ impl Reactor {
                 Some(t) => Some(t.saturating_duration_since(Instant::now())),
                 None => None,
             };
+            // rustix rounds up to whole milliseconds: never wakes early.
             let timeout = timeout.and_then(|t| rustix::event::Timespec::try_from(t).ok());
             events.clear();
             let spare = rustix::buffer::spare_capacity(&mut events);
@@ -189,22 +112,17 @@ impl Reactor {
             for ev in &events {
                 let (data, flags) = (ev.data.u64(), ev.flags);
                 let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
-                match (generation, key) {
-                    (0, 0) => self.on_notify(now),
-                    (0, i) => self.accept(i - 1, now),
-                    _ => self.on_ready(key, generation, flags, now),
+                match (generation, data) {
+                    (0, NOTIFY) => self.on_notify(now),
+                    (0, _) => self.accept(key - 1, now),
+                    _ => self.on_ready(key, Some(generation), flags, now),
                 }
             }
             for key in std::mem::take(&mut self.again) {
-                self.on_ready(key, 0, EventFlags::IN, now);
+                self.on_ready(key, None, EventFlags::IN, now);
             }
         }
-        let mut left = Vec::new();
-        for conn in self.conns.drain() {
-            conn.driver.finish();
-            left.push(conn._admission);
-        }
-        Ok(left)
+        Ok(self.conns.drain().map(Conn::finish).collect())
     }
 
     fn begin_shutdown(&mut self, now: Instant) {
@@ -231,10 +149,11 @@ impl Reactor {
 
     fn listen(&mut self, on: bool) {
         for (i, l) in self.listeners.iter().flat_map(|l| l.iter()).enumerate() {
-            let _ = match on {
-                true => self.handle.listen(l, i),
-                false => epoll::delete(&self.handle.epoll, l).map_err(io::Error::from),
-            };
+            if on {
+                let _ = self.handle.listen(l, i);
+            } else {
+                self.handle.unlisten(l);
+            }
         }
     }
 
@@ -246,11 +165,8 @@ impl Reactor {
             match l.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     self.listen(false);
@@ -277,8 +193,7 @@ impl Reactor {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let queued = Arc::new(AtomicBool::new(false));
-        let (q, h) = (queued.clone(), Arc::downgrade(&self.handle));
-        let waker = Arc::new(move || wake(&q, &h, key, generation));
+        let waker = self.handle.waker(key, generation, queued.clone());
         let driver = self.server.driver(peer, now, Some(waker));
         let data = EventData::new_u64(u64::from(generation) << 32 | key as u64);
         let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
@@ -291,7 +206,7 @@ impl Reactor {
             stream,
             generation,
             driver,
-            _admission: admission,
+            admission,
             queued,
             state: State::Open,
             eof: false,
@@ -300,17 +215,13 @@ impl Reactor {
     }
 
     fn on_notify(&mut self, now: Instant) {
-        let _ = rustix::io::read(&self.handle.eventfd, &mut [0u8; 8]);
-        let woken =
-            std::mem::take(&mut *self.handle.woken.lock().unwrap_or_else(|e| e.into_inner()));
-        for (key, generation) in woken {
-            let Some(c) = self
-                .conns
-                .get_mut(key)
-                .filter(|c| c.generation == generation)
-            else {
+        for (key, generation) in self.handle.take_woken() {
+            let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
+            if c.generation != generation {
+                continue;
+            }
             c.queued.store(false, Ordering::Release);
             if matches!(c.state, State::Open) {
                 c.driver.handle_timeout(now);
@@ -323,80 +234,66 @@ impl Reactor {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        match c.state {
-            State::Open => {
-                c.driver.handle_timeout(now);
-                self.service(key, now);
-            }
-            // The write limit passed: give up on the last bytes, no linger.
-            State::Flushing(until) if until <= now => {
-                let _ = c.stream.shutdown(Shutdown::Write);
-                self.remove(key);
-            }
-            State::Lingering(until, _) if until <= now => self.remove(key),
-            State::Flushing(until) | State::Lingering(until, _) => self.timers.arm(key, until),
+        if matches!(c.state, State::Open) {
+            c.driver.handle_timeout(now);
+            self.service(key, now);
+        } else {
+            let next = c.expire(now);
+            self.apply(key, next);
         }
     }
 
-    /// Readiness; `generation` 0 means "whichever connection has the key now".
-    fn on_ready(&mut self, key: usize, generation: u32, flags: EventFlags, now: Instant) {
+    /// Readiness of connection `key` (`generation` checked when known).
+    fn on_ready(&mut self, key: usize, generation: Option<u32>, flags: EventFlags, now: Instant) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if generation != 0 && c.generation != generation {
+        if generation.is_some_and(|g| g != c.generation) {
             return;
         }
-        match c.state {
+        let next = match c.state {
             State::Open => {
-                let readable =
-                    EventFlags::IN | EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR;
-                if flags.intersects(readable) {
+                let readable = EventFlags::IN | EventFlags::RDHUP | EventFlags::HUP;
+                // An error is found out by reading.
+                if flags.intersects(readable | EventFlags::ERR) {
                     self.read(key, now);
                 } else {
                     self.service(key, now);
                 }
+                return;
             }
-            State::Flushing(_) => self.flush(key, now),
-            State::Lingering(..) => self.linger(key),
-        }
+            State::Flushing(_) => c.flush(now),
+            State::Lingering(..) => c.linger(),
+        };
+        self.apply(key, next);
     }
 
     /// Reads what the socket holds, draining the engine after each read.
     fn read(&mut self, key: usize, now: Instant) {
         for _ in 0..READ_BURST {
-            let Some(c) = self
-                .conns
-                .get_mut(key)
-                .filter(|c| matches!(c.state, State::Open))
-            else {
+            let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            if c.eof {
+            if c.eof || !matches!(c.state, State::Open) {
                 return self.service(key, now);
             }
             let n = match c.stream.read(&mut self.buf) {
-                Ok(0) => {
-                    c.eof = true;
-                    c.driver.handle_eof(now);
-                    0
-                }
-                Ok(n) => {
+                Ok(n) if n > 0 => {
                     c.driver
                         .handle_receive(now, self.buf.get(..n).unwrap_or_default());
                     n
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.service(key, now),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
+                _ => {
                     c.eof = true;
                     c.driver.handle_eof(now);
                     0
                 }
             };
             self.service(key, now);
-            // A short read emptied the socket: anything arriving later is a
-            // new edge. Reading on until WouldBlock would cost a syscall per
-            // frame.
+            // A short read emptied the socket: what arrives later is a new
+            // edge. Reading on until WouldBlock would cost a syscall a frame.
             if n < self.buf.len() {
                 return;
             }
@@ -426,45 +323,16 @@ impl Reactor {
             return self.remove(key);
         }
         if close {
-            c.state = State::Flushing(now + close::WRITE_LIMIT);
-            self.timers.arm(key, now + close::WRITE_LIMIT);
-            self.flush(key, now);
+            let next = c.close(now);
+            self.apply(key, next);
         }
     }
 
-    /// Writes the engine's last bytes, then half-closes and lingers.
-    fn flush(&mut self, key: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
-        if write_now(&c.stream, &mut c.driver).is_err() {
-            let _ = c.stream.shutdown(Shutdown::Write);
-            return self.remove(key);
-        }
-        if c.driver.transmit().is_empty() {
-            let _ = c.stream.shutdown(Shutdown::Write);
-            c.state = State::Lingering(now + close::LINGER, 0);
-            self.timers.arm(key, now + close::LINGER);
-            self.linger(key);
-        }
-    }
-
-    /// Discards what the peer still sends, until its end or the limits.
-    fn linger(&mut self, key: usize) {
-        let mut sink = [0u8; 4096];
-        loop {
-            let Some(c) = self.conns.get_mut(key) else {
-                return;
-            };
-            let State::Lingering(_, total) = &mut c.state else {
-                return;
-            };
-            match c.stream.read(&mut sink) {
-                Ok(n) if n > 0 && *total + n < close::LINGER_BYTES => *total += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                _ => return self.remove(key),
-            }
+    fn apply(&mut self, key: usize, next: Next) {
+        match next {
+            Next::Stay => {}
+            Next::Until(t) => self.timers.arm(key, t),
+            Next::Remove => self.remove(key),
         }
     }
 
@@ -472,34 +340,7 @@ impl Reactor {
         self.timers.cancel(key);
         if let Some(c) = self.conns.try_remove(key) {
             // Closing the socket also takes it out of the epoll set.
-            drop(c.stream);
-            c.driver.finish();
+            drop(c.finish());
         }
     }
-}
-
-/// The waker a connection's engine calls when a handler's remote control
-/// queued a command (from any thread): one queue entry and one eventfd write
-/// per burst of commands.
-fn wake(queued: &AtomicBool, handle: &Weak<Handle>, key: usize, generation: u32) {
-    if queued.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    if let Some(h) = handle.upgrade() {
-        h.wake(key, generation);
-    }
-}
-
-/// Writes as much of the engine's output as the socket takes without waiting.
-fn write_now(mut stream: &TcpStream, conn: &mut Driver) -> io::Result<()> {
-    while !conn.transmit().is_empty() {
-        match stream.write(conn.transmit()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.consume_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
