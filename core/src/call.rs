@@ -450,6 +450,9 @@ pub struct Call {
     out: VecDeque<CallOutput>,
     payload: Vec<u8>,
     send_buf: Vec<u8>,
+    /// Text buffers handed back by the driver ([`Call::recycle`]), reused
+    /// for the next messages out.
+    spare: Vec<String>,
     stats: CallStats,
 }
 
@@ -471,6 +474,7 @@ impl Call {
             out: VecDeque::new(),
             payload: Vec::new(),
             send_buf: Vec::new(),
+            spare: Vec::new(),
             stats: CallStats::default(),
             config,
         }
@@ -589,6 +593,15 @@ impl Call {
             if !self.pump() {
                 return CallOutput::Timeout(self.deadline());
             }
+        }
+    }
+
+    /// Hands back the text of a [`CallOutput::Send`] once it is written, so
+    /// that the next message reuses its buffer: a driver that does so sends
+    /// media without an allocation per frame. Optional.
+    pub fn recycle(&mut self, text: String) {
+        if self.spare.len() < 4 {
+            self.spare.push(text);
         }
     }
 
@@ -980,7 +993,9 @@ impl Call {
     fn on_outgoing(&mut self, sid: StreamSid, o: Outgoing) {
         match o {
             Outgoing::Media { play_at } => {
-                let mut text = String::with_capacity(80 + self.send_buf.len() * 4 / 3);
+                let mut text = self.spare.pop().unwrap_or_default();
+                text.clear();
+                text.reserve(80 + self.send_buf.len() * 4 / 3);
                 message::write_media(&mut text, &sid, &self.send_buf);
                 self.stats.frames_sent += 1;
                 self.out.push_back(CallOutput::Send(text));
@@ -996,7 +1011,9 @@ impl Call {
                 }
             }
             Outgoing::Mark { name, done_at } => {
-                let mut text = String::with_capacity(80 + name.len());
+                let mut text = self.spare.pop().unwrap_or_default();
+                text.clear();
+                text.reserve(80 + name.len());
                 message::write_mark(&mut text, &sid, &name);
                 self.sent_marks.push_back(SentMark {
                     name,

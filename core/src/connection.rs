@@ -196,9 +196,15 @@ pub struct Config {
     /// How long to wait for the peer's answer to our WebSocket close frame
     /// before closing the TCP connection anyway. Default 5 s.
     pub close_timeout: Duration,
-    /// A media stream with no bytes from Twilio for this long is closed
-    /// (Twilio sends a frame every 20 ms while a stream lives). Default 60 s.
+    /// A media stream with no message from Twilio for this long is closed
+    /// (Twilio sends a frame every 20 ms while a stream lives). Only text
+    /// frames count: pings or a frame dribbled byte by byte do not keep a
+    /// stream open. Default 60 s.
     pub stream_idle_timeout: Duration,
+    /// A media stream whose `start` has not come this long after the
+    /// upgrade is closed with 1008 (Twilio sends `connected` and `start`
+    /// together, at once). Default 10 s.
+    pub stream_start_timeout: Duration,
     /// After [`Connection::shutdown`], how long a live call may go on before
     /// it is closed with 1001 (a call is live from its `start` to its end).
     /// Default zero: closed at once. A server draining within a platform's
@@ -226,6 +232,7 @@ impl Default for Config {
             max_transmit: 1024 * 1024,
             close_timeout: Duration::from_secs(5),
             stream_idle_timeout: Duration::from_secs(60),
+            stream_start_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::ZERO,
             shared: Shared::default(),
         }
@@ -251,6 +258,7 @@ impl fmt::Debug for Config {
             .field("max_transmit", &self.max_transmit)
             .field("close_timeout", &self.close_timeout)
             .field("stream_idle_timeout", &self.stream_idle_timeout)
+            .field("stream_start_timeout", &self.stream_start_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .finish_non_exhaustive()
     }
@@ -460,8 +468,14 @@ pub enum CloseReason {
     WebSocketFailed(WsError),
     /// The peer did not answer our close frame within [`Config::close_timeout`].
     CloseTimeout,
-    /// The media stream was silent for [`Config::stream_idle_timeout`].
+    /// The media stream sent no message for [`Config::stream_idle_timeout`].
     StreamIdle,
+    /// The media stream sent no `start` within [`Config::stream_start_timeout`];
+    /// closed with 1008.
+    StartTimeout,
+    /// [`Connection::shed`]: the server is over a limit and closed this HTTP
+    /// connection (answering 503 to a request in progress).
+    Shed,
     /// [`Connection::shutdown`] on a connection with nothing in progress.
     Shutdown,
 }
@@ -576,6 +590,10 @@ pub enum Event {
 /// is harmless, so this only bounds how long a forgotten connection lingers.
 const NO_DEADLINE: Duration = Duration::from_secs(3600);
 
+/// Most answer-buffer capacity an HTTP connection keeps once everything is
+/// written: enough for the usual answers without a new allocation each.
+const IDLE_OUT_CAPACITY: usize = 16 * 1024;
+
 enum Phase {
     Http(Box<RequestParser>),
     Stream(Box<StreamPhase>),
@@ -668,7 +686,7 @@ impl Connection {
                 }
                 parser.handle_receive(now, bytes);
             }
-            Phase::Stream(s) => s.handle_receive(now, bytes),
+            Phase::Stream(s) => s.handle_receive(bytes),
         }
     }
 
@@ -713,6 +731,44 @@ impl Connection {
         self.draining = true;
         if let Phase::Stream(s) = &mut self.phase {
             s.shutdown(now, &self.config);
+        }
+    }
+
+    /// Closes an HTTP connection at once because the server is over a limit
+    /// an unauthenticated client could exhaust (connections that have not
+    /// made a request, memory held by request buffers): a request in
+    /// progress is answered 503 (`Retry-After: 1`), an idle connection
+    /// closes quietly, and [`CloseReason::Shed`] is the last event. Buffers
+    /// are freed now. A media stream (an accepted, signed upgrade) is never
+    /// shed: nothing happens.
+    pub fn shed(&mut self, now: Instant) {
+        self.advance(now);
+        if self.closed {
+            return;
+        }
+        let Phase::Http(parser) = &mut self.phase else {
+            return;
+        };
+        let partial = !parser.is_idle();
+        **parser = RequestParser::new(self.config.limits.clone(), now);
+        self.close_after_answer = None;
+        if partial {
+            self.out
+                .extend_from_slice(crate::http::overloaded_response());
+        }
+        self.finish(CloseReason::Shed);
+    }
+
+    /// Bytes of memory this connection holds for HTTP requests (read
+    /// buffer, the request in progress, answers not yet written); zero once
+    /// it is a media stream. A server budgets this across connections,
+    /// since any client can make a connection hold it before any signature
+    /// is checked.
+    #[must_use]
+    pub fn request_buffer_bytes(&self) -> usize {
+        match &self.phase {
+            Phase::Http(parser) => parser.memory() + self.out.capacity(),
+            Phase::Stream(_) => 0,
         }
     }
 
@@ -775,6 +831,11 @@ impl Connection {
                 if self.sent == self.out.len() {
                     self.out.clear();
                     self.sent = 0;
+                    // A big answer (metrics, a long TwiML) must not pin its
+                    // memory to an idle keep-alive connection.
+                    if self.out.capacity() > IDLE_OUT_CAPACITY {
+                        self.out = Vec::new();
+                    }
                 }
             }
         }

@@ -446,6 +446,12 @@ impl Session {
         }
     }
 
+    /// Hands back the text of a [`CallOutput::Send`] once written (see
+    /// [`Call::recycle`]).
+    pub fn recycle(&mut self, text: String) {
+        self.call.recycle(text);
+    }
+
     /// The call's counters.
     pub fn stats(&self) -> &CallStats {
         self.call.stats()

@@ -42,7 +42,7 @@
 //!     other => panic!("{other:?}"),
 //! }
 //! assert!(ws.poll_event().is_none());
-//! ws.send_text("hello".to_string()).unwrap();
+//! ws.send_text("hello").unwrap();
 //! assert_eq!(ws.transmit(), b"\x81\x05hello");
 //! ```
 
@@ -70,16 +70,17 @@ pub const MAX_CLOSE_REASON: usize = 123;
 /// frame's length once the header is known).
 const READ_CHUNK: usize = 2048;
 
-/// A complete text message, borrowed from the frame engine's buffer without a
-/// copy.
+/// A complete text message. Its buffer can be handed back with
+/// [`WebSocket::recycle`], so that a steady stream of messages reuses the same
+/// few buffers instead of allocating one per message.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Text(Utf8Bytes);
+pub struct Text(String);
 
 impl Text {
     /// The message as a string slice.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        &self.0
     }
 }
 
@@ -251,11 +252,30 @@ enum State {
     Finished,
 }
 
+/// Text buffers kept for reuse ([`WebSocket::recycle`]).
+const POOL: usize = 4;
+
 /// The server side of one WebSocket connection, over in-memory buffers.
+///
+/// The common case — a whole, unfragmented, masked text frame within
+/// [`MAX_MESSAGE`] — is decoded here, into a recycled buffer, and a text
+/// frame out is framed here, straight into the transmit buffer: a media
+/// stream's frames cost no allocation. Every other frame (control frames,
+/// fragments, binary, anything malformed or too big) goes, whole and in
+/// order, to the frame engine, which answers, joins or fails as RFC 6455
+/// says. Frames are handed over only at frame boundaries, so the two never
+/// disagree on where a frame starts.
 pub struct WebSocket {
     inner: TWebSocket<Pipe>,
     state: State,
     binary_dropped: u64,
+    /// Bytes received and not yet decoded or handed to the frame engine.
+    pending: Vec<u8>,
+    pending_at: usize,
+    /// The frame engine holds the start of a fragmented message: every frame
+    /// goes to it until the message ends.
+    fragmented: bool,
+    pool: Vec<String>,
 }
 
 impl fmt::Debug for WebSocket {
@@ -288,9 +308,13 @@ impl WebSocket {
             ..Pipe::default()
         };
         WebSocket {
-            inner: TWebSocket::from_partially_read(pipe, read_ahead, Role::Server, Some(config)),
+            inner: TWebSocket::from_partially_read(pipe, Vec::new(), Role::Server, Some(config)),
             state: State::Open,
             binary_dropped: 0,
+            pending: read_ahead,
+            pending_at: 0,
+            fragmented: false,
+            pool: Vec::new(),
         }
     }
 
@@ -299,8 +323,72 @@ impl WebSocket {
     /// bytes are ignored.
     pub fn handle_receive(&mut self, bytes: &[u8]) {
         if self.state != State::Finished {
-            self.inner.get_mut().inbound.extend_from_slice(bytes);
+            if self.pending_at == self.pending.len() {
+                self.pending.clear();
+                self.pending_at = 0;
+            }
+            self.pending.extend_from_slice(bytes);
         }
+    }
+
+    /// Hands a message's buffer back for the next one.
+    pub fn recycle(&mut self, text: Text) {
+        if self.pool.len() < POOL {
+            self.pool.push(text.0);
+        }
+    }
+
+    /// The next whole frame in `pending`: decoded here when it is a plain
+    /// text message, else handed to the frame engine. `None`: no whole frame.
+    fn next_frame(&mut self) -> Option<Option<Event>> {
+        let buf = self.pending.get(self.pending_at..).unwrap_or_default();
+        let head = FrameHead::parse(buf)?;
+        let total = match head.total() {
+            Some(total) if head.len <= MAX_MESSAGE as u64 => total,
+            _ => {
+                // Too big: the frame engine refuses it from its header (1009).
+                let n = buf.len();
+                self.hand_over(n);
+                return Some(None);
+            }
+        };
+        if buf.len() < total {
+            return None;
+        }
+        let plain = head.fin && head.opcode == 1 && head.rsv == 0 && !self.fragmented;
+        if let (true, Some(mask)) = (plain, head.mask) {
+            let payload = &buf[head.header..total];
+            let mut bytes = self.pool.pop().unwrap_or_default().into_bytes();
+            bytes.clear();
+            bytes.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+            match String::from_utf8(bytes) {
+                Ok(text) => {
+                    self.pending_at += total;
+                    return Some(Some(Event::Text(Text(text))));
+                }
+                // The frame engine says how invalid text fails (1007).
+                Err(e) => {
+                    let mut bytes = e.into_bytes();
+                    bytes.clear();
+                    self.pool.push(String::from_utf8(bytes).unwrap_or_default());
+                }
+            }
+        }
+        match head.opcode {
+            1 | 2 if !head.fin => self.fragmented = true,
+            0 if head.fin => self.fragmented = false,
+            _ => {}
+        }
+        self.hand_over(total);
+        Some(None)
+    }
+
+    /// Moves the next `n` pending bytes to the frame engine.
+    fn hand_over(&mut self, n: usize) {
+        let end = self.pending_at + n;
+        let bytes = self.pending.get(self.pending_at..end).unwrap_or_default();
+        self.inner.get_mut().inbound.extend_from_slice(bytes);
+        self.pending_at = end.min(self.pending.len());
     }
 
     /// The next event from the bytes received so far, or `None` when more
@@ -312,8 +400,24 @@ impl WebSocket {
             if self.state == State::Finished {
                 return None;
             }
+            // What the frame engine was given comes out first, in order.
+            if self.inner.get_ref().inbound.is_empty() {
+                match self.next_frame() {
+                    Some(Some(event)) => return Some(event),
+                    Some(None) => {}
+                    None => {
+                        // No whole frame: flush a pong queued earlier.
+                        if let Err(e) = self.inner.flush() {
+                            return self.on_error(e);
+                        }
+                        return None;
+                    }
+                }
+            }
             match self.inner.read() {
-                Ok(Message::Text(text)) => return Some(Event::Text(Text(text))),
+                Ok(Message::Text(text)) => {
+                    return Some(Event::Text(Text(text.as_str().to_owned())));
+                }
                 Ok(Message::Binary(data)) => {
                     self.binary_dropped += 1;
                     return Some(Event::BinaryDropped { len: data.len() });
@@ -345,7 +449,10 @@ impl WebSocket {
                     if let Err(e) = self.inner.flush() {
                         return self.on_error(e);
                     }
-                    return None;
+                    // The engine took every byte it was given; go on with
+                    // what is pending.
+                    self.inner.get_mut().inbound.clear();
+                    self.inner.get_mut().read_at = 0;
                 }
                 Err(e) => return self.on_error(e),
             }
@@ -387,17 +494,36 @@ impl WebSocket {
         let pipe = self.inner.get_mut();
         pipe.inbound = Vec::new();
         pipe.read_at = 0;
+        self.pending = Vec::new();
+        self.pending_at = 0;
     }
 
-    /// Queues one text message (a single unfragmented frame).
+    /// Queues one text message (a single unfragmented frame), framed straight
+    /// into the transmit buffer.
     ///
     /// # Errors
     /// [`SendError`] once a close frame was sent or received.
-    pub fn send_text(&mut self, text: String) -> Result<(), SendError> {
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError);
         }
-        self.inner.send(Message::text(text)).map_err(|_| SendError)
+        // A pong the engine queued goes out before this frame.
+        self.inner.flush().map_err(|_| SendError)?;
+        let out = &mut self.inner.get_mut().outbound;
+        let len = text.len();
+        // FIN + text; a server never masks (RFC 6455 §5.1).
+        out.push(0x81);
+        if len < 126 {
+            out.push(len as u8);
+        } else if let Ok(len) = u16::try_from(len) {
+            out.push(126);
+            out.extend_from_slice(&len.to_be_bytes());
+        } else {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        out.extend_from_slice(text.as_bytes());
+        Ok(())
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to
@@ -475,6 +601,55 @@ impl WebSocket {
     }
 }
 
+/// A frame header (RFC 6455 §5.2), read without consuming anything.
+struct FrameHead {
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    /// Payload length as announced.
+    len: u64,
+    /// Header bytes, extended length and mask included.
+    header: usize,
+}
+
+impl FrameHead {
+    /// `None` until the whole header is in `buf`.
+    fn parse(buf: &[u8]) -> Option<FrameHead> {
+        let (&b0, rest) = buf.split_first()?;
+        let (&b1, rest) = rest.split_first()?;
+        let (len, rest, ext) = match b1 & 0x7F {
+            126 => {
+                let ext: [u8; 2] = rest.get(..2)?.try_into().ok()?;
+                (u64::from(u16::from_be_bytes(ext)), &rest[2..], 2)
+            }
+            127 => {
+                let ext: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+                (u64::from_be_bytes(ext), &rest[8..], 8)
+            }
+            n => (u64::from(n), rest, 0),
+        };
+        let mask = if b1 & 0x80 != 0 {
+            Some(rest.get(..4)?.try_into().ok()?)
+        } else {
+            None
+        };
+        Some(FrameHead {
+            fin: b0 & 0x80 != 0,
+            rsv: b0 & 0x70,
+            opcode: b0 & 0x0F,
+            mask,
+            len,
+            header: 2 + ext + if mask.is_some() { 4 } else { 0 },
+        })
+    }
+
+    /// Header plus payload, when it fits in memory.
+    fn total(&self) -> Option<usize> {
+        usize::try_from(self.len).ok()?.checked_add(self.header)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -509,7 +684,7 @@ mod tests {
     }
 
     fn text_event(s: &str) -> Event {
-        Event::Text(Text(Utf8Bytes::from(s)))
+        Event::Text(Text(s.to_owned()))
     }
 
     #[test]
@@ -524,7 +699,7 @@ mod tests {
     fn read_ahead_and_pending_transmit_are_kept() {
         let mut ws = WebSocket::accept(text("early"), b"HTTP/1.1 101 ...\r\n\r\n".to_vec());
         assert_eq!(events(&mut ws), [text_event("early")]);
-        ws.send_text("x".into()).unwrap();
+        ws.send_text("x").unwrap();
         assert_eq!(ws.transmit(), b"HTTP/1.1 101 ...\r\n\r\n\x81\x01x");
     }
 
@@ -704,7 +879,7 @@ mod tests {
         );
         assert_eq!(ws.transmit(), b"\x88\x05\x03\xe8bye");
         assert!(ws.is_finished());
-        assert_eq!(ws.send_text("late".into()), Err(SendError));
+        assert_eq!(ws.send_text("late"), Err(SendError));
     }
 
     #[test]
@@ -747,7 +922,7 @@ mod tests {
         ws.close(1001, "going away");
         assert!(ws.is_closing());
         assert_eq!(ws.transmit(), b"\x88\x0c\x03\xe9going away");
-        assert_eq!(ws.send_text("x".into()), Err(SendError));
+        assert_eq!(ws.send_text("x"), Err(SendError));
         // Data the peer sent before it saw our close still arrives.
         ws.handle_receive(&text("in flight"));
         ws.handle_receive(&frame(0x88, b"\x03\xe9"));
@@ -781,7 +956,7 @@ mod tests {
         let mut ws = WebSocket::accept(Vec::new(), b"abc".to_vec());
         ws.consume_transmit(1);
         assert_eq!(ws.transmit(), b"bc");
-        ws.send_text("d".into()).unwrap();
+        ws.send_text("d").unwrap();
         assert_eq!(ws.transmit(), b"bc\x81\x01d");
         ws.consume_transmit(usize::MAX);
         assert!(ws.transmit().is_empty());
@@ -827,7 +1002,7 @@ mod tests {
             [text_event("{\"event\":\"connected\"}")]
         );
         assert!(matches!(client.read(), Ok(Message::Pong(p)) if p.as_ref() == [7]));
-        ws.send_text("{\"event\":\"clear\"}".into()).unwrap();
+        ws.send_text("{\"event\":\"clear\"}").unwrap();
         assert_eq!(pump(&mut client, &mut ws), []);
         assert!(matches!(client.read(), Ok(Message::Text(t)) if t == "{\"event\":\"clear\"}"));
         client.close(None).unwrap();
@@ -844,6 +1019,68 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whole text frames (decoded here) mixed with fragmented messages,
+        /// pings and binary frames (the frame engine's), cut anywhere:
+        /// every message comes out once, whole, in order, every ping is
+        /// answered, and reused buffers never leak one message into the next.
+        #[test]
+        fn plain_and_engine_frames_keep_their_order(
+            messages in proptest::collection::vec((0u8..4, "[a-z{}\":]{0,300}"), 1..12),
+            cuts in proptest::collection::vec(1usize..200, 0..20),
+        ) {
+            let mut wire = Vec::new();
+            let mut expected = Vec::new();
+            let mut pings = 0;
+            for (kind, text) in &messages {
+                match kind {
+                    0 => wire.extend(frame(0x81, text.as_bytes())),
+                    1 => {
+                        // Fragmented, with a ping between the fragments.
+                        let mid = text.len() / 2;
+                        let mid = (0..=mid).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                        wire.extend(frame(0x01, &text.as_bytes()[..mid]));
+                        wire.extend(frame(0x89, b"p"));
+                        pings += 1;
+                        wire.extend(frame(0x80, &text.as_bytes()[mid..]));
+                    }
+                    2 => {
+                        wire.extend(frame(0x82, text.as_bytes()));
+                        continue;
+                    }
+                    _ => {
+                        wire.extend(frame(0x89, b"q"));
+                        pings += 1;
+                        continue;
+                    }
+                }
+                expected.push(text.clone());
+            }
+            let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+            let mut got = Vec::new();
+            let mut rest = &wire[..];
+            let mut cuts = cuts.into_iter();
+            while !rest.is_empty() {
+                let n = cuts.next().unwrap_or(rest.len()).min(rest.len());
+                ws.handle_receive(&rest[..n]);
+                rest = &rest[n..];
+                while let Some(event) = ws.poll_event() {
+                    match event {
+                        Event::Text(t) => {
+                            got.push(t.as_str().to_owned());
+                            ws.recycle(t);
+                        }
+                        Event::BinaryDropped { .. } => {}
+                        other => prop_assert!(false, "unexpected {:?}", other),
+                    }
+                }
+            }
+            prop_assert_eq!(got, expected);
+            // Each ping got its pong (0x8A), and nothing else was sent.
+            let pongs = ws.transmit().iter().filter(|&&b| b == 0x8A).count();
+            prop_assert!(pongs >= pings, "{} pongs for {} pings", pongs, pings);
+            prop_assert!(ws.is_open());
+        }
 
         /// Arbitrary bytes in arbitrary pieces never panic, and once the
         /// connection is finished it stays finished.

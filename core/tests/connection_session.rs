@@ -47,9 +47,8 @@ fn with_handler(factory: handler::HandlerFactory) -> Config {
     }
 }
 
-/// A connection upgraded to a media stream (signatures off), `connected`
-/// and `start` already sent.
-fn call(config: Config) -> Peer {
+/// A connection upgraded to a media stream (signatures off), nothing sent yet.
+fn upgraded(config: Config) -> Peer {
     let mut peer = Peer::new(config);
     peer.send(
         b"GET /ws/twilio-media HTTP/1.1\r\nHost: voice.example.com\r\nConnection: Upgrade\r\n\
@@ -57,6 +56,13 @@ Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSock
     );
     assert!(peer.conn.is_stream());
     peer.take_wire();
+    peer
+}
+
+/// A connection upgraded to a media stream (signatures off), `connected`
+/// and `start` already sent.
+fn call(config: Config) -> Peer {
+    let mut peer = upgraded(config);
     peer.send(&text_frame(
         r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
     ));
@@ -368,32 +374,17 @@ fn shutdown_lets_a_live_call_finish_within_the_grace_then_closes_it_with_1001() 
     );
     // The grace ends: close 1001.
     peer.wait(Duration::from_secs(1));
-    let close: Vec<_> = server_frames(&peer.take_wire())
-        .into_iter()
-        .filter(|(opcode, _)| *opcode == 8)
-        .collect();
-    assert_eq!(close.len(), 1);
-    assert_eq!(&close[0].1[..2], &1001u16.to_be_bytes());
+    assert_eq!(close_codes(&peer.take_wire()), [1001]);
 }
 
 #[test]
 fn shutdown_closes_a_stream_without_a_call_at_once_whatever_the_grace() {
     let mut config = with_handler(handler::by_name("silent").unwrap());
     config.shutdown_grace = Duration::from_secs(8);
-    let mut peer = Peer::new(config);
-    peer.send(
-        b"GET /ws/twilio-media HTTP/1.1\r\nHost: voice.example.com\r\nConnection: Upgrade\r\n\
-Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    );
-    peer.take_wire();
+    let mut peer = upgraded(config);
     assert!(!peer.conn.is_call_live());
     peer.shutdown();
-    let close: Vec<_> = server_frames(&peer.take_wire())
-        .into_iter()
-        .filter(|(opcode, _)| *opcode == 8)
-        .collect();
-    assert_eq!(close.len(), 1);
-    assert_eq!(&close[0].1[..2], &1001u16.to_be_bytes());
+    assert_eq!(close_codes(&peer.take_wire()), [1001]);
 }
 
 #[test]
@@ -401,4 +392,13 @@ fn a_call_that_stopped_is_not_live() {
     let mut peer = call(with_handler(handler::by_name("silent").unwrap()));
     peer.send(&text_frame(&stop(2)));
     assert!(!peer.conn.is_call_live());
+}
+
+/// The codes of the close frames the server sent.
+fn close_codes(wire: &[u8]) -> Vec<u16> {
+    server_frames(wire)
+        .into_iter()
+        .filter(|(opcode, _)| *opcode == 8)
+        .map(|(_, payload)| u16::from_be_bytes([payload[0], payload[1]]))
+        .collect()
 }

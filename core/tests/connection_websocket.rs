@@ -492,6 +492,8 @@ fn shutdown_gives_up_after_the_close_timeout() {
 #[test]
 fn silent_stream_is_closed_after_the_idle_limit() {
     let mut peer = upgraded_peer();
+    // A started call (one that never starts is closed sooner).
+    peer.send(&text_frame(START_OTHER_ACCOUNT));
     let idle = Config::unsigned().stream_idle_timeout;
     peer.wait(idle / 2);
     peer.send(&text_frame(CONNECTED));

@@ -94,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
                 let text = String::from_utf8_lossy(input.take(n)).into_owned();
                 let open = ws.is_open();
                 assert_eq!(
-                    ws.send_text(text).is_ok(),
+                    ws.send_text(&text).is_ok(),
                     open,
                     "send_text disagrees with is_open"
                 );

@@ -161,6 +161,12 @@ impl TwilioStream {
         self.send_text(text)
     }
 
+    /// A key press, as Twilio reports it (`dtmf.track` is `inbound_track`).
+    pub fn dtmf(&mut self, digit: char) -> io::Result<()> {
+        let text = self.twilio.dtmf(&digit.to_string());
+        self.send_text(text)
+    }
+
     /// `stop`.
     pub fn stop(&mut self) -> io::Result<()> {
         let text = self.twilio.stop();

@@ -379,26 +379,26 @@ fn graceful_shutdown_drains_then_closes_1001(adapter: Adapter) {
     srv.stop().unwrap();
 }
 
-/// Past the connection limit a new connection gets the 503 and is closed;
-/// the connection already open is still served.
+/// Past the connection limit, with every connection a call, a new
+/// connection gets the 503 and is closed; the call goes on. (A connection
+/// that is not a call gives way instead: tests/tests/limits.rs.)
 fn connection_limit_answers_503(adapter: Adapter) {
     let srv = RunningServer::start_on(adapter, |s| s.max_connections = 1);
-    let mut first = std::net::TcpStream::connect(srv.addr).unwrap();
-    // Make sure the first connection is accepted and counted before the second.
-    first
-        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut reader = std::io::BufReader::new(first.try_clone().unwrap());
-    assert_eq!(read_response(&mut reader).unwrap().status, 200);
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 1).unwrap();
+    call.start(&[]).unwrap();
     let refused = get(srv.addr, "/healthz");
     assert_eq!(refused.status, 503);
     assert!(refused.header("retry-after").is_some());
-    // The first connection goes on.
-    first
-        .write_all(format!("GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+    // The call goes on.
+    let mut got = Vec::new();
+    call.media(&[0xFF; 160]).unwrap();
+    call.read_until(Instant::now() + Duration::from_millis(200), &mut got)
         .unwrap();
-    assert_eq!(read_response(&mut reader).unwrap().status, 200);
-    drop((first, reader));
+    assert!(
+        !got.iter().any(|m| matches!(m, ServerMessage::Closed(_))),
+        "{got:?}"
+    );
+    drop(call);
     srv.stop().unwrap();
 }
 

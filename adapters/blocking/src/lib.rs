@@ -57,7 +57,7 @@ impl ShutdownHandle {
 impl BlockingServer {
     /// Binds now, so the address is known before [`BlockingServer::run`].
     pub fn bind(server: Arc<Server>) -> io::Result<BlockingServer> {
-        let listener = TcpListener::bind(server.options().bind)?;
+        let listener = callstream_server::listen::bind(server.options().bind)?;
         let shared = Arc::new(Shared {
             server,
             shutting_down: AtomicBool::new(false),
@@ -112,7 +112,7 @@ impl BlockingServer {
             let spawned = std::thread::Builder::new()
                 .name("callstream-conn".into())
                 .spawn(move || {
-                    serve_connection(stream, peer, &shared);
+                    serve_connection(stream, peer, &shared, &admission);
                     drop(admission);
                 });
             if let Err(e) = spawned {
@@ -155,13 +155,18 @@ fn linger(stream: &mut TcpStream) {
     }
 }
 
-fn serve_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    admission: &callstream_server::Admission,
+) {
     // A peer that stops reading must not hold this thread forever.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let woken = Arc::new(AtomicBool::new(false));
     let w = woken.clone();
     let waker = Arc::new(move || w.store(true, Ordering::Release));
-    let mut driver = shared.server.driver(peer, Instant::now(), Some(waker));
+    let mut driver = admission.driver(peer, Instant::now(), Some(waker));
     let mut buf = vec![0u8; 8192];
     let mut shutdown_sent = false;
     let mut eof = false;

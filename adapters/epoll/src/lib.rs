@@ -50,10 +50,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-/// Queued connections per listener: a burst of calls must not meet a full
-/// accept queue (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
-
 /// A bound server of epoll reactors, ready to run.
 pub struct EpollServer {
     server: Arc<Server>,
@@ -191,15 +187,17 @@ impl EpollServer {
 }
 
 /// A nonblocking listening socket that shares its port with the other
-/// reactors' (SO_REUSEPORT).
+/// reactors' (SO_REUSEPORT); otherwise as `callstream_server::listen::bind`
+/// makes it: the file limit raised, the same backlog.
 fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
+    let _ = callstream_server::listen::raise_file_limit();
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    s.listen(BACKLOG)?;
+    s.listen(callstream_server::listen::BACKLOG)?;
     Ok(s.into())
 }
 

@@ -7,13 +7,14 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let settings = Cli::parse().settings();
     callstream_server::log::init(settings.log_format);
-    match callstream_epoll::run(settings) {
+    let code = match callstream_epoll::run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "callstream failed");
-            // The log line goes through the log thread: give it a moment.
-            std::thread::sleep(std::time::Duration::from_millis(100));
             ExitCode::FAILURE
         }
-    }
+    };
+    // Lines go through the log thread: let it write the last ones.
+    callstream_server::log::flush(std::time::Duration::from_millis(500));
+    code
 }

@@ -194,7 +194,7 @@ impl Reactor {
         let key = entry.key();
         let queued = Arc::new(AtomicBool::new(false));
         let waker = self.handle.waker(key, generation, queued.clone());
-        let driver = self.server.driver(peer, now, Some(waker));
+        let driver = admission.driver(peer, now, Some(waker));
         let data = EventData::new_u64(u64::from(generation) << 32 | key as u64);
         let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
         if let Err(e) = epoll::add(&self.handle.epoll, &stream, data, flags) {

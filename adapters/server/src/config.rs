@@ -57,9 +57,23 @@ pub struct Settings {
     /// experiments: anyone who finds the URL can then drive calls.
     #[arg(long, env = "CALLSTREAM_INSECURE_NO_SIGNATURES", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_no_signatures: bool,
-    /// The application answering calls: `parrot`, `echo` or `silent`.
+    /// The application answering calls: `parrot`, `echo`, `silent`,
+    /// `exec:<command>` (a program per call) or a `ws://`/`wss://` URL (a
+    /// WebSocket per call): see docs/bridge.md.
     #[arg(long, env = "CALLSTREAM_HANDLER", default_value = "parrot")]
     pub handler: HandlerSpec,
+    /// What a call does when its program bridge fails: `hangup` (close the
+    /// stream, the call ends) or `continue` (the call stays, in silence).
+    #[arg(long, env = "CALLSTREAM_BRIDGE_ON_FAILURE", value_enum, default_value_t = crate::bridge::OnFailure::Hangup)]
+    pub bridge_on_failure: crate::bridge::OnFailure,
+    /// Twilio's REST API, used to redirect a live call after a bridge's
+    /// transfer or end when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set.
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_base_url: String,
     /// When set, each call is written here as a WAV file (caller left, ours right).
     #[arg(long, env = "RECORDINGS_DIR")]
     pub recordings_dir: Option<PathBuf>,
@@ -86,6 +100,65 @@ pub struct Settings {
     /// Executor threads (default: one per core).
     #[arg(long, env = "CALLSTREAM_THREADS")]
     pub threads: Option<usize>,
+
+    // --- Hardening: shared keys and the limits an unauthenticated client
+    // could exhaust (see `limits.rs`). ---
+    /// A Twilio shared key that signs webhooks (sent with
+    /// `X-Twilio-Webhooks-Signature-Settings`), as `<keyId>:<secret>`, e.g.
+    /// `webhooks_sharedkey_1:s3cr3t` (split at the first `:`).
+    #[arg(long, env = "TWILIO_WEBHOOK_SHARED_KEY", hide_env_values = true)]
+    pub webhook_shared_key: Option<String>,
+    /// A second shared key accepted during a rotation, same format.
+    #[arg(
+        long,
+        env = "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+        hide_env_values = true
+    )]
+    pub webhook_shared_key_secondary: Option<String>,
+    /// Most connections that are not (yet) media streams; past it the
+    /// oldest of them is closed. Default: a quarter of MAX_CONNECTIONS.
+    #[arg(long, env = "MAX_PENDING_CONNECTIONS")]
+    pub max_pending_connections: Option<usize>,
+    /// MiB that all request buffers together may hold (requests not yet
+    /// checked); a connection growing past it gets 503.
+    #[arg(long, env = "REQUEST_MEMORY_MIB", default_value_t = 64)]
+    pub request_memory_mib: usize,
+    /// Seconds a media stream has to send `start` after the upgrade.
+    #[arg(long, env = "STREAM_START_SECONDS", default_value_t = 10)]
+    pub stream_start_seconds: u64,
+}
+
+/// Parses a shared-key setting, `<keyId>:<secret>`: the id is what
+/// Twilio's `X-Twilio-Webhooks-Signature-Settings` names (`key=`); the secret
+/// is cleaned like a token ([`callstream_core::verify::clean_secret`]: the
+/// warning says what was removed, never the value).
+///
+/// # Errors
+///
+/// A message (without the secret) when the value has no `:`, an empty or
+/// malformed id, or an empty secret.
+pub fn parse_shared_key(
+    raw: &str,
+) -> Result<
+    (
+        callstream_core::verify::SharedKey,
+        Option<callstream_core::verify::SecretWarning>,
+    ),
+    String,
+> {
+    let Some((id, secret)) = raw.trim_start().split_once(':') else {
+        return Err("expected <keyId>:<secret> (no ':' found)".to_owned());
+    };
+    // The settings header is `key=<id>,algorithm=…`: an id with a comma,
+    // an `=`, or whitespace could never be named by it.
+    if id.is_empty() || id.contains([',', '=']) || id.chars().any(char::is_whitespace) {
+        return Err(
+            "the key id before ':' must be non-empty, without spaces, ',' or '='".to_owned(),
+        );
+    }
+    let (secret, warning) =
+        callstream_core::verify::clean_secret(secret).map_err(|e| e.to_string())?;
+    Ok((callstream_core::verify::SharedKey::new(id, secret), warning))
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -106,6 +179,15 @@ impl Settings {
     #[must_use]
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.drain_seconds)
+    }
+
+    /// The pending-connection limit: the setting, or a quarter of
+    /// [`Settings::max_connections`] (at least one).
+    #[must_use]
+    pub fn max_pending(&self) -> usize {
+        self.max_pending_connections
+            .unwrap_or(self.max_connections / 4)
+            .max(1)
     }
 
     /// The auth tokens, primary first; empty strings are ignored.
@@ -142,6 +224,24 @@ mod tests {
         assert_eq!(s.max_connections, 10_000);
         assert_eq!(s.drain(), Duration::from_secs(10));
         assert!(!s.insecure_no_signatures);
+        assert_eq!(s.bridge_on_failure, crate::bridge::OnFailure::Hangup);
+        assert_eq!(s.twilio_api_base_url, "https://api.twilio.com");
+    }
+
+    #[test]
+    fn bridge_settings() {
+        let s = Cli::try_parse_from([
+            "callstream",
+            "--handler",
+            "exec:sh bot.sh",
+            "--bridge-on-failure",
+            "continue",
+        ])
+        .unwrap()
+        .settings();
+        assert_eq!(s.handler, HandlerSpec::Exec("sh bot.sh".into()));
+        assert_eq!(s.bridge_on_failure, crate::bridge::OnFailure::Continue);
+        assert!(Cli::try_parse_from(["callstream", "--bridge-on-failure", "maybe"]).is_err());
     }
 
     #[test]
@@ -170,5 +270,33 @@ mod tests {
         );
         assert_eq!(s.auth_tokens(), vec!["t1".to_owned()]);
         assert!(Cli::try_parse_from(["callstream", "--stream-parameter", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn shared_keys_are_id_colon_secret() {
+        let (k, w) = parse_shared_key("webhooks_sharedkey_1:a:b\n").unwrap();
+        assert_eq!(
+            (k.id.as_str(), k.secret.as_str()),
+            ("webhooks_sharedkey_1", "a:b")
+        );
+        assert!(w.is_some_and(|w| w.newline));
+        let (_, w) = parse_shared_key("k:s").unwrap();
+        assert!(w.is_none());
+        for bad in ["nocolon", ":secret", "k: \n", "a b:s", "k=1:s", "k,1:s"] {
+            let e = parse_shared_key(bad).unwrap_err();
+            assert!(!e.contains("secret\""), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn pending_limit_defaults_to_a_quarter() {
+        let s = Cli::try_parse_from(["callstream", "--max-connections", "100"])
+            .unwrap()
+            .settings();
+        assert_eq!(s.max_pending(), 25);
+        let s = Cli::try_parse_from(["callstream", "--max-pending-connections", "7"])
+            .unwrap()
+            .settings();
+        assert_eq!(s.max_pending(), 7);
     }
 }

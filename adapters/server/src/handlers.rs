@@ -1,5 +1,8 @@
 //! The handler registry: which application answers calls, by the name an
-//! operator gives (`--handler`, `CALLSTREAM_HANDLER`).
+//! operator gives (`--handler`, `CALLSTREAM_HANDLER`): a shipped handler's
+//! name, `exec:<command>` or a `ws://`/`wss://` URL (the program bridge,
+//! [`crate::bridge`]).
+use crate::bridge::{Bridge, Transport};
 use callstream_core::handler::{self, HandlerFactory};
 use std::fmt;
 use std::str::FromStr;
@@ -10,12 +13,30 @@ use std::str::FromStr;
 pub enum HandlerSpec {
     /// One of the core's shipped handlers: `parrot`, `echo`, `silent`.
     Shipped(&'static str),
+    /// `exec:<command>`: the program bridge, one `sh -c <command>` per call.
+    Exec(String),
+    /// `ws://…` or `wss://…`: the program bridge, one WebSocket per call.
+    Remote(String),
 }
 
 impl HandlerSpec {
-    /// The factory that makes this handler for each call.
+    /// The bridge transport, for the bridge's handlers.
+    #[must_use]
+    pub fn transport(&self) -> Option<Transport> {
+        match self {
+            HandlerSpec::Exec(c) => Some(Transport::Exec(c.clone())),
+            HandlerSpec::Remote(u) => Some(Transport::Ws(u.clone())),
+            HandlerSpec::Shipped(_) => None,
+        }
+    }
+
+    /// The factory that makes this handler for each call (a bridge with
+    /// its own defaults; `configure` wires the server's own).
     #[must_use]
     pub fn factory(&self) -> HandlerFactory {
+        if let Some(t) = self.transport() {
+            return std::sync::Arc::new(Bridge::new(t)).factory();
+        }
         match self {
             // `parse` only accepts names the core knows.
             HandlerSpec::Shipped(name) => handler::by_name(name).unwrap_or_else(|| {
@@ -23,6 +44,12 @@ impl HandlerSpec {
                     Box::new(handler::Silent) as Box<dyn handler::Handler>
                 })
             }),
+            // Handled above.
+            HandlerSpec::Exec(_) | HandlerSpec::Remote(_) => {
+                std::sync::Arc::new(|_: &callstream_core::message::Start| {
+                    Box::new(handler::Silent) as Box<dyn handler::Handler>
+                })
+            }
         }
     }
 }
@@ -31,6 +58,8 @@ impl fmt::Display for HandlerSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HandlerSpec::Shipped(name) => f.write_str(name),
+            HandlerSpec::Exec(c) => write!(f, "exec:{c}"),
+            HandlerSpec::Remote(u) => f.write_str(u),
         }
     }
 }
@@ -39,13 +68,30 @@ impl FromStr for HandlerSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(command) = s.strip_prefix("exec:") {
+            if command.trim().is_empty() {
+                return Err("exec: needs a command, e.g. exec:'python3 bot.py'".to_owned());
+            }
+            return Ok(HandlerSpec::Exec(command.to_owned()));
+        }
+        let t = s.trim();
+        let lower = t.to_ascii_lowercase();
+        if lower.starts_with("ws://") || lower.starts_with("wss://") {
+            use tungstenite::client::IntoClientRequest as _;
+            return match t.into_client_request() {
+                Ok(r) if r.uri().host().is_some_and(|h| !h.is_empty()) => {
+                    Ok(HandlerSpec::Remote(t.to_owned()))
+                }
+                _ => Err(format!("{t:?} is not a usable ws:// or wss:// URL")),
+            };
+        }
         handler::NAMES
             .iter()
             .find(|n| n.eq_ignore_ascii_case(s.trim()))
             .map(|n| HandlerSpec::Shipped(n))
             .ok_or_else(|| {
                 format!(
-                    "unknown handler {s:?}: expected one of {}",
+                    "unknown handler {s:?}: expected one of {}, exec:<command> or a ws:// or wss:// URL",
                     handler::NAMES.join(", ")
                 )
             })
@@ -63,5 +109,37 @@ mod tests {
         let err = "nope".parse::<HandlerSpec>().unwrap_err();
         assert!(err.contains("echo, parrot, silent"), "{err}");
         assert_eq!(HandlerSpec::Shipped("silent").to_string(), "silent");
+    }
+
+    #[test]
+    fn bridge_handlers_parse() {
+        assert_eq!(
+            "exec:python3 bot.py".parse(),
+            Ok(HandlerSpec::Exec("python3 bot.py".into()))
+        );
+        assert_eq!(
+            "exec:python3 bot.py"
+                .parse::<HandlerSpec>()
+                .unwrap()
+                .to_string(),
+            "exec:python3 bot.py"
+        );
+        assert!("exec:".parse::<HandlerSpec>().is_err());
+        assert!("exec:  ".parse::<HandlerSpec>().is_err());
+        assert_eq!(
+            "ws://127.0.0.1:8765/".parse(),
+            Ok(HandlerSpec::Remote("ws://127.0.0.1:8765/".into()))
+        );
+        assert_eq!(
+            "wss://bot.example.com/call".parse(),
+            Ok(HandlerSpec::Remote("wss://bot.example.com/call".into()))
+        );
+        assert!("ws://".parse::<HandlerSpec>().is_err());
+        assert!("http://x/".parse::<HandlerSpec>().is_err());
+        assert!(matches!(
+            "exec:true".parse::<HandlerSpec>().unwrap().transport(),
+            Some(Transport::Exec(c)) if c == "true"
+        ));
+        assert_eq!(HandlerSpec::Shipped("echo").transport(), None);
     }
 }

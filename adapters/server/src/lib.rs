@@ -24,9 +24,10 @@
 //! let server = callstream_server::Server::new(options, engine).unwrap();
 //! # let _ = server;
 //! ```
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bridge;
 pub mod config;
 
 /// How a pump ends a connection the engine closed: write the last bytes
@@ -44,7 +45,10 @@ pub mod close {
     pub const LINGER_BYTES: usize = 64 * 1024;
 }
 pub mod handlers;
+mod limits;
+pub mod listen;
 pub mod log;
+pub mod memory;
 pub mod observer;
 pub mod recorder;
 pub mod signals;
@@ -86,8 +90,19 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Options {
     /// Address to bind.
     pub bind: SocketAddr,
-    /// Connections past this are answered 503 and closed.
+    /// Connections past this are answered 503 and closed, unless a pending
+    /// one (not a media stream) can be shed to make room (see
+    /// [`Options::max_pending`]).
     pub max_connections: usize,
+    /// Most connections that are not media streams (fresh, mid-request,
+    /// idle between requests); past it the oldest of them is shed, so
+    /// trickling sockets cannot keep out requests that make progress.
+    /// Default a quarter of [`Options::max_connections`].
+    pub max_pending: usize,
+    /// Most bytes all HTTP connections together may hold in request
+    /// buffers (heads and bodies not yet checked); a connection whose
+    /// buffers grow past it is answered 503 and closed. Default 64 MiB.
+    pub request_memory: usize,
     /// After a shutdown request, everything is done within this period:
     /// calls go on, are closed with 1001 in time for their close handshake,
     /// and the server returns [`EXIT_MARGIN`] before it ends.
@@ -96,6 +111,9 @@ pub struct Options {
     pub threads: usize,
     /// Where call recordings go, if anywhere.
     pub recordings_dir: Option<PathBuf>,
+    /// The program bridge's live programs: [`Server::finish`] waits for
+    /// them and kills what is left.
+    pub bridge_children: Option<Arc<bridge::Children>>,
 }
 
 impl Default for Options {
@@ -103,9 +121,12 @@ impl Default for Options {
         Options {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: 10_000,
+            max_pending: 2_500,
+            request_memory: 64 * 1024 * 1024,
             drain: Duration::from_secs(10),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             recordings_dir: None,
+            bridge_children: None,
         }
     }
 }
@@ -137,7 +158,6 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
             .map_err(|e| SettingsError(format!("PUBLIC_BASE_URL {base:?}: {e}")))?;
         c.public_base_url = Some(parsed);
     }
-    c.auth_tokens = s.auth_tokens();
     c.insecure_no_signatures = s.insecure_no_signatures;
     if let Some(sid) = &s.account_sid {
         let parsed = callstream_core::sid::AccountSid::parse(sid)
@@ -146,23 +166,30 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.trust_forwarded = s.trust_forwarded_headers;
     c.close_timeout = CLOSE_TIMEOUT;
-    c.app = Arc::new(connection::StreamApp {
-        greeting: s.greeting.clone(),
-        extra_parameters: s.stream_parameters.clone(),
-    });
+    c.app = Arc::new(stream_app(s));
     let call = callstream_core::call::CallConfig {
         tap: s.recordings_dir.is_some(),
         ..Default::default()
     };
-    c.session = Some(callstream_core::handler::session_factory(
-        call,
-        s.handler.factory(),
-    ));
+    hardening(s, &mut c)?;
+    let mut bridge_children = None;
+    let handlers = match s.handler.transport() {
+        Some(transport) => {
+            let b = bridge_for(s, transport, &mut c)?;
+            bridge_children = Some(b.children.clone());
+            b.factory()
+        }
+        None => s.handler.factory(),
+    };
+    c.session = Some(callstream_core::handler::session_factory(call, handlers));
     let mut o = Options {
         bind: s.bind_addr(),
         max_connections: s.max_connections,
+        max_pending: s.max_pending(),
+        request_memory: s.request_memory_mib.saturating_mul(1024 * 1024),
         drain: s.drain(),
         recordings_dir: s.recordings_dir.clone(),
+        bridge_children,
         ..Options::default()
     };
     if let Some(t) = s.threads {
@@ -170,6 +197,113 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.shutdown_grace = o.shutdown_grace(c.close_timeout);
     Ok((c, o))
+}
+
+/// The settings that silently break every call when wrong, checked here at
+/// boot: secrets with whitespace around them are cleaned (with a warning
+/// naming the setting, never the value), empty ones refused; an `http://`
+/// public base (Twilio connects to `wss://` only) is refused unless
+/// signatures are off for a local experiment; shared keys are parsed.
+fn hardening(s: &Settings, c: &mut connection::Config) -> Result<(), SettingsError> {
+    use callstream_core::verify::clean_secret;
+    let mut tokens = Vec::new();
+    for (name, value) in [
+        ("TWILIO_AUTH_TOKEN", &s.auth_token),
+        ("TWILIO_AUTH_TOKEN_SECONDARY", &s.auth_token_secondary),
+    ] {
+        // Empty means unset (a deployment template's blank variable).
+        let Some(raw) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let (token, warning) =
+            clean_secret(raw).map_err(|e| SettingsError(format!("{name}: {e}")))?;
+        if let Some(w) = warning {
+            tracing::warn!(setting = name, "{name}: {w}");
+        }
+        tokens.push(token);
+    }
+    c.auth_tokens = tokens;
+    for (name, value) in [
+        ("TWILIO_WEBHOOK_SHARED_KEY", &s.webhook_shared_key),
+        (
+            "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+            &s.webhook_shared_key_secondary,
+        ),
+    ] {
+        let Some(raw) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let (key, warning) =
+            config::parse_shared_key(raw).map_err(|e| SettingsError(format!("{name}: {e}")))?;
+        if let Some(w) = warning {
+            tracing::warn!(setting = name, "{name}: {w}");
+        }
+        c.shared_keys.push(key);
+    }
+    if let Some(base) = &c.public_base_url {
+        if !base.is_https() {
+            if !s.insecure_no_signatures {
+                return Err(SettingsError(format!(
+                    "PUBLIC_BASE_URL {:?} is http://, but Twilio only connects media streams to wss://: \
+                     use the https:// URL Twilio reaches (or, for a local experiment only, \
+                     CALLSTREAM_INSECURE_NO_SIGNATURES=1)",
+                    s.public_base_url.as_deref().unwrap_or_default()
+                )));
+            }
+            tracing::warn!(
+                "!!! PUBLIC_BASE_URL is http:// (allowed only because CALLSTREAM_INSECURE_NO_SIGNATURES is on): Twilio will not connect a media stream to ws://. Local experiments only. !!!"
+            );
+        }
+    }
+    c.stream_start_timeout = Duration::from_secs(s.stream_start_seconds);
+    Ok(())
+}
+
+/// callstream's own incoming-call answer, as the settings describe it.
+fn stream_app(s: &Settings) -> connection::StreamApp {
+    connection::StreamApp {
+        greeting: s.greeting.clone(),
+        extra_parameters: s.stream_parameters.clone(),
+    }
+}
+
+/// The program bridge of these settings: its failure policy, its
+/// decisions for after the stream (redirecting through Twilio's REST API
+/// when the account SID and auth token are set), installed as the engine's
+/// application so `stream_ended` answers them.
+fn bridge_for(
+    s: &Settings,
+    transport: bridge::Transport,
+    c: &mut connection::Config,
+) -> Result<Arc<bridge::Bridge>, SettingsError> {
+    // The auth token as cleaned at boot (`hardening`), not as configured.
+    let rest = match (&s.account_sid, c.auth_tokens.first()) {
+        (Some(sid), Some(token)) => {
+            let base = s.twilio_api_base_url.trim_end_matches('/').to_owned();
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(SettingsError(format!(
+                    "TWILIO_API_BASE_URL {base:?}: expected an http(s) URL"
+                )));
+            }
+            Some(bridge::Rest {
+                base,
+                account_sid: sid.clone(),
+                auth_token: token.clone(),
+            })
+        }
+        _ => None,
+    };
+    let after = Arc::new(bridge::After::new(rest));
+    c.app = Arc::new(bridge::BridgeApp {
+        stream: stream_app(s),
+        after: after.clone(),
+    });
+    Ok(Arc::new(bridge::Bridge {
+        transport,
+        on_failure: s.bridge_on_failure,
+        after,
+        children: Arc::new(bridge::Children::default()),
+    }))
 }
 
 /// Logs what the server is about to do: the boot record an operator reads first.
@@ -187,9 +321,15 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
         "callstream starting"
     );
     let tokens = s.auth_tokens().len();
-    if tokens > 0 {
+    let shared_keys = [&s.webhook_shared_key, &s.webhook_shared_key_secondary]
+        .into_iter()
+        .flatten()
+        .filter(|k| !k.is_empty())
+        .count();
+    if tokens + shared_keys > 0 {
         tracing::info!(
             tokens,
+            shared_keys,
             "X-Twilio-Signature is checked on every webhook and on the WebSocket upgrade"
         );
     } else if s.insecure_no_signatures {
@@ -206,6 +346,7 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
             "no PUBLIC_BASE_URL: TwiML and signature URLs are rebuilt from each request's Host header"
         );
     }
+    listen::log_limits(s.max_connections, s.recordings_dir.is_some());
 }
 
 /// What one server shares between its connections: the engine's
@@ -216,6 +357,7 @@ pub struct Server {
     metrics: Arc<Metrics>,
     opts: Options,
     open: AtomicUsize,
+    pressure: Arc<limits::Pressure>,
     recordings: Option<Arc<Recordings>>,
 }
 
@@ -234,14 +376,27 @@ impl Server {
         mut engine: connection::Config,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Server>> {
+        memory::start_trimming();
+        let pressure = Arc::new(limits::Pressure::new(opts.max_pending, opts.request_memory));
         if engine.metrics.is_none() {
             let m = metrics.clone();
+            let p = pressure.clone();
             engine.metrics = Some(Arc::new(move || {
                 let mut text = m.render();
                 text.push_str(&format!(
                     "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
                     log::dropped_lines()
                 ));
+                text.push_str(&format!(
+                    "# HELP callstream_connections_shed_total Connections that were not media streams, closed to make room (connection limit, pending limit, request memory budget).\n# TYPE callstream_connections_shed_total counter\ncallstream_connections_shed_total {}\n\
+                     # HELP callstream_pending_connections Open connections that are not media streams.\n# TYPE callstream_pending_connections gauge\ncallstream_pending_connections {}\n\
+                     # HELP callstream_request_buffer_bytes Bytes held by HTTP request buffers across connections.\n# TYPE callstream_request_buffer_bytes gauge\ncallstream_request_buffer_bytes {}\n",
+                    p.shed_total(),
+                    p.pending(),
+                    p.memory()
+                ));
+
+                text.push_str(&bridge::metrics::render());
                 text
             }));
         }
@@ -254,6 +409,7 @@ impl Server {
             metrics,
             opts,
             open: AtomicUsize::new(0),
+            pressure,
             recordings,
         }))
     }
@@ -282,21 +438,32 @@ impl Server {
     /// admission counts the connection until it is dropped.
     #[must_use]
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Admission> {
-        if self.open.load(Ordering::Relaxed) >= self.opts.max_connections {
+        // Full: make room by shedding the oldest connection that is not a
+        // media stream; refuse only when every connection is a call.
+        if self.open.load(Ordering::Relaxed) >= self.opts.max_connections
+            && !self.pressure.shed_oldest()
+        {
             self.metrics.connection_refused();
             tracing::warn!(%peer, limit = self.opts.max_connections, "connection limit reached, answering 503");
             return None;
         }
         self.open.fetch_add(1, Ordering::Relaxed);
         self.metrics.connection_opened();
+        // Pending from now, in accept order: the next one to come may shed
+        // it before its pump has even started.
+        let (key, shed) = self.pressure.register();
         Some(Admission {
             server: self.clone(),
+            key,
+            shed,
         })
     }
 
-    /// The engine and observer for an admitted connection from `peer`,
-    /// accepted at `now`. `waker` is called (from any thread) when a handler's
-    /// remote control needs the connection to run: call
+    /// The engine and observer for a connection from `peer`, accepted at
+    /// `now`, counted among the pending connections from here (adapters use
+    /// [`Admission::driver`], which counts it from its admission). `waker`
+    /// is called (from any thread) when a handler's remote control needs the
+    /// connection to run, or the server sheds it: call
     /// [`Driver::handle_timeout`] then.
     #[must_use]
     pub fn driver(
@@ -305,13 +472,33 @@ impl Server {
         now: Instant,
         waker: Option<callstream_core::connection::Waker>,
     ) -> Driver {
+        let (key, shed) = self.pressure.register();
+        self.make_driver(key, shed, peer, now, waker)
+    }
+
+    fn make_driver(
+        &self,
+        key: u64,
+        shed: Arc<limits::ShedSignal>,
+        peer: SocketAddr,
+        now: Instant,
+        waker: Option<callstream_core::connection::Waker>,
+    ) -> Driver {
         let mut conn = Connection::new(self.engine.clone(), now);
         if let Some(w) = waker {
-            conn.set_waker(w);
+            conn.set_waker(w.clone());
+            shed.set_waker(w);
         }
         Driver {
             conn,
             obs: Observer::new(peer, self.metrics.clone(), self.recordings.clone()),
+            guard: PressureGuard {
+                pressure: self.pressure.clone(),
+                pending: Some(key),
+                held: 0,
+            },
+            shed,
+            now,
         }
     }
 
@@ -328,6 +515,21 @@ impl Server {
         } else {
             tracing::info!("all connections closed");
         }
+        if let Some(children) = &self.opts.bridge_children {
+            // Every program is reaped before the server returns: those still
+            // running when the drain period is nearly over are killed.
+            let until = give_up_at.unwrap_or_else(|| Instant::now() + bridge::exec::GRACE * 3);
+            if !children.wait_all(until) {
+                tracing::warn!(
+                    programs = children.count(),
+                    "bridge programs still running at the end of the drain period: SIGKILL"
+                );
+                children.kill_all();
+                if !children.wait_all(Instant::now() + Duration::from_secs(1)) {
+                    tracing::error!(programs = children.count(), "bridge programs not reaped");
+                }
+            }
+        }
         if let Some(r) = &self.recordings {
             let left = give_up_at.map_or(Duration::from_secs(5), |t| {
                 t.saturating_duration_since(Instant::now())
@@ -342,10 +544,28 @@ impl Server {
 /// A connection counted as open; dropping it closes the count.
 pub struct Admission {
     server: Arc<Server>,
+    /// Its place among the pending connections ([`limits`]).
+    key: u64,
+    shed: Arc<limits::ShedSignal>,
+}
+
+impl Admission {
+    /// The engine and observer for this connection (see [`Server::driver`]).
+    #[must_use]
+    pub fn driver(
+        &self,
+        peer: SocketAddr,
+        now: Instant,
+        waker: Option<callstream_core::connection::Waker>,
+    ) -> Driver {
+        self.server
+            .make_driver(self.key, self.shed.clone(), peer, now, waker)
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
+        self.server.pressure.settle(self.key);
         self.server.open.fetch_sub(1, Ordering::Relaxed);
         self.server.metrics.connection_closed();
     }
@@ -355,35 +575,89 @@ impl Drop for Admission {
 pub struct Driver {
     conn: Connection,
     obs: Observer,
+    guard: PressureGuard,
+    /// Raised when the server sheds this connection ([`limits`]).
+    shed: Arc<limits::ShedSignal>,
+    /// The latest time fed in.
+    now: Instant,
+}
+
+/// A connection's share of the server's limits: its place among the
+/// pending connections and the request memory it is counted for; both are
+/// given back when the driver is dropped.
+struct PressureGuard {
+    pressure: Arc<limits::Pressure>,
+    pending: Option<u64>,
+    held: usize,
+}
+
+impl Drop for PressureGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.pending.take() {
+            self.pressure.settle(key);
+        }
+        let _ = self.pressure.account(self.held, 0);
+    }
 }
 
 impl Driver {
     /// Bytes read from the socket at `now`.
     pub fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
+        self.enter(now);
         self.conn.handle_receive(now, bytes);
     }
 
     /// The peer closed its side (or reading failed) at `now`.
     pub fn handle_eof(&mut self, now: Instant) {
+        self.enter(now);
         self.conn.handle_eof(now);
     }
 
     /// The deadline passed, or the waker fired.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.enter(now);
         self.conn.handle_timeout(now);
     }
 
     /// The server is shutting down: the engine decides what closes when
     /// (a live call gets [`connection::Config::shutdown_grace`]).
     pub fn shutdown(&mut self, now: Instant) {
+        self.enter(now);
         self.conn.shutdown(now);
     }
 
+    /// Every input first applies a shed the server asked for (the waker
+    /// brought the pump here).
+    fn enter(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.shed.take() {
+            self.conn.shed(self.now);
+        }
+    }
+
     /// Drains the engine (its events to the observer) until it names a
-    /// deadline or asks to close.
+    /// deadline or asks to close. Then counts the connection's request
+    /// buffers against the server's budget (shedding it when its growth
+    /// crossed it) and leaves the pending set once it is a media stream.
     #[must_use]
     pub fn poll(&mut self) -> Drained {
-        observer::drain(&mut self.conn, &mut self.obs)
+        // A shed raised before the pump first got here (or between inputs).
+        self.enter(self.now);
+        let mut drained = observer::drain(&mut self.conn, &mut self.obs);
+        let held = self.conn.request_buffer_bytes();
+        let g = &mut self.guard;
+        if g.pressure.account(g.held, held) {
+            g.pressure.shed_for_memory();
+            self.conn.shed(self.now);
+            drained = observer::drain(&mut self.conn, &mut self.obs);
+        }
+        g.held = held;
+        if self.conn.is_stream() || matches!(drained, Drained::Close) {
+            if let Some(key) = g.pending.take() {
+                g.pressure.settle(key);
+            }
+        }
+        drained
     }
 
     /// Bytes to write.

@@ -39,12 +39,17 @@ pub fn dropped_lines() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
+/// The installed logger's sink, for [`flush`].
+static INSTALLED: std::sync::OnceLock<Sink> = std::sync::OnceLock::new();
+
 /// Installs the global logger, writing to stderr through a [`Sink`].
-/// `RUST_LOG` filters (default `info`).
+/// `RUST_LOG` filters (default `info`). Call [`flush`] before the process
+/// exits, or the last lines may be lost with the writer thread.
 pub fn init(format: LogFormat) {
     let Ok(sink) = Sink::spawn(std::io::stderr(), QUEUE_LINES, &DROPPED) else {
         return;
     };
+    let _ = INSTALLED.set(sink.clone());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -55,12 +60,25 @@ pub fn init(format: LogFormat) {
     };
 }
 
+/// Waits (at most `limit`) until the installed logger has written every
+/// line logged so far; false when it could not.
+pub fn flush(limit: std::time::Duration) -> bool {
+    INSTALLED.get().is_some_and(|sink| sink.flush(limit))
+}
+
+/// What the writer thread is handed.
+enum Job {
+    Line(Vec<u8>),
+    /// Answer once every line before this one is written.
+    Flush(SyncSender<()>),
+}
+
 /// A log destination that never blocks its callers: each line goes through
 /// a bounded queue to a thread of its own that writes it. Full queue or dead
 /// writer: the line is dropped and counted.
 #[derive(Clone)]
 pub struct Sink {
-    tx: SyncSender<Vec<u8>>,
+    tx: SyncSender<Job>,
     dropped: &'static AtomicU64,
 }
 
@@ -71,20 +89,49 @@ impl Sink {
         capacity: usize,
         dropped: &'static AtomicU64,
     ) -> std::io::Result<Sink> {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(capacity);
+        let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
         std::thread::Builder::new()
             .name("callstream-log".into())
             .spawn(move || {
-                for line in rx {
-                    // A failed write (closed pipe) loses this line only;
-                    // nothing here may panic or stop draining.
-                    if out.write_all(&line).is_err() {
-                        dropped.fetch_add(1, Ordering::Relaxed);
+                for job in rx {
+                    match job {
+                        // A failed write (closed pipe) loses this line only;
+                        // nothing here may panic or stop draining.
+                        Job::Line(line) => {
+                            if out.write_all(&line).is_err() {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Job::Flush(done) => {
+                            let _ = out.flush();
+                            let _ = done.try_send(());
+                        }
                     }
                 }
                 let _ = out.flush();
             })?;
         Ok(Sink { tx, dropped })
+    }
+
+    /// Waits (at most `limit`) until every line queued so far is written.
+    pub fn flush(&self, limit: std::time::Duration) -> bool {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        let deadline = std::time::Instant::now() + limit;
+        // The queue may be full: retry until there is room or time is up.
+        let mut job = Job::Flush(done_tx);
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if std::time::Instant::now() < deadline => {
+                    job = back;
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        done_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 }
 
@@ -112,7 +159,7 @@ impl Drop for SinkLine {
         }
         let line = std::mem::take(&mut self.buf);
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.sink.tx.try_send(line)
+            self.sink.tx.try_send(Job::Line(line))
         {
             self.sink.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -237,6 +284,35 @@ mod tests {
         // At most the queue and the line in the writer's hands got through.
         assert!(COUNT.load(Ordering::Relaxed) >= 10_000 - 17);
         drop(release);
+    }
+
+    /// Collects what the writer thread writes.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn flush_returns_once_every_earlier_line_is_written() {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let out = Shared::default();
+        let sink = Sink::spawn(out.clone(), 1024, &COUNT).unwrap();
+        for i in 0..500 {
+            let mut w = sink.make_writer();
+            writeln!(w, "line {i}").unwrap();
+        }
+        assert!(sink.flush(std::time::Duration::from_secs(10)));
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 500);
+        assert!(text.ends_with("line 499\n"));
     }
 
     /// A sink whose reader went away, like `| head -1` after one line.

@@ -6,7 +6,7 @@
 //! protocol decides is decided in the core, everything the operator sees in
 //! `callstream-server`.
 use callstream_server::observer::Drained;
-use callstream_server::{Driver, Server, close};
+use callstream_server::{Admission, Driver, Server, close};
 use smol::channel::{Receiver, Sender};
 use smol::{Async, Executor};
 use std::future::{Future, poll_fn};
@@ -43,7 +43,7 @@ impl SmolServer {
     /// Binds the listening socket now, so that the address (an ephemeral port
     /// included) is known before [`SmolServer::run`].
     pub fn bind(server: Arc<Server>) -> io::Result<SmolServer> {
-        let listener = Async::<TcpListener>::bind(server.options().bind)?;
+        let listener = Async::new(callstream_server::listen::bind(server.options().bind)?)?;
         let (shutdown_tx, shutdown) = smol::channel::bounded(1);
         Ok(SmolServer {
             listener,
@@ -115,10 +115,9 @@ impl SmolServer {
                 ex.spawn(refuse(stream)).detach();
                 continue;
             };
-            let server = self.server.clone();
             let shutdown = self.shutdown.clone();
             tasks.push(ex.spawn(async move {
-                serve_connection(stream, peer, &server, shutdown).await;
+                serve_connection(stream, peer, &admission, shutdown).await;
                 drop(admission);
             }));
             tasks.retain(|t| !t.is_finished());
@@ -169,12 +168,12 @@ enum Wake {
 async fn serve_connection(
     stream: Async<TcpStream>,
     peer: SocketAddr,
-    server: &Server,
+    admission: &Admission,
     shutdown: Receiver<()>,
 ) {
     let remote = Arc::new(callstream_server::wake::RemoteWake::default());
     let r = remote.clone();
-    let mut driver = server.driver(peer, Instant::now(), Some(Arc::new(move || r.wake())));
+    let mut driver = admission.driver(peer, Instant::now(), Some(Arc::new(move || r.wake())));
     // 8 KiB per read: a media message is under 400 bytes; bounded memory per connection.
     let mut buf = vec![0u8; 8192];
     let mut deadline = Deadline::default();

@@ -15,6 +15,21 @@ struct Running {
 /// Starts the binary on an ephemeral port and reads the bound address from
 /// its boot log.
 fn start(envs: &[(&str, &str)]) -> Running {
+    let (child, addr, stderr) = start_raw(envs);
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Running { child, addr, lines }
+}
+
+/// Like [`start`], allowing up to `before` log lines ahead of the boot line
+/// (warnings about the settings), which are returned.
+fn start_after(envs: &[(&str, &str)], before: usize) -> (Running, Vec<serde_json::Value>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -36,11 +51,18 @@ fn start(envs: &[(&str, &str)]) -> Running {
             }
         }
     });
-    let boot = lines
-        .recv_timeout(Duration::from_secs(20))
-        .expect("a boot log line");
-    let v: serde_json::Value =
-        serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
+    let mut earlier = Vec::new();
+    let (boot, v) = loop {
+        let boot = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a boot log line");
+        let v: serde_json::Value =
+            serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
+        if earlier.len() == before || v["message"] == "callstream starting" {
+            break (boot, v);
+        }
+        earlier.push(v);
+    };
     assert_eq!(v["severity"], "INFO", "{boot}");
     assert_eq!(v["message"], "callstream starting", "{boot}");
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{boot}");
@@ -49,7 +71,7 @@ fn start(envs: &[(&str, &str)]) -> Running {
         .expect("bind field")
         .parse()
         .expect("an address");
-    Running { child, addr, lines }
+    (Running { child, addr, lines }, earlier)
 }
 
 fn request(addr: SocketAddr, raw: &str) -> String {
@@ -161,8 +183,16 @@ fn start_raw(envs: &[(&str, &str)]) -> (Child, SocketAddr, BufReader<std::proces
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut boot = String::new();
     err.read_line(&mut boot).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&boot).unwrap();
-    let addr = v["bind"].as_str().unwrap().parse().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&boot).unwrap_or_else(|e| panic!("not JSON ({e}): {boot}"));
+    assert_eq!(v["severity"], "INFO", "{boot}");
+    assert_eq!(v["message"], "callstream starting", "{boot}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{boot}");
+    let addr = v["bind"]
+        .as_str()
+        .expect("bind field")
+        .parse()
+        .expect("an address");
     (child, addr, err)
 }
 
@@ -232,4 +262,164 @@ fn shutdown_ends_within_the_drain_period_with_a_partial_request_pending() {
     // gone by the end of DRAIN_SECONDS, not after it.
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
     drop(partial);
+}
+
+/// Runs the binary with settings it must refuse: returns its exit status
+/// and its log lines.
+fn refused(envs: &[(&str, &str)]) -> (std::process::ExitStatus, Vec<serde_json::Value>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn callstream");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = exit_within(&mut child, Duration::from_secs(10)).expect("it exits by itself");
+    let lines = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    (status, lines)
+}
+
+/// Environment variables for one run.
+type Envs<'a> = &'a [(&'a str, &'a str)];
+
+#[test]
+fn settings_that_would_break_every_call_stop_the_boot() {
+    let secret = "s3cr3t-value-never-logged";
+    let cases: [(Envs, &[&str]); 5] = [
+        (
+            &[("TWILIO_AUTH_TOKEN", " \n")],
+            &["TWILIO_AUTH_TOKEN", "empty or only whitespace"],
+        ),
+        (
+            &[
+                ("TWILIO_AUTH_TOKEN", "tok"),
+                ("TWILIO_AUTH_TOKEN_SECONDARY", "\t"),
+            ],
+            &["TWILIO_AUTH_TOKEN_SECONDARY", "empty or only whitespace"],
+        ),
+        (
+            &[
+                ("TWILIO_AUTH_TOKEN", "tok"),
+                ("PUBLIC_BASE_URL", "http://voice.example.com"),
+            ],
+            &["PUBLIC_BASE_URL", "wss://"],
+        ),
+        (
+            &[("TWILIO_WEBHOOK_SHARED_KEY", secret)],
+            &["TWILIO_WEBHOOK_SHARED_KEY", "<keyId>:<secret>"],
+        ),
+        (
+            &[(
+                "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+                "webhooks_sharedkey_2: \n",
+            )],
+            &[
+                "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+                "empty or only whitespace",
+            ],
+        ),
+    ];
+    for (envs, says) in cases {
+        let (status, logs) = refused(envs);
+        assert_eq!(status.code(), Some(1), "{envs:?}: {logs:?}");
+        let error = logs
+            .iter()
+            .find(|l| l["severity"] == "ERROR")
+            .unwrap_or_else(|| panic!("{envs:?}: no error line in {logs:?}"));
+        let text = error.to_string();
+        for s in says {
+            assert!(text.contains(s), "{envs:?}: {s:?} missing from {text}");
+        }
+        assert!(!text.contains(secret), "a secret was logged: {text}");
+        assert!(
+            !logs.iter().any(|l| l["message"] == "callstream starting"),
+            "{envs:?} must not get as far as starting: {logs:?}"
+        );
+    }
+    // The insecure local mode may use http://, loudly.
+    let (mut r, earlier) = start_after(
+        &[
+            ("PUBLIC_BASE_URL", "http://voice.example.com"),
+            ("CALLSTREAM_INSECURE_NO_SIGNATURES", "1"),
+        ],
+        1,
+    );
+    assert!(
+        earlier.iter().any(|l| l["severity"] == "WARNING"
+            && l["message"].as_str().unwrap_or("").contains("http://")),
+        "{earlier:?}"
+    );
+    // Answered means running, so the signal handler is in place.
+    let health = request(
+        r.addr,
+        "GET /healthz HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    sigterm(&r.child);
+    assert!(r.child.wait().unwrap().success());
+}
+
+#[test]
+fn a_token_stored_with_a_trailing_newline_still_verifies_real_requests() {
+    // What `echo tok | gcloud secrets create` stores.
+    let token = "f00dfeedf00dfeedf00dfeedf00dfeed";
+    let stored = format!("{token}\n");
+    let (mut r, earlier) = start_after(
+        &[
+            ("TWILIO_AUTH_TOKEN", stored.as_str()),
+            ("PUBLIC_BASE_URL", "https://voice.example.com"),
+        ],
+        1,
+    );
+    let warning = earlier
+        .iter()
+        .find(|l| l["severity"] == "WARNING")
+        .unwrap_or_else(|| panic!("no warning before boot: {earlier:?}"));
+    assert_eq!(warning["setting"], "TWILIO_AUTH_TOKEN", "{warning}");
+    assert!(!warning.to_string().contains(token), "the token was logged");
+    let params = [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("CallStatus", "completed"),
+    ];
+    let sig = callstream_core::signature::compute(
+        token,
+        "https://voice.example.com/webhook/call_status",
+        &params,
+    );
+    let body = params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let hook = request(
+        r.addr,
+        &format!(
+            "POST /webhook/call_status HTTP/1.1\r\nHost: voice.example.com\r\nX-Twilio-Signature: {sig}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(hook.starts_with("HTTP/1.1 204"), "{hook}");
+    sigterm(&r.child);
+    assert!(r.child.wait().unwrap().success());
+    let logs = rest(&r.lines);
+    assert!(
+        !logs.iter().any(|l| l.to_string().contains(token)),
+        "the token was logged"
+    );
 }

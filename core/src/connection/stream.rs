@@ -33,7 +33,13 @@ pub(super) enum StreamStep {
 
 pub(super) struct StreamPhase {
     ws: WebSocket,
-    last_receive: Instant,
+    /// When the stream opened: `start` is due within
+    /// [`Config::stream_start_timeout`] of it.
+    opened: Instant,
+    /// When the last Twilio message (a text frame) arrived. Only messages
+    /// count: a peer that sends pings or dribbles a frame byte by byte is
+    /// not a call, and must not hold the connection open.
+    last_message: Instant,
     /// When we sent a close frame: give up waiting for the answer then.
     close_deadline: Option<Instant>,
     /// The peer closed its side.
@@ -45,7 +51,7 @@ pub(super) struct StreamPhase {
     /// The session has output to drain (after input, a timeout or a wake).
     session_dirty: bool,
     session_deadline: Option<Instant>,
-    /// A `start` was seen, so the account was checked.
+    /// A `start` was seen (and checked against [`Config::account_sid`]).
     started: bool,
     /// The server is shutting down and this call may go on until then
     /// ([`Config::shutdown_grace`]); then it is closed with 1001.
@@ -63,7 +69,8 @@ impl StreamPhase {
         let session = config.session.as_ref().map(|factory| factory(now, waker));
         StreamPhase {
             ws: WebSocket::accept(read_ahead, transmit),
-            last_receive: now,
+            opened: now,
+            last_message: now,
             close_deadline: None,
             eof: false,
             ended: None,
@@ -75,8 +82,7 @@ impl StreamPhase {
         }
     }
 
-    pub(super) fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
-        self.last_receive = now;
+    pub(super) fn handle_receive(&mut self, bytes: &[u8]) {
         self.ws.handle_receive(bytes);
     }
 
@@ -157,20 +163,35 @@ impl StreamPhase {
         }
         if self.close_deadline.is_some_and(|d| now >= d) {
             self.fail(CloseReason::CloseTimeout);
-        } else if now >= self.last_receive + config.stream_idle_timeout {
-            // The peer sent nothing for long: it will not answer a close
+        } else if self.start_due(config).is_some_and(|d| now >= d) {
+            // Twilio sends `connected` and `start` together, at once: a
+            // stream without `start` by now is not a call (docs/protocol.md §2).
+            self.ws.close(POLICY, "no start");
+            self.fail(CloseReason::StartTimeout);
+        } else if now >= self.last_message + config.stream_idle_timeout {
+            // The peer sent no message for long: it will not answer a close
             // either, so send one for the record and go.
             self.ws.close(GOING_AWAY, "idle");
             self.fail(CloseReason::StreamIdle);
         }
     }
 
+    /// When `start` is due, until it has come.
+    fn start_due(&self, config: &Config) -> Option<Instant> {
+        (!self.started).then(|| self.opened + config.stream_start_timeout)
+    }
+
     fn deadline(&self, config: &Config) -> Instant {
-        let idle = self.last_receive + config.stream_idle_timeout;
-        [self.close_deadline, self.session_deadline, self.grace_until]
-            .into_iter()
-            .flatten()
-            .fold(idle, Instant::min)
+        let idle = self.last_message + config.stream_idle_timeout;
+        [
+            self.close_deadline,
+            self.session_deadline,
+            self.grace_until,
+            self.start_due(config),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(idle, Instant::min)
     }
 
     pub(super) fn step(
@@ -226,7 +247,8 @@ impl StreamPhase {
                 CallOutput::Send(text) => {
                     // After a close frame nothing more may be sent; what the
                     // session still says is dropped (it learns of the close).
-                    let _ = self.ws.send_text(text);
+                    let _ = self.ws.send_text(&text);
+                    session.recycle(text);
                 }
                 CallOutput::Close { code, reason } => {
                     if self.ws.is_open() {
@@ -270,6 +292,7 @@ impl StreamPhase {
         text: Text,
         events: &mut VecDeque<Event>,
     ) -> Option<Event> {
+        self.last_message = now;
         if self.session.is_some() {
             // Only the account check needs a look inside, and only until
             // `start`: the session parses every message itself.
@@ -283,7 +306,10 @@ impl StreamPhase {
             if let Some(session) = &mut self.session {
                 session.handle_text(now, &text);
                 self.session_dirty = true;
+                // The call machine parsed it: a `start` names the stream.
+                self.started |= session.call().stream_sid().is_some();
             }
+            self.ws.recycle(text);
             return None;
         }
         match message::parse(&text) {

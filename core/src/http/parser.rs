@@ -211,6 +211,18 @@ impl RequestParser {
         Some(expiry)
     }
 
+    /// Bytes of memory held: the read buffer, the request whose body is
+    /// being read, and the recycled one. What a server counts against its
+    /// budget for requests nobody has authenticated yet.
+    #[must_use]
+    pub fn memory(&self) -> usize {
+        let body = match &self.state {
+            State::Body { request, .. } => request.capacity(),
+            _ => 0,
+        };
+        self.buf.capacity() + body + self.spare.as_ref().map_or(0, Request::capacity)
+    }
+
     /// Whether no request is in progress (nothing but blank lines buffered):
     /// a connection shutting down may close now without cutting a request.
     #[must_use]
@@ -287,7 +299,8 @@ impl RequestParser {
             .iter()
             .any(|&b| b != b'\r' && b != b'\n')
             .then_some(self.last_push);
-        if self.buf.is_empty() && self.buf.capacity() > 2 * self.limits.max_head_bytes {
+        // Between requests, an idle connection keeps at most a head's worth.
+        if self.buf.is_empty() && self.buf.capacity() > self.limits.max_head_bytes {
             self.buf = Vec::new();
         }
         request
@@ -597,10 +610,13 @@ fn advance_body(
     loop {
         match state {
             BodyState::Length { remaining } => {
-                if request.body.is_empty() {
-                    request.body.reserve_exact(*remaining);
-                }
                 let take = (*remaining).min(buf.len());
+                // Room for what arrived, not for what `Content-Length`
+                // promised: a client that announces 64 KiB and sends one
+                // byte must not make us hold 64 KiB.
+                if request.body.is_empty() {
+                    request.body.reserve_exact(take);
+                }
                 request.body.extend(buf.drain(..take));
                 *remaining -= take;
                 return Ok(*remaining == 0);

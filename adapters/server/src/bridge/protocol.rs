@@ -1,0 +1,536 @@
+//! The bridge's protocol, version 1 (docs/bridge.md): the messages callstream
+//! writes to a program ([`ToProgram`], one JSON object a line or text frame)
+//! and the ones it reads back ([`FromProgram`], parsed from a line whose
+//! every problem is a typed [`LineError`]).
+//!
+//! Field order in what callstream writes is fixed (`type` first, then the
+//! fields in the order docs/bridge.md lists them): a program in plain `sh`
+//! may match the line textually (examples/bots/echo/echo.sh does).
+use base64::Engine as _;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+
+use super::resample::{MAX_RATE, MIN_RATE};
+
+/// The protocol version in `start`.
+pub const VERSION: u32 = 1;
+
+/// Rates a program may ask for in `config`.
+pub const CONFIG_RATES: [u32; 3] = [8000, 16000, 24000];
+
+/// The rate of `utterance` and `audio` until `config` says otherwise.
+pub const DEFAULT_RATE: u32 = 16000;
+
+/// A message to the program.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToProgram<'a> {
+    /// First, once: the call's facts.
+    Start {
+        /// Always [`VERSION`].
+        version: u32,
+        /// `CA…`
+        call_sid: &'a str,
+        /// `MZ…`
+        stream_sid: &'a str,
+        /// `AC…`
+        account_sid: &'a str,
+        /// The custom stream parameters, in document order.
+        parameters: Parameters<'a>,
+    },
+    /// The caller started talking.
+    SpeechStarted,
+    /// One caller turn.
+    Utterance {
+        /// Sample rate of `pcm`.
+        rate: u32,
+        /// Base64 of 16-bit LE mono PCM.
+        pcm: String,
+        /// Its length.
+        duration_ms: u64,
+    },
+    /// A key was pressed.
+    Dtmf {
+        /// The key.
+        digit: String,
+    },
+    /// A mark resolved.
+    Mark {
+        /// The program's name for it.
+        name: &'a str,
+        /// `played` or `cleared`.
+        outcome: &'static str,
+    },
+    /// The caller talked over our audio.
+    BargeIn {
+        /// Milliseconds heard of what was playing.
+        heard_ms: u64,
+        /// Marks whose audio was cut.
+        cleared: &'a [String],
+    },
+    /// The call ended.
+    Stop {
+        /// Why, for the program's log.
+        reason: &'a str,
+    },
+    /// 20 ms of the caller's raw audio (after `config` with `audio: true`).
+    Audio {
+        /// Sample rate of `pcm`.
+        rate: u32,
+        /// Base64 of 16-bit LE mono PCM.
+        pcm: String,
+    },
+}
+
+impl ToProgram<'_> {
+    /// The message as one line, without the newline (JSON never contains a
+    /// raw newline).
+    #[must_use]
+    pub fn to_line(&self) -> String {
+        // Serialising these types cannot fail (no maps with non-string keys,
+        // no floats); an empty object would be the harmless fallback.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// Custom parameters serialised as a JSON object in their order.
+#[derive(Debug)]
+pub struct Parameters<'a>(pub &'a [(String, String)]);
+
+impl Serialize for Parameters<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Base64 of 16-bit little-endian samples.
+#[must_use]
+pub fn encode_pcm(samples: &[i16]) -> String {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A message from the program.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FromProgram {
+    /// The optional first line.
+    Config {
+        /// Rate for utterances and raw audio.
+        rate: u32,
+        /// Whether raw frames are wanted.
+        audio: bool,
+    },
+    /// Audio to queue, at `rate`.
+    Play {
+        /// Its sample rate.
+        rate: u32,
+        /// The samples.
+        pcm: Vec<i16>,
+    },
+    /// Audio to queue from a WAV file on callstream's machine.
+    PlayWav {
+        /// The file.
+        path: String,
+    },
+    /// A mark after the audio queued so far.
+    Mark {
+        /// Its name.
+        name: String,
+    },
+    /// Drop queued audio.
+    Clear,
+    /// What the program heard (logged as `ASR_TEXT`).
+    Transcript {
+        /// The words.
+        text: String,
+    },
+    /// What the program says (logged as `TTS_TEXT`).
+    Reply {
+        /// The words.
+        text: String,
+    },
+    /// A log line.
+    Log {
+        /// `debug`, `info`, `warn` or `error` (anything else is `info`).
+        level: String,
+        /// The line.
+        message: String,
+    },
+    /// End the call.
+    Hangup,
+    /// Connect the caller to `to` (E.164) and leave the call.
+    Transfer {
+        /// The number.
+        to: String,
+    },
+    /// Say this, then hang up.
+    End {
+        /// What Twilio says (`<Say>`), if anything.
+        say: Option<String>,
+    },
+    /// A type this version does not know: ignored (later versions add them).
+    Unknown {
+        /// The type.
+        kind: String,
+    },
+}
+
+/// Why a line from the program was dropped. Each has a short, fixed
+/// [`LineError::kind`] so a broken program is logged once per kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineError {
+    /// Not valid JSON (or not UTF-8).
+    NotJson,
+    /// JSON, but not an object.
+    NotObject,
+    /// An object without a string `type`.
+    NoType,
+    /// A field missing or of the wrong kind.
+    BadField {
+        /// The message type.
+        message: &'static str,
+        /// The field.
+        field: &'static str,
+    },
+    /// `pcm` is not base64 of whole 16-bit samples.
+    BadPcm,
+    /// A sample rate outside what the message allows.
+    BadRate {
+        /// The rate given.
+        rate: u64,
+    },
+}
+
+impl LineError {
+    /// A short fixed name for the kind of problem.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LineError::NotJson => "not JSON",
+            LineError::NotObject => "not an object",
+            LineError::NoType => "no type",
+            LineError::BadField { .. } => "bad field",
+            LineError::BadPcm => "bad pcm",
+            LineError::BadRate { .. } => "bad rate",
+        }
+    }
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::BadField { message, field } => {
+                write!(f, "{message}: field {field:?} missing or of the wrong kind")
+            }
+            LineError::BadRate { rate } => write!(f, "rate {rate} not allowed"),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+type Obj = serde_json::Map<String, serde_json::Value>;
+
+fn string(o: &Obj, message: &'static str, field: &'static str) -> Result<String, LineError> {
+    o.get(field)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .ok_or(LineError::BadField { message, field })
+}
+
+fn rate(o: &Obj, message: &'static str) -> Result<u32, LineError> {
+    let r = o
+        .get("rate")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or(LineError::BadField {
+            message,
+            field: "rate",
+        })?;
+    match u32::try_from(r) {
+        Ok(r) if (MIN_RATE..=MAX_RATE).contains(&r) => Ok(r),
+        _ => Err(LineError::BadRate { rate: r }),
+    }
+}
+
+/// Decodes base64 of 16-bit little-endian samples.
+pub fn decode_pcm(text: &str) -> Result<Vec<i16>, LineError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| LineError::BadPcm)?;
+    if bytes.len() % 2 != 0 {
+        return Err(LineError::BadPcm);
+    }
+    Ok(bytes
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect())
+}
+
+/// Parses one line (without its newline; surrounding whitespace is allowed).
+pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|_| LineError::NotJson)?;
+    let serde_json::Value::Object(o) = value else {
+        return Err(LineError::NotObject);
+    };
+    let kind = o
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or(LineError::NoType)?;
+    Ok(match kind {
+        "config" => {
+            let rate = match o.get("rate") {
+                None => DEFAULT_RATE,
+                Some(v) => match v.as_u64() {
+                    Some(r) if CONFIG_RATES.iter().any(|&c| u64::from(c) == r) => r as u32,
+                    Some(r) => return Err(LineError::BadRate { rate: r }),
+                    None => {
+                        return Err(LineError::BadField {
+                            message: "config",
+                            field: "rate",
+                        });
+                    }
+                },
+            };
+            let audio = match o.get("audio") {
+                None => false,
+                Some(v) => v.as_bool().ok_or(LineError::BadField {
+                    message: "config",
+                    field: "audio",
+                })?,
+            };
+            FromProgram::Config { rate, audio }
+        }
+        "play" => {
+            if let Some(path) = o.get("wav") {
+                let path = path.as_str().ok_or(LineError::BadField {
+                    message: "play",
+                    field: "wav",
+                })?;
+                FromProgram::PlayWav {
+                    path: path.to_owned(),
+                }
+            } else {
+                let rate = rate(&o, "play")?;
+                let pcm = decode_pcm(&string(&o, "play", "pcm")?)?;
+                FromProgram::Play { rate, pcm }
+            }
+        }
+        "mark" => FromProgram::Mark {
+            name: string(&o, "mark", "name")?,
+        },
+        "clear" => FromProgram::Clear,
+        "transcript" => FromProgram::Transcript {
+            text: string(&o, "transcript", "text")?,
+        },
+        "reply" => FromProgram::Reply {
+            text: string(&o, "reply", "text")?,
+        },
+        "log" => FromProgram::Log {
+            level: o
+                .get("level")
+                .and_then(|l| l.as_str())
+                .unwrap_or("info")
+                .to_owned(),
+            message: string(&o, "log", "message")?,
+        },
+        "hangup" => FromProgram::Hangup,
+        "transfer" => FromProgram::Transfer {
+            to: string(&o, "transfer", "to")?,
+        },
+        "end" => FromProgram::End {
+            say: match o.get("say") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(
+                    v.as_str()
+                        .ok_or(LineError::BadField {
+                            message: "end",
+                            field: "say",
+                        })?
+                        .to_owned(),
+                ),
+            },
+        },
+        other => FromProgram::Unknown {
+            kind: other.chars().take(40).collect(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utterance_fields_come_in_the_documented_order() {
+        let line = ToProgram::Utterance {
+            rate: 16000,
+            pcm: encode_pcm(&[1, -1]),
+            duration_ms: 0,
+        }
+        .to_line();
+        assert_eq!(
+            line,
+            r#"{"type":"utterance","rate":16000,"pcm":"AQD//w==","duration_ms":0}"#
+        );
+        let params = [
+            ("b".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "2".to_owned()),
+        ];
+        let start = ToProgram::Start {
+            version: VERSION,
+            call_sid: "CA1",
+            stream_sid: "MZ1",
+            account_sid: "AC1",
+            parameters: Parameters(&params),
+        }
+        .to_line();
+        assert_eq!(
+            start,
+            r#"{"type":"start","version":1,"call_sid":"CA1","stream_sid":"MZ1","account_sid":"AC1","parameters":{"b":"1","a":"2"}}"#
+        );
+        assert_eq!(
+            ToProgram::SpeechStarted.to_line(),
+            r#"{"type":"speech_started"}"#
+        );
+        let cleared = ["r-2".to_owned()];
+        assert_eq!(
+            ToProgram::BargeIn {
+                heard_ms: 640,
+                cleared: &cleared
+            }
+            .to_line(),
+            r#"{"type":"barge_in","heard_ms":640,"cleared":["r-2"]}"#
+        );
+    }
+
+    #[test]
+    fn every_program_message_parses() {
+        let ok = |s: &str| parse(s.as_bytes()).unwrap();
+        assert_eq!(
+            ok(r#"{"type":"config","rate":8000,"audio":true}"#),
+            FromProgram::Config {
+                rate: 8000,
+                audio: true
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"config"}"#),
+            FromProgram::Config {
+                rate: 16000,
+                audio: false
+            }
+        );
+        assert_eq!(
+            ok(r#" {"type":"play","rate":22050,"pcm":"AQD//w==","x":1} "#),
+            FromProgram::Play {
+                rate: 22050,
+                pcm: vec![1, -1]
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"play","wav":"/tmp/a.wav"}"#),
+            FromProgram::PlayWav {
+                path: "/tmp/a.wav".into()
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"mark","name":"m"}"#),
+            FromProgram::Mark { name: "m".into() }
+        );
+        assert_eq!(ok(r#"{"type":"clear"}"#), FromProgram::Clear);
+        assert_eq!(ok(r#"{"type":"hangup"}"#), FromProgram::Hangup);
+        assert_eq!(
+            ok(r#"{"type":"transfer","to":"+14155550100"}"#),
+            FromProgram::Transfer {
+                to: "+14155550100".into()
+            }
+        );
+        assert_eq!(ok(r#"{"type":"end"}"#), FromProgram::End { say: None });
+        assert_eq!(
+            ok(r#"{"type":"end","say":"Bye"}"#),
+            FromProgram::End {
+                say: Some("Bye".into())
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"log","message":"x"}"#),
+            FromProgram::Log {
+                level: "info".into(),
+                message: "x".into()
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"transcript","text":"hi"}"#),
+            FromProgram::Transcript { text: "hi".into() }
+        );
+        assert_eq!(
+            ok(r#"{"type":"reply","text":"hi"}"#),
+            FromProgram::Reply { text: "hi".into() }
+        );
+        assert_eq!(
+            ok(r#"{"type":"later"}"#),
+            FromProgram::Unknown {
+                kind: "later".into()
+            }
+        );
+    }
+
+    #[test]
+    fn every_kind_of_garbage_is_a_typed_error() {
+        let err = |s: &[u8]| parse(s).unwrap_err();
+        assert_eq!(err(b"not json"), LineError::NotJson);
+        assert_eq!(err(b"\xff\xfe"), LineError::NotJson);
+        assert_eq!(err(b""), LineError::NotJson);
+        assert_eq!(err(b"[1]"), LineError::NotObject);
+        assert_eq!(err(b"{\"no\":1}"), LineError::NoType);
+        assert_eq!(err(b"{\"type\":3}"), LineError::NoType);
+        assert_eq!(
+            err(br#"{"type":"play","rate":16000,"pcm":"!!"}"#),
+            LineError::BadPcm
+        );
+        assert_eq!(
+            err(br#"{"type":"play","rate":16000,"pcm":"AQA"}"#),
+            LineError::BadPcm
+        );
+        assert_eq!(
+            err(br#"{"type":"play","rate":16000,"pcm":"AQD/"}"#),
+            LineError::BadPcm
+        );
+        assert_eq!(
+            err(br#"{"type":"play","rate":1,"pcm":""}"#),
+            LineError::BadRate { rate: 1 }
+        );
+        assert_eq!(
+            err(br#"{"type":"play","rate":-5,"pcm":""}"#),
+            LineError::BadField {
+                message: "play",
+                field: "rate"
+            }
+        );
+        assert_eq!(
+            err(br#"{"type":"config","rate":44100}"#),
+            LineError::BadRate { rate: 44100 }
+        );
+        assert_eq!(
+            err(br#"{"type":"mark"}"#),
+            LineError::BadField {
+                message: "mark",
+                field: "name"
+            }
+        );
+        assert_eq!(
+            err(br#"{"type":"transfer","to":5}"#),
+            LineError::BadField {
+                message: "transfer",
+                field: "to"
+            }
+        );
+    }
+}

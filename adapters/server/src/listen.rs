@@ -1,0 +1,154 @@
+//! The listening socket and the process's file limit, set up once here for
+//! every adapter (an adapter only wraps the `TcpListener` it gets).
+//!
+//! `TcpListener::bind` listens with a backlog of 128: a burst of calls (a
+//! campaign, a reconnect storm after a deploy) overflows it, and the kernel
+//! then drops SYNs, which clients retry only after a second or more. And a
+//! soft `RLIMIT_NOFILE` of 1024 (a common default) caps the server near a
+//! thousand connections whatever `MAX_CONNECTIONS` says; past it `accept`
+//! fails with `EMFILE`.
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::OnceLock;
+
+/// The backlog asked for; the kernel caps it at `net.core.somaxconn`
+/// (4096 by default since Linux 5.4).
+pub const BACKLOG: i32 = 4096;
+
+/// File descriptors kept for everything but connections (logs, recording
+/// files, the listener, the runtime's own).
+pub const RESERVED_FILES: u64 = 64;
+
+/// The process's open-file limit, as found and as left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileLimit {
+    /// The soft limit when the process started.
+    pub soft_before: u64,
+    /// The soft limit now.
+    pub soft: u64,
+    /// The hard limit (the ceiling for the soft one).
+    pub hard: u64,
+}
+
+static FILE_LIMIT: OnceLock<Option<FileLimit>> = OnceLock::new();
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (once per process;
+/// later calls return the first result). `None` where the limit cannot be
+/// read.
+pub fn raise_file_limit() -> Option<FileLimit> {
+    *FILE_LIMIT.get_or_init(|| {
+        let (soft_before, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+        let soft = if soft_before < hard {
+            match rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard) {
+                Ok(()) => hard,
+                Err(_) => soft_before,
+            }
+        } else {
+            soft_before
+        };
+        Some(FileLimit {
+            soft_before,
+            soft,
+            hard,
+        })
+    })
+}
+
+/// The kernel's cap on listen backlogs (`/proc/sys/net/core/somaxconn`), where it can be read.
+#[must_use]
+pub fn somaxconn() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The backlog the listener really gets: [`BACKLOG`] capped by [`somaxconn`].
+#[must_use]
+pub fn effective_backlog() -> u32 {
+    let asked = BACKLOG.unsigned_abs();
+    somaxconn().map_or(asked, |cap| asked.min(cap))
+}
+
+/// Binds `addr` and listens with [`BACKLOG`], after raising the file limit
+/// ([`raise_file_limit`]). The listener is blocking; an async adapter makes
+/// it non-blocking itself.
+///
+/// # Errors
+///
+/// Whatever creating, binding or listening on the socket returns.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let _ = raise_file_limit();
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As `TcpListener::bind` does on Unix: a restart must not wait out
+    // TIME_WAIT on the port.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Logs the listener's backlog and the file limit, and warns when
+/// `max_connections` (plus recording files, two per call when `recording`)
+/// cannot fit under the limit.
+pub fn log_limits(max_connections: usize, recording: bool) {
+    let backlog = effective_backlog();
+    match raise_file_limit() {
+        Some(l) => {
+            tracing::info!(
+                backlog,
+                somaxconn = somaxconn().map_or(-1, i64::from),
+                nofile_soft_at_start = l.soft_before,
+                nofile_soft = l.soft,
+                nofile_hard = l.hard,
+                "listen backlog and open-file limit"
+            );
+            let per_connection = if recording { 2 } else { 1 };
+            let fits = l.soft.saturating_sub(RESERVED_FILES) / per_connection;
+            if u64::try_from(max_connections).unwrap_or(u64::MAX) > fits {
+                tracing::warn!(
+                    max_connections,
+                    nofile_soft = l.soft,
+                    nofile_hard = l.hard,
+                    connections_that_fit = fits,
+                    "MAX_CONNECTIONS is more than the open-file limit allows: accept will fail (EMFILE) first. Raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower MAX_CONNECTIONS"
+                );
+            }
+        }
+        None => tracing::info!(backlog, "listen backlog (open-file limit unknown)"),
+    }
+    if backlog < BACKLOG.unsigned_abs() {
+        tracing::info!(
+            backlog,
+            asked = BACKLOG,
+            "net.core.somaxconn caps the listen backlog; raise it for bursts of calls"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one() {
+        let l = raise_file_limit().expect("the limit is readable here");
+        assert!(l.soft >= l.soft_before);
+        assert_eq!(
+            rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap(),
+            (l.soft, l.hard)
+        );
+    }
+
+    #[test]
+    fn binds_an_ephemeral_port_and_accepts() {
+        let l = bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _c = std::net::TcpStream::connect(addr).unwrap();
+        let (_s, peer) = l.accept().unwrap();
+        assert!(peer.ip().is_loopback());
+    }
+}

@@ -1,0 +1,991 @@
+//! The program bridge through the real server: a Twilio-shaped client over
+//! TCP on one side, a program (`sh`, the shipped echo bot, a tiny WebSocket
+//! service) on the other. Needs only the Rust toolchain and `sh` with
+//! coreutils and sed; the end-to-end test with the Python bot is `#[ignore]`d
+//! and run by `.ci/run`.
+use base64::Engine as _;
+use callstream_server::bridge::OnFailure;
+use callstream_tests::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const HOST: &str = "callstream.test";
+/// Longest any wait in these tests lasts; only reached when something is broken.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The first utterance of the committed VAD fixture ("Hello I would like to
+/// check my balance", espeak-ng, 8 kHz μ-law) with the silence around it.
+fn speech() -> Vec<u8> {
+    let all = std::fs::read(repo().join("core/tests/fixtures/vad/clean.ulaw")).expect("fixture");
+    all[..26_000.min(all.len())].to_vec()
+}
+
+/// Waits until `f` holds (or [`PATIENCE`] passes); returns whether it held.
+fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + PATIENCE;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+fn read_file(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// Whether process `pid` is gone (or a zombie nobody will run again).
+fn process_gone(pid: &str) -> bool {
+    let pid = pid.trim();
+    assert!(!pid.is_empty(), "no pid written");
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn assert_reaped(dir: &Path, file: &str) {
+    let pid = read_file(&dir.join(file));
+    assert!(
+        wait_for(|| process_gone(&pid)),
+        "process {file}={pid} still running"
+    );
+}
+
+/// A server whose handler runs `script` (written to a file) with `sh`.
+fn server_with(
+    script: &str,
+    tweak: impl FnOnce(&mut callstream_server::config::Settings),
+) -> (RunningServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bot.sh");
+    std::fs::write(
+        &path,
+        script.replace("$DIR", &dir.path().display().to_string()),
+    )
+    .expect("script");
+    let handler = format!("exec:sh '{}'", path.display());
+    let srv = RunningServer::start(|s| {
+        s.handler = handler.parse().expect("handler");
+        tweak(s);
+    });
+    (srv, dir)
+}
+
+fn call(srv: &RunningServer, n: u32) -> TwilioStream {
+    let mut t = TwilioStream::connect(srv.addr, &StreamOpts::default(), n).expect("connect");
+    t.start(&[("From", "+15551230000"), ("x-tenant", "acme")])
+        .expect("start");
+    t
+}
+
+fn read_until_closed(t: &mut TwilioStream, got: &mut Vec<ServerMessage>) -> bool {
+    let end = Instant::now() + PATIENCE;
+    while Instant::now() < end {
+        if got.iter().any(|m| matches!(m, ServerMessage::Closed(_))) {
+            return true;
+        }
+        let _ = t.read_until(Instant::now() + Duration::from_millis(100), got);
+    }
+    false
+}
+
+fn read_until_mark(t: &mut TwilioStream, name: &str, got: &mut Vec<ServerMessage>) -> bool {
+    let end = Instant::now() + PATIENCE;
+    while Instant::now() < end {
+        if got
+            .iter()
+            .any(|m| *m == ServerMessage::Mark(name.to_owned()))
+        {
+            return true;
+        }
+        if got.iter().any(|m| matches!(m, ServerMessage::Closed(_))) {
+            return false;
+        }
+        let _ = t.read_until(Instant::now() + Duration::from_millis(100), got);
+    }
+    false
+}
+
+fn stream_ended(srv: &RunningServer, call_sid: &str) -> HttpResponse {
+    post_signed(
+        srv.addr,
+        HOST,
+        "/webhook/stream_ended",
+        &[
+            ("CallSid", call_sid),
+            ("AccountSid", ACCOUNT),
+            ("CallStatus", "in-progress"),
+        ],
+    )
+    .expect("answer")
+}
+
+/// A play line of `ms` of a 440 Hz tone at `rate`.
+fn tone_play(ms: u32, rate: u32) -> String {
+    let n = rate * ms / 1000;
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let s = (8000.0
+                * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / f64::from(rate)).sin())
+                as i16;
+            s.to_le_bytes()
+        })
+        .collect();
+    format!(
+        r#"{{"type":"play","rate":{rate},"pcm":"{}"}}"#,
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+#[test]
+fn the_program_gets_the_call_facts_in_start_and_its_environment() {
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; IFS= read -r line; printf '%s\\n' \"$line\" > $DIR/start; env > $DIR/env; cat > /dev/null",
+        |_| {},
+    );
+    let t = call(&srv, 1);
+    assert!(wait_for(
+        || read_file(&dir.path().join("env")).contains("CALLSTREAM_PARAM_X_TENANT")
+    ));
+    let start: serde_json::Value =
+        serde_json::from_str(&read_file(&dir.path().join("start"))).expect("start is JSON");
+    assert_eq!(start["type"], "start");
+    assert_eq!(start["version"], 1);
+    assert_eq!(start["call_sid"], t.call_sid.as_str());
+    assert_eq!(start["stream_sid"], t.stream_sid.as_str());
+    assert_eq!(start["account_sid"], ACCOUNT);
+    assert_eq!(start["parameters"]["From"], "+15551230000");
+    assert_eq!(start["parameters"]["x-tenant"], "acme");
+    let env = read_file(&dir.path().join("env"));
+    for want in [
+        format!("CALLSTREAM_CALL_SID={}", t.call_sid),
+        format!("CALLSTREAM_STREAM_SID={}", t.stream_sid),
+        format!("CALLSTREAM_ACCOUNT_SID={ACCOUNT}"),
+        "CALLSTREAM_PARAM_FROM=+15551230000".to_owned(),
+        "CALLSTREAM_PARAM_X_TENANT=acme".to_owned(),
+    ] {
+        assert!(
+            env.lines().any(|l| l == want),
+            "{want} not in the environment:\n{env}"
+        );
+    }
+    drop(t); // the caller hangs up: the program is reaped
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn the_echo_bot_hears_a_turn_and_plays_it_back_then_hangs_up_on_hash() {
+    let echo = repo().join("examples/bots/echo/echo.sh");
+    let srv = RunningServer::start(|s| {
+        s.handler = format!("exec:sh '{}'", echo.display())
+            .parse()
+            .expect("handler");
+    });
+    let mut t = call(&srv, 2);
+    let mut got = t.stream_audio(&speech()).expect("stream");
+    got.extend(t.stream_audio(&silence(50)).expect("stream"));
+    assert!(
+        read_until_mark(&mut t, "echo-1", &mut got),
+        "no echo-1 mark: {got:?}"
+    );
+    let echoed = media_bytes(&got);
+    // The turn as the detector cut it: the 1.9 s of speech with margins.
+    assert!(
+        echoed.len() >= 8000 * 18 / 10,
+        "only {} bytes echoed",
+        echoed.len()
+    );
+    let loud = echoed.iter().filter(|&&b| (b & 0x7f) < 0x50).count();
+    assert!(
+        loud > 800,
+        "the echo is not the speech ({loud} loud samples)"
+    );
+    let mark_at = got
+        .iter()
+        .position(|m| *m == ServerMessage::Mark("echo-1".into()));
+    let last_media = got
+        .iter()
+        .rposition(|m| matches!(m, ServerMessage::Media(_)));
+    assert!(mark_at > last_media, "the mark follows the audio");
+    t.mark_echo("echo-1").expect("echo");
+    t.dtmf('#').expect("dtmf");
+    assert!(read_until_closed(&mut t, &mut got), "no close after hangup");
+    assert!(got.contains(&ServerMessage::Closed(Some(1000))), "{got:?}");
+    let r = stream_ended(&srv, &t.call_sid);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        r.body.ends_with("<Response><Hangup/></Response>"),
+        "{}",
+        r.body
+    );
+}
+
+#[test]
+fn marks_dtmf_and_barge_in_reach_the_program_with_what_was_heard() {
+    // Three seconds of tone and a mark, then everything it reads to a file.
+    let script = format!(
+        "echo $$ > $DIR/pid\nprintf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"long\"}}' '{{\"type\":\"mark\",\"name\":\"short\"}}'\ncat > $DIR/in\n",
+        tone_play(3000, 16000)
+    );
+    let (srv, dir) = server_with(&script, |_| {});
+    let mut t = call(&srv, 3);
+    t.dtmf('5').expect("dtmf");
+    let mut got = Vec::new();
+    t.read_media(8000, PATIENCE, &mut got).expect("media");
+    // The caller talks over the tone a second in.
+    got.extend(t.stream_audio(&speech()[4000..16000]).expect("stream"));
+    assert!(
+        got.contains(&ServerMessage::Clear),
+        "no clear: barge-in did not happen"
+    );
+    let input = dir.path().join("in");
+    assert!(
+        wait_for(|| read_file(&input).contains(r#""outcome":"cleared""#)),
+        "{}",
+        read_file(&input)
+    );
+    let lines: Vec<serde_json::Value> = read_file(&input)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    let kinds: Vec<&str> = lines.iter().filter_map(|l| l["type"].as_str()).collect();
+    assert_eq!(kinds[0], "start");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "dtmf" && l["digit"] == "5"),
+        "{kinds:?}"
+    );
+    let b = kinds
+        .iter()
+        .position(|k| *k == "barge_in")
+        .expect("barge_in");
+    assert_eq!(kinds[b - 1], "speech_started", "{kinds:?}");
+    let barge = &lines[b];
+    assert_eq!(barge["cleared"], serde_json::json!(["long", "short"]));
+    let heard = barge["heard_ms"].as_u64().expect("heard_ms");
+    // The tone started playing at once and the caller cut in after about a
+    // second of it (by the schedule, plus the detector's decision time).
+    assert!((500..3000).contains(&heard), "heard_ms {heard}");
+    assert_eq!(
+        lines[b + 1],
+        serde_json::json!({"type":"mark","name":"long","outcome":"cleared"})
+    );
+    assert_eq!(
+        lines[b + 2],
+        serde_json::json!({"type":"mark","name":"short","outcome":"cleared"})
+    );
+    t.stop().expect("stop");
+    assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn transfer_closes_the_stream_and_stream_ended_dials() {
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"+14155550100\"}'; cat > $DIR/in",
+        |_| {},
+    );
+    let mut t = call(&srv, 4);
+    let mut got = Vec::new();
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "the stream was not closed"
+    );
+    assert!(got.contains(&ServerMessage::Closed(Some(1000))), "{got:?}");
+    let r = stream_ended(&srv, &t.call_sid);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert!(
+        r.body
+            .ends_with("<Response><Dial><Number>+14155550100</Number></Dial></Response>"),
+        "{}",
+        r.body
+    );
+    // Answered once: a repeat (or another call) gets the default 204.
+    assert_eq!(stream_ended(&srv, &t.call_sid).status, 204);
+    let input = dir.path().join("in");
+    assert!(
+        wait_for(|| read_file(&input)
+            .contains(r#"{"type":"stop","reason":"the program ended the call"}"#)),
+        "{}",
+        read_file(&input)
+    );
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn end_says_goodbye_and_a_bad_transfer_number_is_ignored() {
+    let (srv, _dir) = server_with(
+        "read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"555\"}' '{\"type\":\"end\",\"say\":\"Goodbye & thanks\"}'; cat > /dev/null",
+        |_| {},
+    );
+    let mut t = call(&srv, 5);
+    let mut got = Vec::new();
+    assert!(read_until_closed(&mut t, &mut got));
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body
+            .ends_with("<Response><Say>Goodbye &amp; thanks</Say><Hangup/></Response>"),
+        "{}",
+        r.body
+    );
+}
+
+/// One HTTP request, as a local stand-in for Twilio's REST API saw it.
+struct Captured {
+    head: String,
+    body: String,
+}
+
+fn fake_twilio_api() -> (String, std::sync::mpsc::Receiver<Captured>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", l.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s);
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let answer = "{\"sid\":\"CA\"}";
+            let _ = write!(
+                r.get_mut(),
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = tx.send(Captured {
+                head,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+    });
+    (base, rx)
+}
+
+fn form_decode(body: &str) -> Vec<(String, String)> {
+    fn dec(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).expect("hex"));
+                    i += 2;
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).expect("utf-8")
+    }
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (dec(k), dec(v)))
+        .collect()
+}
+
+#[test]
+fn with_an_account_sid_a_transfer_redirects_the_live_call_through_the_rest_api() {
+    let (base, requests) = fake_twilio_api();
+    let (srv, _dir) = server_with(
+        "read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"+14155550100\"}'; cat > /dev/null",
+        |s| {
+            s.account_sid = Some(ACCOUNT.to_owned());
+            s.twilio_api_base_url = base.clone();
+        },
+    );
+    let mut t = call(&srv, 6);
+    let req = requests
+        .recv_timeout(PATIENCE)
+        .expect("the REST API was called");
+    let first = req.head.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "POST /2010-04-01/Accounts/{ACCOUNT}/Calls/{}.json HTTP/1.1",
+            t.call_sid
+        )
+    );
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{ACCOUNT}:{TOKEN}"));
+    assert!(
+        req.head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("authorization: Basic {auth}"))),
+        "{}",
+        req.head
+    );
+    assert!(
+        req.head
+            .to_ascii_lowercase()
+            .contains("content-type: application/x-www-form-urlencoded"),
+        "{}",
+        req.head
+    );
+    let fields = form_decode(&req.body);
+    assert_eq!(fields.len(), 1, "{fields:?}");
+    assert_eq!(fields[0].0, "Twiml");
+    assert!(
+        fields[0]
+            .1
+            .ends_with("<Response><Dial><Number>+14155550100</Number></Dial></Response>"),
+        "{}",
+        fields[0].1
+    );
+    let mut got = Vec::new();
+    assert!(read_until_closed(&mut t, &mut got));
+    // The live call was redirected: the action URL has nothing left to do.
+    assert_eq!(stream_ended(&srv, &t.call_sid).status, 204);
+}
+
+fn failure_case(
+    script: &str,
+    policy: OnFailure,
+    provoke: impl FnOnce(&mut TwilioStream),
+) -> (RunningServer, tempfile::TempDir, TwilioStream, bool) {
+    let (srv, dir) = server_with(script, |s| s.bridge_on_failure = policy);
+    let mut t = call(&srv, 7);
+    provoke(&mut t);
+    let mut got = Vec::new();
+    let closed = match policy {
+        OnFailure::Hangup => read_until_closed(&mut t, &mut got),
+        OnFailure::Continue => {
+            // The program is dead; the call must not end by itself.
+            assert!(wait_for(|| !read_file(&dir.path().join("pid")).is_empty()));
+            assert!(wait_for(|| process_gone(&read_file(
+                &dir.path().join("pid")
+            ))));
+            let _ = t.read_until(Instant::now() + Duration::from_millis(500), &mut got);
+            got.iter().any(|m| matches!(m, ServerMessage::Closed(_)))
+        }
+    };
+    (srv, dir, t, closed)
+}
+
+#[test]
+fn a_crashed_program_ends_the_call_by_default() {
+    let (_srv, dir, _t, closed) = failure_case(
+        "echo $$ > $DIR/pid; read -r line; exit 3",
+        OnFailure::Hangup,
+        |_| {},
+    );
+    assert!(closed, "the call did not end");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_crashed_program_leaves_the_call_in_silence_with_continue() {
+    let (_srv, dir, mut t, closed) = failure_case(
+        "echo $$ > $DIR/pid; read -r line; exit 3",
+        OnFailure::Continue,
+        |_| {},
+    );
+    assert!(!closed, "the call ended");
+    // Still served: the caller's stop ends it normally.
+    t.stop().expect("stop");
+    let mut got = Vec::new();
+    assert!(read_until_closed(&mut t, &mut got));
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_program_that_never_reads_fails_once_its_queue_is_full_and_its_whole_group_dies() {
+    let (_srv, dir, _t, closed) = failure_case(
+        "echo $$ > $DIR/pid; sleep 1000 & echo $! > $DIR/child; wait",
+        OnFailure::Hangup,
+        |t| {
+            // Far more than the pipe and the queue hold.
+            for _ in 0..5000 {
+                t.dtmf('1').expect("dtmf");
+            }
+        },
+    );
+    assert!(closed, "the call did not end");
+    assert_reaped(dir.path(), "pid");
+    assert_reaped(dir.path(), "child");
+}
+
+#[test]
+fn garbage_lines_are_dropped_and_the_call_goes_on() {
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; printf '%s\\n' 'not json' '[1]' '{\"x\":1}' '{\"type\":\"play\",\"rate\":1,\"pcm\":\"\"}' '{\"type\":\"play\",\"rate\":8000,\"pcm\":\"!!\"}' '{\"type\":\"config\",\"rate\":8000}' '{\"type\":\"from_the_future\"}' '' '{\"type\":\"mark\",\"name\":\"after-garbage\"}'; cat > /dev/null",
+        |_| {},
+    );
+    let mut t = call(&srv, 8);
+    let mut got = Vec::new();
+    assert!(
+        read_until_mark(&mut t, "after-garbage", &mut got),
+        "{got:?}"
+    );
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn an_over_long_line_is_a_failure() {
+    let (_srv, dir, _t, closed) = failure_case(
+        "echo $$ > $DIR/pid; read -r line; head -c 17000000 /dev/zero | tr '\\000' a; echo; cat > /dev/null",
+        OnFailure::Hangup,
+        |_| {},
+    );
+    assert!(closed, "the call did not end");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_flooding_program_is_read_only_as_fast_as_the_caller_listens() {
+    // Two minutes of audio written as fast as sh can: far more than the
+    // bridge lets a program run ahead.
+    let script = format!(
+        "echo $$ > $DIR/pid; read -r line; i=0; while [ $i -lt 120 ]; do printf '%s\\n' '{}'; i=$((i+1)); done; touch $DIR/wrote-all; cat > /dev/null",
+        tone_play(1000, 8000)
+    );
+    let (srv, dir) = server_with(&script, |_| {});
+    let mut t = call(&srv, 9);
+    let mut got = Vec::new();
+    t.read_media(8000 * 2, PATIENCE, &mut got).expect("media");
+    assert!(media_bytes(&got).len() >= 16000, "audio flows");
+    assert!(
+        !dir.path().join("wrote-all").exists(),
+        "the program was not slowed down"
+    );
+    // The call's end does not wait for the blocked program.
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+    drop(srv);
+}
+
+#[test]
+fn a_slow_program_is_waited_for() {
+    let (srv, dir) = server_with(
+        &format!(
+            "echo $$ > $DIR/pid; read -r line; sleep 1; printf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"late\"}}'; cat > /dev/null",
+            tone_play(200, 8000)
+        ),
+        |_| {},
+    );
+    let mut t = call(&srv, 10);
+    let mut got = Vec::new();
+    assert!(read_until_mark(&mut t, "late", &mut got), "{got:?}");
+    assert!(media_bytes(&got).len() >= 1600);
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_program_that_cannot_start_fails_the_call() {
+    let srv = RunningServer::start(|s| {
+        s.handler = "exec:exec /nonexistent/bot".parse().expect("handler");
+    });
+    let mut t = call(&srv, 11);
+    let mut got = Vec::new();
+    assert!(read_until_closed(&mut t, &mut got), "the call did not end");
+}
+
+#[test]
+fn the_server_reaps_every_program_before_it_returns() {
+    let (srv, dir) = server_with(
+        // Ignores SIGTERM and never reads: only SIGKILL ends it.
+        "trap '' TERM; echo $$ > $DIR/pid; while :; do sleep 1; done",
+        |s| s.drain_seconds = 3,
+    );
+    let _t = call(&srv, 12);
+    assert!(wait_for(|| !read_file(&dir.path().join("pid")).is_empty()));
+    srv.stop().expect("stop");
+    let pid = read_file(&dir.path().join("pid"));
+    assert!(process_gone(&pid), "program {pid} outlived the server");
+}
+
+/// A bot as a WebSocket service: plays a tone with a mark at `start`,
+/// transfers once the mark comes back played.
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
+fn ws_bot() -> (String, std::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/bot", l.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let query = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let q = query.clone();
+        let cb = move |req: &tungstenite::handshake::server::Request, resp| {
+            *q.lock().expect("lock") = req.uri().query().unwrap_or_default().to_owned();
+            Ok(resp)
+        };
+        let Ok(mut ws) = tungstenite::accept_hdr(s, cb) else {
+            return;
+        };
+        let _ = tx.send(format!("query {}", query.lock().expect("lock")));
+        let send = |ws: &mut tungstenite::WebSocket<std::net::TcpStream>, text: String| {
+            let _ = ws.send(tungstenite::Message::text(text));
+        };
+        send(
+            &mut ws,
+            r#"{"type":"config","rate":8000,"audio":false}"#.to_owned(),
+        );
+        while let Ok(m) = ws.read() {
+            let tungstenite::Message::Text(t) = m else {
+                continue;
+            };
+            let text = t.as_str().to_owned();
+            let _ = tx.send(text.clone());
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            match v["type"].as_str() {
+                Some("start") => {
+                    send(&mut ws, r#"{"type":"reply","text":"hello"}"#.to_owned());
+                    send(&mut ws, tone_play(400, 24000));
+                    send(&mut ws, r#"{"type":"mark","name":"hello"}"#.to_owned());
+                }
+                Some("mark") if v["outcome"] == "played" => {
+                    send(
+                        &mut ws,
+                        r#"{"type":"transfer","to":"+14155550111"}"#.to_owned(),
+                    );
+                }
+                Some("stop") => break,
+                _ => {}
+            }
+        }
+        let _ = ws.close(None);
+        while ws.read().is_ok() {}
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_websocket_service_holds_the_same_conversation() {
+    let (url, seen) = ws_bot();
+    let srv = RunningServer::start(|s| {
+        s.handler = url.parse().expect("handler");
+    });
+    let mut t = call(&srv, 13);
+    let query = seen.recv_timeout(PATIENCE).expect("connected");
+    assert_eq!(
+        query,
+        format!(
+            "query call_sid={}&stream_sid={}&account_sid={ACCOUNT}",
+            t.call_sid, t.stream_sid
+        )
+    );
+    let start: serde_json::Value =
+        serde_json::from_str(&seen.recv_timeout(PATIENCE).expect("start")).expect("json");
+    assert_eq!(start["call_sid"], t.call_sid.as_str());
+    assert_eq!(start["parameters"]["x-tenant"], "acme");
+    let mut got = Vec::new();
+    assert!(read_until_mark(&mut t, "hello", &mut got), "{got:?}");
+    // 400 ms at 24 kHz, resampled to 8 kHz.
+    assert_eq!(media_bytes(&got).len(), 3200);
+    t.mark_echo("hello").expect("echo");
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "no close after the transfer"
+    );
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body
+            .ends_with("<Dial><Number>+14155550111</Number></Dial></Response>"),
+        "{}",
+        r.body
+    );
+    let rest: Vec<String> = std::iter::from_fn(|| seen.recv_timeout(PATIENCE).ok()).collect();
+    assert!(
+        rest.iter()
+            .any(|m| m == r#"{"type":"mark","name":"hello","outcome":"played"}"#),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().any(|m| m.starts_with(r#"{"type":"stop""#)),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn a_websocket_service_that_is_down_fails_the_call() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/", l.local_addr().expect("addr"));
+    drop(l); // nothing listens there now
+    let srv = RunningServer::start(|s| {
+        s.handler = url.parse().expect("handler");
+    });
+    let mut t = call(&srv, 14);
+    let mut got = Vec::new();
+    assert!(read_until_closed(&mut t, &mut got), "the call did not end");
+}
+
+/// What pocketsphinx hears in `ulaw` (8 kHz) with the example bot's test
+/// grammar for spoken times (examples/bots/python/test_bot.py).
+fn hear_time(ulaw: &[u8]) -> String {
+    let pcm: Vec<u8> = ulaw
+        .iter()
+        .flat_map(|&b| callstream_core::codec::decode(b).to_le_bytes())
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("answer.raw");
+    std::fs::write(&raw, pcm).expect("write");
+    let code = format!(
+        "import sys; sys.path.insert(0, {:?}); import test_bot; print(' '.join(test_bot.hear_time(8000, open({:?}, 'rb').read())))",
+        repo().join("examples/bots/python").display().to_string(),
+        raw.display().to_string()
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &code])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "the recogniser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The caller's voice: espeak-ng's female en-us variant at 150 words a
+/// minute (the one pocketsphinx hears best, as in the bot's own test), made
+/// 8 kHz μ-law by sox.
+fn caller_speech(text: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("q.wav");
+    let raw = dir.path().join("q.ulaw");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us+f3", "-s", "150", "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng")
+        .success();
+    assert!(ok, "espeak-ng failed");
+    let ok = std::process::Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw"])
+        .arg(&raw)
+        .status()
+        .expect("sox")
+        .success();
+    assert!(ok, "sox failed");
+    std::fs::read(raw).expect("speech")
+}
+
+/// Media received after the last mark echo we sent: the bot's next answer.
+fn answer_after(got: &[ServerMessage], from: usize) -> Vec<u8> {
+    media_bytes(got.get(from..).unwrap_or(&[]))
+}
+
+#[test]
+#[ignore = "needs espeak-ng, sox, pocketsphinx and websockets: .ci/run installs them (examples/bots/python/setup.sh) and runs it"]
+fn end_to_end_with_the_offline_python_bot() {
+    let bot = repo().join("examples/bots/python/bot.py");
+    let srv = RunningServer::start(|s| {
+        s.handler = format!("exec:python3 '{}'", bot.display())
+            .parse()
+            .expect("handler");
+    });
+    let mut t = call(&srv, 20);
+    let mut got = Vec::new();
+    // The greeting.
+    assert!(
+        read_until_mark(&mut t, "reply-1", &mut got),
+        "no greeting: {got:?}"
+    );
+    t.mark_echo("reply-1").expect("echo");
+    // A question spoken by espeak-ng; the answer comes back and is heard.
+    let from = got.len();
+    let question = caller_speech("what time is it");
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    got.extend(t.stream_audio(&question).expect("stream"));
+    got.extend(t.stream_audio(&silence(50)).expect("stream"));
+    assert!(
+        read_until_mark(&mut t, "reply-2", &mut got),
+        "no answer: {got:?}"
+    );
+    let words = hear_time(&answer_after(&got, from));
+    assert!(words.starts_with("the time is"), "heard {words:?}");
+    t.mark_echo("reply-2").expect("echo");
+    // A long answer, spoken over: callstream clears it.
+    let weather = caller_speech("what is the weather");
+    got.extend(t.stream_audio(&weather).expect("stream"));
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    let before = media_bytes(&got).len();
+    t.read_media(before + 8000, PATIENCE, &mut got)
+        .expect("the weather answer plays");
+    let clears = got.iter().filter(|m| **m == ServerMessage::Clear).count();
+    let agent = caller_speech("i want to talk to an agent");
+    got.extend(t.stream_audio(&agent).expect("stream"));
+    got.extend(t.stream_audio(&silence(50)).expect("stream"));
+    assert!(
+        got.iter().filter(|m| **m == ServerMessage::Clear).count() > clears,
+        "speaking over the answer did not clear it"
+    );
+    // An agent: the bot announces the transfer, then transfers when its mark returns.
+    assert!(
+        read_until_mark(&mut t, "reply-4", &mut got),
+        "no transfer announcement: {got:?}"
+    );
+    t.mark_echo("reply-4").expect("echo");
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "no close after the transfer"
+    );
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body
+            .ends_with("<Response><Dial><Number>+14155550100</Number></Dial></Response>"),
+        "{}",
+        r.body
+    );
+}
+
+fn self_cpu_ms() -> u64 {
+    // utime + stime, in clock ticks (100 Hz on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Fields after the state: ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime.
+    (f.get(10).copied().unwrap_or(0) + f.get(11).copied().unwrap_or(0)) * 10
+}
+
+fn self_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `calls` calls at once, each streaming 5 s of the speech fixture in real
+/// time; returns (CPU ms of this process, peak RSS growth KiB).
+fn load(handler: &str, calls: u32) -> (u64, u64) {
+    let srv = RunningServer::start(|s| s.handler = handler.parse().expect("handler"));
+    let rss0 = self_rss_kib();
+    let cpu0 = self_cpu_ms();
+    let audio: Vec<u8> = speech().into_iter().take(8000 * 5).collect();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let threads: Vec<_> = (0..calls)
+        .map(|n| {
+            let addr = srv.addr;
+            let audio = audio.clone();
+            let peak = peak.clone();
+            std::thread::spawn(move || {
+                let mut t =
+                    TwilioStream::connect(addr, &StreamOpts::default(), 100 + n).expect("connect");
+                t.start(&[]).expect("start");
+                let _ = t.stream_audio(&audio);
+                peak.fetch_max(self_rss_kib(), std::sync::atomic::Ordering::Relaxed);
+                let _ = t.stop();
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    let cpu = self_cpu_ms() - cpu0;
+    let rss = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(rss0);
+    drop(srv);
+    (cpu, rss)
+}
+
+#[test]
+#[ignore = "a measurement, not a test: the numbers in BENCHMARKS.md"]
+fn bench_bridge_cost_and_latency() {
+    use callstream_server::bridge::metrics;
+    use std::sync::atomic::Ordering::Relaxed;
+    let calls: u32 = std::env::var("BENCH_CALLS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(20);
+    let echo = format!(
+        "exec:sh '{}'",
+        repo().join("examples/bots/echo/echo.sh").display()
+    );
+    let (cpu_silent, rss_silent) = load("silent", calls);
+    let (u0, us0) = (
+        metrics::UTTERANCES.load(Relaxed),
+        metrics::UTTERANCE_US.load(Relaxed),
+    );
+    let (cpu_bridge, rss_bridge) = load(&echo, calls);
+    let (u1, us1) = (
+        metrics::UTTERANCES.load(Relaxed),
+        metrics::UTTERANCE_US.load(Relaxed),
+    );
+    println!(
+        "{calls} calls × 5 s: silent {cpu_silent} ms CPU, +{rss_silent} KiB RSS; bridge (echo.sh) {cpu_bridge} ms CPU, +{rss_bridge} KiB RSS"
+    );
+    println!(
+        "bridge cost per call: {:.1} ms CPU per second of call, {} KiB RSS",
+        (cpu_bridge as f64 - cpu_silent as f64) / f64::from(calls) / 5.0,
+        rss_bridge.saturating_sub(rss_silent) / u64::from(calls)
+    );
+    println!(
+        "utterances: {} written, mean {} µs from the end of the turn to written, max {} µs",
+        u1 - u0,
+        (us1 - us0) / (u1 - u0).max(1),
+        metrics::UTTERANCE_US_MAX.load(Relaxed)
+    );
+    // A program that answers each DTMF with 20 ms of audio at once: the time
+    // from the key to the first frame on the wire is the bridge's round trip
+    // (dtmf written, play read, resampled, queued, paced out).
+    let (srv, _dir) = server_with(
+        &format!(
+            "while IFS= read -r l; do case $l in *dtmf*) printf '%s\\n' '{}';; esac; done",
+            tone_play(20, 8000)
+        ),
+        |_| {},
+    );
+    let mut t = call(&srv, 30);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut rtt = Vec::new();
+    for _ in 0..30 {
+        let mut got = Vec::new();
+        let sent = Instant::now();
+        t.dtmf('1').expect("dtmf");
+        while media_bytes(&got).is_empty() && sent.elapsed() < PATIENCE {
+            t.read_until(Instant::now() + Duration::from_millis(1), &mut got)
+                .expect("read");
+        }
+        rtt.push(sent.elapsed().as_micros() as u64);
+        let _ = t.read_until(Instant::now() + Duration::from_millis(60), &mut got);
+    }
+    rtt.sort_unstable();
+    println!(
+        "DTMF → play → first frame on the wire: median {} µs, p90 {} µs, max {} µs (30 rounds)",
+        rtt[rtt.len() / 2],
+        rtt[rtt.len() * 9 / 10],
+        rtt[rtt.len() - 1]
+    );
+}
