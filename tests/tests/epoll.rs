@@ -123,3 +123,80 @@ fn a_blocked_reactor_strands_no_new_caller() {
     drop(stuck);
     srv.stop().unwrap();
 }
+
+/// Remote controls on threads of their own, for calls on both reactors: each
+/// wake reaches its own connection, whichever reactor owns it, and only it.
+#[test]
+fn remote_wakes_reach_their_own_connection() {
+    struct Worker(u8);
+    impl Handler for Worker {
+        fn on_event(&mut self, event: &CallEvent, control: &mut Control<'_>) {
+            if matches!(event, CallEvent::Started(_)) {
+                let (remote, fill) = (control.remote(), self.0);
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        std::thread::sleep(Duration::from_millis(20));
+                        remote.play_ulaw(&[fill; 160]).unwrap();
+                    }
+                    remote.mark("done").unwrap();
+                });
+            }
+        }
+    }
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let s = seen.clone();
+    let srv = RunningServer::start_custom(
+        Adapter::Epoll,
+        |s| s.threads = Some(2),
+        move |c| {
+            let handlers: HandlerFactory =
+                Arc::new(move |start: &callstream_core::message::Start| {
+                    let name = std::thread::current().name().unwrap_or("?").to_owned();
+                    s.lock().unwrap().insert(name);
+                    let fill = start
+                        .parameter("fill")
+                        .and_then(|f| f.parse().ok())
+                        .unwrap_or(0);
+                    Box::new(Worker(fill)) as Box<dyn Handler>
+                });
+            c.session = Some(session_factory(Default::default(), handlers));
+        },
+    );
+    let fills: Vec<u8> = (0..16).map(|n| 0x10 + n).collect();
+    let mut calls: Vec<TwilioStream> = fills
+        .iter()
+        .map(|&fill| {
+            let mut call =
+                TwilioStream::connect(srv.addr, &StreamOpts::default(), u32::from(fill)).unwrap();
+            call.start(&[("fill", &fill.to_string())]).unwrap();
+            call
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (call, &fill) in calls.iter_mut().zip(&fills) {
+            scope.spawn(move || {
+                let mut got = Vec::new();
+                let end = std::time::Instant::now() + Duration::from_secs(10);
+                while !got.contains(&ServerMessage::Mark("done".into()))
+                    && std::time::Instant::now() < end
+                {
+                    call.read_until(
+                        std::time::Instant::now() + Duration::from_millis(100),
+                        &mut got,
+                    )
+                    .unwrap();
+                }
+                assert_eq!(media_bytes(&got), vec![fill; 800], "call {fill:#x}");
+            });
+        }
+    });
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the calls were all on one reactor"
+    );
+    for call in &mut calls {
+        call.stop().unwrap();
+    }
+    srv.stop().unwrap();
+}
