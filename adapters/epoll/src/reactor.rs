@@ -274,7 +274,12 @@ impl Reactor {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
             };
-            if c.eof || !matches!(c.state, State::Open) {
+            // The engine may have closed on the last read: its close takes
+            // it from here.
+            if !matches!(c.state, State::Open) {
+                return;
+            }
+            if c.eof {
                 return self.service(key, now);
             }
             let n = match c.stream.read(&mut self.buf) {
@@ -303,7 +308,11 @@ impl Reactor {
 
     /// Drains the engine, arms its deadline, writes what the socket takes.
     fn service(&mut self, key: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(key) else {
+        let Some(c) = self
+            .conns
+            .get_mut(key)
+            .filter(|c| matches!(c.state, State::Open))
+        else {
             return;
         };
         let close = match c.driver.poll() {

@@ -6,7 +6,7 @@
 //! threads ([`recorder`]), the handler registry ([`handlers`]), and the state
 //! one server shares between its connections ([`Server`]).
 //!
-//! An adapter (`callstream-smol`, `callstream-blocking`) is a byte pump and a
+//! An adapter (`callstream-smol`, `callstream-blocking`, `callstream-epoll`) is a byte pump and a
 //! timer over this layer: it accepts a socket, asks [`Server::admit`], makes a
 //! [`Driver`] for it, then loops — feed what the socket read
 //! ([`Driver::handle_receive`], [`Driver::handle_eof`]), the time
