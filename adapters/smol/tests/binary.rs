@@ -591,7 +591,10 @@ fn memory_held_by_parked_bodies_is_returned_after_they_close() {
     eprintln!("RSS KiB: before {before}, peak {peak}, after close {after}");
     sigterm(&child);
     let _ = exit_within(&mut child, Duration::from_secs(10));
-    assert!(peak > before + 16_000, "the bodies were held: {before} → {peak}");
+    assert!(
+        peak > before + 16_000,
+        "the bodies were held: {before} → {peak}"
+    );
     assert!(
         after < before + (peak - before) / 2,
         "memory came back: before {before}, peak {peak}, after {after}"
