@@ -17,6 +17,8 @@
 //! | the document is at most 64 kB ([`MAX_DOCUMENT_BYTES`]) | [`Response::to_xml`] | 11750 |
 //! | every value is a character XML 1.0 can carry | [`Response::to_xml`] | 12100 |
 //! | `method` / `statusCallbackMethod` is `GET` or `POST` | by type ([`Method`]) | — |
+//! | `<Say language>` is a language tag (`en-US`, `he-IL`, `cmn-CN`) | [`Response::to_xml`] | — |
+//! | `<Say voice>` is a voice name (`alice`, `Polly.Joanna-Neural`) | [`Response::to_xml`] | — |
 //!
 //! The output starts with `<?xml version="1.0" encoding="UTF-8"?>` and nothing
 //! before it (whitespace there is error 12100), has no insignificant whitespace,
@@ -185,6 +187,17 @@ pub enum TwimlError {
         /// The method given (its first 80 characters).
         method: String,
     },
+    /// A `<Say language>` that is not shaped like a language tag
+    /// ([`is_language_tag`]): Twilio would not speak it.
+    InvalidLanguage {
+        /// The language given (its first 80 characters).
+        language: String,
+    },
+    /// A `<Say voice>` that is not shaped like a voice name ([`is_voice_name`]).
+    InvalidVoice {
+        /// The voice given (its first 80 characters).
+        voice: String,
+    },
 }
 
 impl TwimlError {
@@ -254,6 +267,15 @@ impl fmt::Display for TwimlError {
             TwimlError::InvalidMethod { method } => {
                 write!(f, "method {method:?} is neither GET nor POST")
             }
+            TwimlError::InvalidLanguage { language } => write!(
+                f,
+                "<Say language={language:?}> is not a language tag such as en-US, he-IL or cmn-CN"
+            ),
+            TwimlError::InvalidVoice { voice } => write!(
+                f,
+                "<Say voice={voice:?}> is not a voice name such as alice or Polly.Joanna-Neural \
+                 (letters, digits, '.', '-', '_'; at most {MAX_VOICE_CHARS})"
+            ),
         }
     }
 }
@@ -579,11 +601,50 @@ impl Say {
         if let Some(voice) = &self.voice {
             attr(out, "voice", voice, "Say@voice")?;
         }
+        // After the attributes: a character XML cannot carry is named as such.
+        if let Some(language) = self.language.as_deref().filter(|l| !is_language_tag(l)) {
+            return Err(TwimlError::InvalidLanguage {
+                language: excerpt(language),
+            });
+        }
+        if let Some(voice) = self.voice.as_deref().filter(|v| !is_voice_name(v)) {
+            return Err(TwimlError::InvalidVoice {
+                voice: excerpt(voice),
+            });
+        }
         out.push('>');
         escape(out, &self.text, Context::Text, "Say")?;
         out.push_str("</Say>");
         Ok(())
     }
+}
+
+/// The longest `<Say voice>` accepted; Twilio's longest names
+/// (`Google.en-US-Chirp3-HD-Aoede`) are under half of it.
+pub const MAX_VOICE_CHARS: usize = 64;
+
+/// Whether `s` is shaped like the language tags Twilio's `<Say language>`
+/// takes (BCP 47's common form: a 2- or 3-letter language, then subtags of 1
+/// to 8 letters or digits after `-`, at most 35 characters: `en-US`, `he-IL`,
+/// `cmn-CN`, `arb`). Whether Twilio has a voice for it is Twilio's to say.
+#[must_use]
+pub fn is_language_tag(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let primary = parts.next().unwrap_or_default();
+    s.len() <= 35
+        && (2..=3).contains(&primary.len())
+        && primary.bytes().all(|b| b.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Whether `s` is shaped like a `<Say voice>` name (`alice`, `man`,
+/// `Polly.Joanna-Neural`, `Google.en-US-Standard-C`): 1 to
+/// [`MAX_VOICE_CHARS`] ASCII letters, digits, `.`, `-` or `_`.
+#[must_use]
+pub fn is_voice_name(s: &str) -> bool {
+    (1..=MAX_VOICE_CHARS).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
 impl From<&str> for Say {
@@ -975,6 +1036,74 @@ fn excerpt(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn say_language_and_voice_are_checked() {
+        for good in ["en-US", "he-IL", "cmn-CN", "arb", "en-GB-x-rp", "fr"] {
+            assert!(is_language_tag(good), "{good}");
+        }
+        for bad in [
+            "",
+            "e",
+            "english",
+            "en_US",
+            "en-",
+            "-US",
+            "en-US!",
+            "en US",
+            "12-US",
+            "en-abcdefghi",
+        ] {
+            assert!(!is_language_tag(bad), "{bad}");
+        }
+        assert!(!is_language_tag(&format!("en{}", "-abcdefgh".repeat(4))));
+        for good in [
+            "alice",
+            "man",
+            "Polly.Joanna-Neural",
+            "Google.en-US-Chirp3-HD-Aoede",
+            "a_b",
+        ] {
+            assert!(is_voice_name(good), "{good}");
+        }
+        for bad in ["", "Polly Joanna", "x\"y", "<v>", "é"] {
+            assert!(!is_voice_name(bad), "{bad}");
+        }
+        assert!(is_voice_name(&"v".repeat(MAX_VOICE_CHARS)));
+        assert!(!is_voice_name(&"v".repeat(MAX_VOICE_CHARS + 1)));
+
+        let ok = Response::new()
+            .say(
+                Say::new("Shalom")
+                    .language("he-IL")
+                    .voice("Google.he-IL-Standard-A"),
+            )
+            .to_xml()
+            .unwrap();
+        assert!(
+            ok.contains(r#"<Say language="he-IL" voice="Google.he-IL-Standard-A">Shalom</Say>"#),
+            "{ok}"
+        );
+        let err = Response::new()
+            .say(Say::new("x").language("Hebrew"))
+            .to_xml();
+        assert_eq!(
+            err,
+            Err(TwimlError::InvalidLanguage {
+                language: "Hebrew".into()
+            })
+        );
+        let err = Response::new()
+            .say(Say::new("x").voice("Polly Joanna"))
+            .to_xml();
+        assert_eq!(
+            err,
+            Err(TwimlError::InvalidVoice {
+                voice: "Polly Joanna".into()
+            })
+        );
+        assert!(err.unwrap_err().to_string().contains("Polly Joanna"));
+    }
 
     const DECL: &str = XML_DECLARATION;
 

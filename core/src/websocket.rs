@@ -323,8 +323,10 @@ impl WebSocket {
     /// bytes are ignored.
     pub fn handle_receive(&mut self, bytes: &[u8]) {
         if self.state != State::Finished {
-            if self.pending_at == self.pending.len() {
-                self.pending.clear();
+            // Drop what was decoded: what is left is at most one partial
+            // frame, so the buffer stays bounded however reads split frames.
+            if self.pending_at > 0 {
+                self.pending.drain(..self.pending_at);
                 self.pending_at = 0;
             }
             self.pending.extend_from_slice(bytes);
@@ -481,8 +483,11 @@ impl WebSocket {
                 code: CloseCode::from(error.close_code()),
                 reason: Utf8Bytes::from_static(error.close_reason()),
             };
-            // The pipe never fails a write, so the frame is in the transmit
-            // buffer; an error here only repeats the one being reported.
+            // A pong the engine queued goes out first: nothing may follow a
+            // close frame (RFC 6455 §5.5.1). The pipe never fails a write,
+            // so the frame is in the transmit buffer; an error here only
+            // repeats the one being reported.
+            let _ = self.inner.flush();
             let _ = self.inner.close(Some(frame));
         }
         self.state = State::Finished;
@@ -541,6 +546,9 @@ impl WebSocket {
             code: CloseCode::from(code),
             reason: Utf8Bytes::from(&reason[..end]),
         };
+        // A pong the engine queued goes out first: nothing may follow a
+        // close frame (RFC 6455 §5.5.1).
+        let _ = self.inner.flush();
         let _ = self.inner.close(Some(frame));
         self.state = State::CloseSent;
     }
@@ -1015,6 +1023,59 @@ mod tests {
             }]
         ));
         assert!(matches!(client.read(), Ok(Message::Close(None))));
+    }
+
+    /// Found in review: reads that always end partway through a frame kept
+    /// every byte ever received.
+    #[test]
+    fn reads_out_of_step_with_frames_keep_the_buffer_bounded() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let one = frame(0x81, br#"{"event":"media","payload":"abc"}"#);
+        let stream: Vec<u8> = one
+            .iter()
+            .copied()
+            .cycle()
+            .take(one.len() * 20_000)
+            .collect();
+        let mut most = 0;
+        let mut texts = 0;
+        // The first read ends 7 bytes in; every later one is a frame long.
+        let mut rest = &stream[..];
+        let mut n = 7;
+        while !rest.is_empty() {
+            let take = n.min(rest.len());
+            ws.handle_receive(&rest[..take]);
+            rest = &rest[take..];
+            n = one.len();
+            while let Some(event) = ws.poll_event() {
+                if let Event::Text(t) = event {
+                    texts += 1;
+                    ws.recycle(t);
+                }
+            }
+            most = most.max(ws.pending.len());
+        }
+        assert_eq!(texts, 20_000);
+        assert!(most <= 2 * one.len(), "the buffer reached {most} bytes");
+    }
+
+    /// Found in review: a pong the engine queued must not follow our close.
+    #[test]
+    fn a_queued_pong_goes_out_before_our_close_frame() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let mut input = frame(0x89, b"hb");
+        input.extend(frame(0x81, b"start"));
+        ws.handle_receive(&input);
+        assert!(matches!(ws.poll_event(), Some(Event::Text(_))));
+        ws.close(1008, "account not allowed");
+        let out = ws.transmit();
+        let pong = out.iter().position(|&b| b == 0x8A);
+        let close = out.iter().position(|&b| b == 0x88).expect("a close frame");
+        if let Some(pong) = pong {
+            assert!(pong < close, "pong after close: {out:?}");
+        }
+        // Nothing after the close frame: its header, code and reason end the buffer.
+        assert_eq!(out.len(), close + 2 + usize::from(out[close + 1]));
     }
 
     proptest! {

@@ -723,6 +723,7 @@ fn greeting_and_extra_parameters_are_in_the_twiml() {
     config.app = Arc::new(callstream_core::connection::StreamApp {
         greeting: Some("Hello & welcome".into()),
         extra_parameters: vec![("handler".into(), "parrot".into())],
+        ..Default::default()
     });
     let mut peer = Peer::new(config);
     peer.send(&post("/webhook/incoming_call", &CALL_PARAMS, Some("")));
@@ -744,6 +745,50 @@ fn greeting_and_extra_parameters_are_in_the_twiml() {
             r#"<Parameter name="handler" value="parrot"/></Stream></Connect></Response>"#
         ),
         "{xml}"
+    );
+}
+
+#[test]
+fn the_greeting_speaks_in_the_configured_language_and_voice() {
+    let mut config = with_base("https://voice.example.com");
+    config.auth_tokens.clear();
+    config.app = Arc::new(callstream_core::connection::StreamApp {
+        greeting: Some("Shalom".into()),
+        greeting_language: Some("he-IL".into()),
+        greeting_voice: Some("Google.he-IL-Standard-A".into()),
+        ..Default::default()
+    });
+    let mut peer = Peer::new(config);
+    peer.send(&post("/webhook/incoming_call", &CALL_PARAMS, Some("")));
+    let text = peer.take_text();
+    assert!(
+        body(&text).contains(
+            r#"<Response><Say language="he-IL" voice="Google.he-IL-Standard-A">Shalom</Say><Connect"#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_greeting_language_that_is_no_language_tag_is_a_configuration_error() {
+    let mut config = with_base("https://voice.example.com");
+    config.auth_tokens.clear();
+    config.app = Arc::new(callstream_core::connection::StreamApp {
+        greeting: Some("Hello".into()),
+        greeting_language: Some("English".into()),
+        ..Default::default()
+    });
+    let mut peer = Peer::new(config);
+    peer.send(&post("/webhook/incoming_call", &CALL_PARAMS, Some("")));
+    let text = peer.take_text();
+    assert!(
+        text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{text}"
+    );
+    assert!(
+        peer.take_app_events()
+            .iter()
+            .any(|e| matches!(e, Event::ConfigError { reason } if reason.contains("English")))
     );
 }
 

@@ -1,10 +1,12 @@
 //! Property: arbitrary strings in every attribute and text give a document a
 //! real XML parser (roxmltree) reads back to the same values — or, when a
-//! string holds a character XML 1.0 cannot carry, a typed error.
+//! string holds a character XML 1.0 cannot carry, a typed error. `<Say
+//! language>` and `<Say voice>` are names with a shape of their own: any
+//! well-shaped one reads back, any other is refused.
 
 use callstream_core::twiml::{
     Connect, Method, Play, Redirect, Response, Say, Start, Stream, Track, TwimlError,
-    XML_DECLARATION, is_xml_char, strip_invalid_xml_chars,
+    XML_DECLARATION, is_language_tag, is_voice_name, is_xml_char, strip_invalid_xml_chars,
 };
 use proptest::prelude::*;
 
@@ -72,7 +74,13 @@ struct Values {
 
 fn values() -> impl Strategy<Value = Values> {
     (
-        (nasty(), nasty(), nasty(), nasty(), nasty()),
+        (
+            nasty(),
+            "[A-Za-z0-9._-]{1,64}",
+            "[a-zA-Z]{2,3}(-[A-Za-z0-9]{1,8}){0,2}",
+            nasty(),
+            nasty(),
+        ),
         (nasty(), nasty(), nasty(), nasty()),
         proptest::collection::vec((nasty(), nasty()), 0..4),
     )
@@ -252,6 +260,30 @@ proptest! {
                 prop_assert!(has_invalid);
                 let c = char::from_u32(code).unwrap();
                 prop_assert!(!is_xml_char(c));
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e:?}"),
+        }
+    }
+
+    /// Any strings as `<Say language>` and `<Say voice>`: accepted exactly
+    /// when they have the shape of a language tag and of a voice name.
+    #[test]
+    fn say_language_and_voice_are_accepted_exactly_when_well_shaped(
+        language in nasty(),
+        voice in nasty(),
+    ) {
+        let xml_ok = language.chars().chain(voice.chars()).all(is_xml_char);
+        let got = Response::new()
+            .say(Say::new("x").language(language.as_str()).voice(voice.as_str()))
+            .to_xml();
+        match got {
+            Ok(_) => prop_assert!(is_language_tag(&language) && is_voice_name(&voice)),
+            Err(TwimlError::InvalidXmlChar { .. }) => prop_assert!(!xml_ok),
+            Err(TwimlError::InvalidLanguage { .. }) => {
+                prop_assert!(xml_ok && !is_language_tag(&language));
+            }
+            Err(TwimlError::InvalidVoice { .. }) => {
+                prop_assert!(xml_ok && is_language_tag(&language) && !is_voice_name(&voice));
             }
             Err(e) => prop_assert!(false, "unexpected error {e:?}"),
         }

@@ -291,13 +291,36 @@ pub fn media_bytes(msgs: &[ServerMessage]) -> Vec<u8> {
         .collect()
 }
 
-/// Decodes μ-law with Python's `audioop.ulaw2lin`, the reference codec.
+/// CPython's `audioop` μ-law table (`core/tests/reference/ulaw_audioop.bin`,
+/// made by `ulaw_audioop.py` there and pinned by `core/tests/codec_reference.rs`):
+/// 65,536 encoded samples, then the 256 decoded codes as little-endian `i16`.
+static AUDIOOP_TABLE: &[u8] = include_bytes!("../../core/tests/reference/ulaw_audioop.bin");
+
+/// Decodes μ-law as Python's `audioop.ulaw2lin` does, from audioop's own
+/// committed table: the reference decoding, with no Python needed.
+#[must_use]
+pub fn reference_ulaw2lin(ulaw: &[u8]) -> Vec<i16> {
+    let decoded = AUDIOOP_TABLE.get(65_536..).unwrap_or_default();
+    let table: Vec<i16> = decoded
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    ulaw.iter()
+        .map(|&b| table.get(usize::from(b)).copied().unwrap_or_default())
+        .collect()
+}
+
+/// Decodes μ-law with a live `audioop.ulaw2lin` in `python3` (Python ≤ 3.12,
+/// or `pip install audioop-lts` on 3.13 and later). Only the end-to-end test
+/// that `.ci/run` runs with `--ignored` uses it; the error says what is missing.
 pub fn audioop_ulaw2lin(ulaw: &[u8]) -> io::Result<Vec<i16>> {
+    const NEEDS: &str = "needs python3 with the audioop module (Python <= 3.12, or `pip install audioop-lts` on Python >= 3.13)";
     let mut child = std::process::Command::new("python3")
         .args(["-W", "ignore", "-c", "import sys,audioop; sys.stdout.buffer.write(audioop.ulaw2lin(sys.stdin.buffer.read(), 2))"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("python3: {e}; {NEEDS}")))?;
     let mut stdin = child
         .stdin
         .take()
@@ -309,7 +332,7 @@ pub fn audioop_ulaw2lin(ulaw: &[u8]) -> io::Result<Vec<i16>> {
         .join()
         .map_err(|_| io::Error::other("writer panicked"))??;
     if !out.status.success() {
-        return Err(io::Error::other("python3 audioop failed"));
+        return Err(io::Error::other(format!("python3 audioop failed: {NEEDS}")));
     }
     Ok(out
         .stdout
@@ -318,32 +341,30 @@ pub fn audioop_ulaw2lin(ulaw: &[u8]) -> io::Result<Vec<i16>> {
         .collect())
 }
 
-/// Speech made by real tools: `espeak-ng` speaks `text`, `sox` turns it into
-/// 8 kHz mono μ-law (raw, no header), as Twilio carries it. Both are Debian
-/// packages that `.ci/run` installs.
+/// Speech made by real tools (espeak-ng, then sox to 8 kHz mono μ-law, raw,
+/// as Twilio carries it), read from the fixtures that
+/// `tests/fixtures/make_speech.sh` wrote: `tests/fixtures/speech`, or the
+/// directory `CALLSTREAM_SPEECH_DIR` names (to run the suite on freshly made
+/// speech: `make_speech.sh --check`). `text` must be one of the phrases in
+/// its `phrases.txt`.
 pub fn speech_ulaw(text: &str) -> io::Result<Vec<u8>> {
-    let dir = tempfile::tempdir()?;
-    let wav = dir.path().join("speech.wav");
-    let raw = dir.path().join("speech.ulaw");
-    let ok = std::process::Command::new("espeak-ng")
-        .arg("-w")
-        .arg(&wav)
-        .arg(text)
-        .status()?
-        .success();
-    if !ok {
-        return Err(io::Error::other("espeak-ng failed"));
-    }
-    let ok = std::process::Command::new("sox")
-        .arg(&wav)
-        .args(["-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw"])
-        .arg(&raw)
-        .status()?
-        .success();
-    if !ok {
-        return Err(io::Error::other("sox failed"));
-    }
-    std::fs::read(raw)
+    let dir = std::env::var_os("CALLSTREAM_SPEECH_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/speech"),
+        std::path::PathBuf::from,
+    );
+    let index = std::fs::read_to_string(dir.join("phrases.txt"))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
+    let file = index
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.split_once(' ').filter(|(_, t)| *t == text).map(|(f, _)| f))
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "no speech for {text:?} in {}: add it to tests/fixtures/make_speech.sh and rerun it",
+                dir.display()
+            ))
+        })?;
+    std::fs::read(dir.join(file))
 }
 
 /// `n` frames of μ-law digital silence.

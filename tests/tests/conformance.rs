@@ -1,7 +1,9 @@
 //! The conformance suite: each server (smol, blocking and epoll), started on an
 //! ephemeral port and driven by real, independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
-//! tungstenite for WebSocket framing, audio made by espeak-ng and sox, and
-//! Python's audioop as the reference decoder.
+//! tungstenite for WebSocket framing, audio made by espeak-ng and sox
+//! (committed fixtures: `tests/fixtures/make_speech.sh`), and Python's
+//! audioop as the reference decoder (its committed table; one test, run by
+//! `.ci/run` with `--ignored`, asks a live audioop).
 use callstream_tests::*;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -188,7 +190,7 @@ fn echo_call_with_recording(adapter: Adapter) {
         s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
         s.recordings_dir = Some(rec);
     });
-    let speech = speech_ulaw("Hello, this is a test call.").expect("espeak-ng and sox make speech");
+    let speech = speech_ulaw("Hello, this is a test call.").expect("speech fixture");
     let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 5).unwrap();
     call.start(&[("caller", "test")]).unwrap();
     let mut got = call.stream_audio(&speech).unwrap();
@@ -200,8 +202,8 @@ fn echo_call_with_recording(adapter: Adapter) {
         .unwrap();
 
     let echoed = media_bytes(&got);
-    let sent_pcm = audioop_ulaw2lin(&speech).unwrap();
-    let echoed_pcm = audioop_ulaw2lin(&echoed).unwrap();
+    let sent_pcm = reference_ulaw2lin(&speech);
+    let echoed_pcm = reference_ulaw2lin(&echoed);
     // Whole frames only (the last partial frame is padded by the jitter buffer).
     let whole = speech.len() / 160 * 160;
     assert!(
@@ -546,6 +548,41 @@ fn audio_from_another_thread_reaches_the_caller(adapter: Adapter) {
         "{got:?}"
     );
     call.stop().unwrap();
+    srv.stop().unwrap();
+}
+
+/// The end-to-end check against a live `audioop` rather than its committed
+/// table: an echo call's audio, both ways, decoded by Python. Needs python3
+/// with `audioop` (`pip install audioop-lts` on Python 3.13 and later), so it
+/// is not part of `cargo test --workspace`; `.ci/run` runs it with `--ignored`.
+#[test]
+#[ignore = "needs python3 with audioop (pip install audioop-lts on Python >= 3.13); .ci/run runs it"]
+fn echo_call_decodes_alike_under_live_audioop() {
+    let srv = RunningServer::start(|s| {
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
+    });
+    let speech = speech_ulaw("Hello, this is a test call.").expect("speech fixture");
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 9).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = call.stream_audio(&speech).unwrap();
+    let whole = speech.len() / 160 * 160;
+    call.read_media(whole, Duration::from_secs(10), &mut got)
+        .unwrap();
+    call.stop().unwrap();
+    let echoed = media_bytes(&got);
+    let live_sent = audioop_ulaw2lin(&speech).unwrap_or_else(|e| panic!("{e}"));
+    let live_echoed = audioop_ulaw2lin(&echoed).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        live_sent,
+        reference_ulaw2lin(&speech),
+        "live audioop differs from its committed table"
+    );
+    assert!(
+        live_echoed.len() >= whole,
+        "echoed {} of {whole}",
+        live_echoed.len()
+    );
+    assert_eq!(&live_echoed[..whole], &live_sent[..whole], "echo differs");
     srv.stop().unwrap();
 }
 

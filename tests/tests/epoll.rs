@@ -200,3 +200,18 @@ fn remote_wakes_reach_their_own_connection() {
     }
     srv.stop().unwrap();
 }
+
+/// The listeners share their port with each other (SO_REUSEPORT), never
+/// with another server: a second one on the same port fails to bind.
+#[test]
+fn a_second_server_on_the_same_port_is_refused() {
+    let first = RunningServer::start_on(Adapter::Epoll, |_| {});
+    let port = first.addr.port();
+    let second =
+        std::panic::catch_unwind(|| RunningServer::start_on(Adapter::Epoll, |s| s.port = port));
+    assert!(second.is_err(), "a second server bound port {port}");
+    // The first one still answers.
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: callstream.test\r\nConnection: close\r\n\r\n";
+    assert_eq!(http_raw(first.addr, healthz).unwrap().status, 200);
+    first.stop().unwrap();
+}

@@ -57,7 +57,7 @@ impl ShutdownHandle {
 impl BlockingServer {
     /// Binds now, so the address is known before [`BlockingServer::run`].
     pub fn bind(server: Arc<Server>) -> io::Result<BlockingServer> {
-        let listener = callstream_server::listen::bind(server.options().bind)?;
+        let listener = callstream_server::bind_listener(server.options().bind, "PORT")?;
         let shared = Arc::new(Shared {
             server,
             shutting_down: AtomicBool::new(false),

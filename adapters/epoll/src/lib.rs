@@ -87,14 +87,16 @@ impl EpollServer {
     /// [`Options::threads`]: callstream_server::Options::threads
     pub fn bind(server: Arc<Server>) -> io::Result<EpollServer> {
         let threads = server.options().threads.max(1);
-        let mut addr = server.options().bind;
-        let mut listeners = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let l = listen(addr)?;
-            // Port 0: the first socket learns the port, the rest join it.
-            addr = l.local_addr()?;
-            listeners.push(l);
-        }
+        // A probe without SO_REUSEPORT first: it fails while anything listens
+        // on the port, another instance of this server included, which
+        // SO_REUSEPORT would otherwise let us split the traffic with
+        // silently. For port 0 it picks the port.
+        let probe = callstream_server::bind_listener(server.options().bind, "PORT")?;
+        let addr = probe.local_addr()?;
+        drop(probe);
+        let listeners = (0..threads)
+            .map(|_| listen(addr).map_err(|e| callstream_server::listen_error(addr, "PORT", e)))
+            .collect::<io::Result<Vec<_>>>()?;
         let reactors = (0..threads)
             .map(|_| Handle::new().map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
@@ -204,8 +206,10 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let (engine, options) = callstream_server::configure(&s)?;
-    let server = EpollServer::bind(Server::new(options, engine)?)?;
+    let shared = Server::new(options, engine)?;
+    let server = EpollServer::bind(shared.clone())?;
     callstream_server::log_boot(&s, server.local_addr()?);
+    shared.log_metrics();
     let handle = server.shutdown_handle();
     callstream_server::signals::on_shutdown(move || handle.shutdown())?;
     server.run()?;

@@ -3,7 +3,7 @@
 use crate::handlers::HandlerSpec;
 use crate::log::LogFormat;
 use clap::{Args, Parser, Subcommand};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,9 +36,10 @@ pub struct Settings {
     /// TCP port to listen on (Cloud Run and Replit set PORT).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Address to bind.
+    /// Address to bind: an IP address, or a host name resolved at boot
+    /// (`localhost` binds loopback).
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    pub host: String,
     /// The public https URL Twilio uses to reach this server (e.g.
     /// `https://voice.example.com`). Signatures are checked against it and
     /// TwiML points at it. Without it, the URL is rebuilt from `Host`.
@@ -87,6 +88,19 @@ pub struct Settings {
     /// Spoken (`<Say>`) to the caller before the stream connects.
     #[arg(long, env = "GREETING")]
     pub greeting: Option<String>,
+    /// The greeting's language, a tag such as `en-GB` or `he-IL`
+    /// (`<Say language>`; default: Twilio's).
+    #[arg(long, env = "GREETING_LANGUAGE")]
+    pub greeting_language: Option<String>,
+    /// The greeting's voice, such as `Polly.Joanna-Neural` or
+    /// `Google.he-IL-Standard-A` (`<Say voice>`; default: Twilio's).
+    #[arg(long, env = "GREETING_VOICE")]
+    pub greeting_voice: Option<String>,
+    /// Where `/metrics` is served: `public` (on PORT, beside the webhooks),
+    /// `off` (404), or an address of its own such as `127.0.0.1:9090` (then
+    /// 404 on PORT).
+    #[arg(long = "metrics", env = "METRICS", default_value = "public")]
+    pub metrics: crate::metrics_listener::MetricsAt,
     /// Extra `<Parameter>`s for every stream, as `name=value` (repeatable;
     /// comma-separated in the environment variable).
     #[arg(long = "stream-parameter", env = "STREAM_PARAMETERS", value_delimiter = ',', value_parser = parse_pair)]
@@ -169,10 +183,14 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 impl Settings {
-    /// The address to bind.
-    #[must_use]
-    pub fn bind_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.host, self.port)
+    /// The address to bind: `HOST` (an IP address, or a name resolved now)
+    /// and `PORT`.
+    pub fn bind_addr(&self) -> Result<SocketAddr, String> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, self.port));
+        }
+        resolve_addr(&format!("{}:{}", self.host, self.port))
+            .map_err(|e| format!("HOST {:?}: {e}", self.host))
     }
 
     /// The drain period on shutdown.
@@ -200,6 +218,25 @@ impl Settings {
             .cloned()
             .collect()
     }
+}
+
+/// An address with a port (`127.0.0.1:9090`, `[::1]:9090`,
+/// `localhost:9090`), resolving a host name; of several addresses the first
+/// IPv4 one is taken (`localhost` is `127.0.0.1` then, which every client
+/// tries), else the first.
+pub fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let all: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {s:?}: {e}"))?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 impl Cli {
@@ -270,6 +307,22 @@ mod tests {
         );
         assert_eq!(s.auth_tokens(), vec!["t1".to_owned()]);
         assert!(Cli::try_parse_from(["callstream", "--stream-parameter", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn host_is_an_address_or_a_name() {
+        let parse = |host: &str| {
+            Cli::try_parse_from(["callstream", "--host", host, "--port", "9000"])
+                .unwrap()
+                .settings()
+                .bind_addr()
+        };
+        assert_eq!(parse("0.0.0.0"), Ok(SocketAddr::from(([0, 0, 0, 0], 9000))));
+        assert_eq!(parse("::1"), Ok("[::1]:9000".parse().unwrap()));
+        let local = parse("localhost").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 9000, "{local}");
+        let err = parse("no-such-host.invalid").unwrap_err();
+        assert!(err.contains("no-such-host.invalid"), "{err}");
     }
 
     #[test]

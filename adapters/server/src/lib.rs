@@ -49,6 +49,7 @@ mod limits;
 pub mod listen;
 pub mod log;
 pub mod memory;
+pub mod metrics_listener;
 pub mod observer;
 pub mod recorder;
 pub mod signals;
@@ -114,6 +115,8 @@ pub struct Options {
     /// The program bridge's live programs: [`Server::finish`] waits for
     /// them and kills what is left.
     pub bridge_children: Option<Arc<bridge::Children>>,
+    /// Where `/metrics` is served.
+    pub metrics: metrics_listener::MetricsAt,
 }
 
 impl Default for Options {
@@ -127,6 +130,7 @@ impl Default for Options {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             recordings_dir: None,
             bridge_children: None,
+            metrics: metrics_listener::MetricsAt::Public,
         }
     }
 }
@@ -166,7 +170,7 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.trust_forwarded = s.trust_forwarded_headers;
     c.close_timeout = CLOSE_TIMEOUT;
-    c.app = Arc::new(stream_app(s));
+    c.app = Arc::new(stream_app(s)?);
     let call = callstream_core::call::CallConfig {
         tap: s.recordings_dir.is_some(),
         ..Default::default()
@@ -183,7 +187,8 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     };
     c.session = Some(callstream_core::handler::session_factory(call, handlers));
     let mut o = Options {
-        bind: s.bind_addr(),
+        bind: s.bind_addr().map_err(SettingsError)?,
+        metrics: s.metrics,
         max_connections: s.max_connections,
         max_pending: s.max_pending(),
         request_memory: s.request_memory_mib.saturating_mul(1024 * 1024),
@@ -197,6 +202,79 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
     }
     c.shutdown_grace = o.shutdown_grace(c.close_timeout);
     Ok((c, o))
+}
+
+/// callstream's own answer to calls, checked now: a greeting language or
+/// voice Twilio cannot take fails the boot rather than every call (500).
+fn stream_app(s: &Settings) -> Result<connection::StreamApp, SettingsError> {
+    use callstream_core::twiml;
+    if let Some(l) = s
+        .greeting_language
+        .as_deref()
+        .filter(|l| !twiml::is_language_tag(l))
+    {
+        return Err(SettingsError(format!(
+            "GREETING_LANGUAGE {l:?} is not a language tag such as en-US, he-IL or cmn-CN"
+        )));
+    }
+    if let Some(v) = s
+        .greeting_voice
+        .as_deref()
+        .filter(|v| !twiml::is_voice_name(v))
+    {
+        return Err(SettingsError(format!(
+            "GREETING_VOICE {v:?} is not a voice name such as alice, Polly.Joanna-Neural or Google.en-US-Standard-C"
+        )));
+    }
+    let app = connection::StreamApp {
+        greeting: s.greeting.clone(),
+        greeting_language: s.greeting_language.clone(),
+        greeting_voice: s.greeting_voice.clone(),
+        extra_parameters: s.stream_parameters.clone(),
+    };
+    // The whole answer for a sample call: GREETING and STREAM_PARAMETERS too.
+    // On a stand-in https base: PUBLIC_BASE_URL has checks of its own.
+    let sample = callstream_core::public_url::PublicBase::parse("https://callstream.invalid").ok();
+    if let Some(base) = &sample {
+        let call = connection::IncomingCall {
+            params: &[],
+            base,
+            preview: true,
+        };
+        connection::App::incoming_call(&app, &call).map_err(|e| {
+            SettingsError(format!(
+                "GREETING, GREETING_LANGUAGE, GREETING_VOICE or STREAM_PARAMETERS: {e}"
+            ))
+        })?;
+    }
+    Ok(app)
+}
+
+/// Binds a listening socket for `addr` ([`listen::bind`]); the error names
+/// the address and the setting that moves it (`PORT`, `METRICS`), which the
+/// bare OS error ("Address already in use") does not.
+pub fn bind_listener(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListener> {
+    listen::bind(addr).map_err(|e| listen_error(addr, setting, e))
+}
+
+/// The error of binding or listening on `addr`, with what to do about it
+/// (for an adapter that builds its listening sockets itself).
+#[must_use]
+pub fn listen_error(addr: SocketAddr, setting: &str, e: std::io::Error) -> std::io::Error {
+    use std::io::ErrorKind;
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "another process is listening on this port: stop it, or set {setting} to a free port"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: set {setting} to 1024 or above (8080 is usual)"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has this address: check HOST".to_owned()
+        }
+        _ => format!("check HOST and {setting}"),
+    };
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}; {hint}"))
 }
 
 /// The settings that silently break every call when wrong, checked here at
@@ -259,14 +337,6 @@ fn hardening(s: &Settings, c: &mut connection::Config) -> Result<(), SettingsErr
     Ok(())
 }
 
-/// callstream's own incoming-call answer, as the settings describe it.
-fn stream_app(s: &Settings) -> connection::StreamApp {
-    connection::StreamApp {
-        greeting: s.greeting.clone(),
-        extra_parameters: s.stream_parameters.clone(),
-    }
-}
-
 /// The program bridge of these settings: its failure policy, its
 /// decisions for after the stream (redirecting through Twilio's REST API
 /// when the account SID and auth token are set), installed as the engine's
@@ -295,7 +365,7 @@ fn bridge_for(
     };
     let after = Arc::new(bridge::After::new(rest));
     c.app = Arc::new(bridge::BridgeApp {
-        stream: stream_app(s),
+        stream: stream_app(s)?,
         after: after.clone(),
     });
     Ok(Arc::new(bridge::Bridge {
@@ -318,8 +388,14 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
         recordings_dir = s.recordings_dir.as_ref().map(|p| p.display().to_string()).as_deref().unwrap_or("(off)"),
         trust_forwarded_headers = s.trust_forwarded_headers,
         max_connections = s.max_connections,
+        metrics = %s.metrics,
         "callstream starting"
     );
+    if s.greeting.is_none() && (s.greeting_language.is_some() || s.greeting_voice.is_some()) {
+        tracing::warn!(
+            "GREETING_LANGUAGE or GREETING_VOICE is set without GREETING: nothing is said"
+        );
+    }
     let tokens = s.auth_tokens().len();
     let shared_keys = [&s.webhook_shared_key, &s.webhook_shared_key_secondary]
         .into_iter()
@@ -359,11 +435,14 @@ pub struct Server {
     open: AtomicUsize,
     pressure: Arc<limits::Pressure>,
     recordings: Option<Arc<Recordings>>,
+    metrics_listener: Option<metrics_listener::MetricsListener>,
 }
 
 impl Server {
     /// A server with fresh metrics, served on `GET /metrics` (with the log
-    /// lines dropped) unless the engine renders its own. Starts the
+    /// lines dropped) unless the engine renders its own, where
+    /// [`Options::metrics`] says: on the public port, nowhere, or on a
+    /// listener of its own (bound here; see [`Server::metrics_addr`]). Starts the
     /// recording thread when recordings are on (a directory that cannot be
     /// written is an error here, at boot).
     pub fn new(opts: Options, engine: connection::Config) -> std::io::Result<Arc<Server>> {
@@ -400,6 +479,41 @@ impl Server {
                 text
             }));
         }
+        let render: metrics_listener::Render = match engine.metrics.take() {
+            Some(own) => own,
+            None => {
+                let m = metrics.clone();
+                let p = pressure.clone();
+                Arc::new(move || {
+                    let mut text = m.render();
+                    text.push_str(&format!(
+                        "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
+                        log::dropped_lines()
+                    ));
+                    text.push_str(&format!(
+                        "# HELP callstream_connections_shed_total Connections that were not media streams, closed to make room (connection limit, pending limit, request memory budget).\n# TYPE callstream_connections_shed_total counter\ncallstream_connections_shed_total {}\n\
+                         # HELP callstream_pending_connections Open connections that are not media streams.\n# TYPE callstream_pending_connections gauge\ncallstream_pending_connections {}\n\
+                         # HELP callstream_request_buffer_bytes Bytes held by HTTP request buffers across connections.\n# TYPE callstream_request_buffer_bytes gauge\ncallstream_request_buffer_bytes {}\n",
+                        p.shed_total(),
+                        p.pending(),
+                        p.memory()
+                    ));
+                    text
+                })
+            }
+        };
+        // The public route renders only when it is where metrics are served
+        // (the engine answers 404 without a renderer).
+        let metrics_listener = match opts.metrics {
+            metrics_listener::MetricsAt::Public => {
+                engine.metrics = Some(render);
+                None
+            }
+            metrics_listener::MetricsAt::Off => None,
+            metrics_listener::MetricsAt::Listen(addr) => {
+                Some(metrics_listener::MetricsListener::start(addr, render)?)
+            }
+        };
         let recordings = match &opts.recordings_dir {
             Some(dir) => Some(Arc::new(Recordings::start(dir.clone())?)),
             None => None,
@@ -411,7 +525,27 @@ impl Server {
             open: AtomicUsize::new(0),
             pressure,
             recordings,
+            metrics_listener,
         }))
+    }
+
+    /// Where the separate metrics listener listens, when there is one.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(metrics_listener::MetricsListener::local_addr)
+    }
+
+    /// Logs where `/metrics` is served (after [`log_boot`]).
+    pub fn log_metrics(&self) {
+        match (self.opts.metrics, self.metrics_addr()) {
+            (_, Some(addr)) => {
+                tracing::info!(metrics = %addr, "/metrics is served on its own listener, not on the public port")
+            }
+            (metrics_listener::MetricsAt::Off, _) => tracing::info!("/metrics is off (404)"),
+            _ => {}
+        }
     }
 
     /// The options.

@@ -40,7 +40,7 @@ pub fn drain(conn: &mut Connection, obs: &mut Observer) -> Drained {
 }
 
 /// Webhook fields worth a log line (others are counted, not logged).
-const LOGGED_FIELDS: [&str; 12] = [
+const LOGGED_FIELDS: [&str; 13] = [
     "CallSid",
     "StreamSid",
     "StreamName",
@@ -50,10 +50,15 @@ const LOGGED_FIELDS: [&str; 12] = [
     "CallDuration",
     "SequenceNumber",
     "RecordingSid",
+    "RecordingUrl",
     "RecordingStatus",
     "RecordingDuration",
     "Timestamp",
 ];
+
+/// Webhook fields logged whole up to [`MAX_LOGGED_URL_CHARS`]: a URL cut at
+/// [`MAX_LOGGED_CHARS`] is of no use (a recording's URL is about 130).
+const LOGGED_URLS: [&str; 1] = ["RecordingUrl"];
 
 /// Stream warnings logged per connection; the rest are only counted (their
 /// total is in `WS_STOP`), so a peer cannot flood the log.
@@ -62,14 +67,31 @@ const MAX_WARNINGS_LOGGED: u32 = 5;
 /// Longest piece of peer-supplied text put in a log line.
 const MAX_LOGGED_CHARS: usize = 80;
 
+/// Longest URL from a webhook put in a log line.
+const MAX_LOGGED_URL_CHARS: usize = 512;
+
 /// Peer-supplied text cut for a log line.
 fn cut(s: &str) -> String {
-    if s.chars().count() <= MAX_LOGGED_CHARS {
+    cut_to(s, MAX_LOGGED_CHARS)
+}
+
+/// Peer-supplied text cut to `max` characters, `…` marking a cut.
+fn cut_to(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
         s.to_owned()
     } else {
-        let mut c: String = s.chars().take(MAX_LOGGED_CHARS).collect();
+        let mut c: String = s.chars().take(max).collect();
         c.push('…');
         c
+    }
+}
+
+/// A webhook field as logged: URLs nearly whole, the rest short.
+fn logged_field(name: &str, value: &str) -> String {
+    if LOGGED_URLS.contains(&name) {
+        cut_to(value, MAX_LOGGED_URL_CHARS)
+    } else {
+        cut(value)
     }
 }
 
@@ -182,7 +204,7 @@ impl Observer {
                 let fields: Vec<String> = params
                     .iter()
                     .filter(|(k, _)| LOGGED_FIELDS.contains(&k.as_str()))
-                    .map(|(k, v)| format!("{k}={}", cut(v)))
+                    .map(|(k, v)| format!("{k}={}", logged_field(k, v)))
                     .collect();
                 tracing::info!(%peer, route = route.as_str(), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
             }
@@ -333,5 +355,107 @@ impl Observer {
         let s = self.seen;
         self.stopped("closed", "connection ended", &s);
         self.recorder = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callstream_core::connection::Config;
+    use std::sync::Mutex;
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Sends `body` to `path` through the engine and returns what the
+    /// observer logged.
+    fn logged(path: &str, body: &str) -> String {
+        let sink = Captured::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let now = Instant::now();
+            let mut conn = Connection::new(Arc::new(Config::unsigned()), now);
+            let mut obs = Observer::new(
+                SocketAddr::from(([127, 0, 0, 1], 5000)),
+                Arc::new(Metrics::default()),
+                None,
+            );
+            let request = format!(
+                "POST {path} HTTP/1.1\r\nHost: voice.example.com\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            conn.handle_receive(now, request.as_bytes());
+            let _ = drain(&mut conn, &mut obs);
+            assert!(
+                String::from_utf8_lossy(conn.transmit()).starts_with("HTTP/1.1 204"),
+                "{}",
+                String::from_utf8_lossy(conn.transmit())
+            );
+        });
+        let bytes = sink.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn form_encode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_recording_callback_logs_its_url_whole() {
+        let url = "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE0123456789abcdef0123456789abcdef";
+        assert!(url.len() > MAX_LOGGED_CHARS);
+        let body = format!(
+            "CallSid=CA0123456789abcdef0123456789abcdef&RecordingSid=RE0123456789abcdef0123456789abcdef&RecordingUrl={}&RecordingStatus=completed&RecordingDuration=42",
+            form_encode(url)
+        );
+        let log = logged("/webhook/handle_recording", &body);
+        assert!(log.contains("WEBHOOK"), "{log}");
+        assert!(log.contains(&format!("RecordingUrl={url} ")), "{log}");
+        assert!(log.contains("RecordingDuration=42"), "{log}");
+    }
+
+    #[test]
+    fn a_recording_url_past_the_bound_is_cut() {
+        let url = format!("https://example.com/{}", "r".repeat(1000));
+        let body = format!("RecordingUrl={}", form_encode(&url));
+        let log = logged("/webhook/handle_recording", &body);
+        let shown: String = url.chars().take(MAX_LOGGED_URL_CHARS).collect();
+        assert!(log.contains(&format!("RecordingUrl={shown}…")), "{log}");
+        assert!(!log.contains(&url), "{log}");
+        // Other fields keep the short bound.
+        let body = format!("RecordingStatus={}", "s".repeat(200));
+        let log = logged("/webhook/handle_recording", &body);
+        assert!(
+            log.contains(&format!(
+                "RecordingStatus={}…",
+                "s".repeat(MAX_LOGGED_CHARS)
+            )),
+            "{log}"
+        );
     }
 }

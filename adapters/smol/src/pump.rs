@@ -43,7 +43,10 @@ impl SmolServer {
     /// Binds the listening socket now, so that the address (an ephemeral port
     /// included) is known before [`SmolServer::run`].
     pub fn bind(server: Arc<Server>) -> io::Result<SmolServer> {
-        let listener = Async::new(callstream_server::listen::bind(server.options().bind)?)?;
+        let listener = Async::new(callstream_server::bind_listener(
+            server.options().bind,
+            "PORT",
+        )?)?;
         let (shutdown_tx, shutdown) = smol::channel::bounded(1);
         Ok(SmolServer {
             listener,

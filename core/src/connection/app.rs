@@ -85,6 +85,13 @@ impl IncomingCall<'_> {
 pub struct StreamApp {
     /// Said to the caller before the stream connects.
     pub greeting: Option<String>,
+    /// The greeting's `<Say language>` (e.g. `en-GB`, `he-IL`); `None`:
+    /// Twilio's default. Checked by the TwiML builder
+    /// ([`twiml::is_language_tag`]).
+    pub greeting_language: Option<String>,
+    /// The greeting's `<Say voice>` (e.g. `Polly.Joanna-Neural`); `None`:
+    /// Twilio's default. Checked by the TwiML builder ([`twiml::is_voice_name`]).
+    pub greeting_voice: Option<String>,
     /// More `<Parameter>`s for every `<Stream>`, after `call_sid`, `from`, `to`.
     pub extra_parameters: Vec<(String, String)>,
 }
@@ -101,7 +108,14 @@ impl App for StreamApp {
         }
         let mut response = twiml::Response::new();
         if let Some(greeting) = &self.greeting {
-            response = response.say(greeting.as_str());
+            let mut say = twiml::Say::new(greeting.as_str());
+            if let Some(language) = &self.greeting_language {
+                say = say.language(language.as_str());
+            }
+            if let Some(voice) = &self.greeting_voice {
+                say = say.voice(voice.as_str());
+            }
+            response = response.say(say);
         }
         response
             .connect(

@@ -1,0 +1,229 @@
+//! `/metrics` on an address of its own (`METRICS=127.0.0.1:9090`), so that
+//! the Prometheus text is not on the public port Twilio (and everyone else)
+//! reaches, or nowhere at all (`METRICS=off`).
+//!
+//! The listener is one std thread answering one connection at a time: a
+//! scrape every few seconds from one collector needs no more, and a
+//! connection that stalls is cut off after [`IO_TIMEOUT`]. Requests go through
+//! the core's HTTP parser and its limits; the answer always closes.
+use callstream_core::http::{Limits, RequestParser, Response};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Where `/metrics` is served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsAt {
+    /// On the public port, beside the webhooks (the default).
+    #[default]
+    Public,
+    /// Nowhere: `/metrics` is 404.
+    Off,
+    /// On a listener of its own at this address; 404 on the public port.
+    Listen(SocketAddr),
+}
+
+impl FromStr for MetricsAt {
+    type Err = String;
+
+    /// `public`, `off`, or an address with a port (`127.0.0.1:9090`,
+    /// `[::1]:9090`, `localhost:9090`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "public" | "on" => Ok(MetricsAt::Public),
+            "off" | "none" => Ok(MetricsAt::Off),
+            _ => crate::config::resolve_addr(s.trim())
+                .map(MetricsAt::Listen)
+                .map_err(|e| format!("expected public, off or an address with a port: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Display for MetricsAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsAt::Public => f.write_str("public"),
+            MetricsAt::Off => f.write_str("off"),
+            MetricsAt::Listen(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// How long one scrape connection may take to send its request or read the
+/// answer before it is dropped.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The metrics text, rendered at each scrape.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// A running metrics listener; dropping it stops the thread.
+pub struct MetricsListener {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MetricsListener {
+    /// Binds `addr` now (so that a taken port fails the boot) and serves
+    /// `render()` at `GET /metrics` on a thread of its own.
+    pub fn start(addr: SocketAddr, render: Render) -> io::Result<MetricsListener> {
+        let listener = crate::bind_listener(addr, "METRICS")?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("callstream-metrics".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    if flag.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if let Ok(stream) = stream {
+                        let _ = serve(stream, &render);
+                    }
+                }
+            })?;
+        Ok(MetricsListener {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsListener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Unblock accept() with a connection of our own.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        if TcpStream::connect_timeout(&wake, Duration::from_millis(200)).is_ok()
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one request (bounded by the core parser's limits and
+/// [`IO_TIMEOUT`]), writes one answer, closes.
+fn serve(mut stream: TcpStream, render: &Render) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut parser = RequestParser::new(Limits::default(), Instant::now());
+    let mut buf = [0u8; 4096];
+    let (answer, head_only) = loop {
+        match parser.poll_request() {
+            Ok(Some(request)) => {
+                let head_only = request.method() == "HEAD";
+                break (answer(request.method(), request.path(), render), head_only);
+            }
+            Ok(None) => {}
+            Err(e) => break (Response::for_parse_error(&e), false),
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        parser.handle_receive(Instant::now(), buf.get(..n).unwrap_or_default());
+    };
+    let answer = answer.close();
+    let mut out = Vec::new();
+    if head_only {
+        answer.write_head_to(&mut out);
+    } else {
+        answer.write_to(&mut out);
+    }
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+/// `GET`/`HEAD /metrics` (with or without the trailing slash, as on the
+/// public port) is the text; any other path 404, any other method 405.
+fn answer(method: &str, path: &str, render: &Render) -> Response {
+    if !matches!(path, "/metrics" | "/metrics/") {
+        return Response::not_found();
+    }
+    match method {
+        "GET" | "HEAD" => Response::new(200)
+            .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            .header("Cache-Control", "no-store")
+            .body(render()),
+        _ => Response::method_not_allowed(&["GET", "HEAD"]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(addr: SocketAddr, raw: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(raw.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn settings_parse() {
+        assert_eq!("public".parse(), Ok(MetricsAt::Public));
+        assert_eq!("OFF".parse(), Ok(MetricsAt::Off));
+        assert_eq!(
+            "127.0.0.1:9090".parse(),
+            Ok(MetricsAt::Listen(SocketAddr::from(([127, 0, 0, 1], 9090))))
+        );
+        let local: MetricsAt = "localhost:9090".parse().unwrap();
+        assert!(matches!(local, MetricsAt::Listen(a) if a.ip().is_loopback() && a.port() == 9090));
+        assert!("9090".parse::<MetricsAt>().is_err());
+        assert!("nowhere".parse::<MetricsAt>().is_err());
+    }
+
+    #[test]
+    fn serves_metrics_only_and_closes() {
+        let render: Render = Arc::new(|| "callstream_up 1\n".to_owned());
+        let l = MetricsListener::start(SocketAddr::from(([127, 0, 0, 1], 0)), render).unwrap();
+        let a = l.local_addr();
+        let ok = get(a, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        assert!(ok.contains("Connection: close\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\ncallstream_up 1\n"), "{ok}");
+        let head = get(a, "HEAD /metrics/ HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(!head.contains("callstream_up"), "{head}");
+        let other = get(a, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(other.starts_with("HTTP/1.1 404 "), "{other}");
+        let post = get(
+            a,
+            "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let bad = get(a, "GARBAGE\r\n\r\n");
+        assert!(bad.starts_with("HTTP/1.1 400 "), "{bad}");
+        // A client that connects and says nothing is dropped, and the next one is served.
+        let silent = TcpStream::connect(a).unwrap();
+        drop(silent);
+        let again = get(a, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again}");
+        drop(l);
+        assert!(
+            TcpStream::connect_timeout(&a, Duration::from_millis(500)).is_err(),
+            "still listening after drop"
+        );
+    }
+}
