@@ -362,7 +362,8 @@ impl WebSocket {
             let payload = &buf[head.header..total];
             let mut bytes = self.pool.pop().unwrap_or_default().into_bytes();
             bytes.clear();
-            bytes.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+            bytes.extend_from_slice(payload);
+            unmask(&mut bytes, mask);
             match String::from_utf8(bytes) {
                 Ok(text) => {
                     self.pending_at += total;
@@ -606,6 +607,25 @@ impl WebSocket {
             pipe.outbound.drain(..pipe.sent);
             pipe.sent = 0;
         }
+    }
+}
+
+/// Unmasks a client frame's payload in place (RFC 6455 §5.3), eight bytes at
+/// a time: a byte at a time was the largest single cost of a media frame's
+/// WebSocket work.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(b) ^ word).to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so the mask starts over.
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *b ^= m;
     }
 }
 
@@ -1080,6 +1100,18 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Word-at-a-time unmasking equals the byte-at-a-time definition.
+        #[test]
+        fn unmask_matches_the_definition(
+            payload in proptest::collection::vec(any::<u8>(), 0..100),
+            mask in any::<[u8; 4]>(),
+        ) {
+            let mut fast = payload.clone();
+            unmask(&mut fast, mask);
+            let slow: Vec<u8> = payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+            prop_assert_eq!(fast, slow);
+        }
 
         /// Whole text frames (decoded here) mixed with fragmented messages,
         /// pings and binary frames (the frame engine's), cut anywhere:
