@@ -87,6 +87,11 @@ fn trickling_sockets_cannot_keep_requests_out_blocking() {
     trickling_sockets_cannot_keep_requests_out(Adapter::Blocking);
 }
 
+#[test]
+fn trickling_sockets_cannot_keep_requests_out_epoll() {
+    trickling_sockets_cannot_keep_requests_out(Adapter::Epoll);
+}
+
 fn parked_bodies_are_bounded_by_the_memory_budget(adapter: Adapter) {
     const PARKED: usize = 40;
     let srv = RunningServer::start_custom(
@@ -149,6 +154,11 @@ fn parked_bodies_are_bounded_by_the_memory_budget_smol() {
 #[test]
 fn parked_bodies_are_bounded_by_the_memory_budget_blocking() {
     parked_bodies_are_bounded_by_the_memory_budget(Adapter::Blocking);
+}
+
+#[test]
+fn parked_bodies_are_bounded_by_the_memory_budget_epoll() {
+    parked_bodies_are_bounded_by_the_memory_budget(Adapter::Epoll);
 }
 
 /// A value from `/metrics`, or `None` while the server answers it 503.
@@ -236,6 +246,11 @@ fn a_webhook_gets_through_a_budget_full_of_parked_bodies_smol() {
 #[test]
 fn a_webhook_gets_through_a_budget_full_of_parked_bodies_blocking() {
     a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Blocking);
+}
+
+#[test]
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies_epoll() {
+    a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Epoll);
 }
 
 /// Every connect of a burst completes before the server accepts any (the

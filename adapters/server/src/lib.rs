@@ -6,7 +6,7 @@
 //! threads ([`recorder`]), the handler registry ([`handlers`]), and the state
 //! one server shares between its connections ([`Server`]).
 //!
-//! An adapter (`callstream-smol`, `callstream-blocking`) is a byte pump and a
+//! An adapter (`callstream-smol`, `callstream-blocking`, `callstream-epoll`) is a byte pump and a
 //! timer over this layer: it accepts a socket, asks [`Server::admit`], makes a
 //! [`Driver`] for it, then loops — feed what the socket read
 //! ([`Driver::handle_receive`], [`Driver::handle_eof`]), the time
@@ -255,22 +255,27 @@ fn stream_app(s: &Settings) -> Result<connection::StreamApp, SettingsError> {
 /// the address and the setting that moves it (`PORT`, `METRICS`), which the
 /// bare OS error ("Address already in use") does not.
 pub fn bind_listener(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListener> {
+    listen::bind(addr).map_err(|e| listen_error(addr, setting, e))
+}
+
+/// The error of binding or listening on `addr`, with what to do about it
+/// (for an adapter that builds its listening sockets itself).
+#[must_use]
+pub fn listen_error(addr: SocketAddr, setting: &str, e: std::io::Error) -> std::io::Error {
     use std::io::ErrorKind;
-    listen::bind(addr).map_err(|e| {
-        let hint = match e.kind() {
-            ErrorKind::AddrInUse => format!(
-                "another process is listening on this port: stop it, or set {setting} to a free port"
-            ),
-            ErrorKind::PermissionDenied => format!(
-                "ports below 1024 need privileges: set {setting} to 1024 or above (8080 is usual)"
-            ),
-            ErrorKind::AddrNotAvailable => {
-                "no interface of this machine has this address: check HOST".to_owned()
-            }
-            _ => format!("check HOST and {setting}"),
-        };
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}; {hint}"))
-    })
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "another process is listening on this port: stop it, or set {setting} to a free port"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: set {setting} to 1024 or above (8080 is usual)"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has this address: check HOST".to_owned()
+        }
+        _ => format!("check HOST and {setting}"),
+    };
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}; {hint}"))
 }
 
 /// The settings that silently break every call when wrong, checked here at
