@@ -380,6 +380,8 @@ pub enum Adapter {
     Smol,
     /// `callstream-blocking`: one std thread per connection.
     Blocking,
+    /// `callstream-epoll`: one epoll reactor per thread, owning its connections.
+    Epoll,
 }
 
 /// A callstream server running in this process on an ephemeral port.
@@ -445,6 +447,17 @@ impl RunningServer {
                 let server = callstream_blocking::BlockingServer::bind(shared).expect("bind");
                 let addr = server.local_addr().expect("local addr");
                 let h = server.shutdown_handle().expect("shutdown handle");
+                let thread = Some(std::thread::spawn(move || server.run()));
+                RunningServer {
+                    addr,
+                    shutdown: Box::new(move || h.shutdown()),
+                    thread,
+                }
+            }
+            Adapter::Epoll => {
+                let server = callstream_epoll::EpollServer::bind(shared).expect("bind");
+                let addr = server.local_addr().expect("local addr");
+                let h = server.shutdown_handle();
                 let thread = Some(std::thread::spawn(move || server.run()));
                 RunningServer {
                     addr,
