@@ -408,9 +408,15 @@ mod polyphase_tests {
 
     #[test]
     #[ignore = "a measurement, not a test: the resampler's cost in BENCHMARKS.md"]
-    fn bench_resample_5_s() {
-        for (from, to) in [(8000, 16000), (8000, 24000), (16000, 8000), (22050, 8000)] {
-            let x = busy(from, 5 * from as usize);
+    fn bench_resample() {
+        for (from, to, secs) in [
+            (8000, 16000, 5),
+            (8000, 24000, 5),
+            (16000, 8000, 5),
+            (22050, 8000, 5),
+            (8000, 16000, 60),
+        ] {
+            let x = busy(from, secs * from as usize);
             let t0 = std::time::Instant::now();
             let slow = resample_direct(&x, from, to);
             let direct = t0.elapsed();
@@ -421,7 +427,7 @@ mod polyphase_tests {
             let t2 = std::time::Instant::now();
             let b64 = crate::bridge::protocol::encode_pcm(&fast);
             println!(
-                "{from} → {to}, 5 s: direct {direct:?}, polyphase {poly:?}, base64 {:?} ({} samples, {} bytes of base64)",
+                "{from} → {to}, {secs} s: direct {direct:?}, polyphase {poly:?}, base64 {:?} ({} samples, {} bytes of base64)",
                 t2.elapsed(),
                 slow.len(),
                 b64.len()
