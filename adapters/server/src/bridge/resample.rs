@@ -2,9 +2,12 @@
 //! down to the call's 8 kHz, and the caller's 8 kHz up to the program's rate.
 //!
 //! A windowed-sinc interpolator, written out rather than taken from a crate:
-//! the bridge converts whole messages offline (no streaming state, no
-//! real-time constraint beyond "much faster than real time"), between a
-//! handful of rates, and ~40 lines are easier to audit than a dependency.
+//! the bridge converts whole messages (no streaming state) between a handful
+//! of rates, and a short file is easier to audit than a dependency. A whole
+//! caller turn is converted at its end, while the caller waits for the
+//! answer and other calls' turns may end at the same moment, so the common
+//! pairs use precomputed polyphase weights ([`polyphase`]): 5 s of 8 → 16
+//! kHz takes under a millisecond instead of ~30.
 //! Plain linear interpolation would not do for the common case, espeak-ng's
 //! 22050 Hz or a cloud voice's 24 kHz down to 8 kHz: everything between 4 and
 //! 12 kHz would fold back into the telephone band as audible aliasing. The
