@@ -369,7 +369,6 @@ fn noisy_truth() -> (Vec<String>, Vec<(String, usize)>) {
 }
 
 #[test]
-#[ignore = "not met yet: worst start +265 ms, end -114 ms (one weak utterance onset)"]
 fn speech_in_white_noise_at_5db_snr_within_100ms() {
     let (files, _) = noisy_truth();
     assert!(files.iter().any(|n| n == "white_5db.ulaw"));
