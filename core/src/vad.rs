@@ -1094,6 +1094,57 @@ mod tests {
         );
     }
 
+    /// Frames of the same pseudo-random noise, scaled frame by frame by
+    /// `gain(frame)`.
+    fn noise(frames: usize, gain: impl Fn(usize) -> f64) -> Vec<Vec<i16>> {
+        let mut seed = 7u32;
+        (0..frames)
+            .map(|f| {
+                (0..FRAME_SAMPLES)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        let s = f64::from((seed >> 16) as i16 >> 4);
+                        (s * gain(f)) as i16
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_louder_copy_of_the_noise_is_speech_only_if_it_swings() {
+        // Noise at about -30 dBFS for 1 s, then the same noise 15 dB up: held flat it
+        // is the noise grown louder, never speech; swinging on and off every
+        // 100 ms, like syllables, it is speech from its first frame.
+        let step = |f: usize| if f < 50 { 1.0 } else { 5.62 };
+        let syllables = |f: usize| {
+            if f >= 50 && (f / 5) % 2 == 0 {
+                5.62
+            } else {
+                1.0
+            }
+        };
+        let mut vad = Vad::new(VadConfig::default());
+        let got: Vec<_> = noise(150, step)
+            .iter()
+            .filter_map(|f| vad.handle_frame(f))
+            .collect();
+        assert_eq!(got, []);
+        assert!(vad.noise_floor_dbfs() > -20.0, "the new level is the floor");
+        let mut vad = Vad::new(VadConfig::default());
+        let got: Vec<_> = noise(150, syllables)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| vad.handle_frame(f).map(|e| (i, e)))
+            .collect();
+        // Decided on the first frame back down at the noise, dated to the
+        // first loud frame.
+        assert_eq!(
+            got.first(),
+            Some(&(55, VadEvent::SpeechStarted { at_frame: 50 }))
+        );
+    }
+
     #[test]
     fn the_filter_cannot_overflow_on_its_worst_input() {
         // The input that drives the output highest is full scale with the
