@@ -219,7 +219,7 @@ fn reused_sids_never_overwrite_a_recording(adapter: Adapter) {
         .unwrap();
     drop((first, a, b));
     srv.stop().unwrap();
-    let mut lengths: Vec<(String, u32)> = std::fs::read_dir(dir.path())
+    let lengths: Vec<(String, u32)> = std::fs::read_dir(dir.path())
         .unwrap()
         .flatten()
         .map(|e| e.path())
