@@ -153,7 +153,10 @@ pub fn parse_frame(buf: &[u8]) -> Parse {
     if len > MAX_FRAME {
         return Parse::Error(1009);
     }
-    let Some(mask) = buf.get(at..at + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+    let Some(mask) = buf
+        .get(at..at + 4)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+    else {
         return Parse::Partial;
     };
     let (start, end) = (at + 4, at + 4 + len);
@@ -256,12 +259,17 @@ mod tests {
             Head::Upgrade { len, response } => {
                 assert_eq!(len, up.len() - 4);
                 assert!(response.starts_with("HTTP/1.1 101 "));
-                assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+                assert!(
+                    response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n")
+                );
             }
             other => panic!("{other:?}"),
         }
         assert_eq!(read_head(&up[..20]), Head::Partial);
-        assert_eq!(read_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Head::Refused);
+        assert_eq!(
+            read_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Head::Refused
+        );
         assert_eq!(
             read_head(b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n"),
             Head::Refused
@@ -334,8 +342,14 @@ mod tests {
         assert_eq!(out[..2], [0x81, text.len() as u8]);
         assert_eq!(&out[2..], text);
         out.clear();
-        assert!(!media_echo(br#"{"event":"start","streamSid":"MZ0123"}"#, &mut out));
-        assert!(!media_echo(br#"{"event":"media","streamSid":"MZ"#, &mut out));
+        assert!(!media_echo(
+            br#"{"event":"start","streamSid":"MZ0123"}"#,
+            &mut out
+        ));
+        assert!(!media_echo(
+            br#"{"event":"media","streamSid":"MZ"#,
+            &mut out
+        ));
         assert!(out.is_empty());
     }
 
