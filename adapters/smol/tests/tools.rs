@@ -185,7 +185,10 @@ fn the_bridge_through_the_binary_with_the_echo_bot() {
     assert!(v["warnings"].as_array().is_some_and(Vec::is_empty), "{v}");
     // The program was started for the call and ended with it.
     let mut lines = Vec::new();
-    while !lines.iter().any(|l: &String| l.contains("BRIDGE_EXEC ended")) {
+    while !lines
+        .iter()
+        .any(|l: &String| l.contains("BRIDGE_EXEC ended"))
+    {
         match log.recv_timeout(std::time::Duration::from_secs(10)) {
             Ok(line) => lines.push(line),
             Err(_) => break,
