@@ -1,0 +1,276 @@
+//! # callstream-uring
+//!
+//! callstream's server on one io_uring per core, built to spend fewer system
+//! calls per media frame than a readiness loop can. Each reactor thread owns
+//! the connections it accepted and drives their server-layer
+//! [`Driver`](callstream_server::Driver)s, like the epoll adapter; settings,
+//! logs, metrics, recordings and the shutdown policy live in
+//! `callstream-server`, protocol decisions in `callstream-core`, so it
+//! behaves like the other servers, and the conformance tests run against it.
+//!
+//! What differs is how bytes move:
+//!
+//! - **Receiving**: one multishot receive per connection stays armed; the
+//!   kernel picks a buffer from a ring of provided buffers
+//!   (`IORING_REGISTER_PBUF_RING`) for each arrival and posts a completion.
+//!   No system call per frame.
+//! - **Sending**: the loop collects the output of every connection it
+//!   touched and submits all the sends at once, in the same
+//!   `io_uring_enter` that waits for the next completions. The bytes in
+//!   flight are a copy held by the ring until their completion.
+//! - **Timers**: the earliest engine deadline is the timeout of that wait.
+//! - **Batching** ([`UringServer::tick`], `CALLSTREAM_URING_TICK_MS`): the
+//!   wait lasts at least the tick while completions gather (the kernel's
+//!   `min_wait_usec`, Linux 6.12), so each iteration serves more frames for
+//!   one wake-up and one system call, and echoes leave up to a tick later.
+//!   Default 0: no added latency.
+//! - **Listeners**: one per reactor (SO_REUSEPORT), with a multishot accept
+//!   on its own and a multishot readiness poll on the others', so a reactor
+//!   stuck in a handler strands no new caller: another accepts for it.
+//! - **Remote control**: a handler's thread queues the connection and writes
+//!   the reactor's eventfd, which the ring is reading.
+//!
+//! The kernel's view of memory (buffers it reads or fills after the
+//! submitting call returned) is kept in one module, `ring`, the only one
+//! with unsafe code.
+//!
+//! ```no_run
+//! use callstream_server::config::Cli;
+//! use clap::Parser;
+//! callstream_uring::run(Cli::parse().settings()).unwrap();
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod conn;
+mod handle;
+mod reactor;
+#[allow(unsafe_code)]
+mod ring;
+mod timers;
+
+use callstream_server::Server;
+use callstream_server::config::Settings;
+use handle::Handle;
+use reactor::Reactor;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The environment variable that sets the tick, in milliseconds.
+pub const TICK_ENV: &str = "CALLSTREAM_URING_TICK_MS";
+/// The longest tick accepted: a frame's period. A tick waits that long
+/// before an echo can leave, on top of the network.
+pub const MAX_TICK: Duration = Duration::from_millis(20);
+
+/// A bound server of io_uring reactors, ready to run.
+pub struct UringServer {
+    server: Arc<Server>,
+    listeners: Arc<[Arc<TcpListener>]>,
+    reactors: Arc<[Arc<Handle>]>,
+    /// When the shutdown was requested.
+    stop: Arc<OnceLock<Instant>>,
+    tick: Duration,
+}
+
+/// Stops a running server gracefully, from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    reactors: Arc<[Arc<Handle>]>,
+    stop: Arc<OnceLock<Instant>>,
+}
+
+impl ShutdownHandle {
+    /// Begins the graceful shutdown: no new connections; calls drain for the
+    /// configured period, then close with 1001. Calling it again does nothing
+    /// more.
+    pub fn shutdown(&self) {
+        if self.stop.set(Instant::now()).is_ok() {
+            for r in self.reactors.iter() {
+                r.notify();
+            }
+        }
+    }
+}
+
+impl UringServer {
+    /// Binds the listening sockets now ([`Options::threads`] of them), so
+    /// that the address, an ephemeral port included, is known before
+    /// [`UringServer::run`].
+    ///
+    /// [`Options::threads`]: callstream_server::Options::threads
+    pub fn bind(server: Arc<Server>) -> io::Result<UringServer> {
+        let threads = server.options().threads.max(1);
+        let mut addr = server.options().bind;
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let l = listen(addr)?;
+            // Port 0: the first socket learns the port, the rest join it.
+            addr = l.local_addr()?;
+            listeners.push(Arc::new(l));
+        }
+        let reactors = (0..threads)
+            .map(|_| Handle::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(UringServer {
+            server,
+            listeners: listeners.into(),
+            reactors: reactors.into(),
+            stop: Arc::new(OnceLock::new()),
+            tick: Duration::ZERO,
+        })
+    }
+
+    /// Sets the tick: each loop waits at least this long (at most
+    /// [`MAX_TICK`]) for completions to gather, unless an engine deadline
+    /// comes first. Zero (the default) waits only for the first.
+    #[must_use]
+    pub fn tick(mut self, tick: Duration) -> UringServer {
+        self.tick = tick.min(MAX_TICK);
+        self
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self.listeners.first() {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::other("no listener")),
+        }
+    }
+
+    /// A handle that starts the graceful shutdown from anywhere.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            reactors: self.reactors.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Runs the reactors until a shutdown is requested and every connection
+    /// has closed, or the drain period is over.
+    pub fn run(self) -> io::Result<()> {
+        let handle = self.shutdown_handle();
+        let UringServer {
+            server,
+            listeners,
+            reactors,
+            stop,
+            tick,
+        } = self;
+        let mut threads = Vec::new();
+        let mut result = Ok(());
+        for (i, r) in reactors.iter().enumerate() {
+            let (r, server, listeners, stop) =
+                (r.clone(), server.clone(), listeners.clone(), stop.clone());
+            let h = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("callstream-{i}"))
+                .spawn(move || {
+                    // The ring is made on the thread that submits to it.
+                    let r =
+                        Reactor::new(i, r, server, listeners, stop, tick).and_then(Reactor::run);
+                    if r.is_err() {
+                        // The server cannot go on short of a reactor.
+                        h.shutdown();
+                    }
+                    r
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    handle.shutdown();
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // The reactors hold the listeners now: the last to let go closes them.
+        drop(listeners);
+        let mut still_open = Vec::new();
+        for t in threads {
+            match t.join() {
+                Ok(Ok(left)) => still_open.extend(left),
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(io::Error::other("a reactor panicked"))),
+            }
+        }
+        let give_up_at = stop.get().map(|&at| server.options().give_up_at(at));
+        server.finish(give_up_at);
+        drop(still_open);
+        result
+    }
+}
+
+/// A nonblocking listening socket that shares its port with the other
+/// reactors' (SO_REUSEPORT); otherwise as `callstream_server::listen::bind`
+/// makes it: the file limit raised, the same backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let _ = callstream_server::listen::raise_file_limit();
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(callstream_server::listen::BACKLOG)?;
+    Ok(s.into())
+}
+
+/// The tick [`TICK_ENV`] names: whole milliseconds, 0 when unset, an error
+/// for anything else or past [`MAX_TICK`].
+pub fn tick_from_env(value: Option<&str>) -> Result<Duration, String> {
+    let Some(v) = value else {
+        return Ok(Duration::ZERO);
+    };
+    let ms: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{TICK_ENV}={v:?}: whole milliseconds expected"))?;
+    let tick = Duration::from_millis(ms);
+    if tick > MAX_TICK {
+        return Err(format!(
+            "{TICK_ENV}={ms}: at most {} ms (a frame's period)",
+            MAX_TICK.as_millis()
+        ));
+    }
+    Ok(tick)
+}
+
+/// Runs the server with these settings until SIGTERM or SIGINT, then drains.
+/// The tick comes from [`TICK_ENV`].
+pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let tick = tick_from_env(std::env::var(TICK_ENV).ok().as_deref())?;
+    let (engine, options) = callstream_server::configure(&s)?;
+    let server = UringServer::bind(Server::new(options, engine)?)?.tick(tick);
+    callstream_server::log_boot(&s, server.local_addr()?);
+    if !tick.is_zero() {
+        tracing::info!(
+            tick_ms = tick.as_millis() as u64,
+            "each loop gathers completions for at least the tick"
+        );
+    }
+    let handle = server.shutdown_handle();
+    callstream_server::signals::on_shutdown(move || handle.shutdown())?;
+    server.run()?;
+    tracing::info!("callstream stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_is_whole_milliseconds_up_to_a_frame() {
+        assert_eq!(tick_from_env(None), Ok(Duration::ZERO));
+        assert_eq!(tick_from_env(Some("0")), Ok(Duration::ZERO));
+        assert_eq!(tick_from_env(Some(" 2 ")), Ok(Duration::from_millis(2)));
+        assert_eq!(tick_from_env(Some("20")), Ok(MAX_TICK));
+        assert!(tick_from_env(Some("21")).is_err());
+        assert!(tick_from_env(Some("1.5")).is_err());
+        assert!(tick_from_env(Some("-1")).is_err());
+        assert!(tick_from_env(Some("")).is_err());
+    }
+}
