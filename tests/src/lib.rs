@@ -380,6 +380,16 @@ pub enum Adapter {
     Smol,
     /// `callstream-blocking`: one std thread per connection.
     Blocking,
+    /// `callstream-uring`: one io_uring reactor per thread, owning its connections.
+    Uring,
+    /// `callstream-uring` with a tick and a number of receive buffers of its
+    /// own (`UringServer::tick`, `UringServer::receive_buffers`).
+    UringTuned {
+        /// Each loop gathers completions this long.
+        tick: Duration,
+        /// Receive buffers per reactor.
+        buffers: u16,
+    },
 }
 
 /// A callstream server running in this process on an ephemeral port.
@@ -445,6 +455,20 @@ impl RunningServer {
                 let server = callstream_blocking::BlockingServer::bind(shared).expect("bind");
                 let addr = server.local_addr().expect("local addr");
                 let h = server.shutdown_handle().expect("shutdown handle");
+                let thread = Some(std::thread::spawn(move || server.run()));
+                RunningServer {
+                    addr,
+                    shutdown: Box::new(move || h.shutdown()),
+                    thread,
+                }
+            }
+            Adapter::Uring | Adapter::UringTuned { .. } => {
+                let mut server = callstream_uring::UringServer::bind(shared).expect("bind");
+                if let Adapter::UringTuned { tick, buffers } = adapter {
+                    server = server.tick(tick).receive_buffers(buffers);
+                }
+                let addr = server.local_addr().expect("local addr");
+                let h = server.shutdown_handle();
                 let thread = Some(std::thread::spawn(move || server.run()));
                 RunningServer {
                     addr,

@@ -87,6 +87,11 @@ fn trickling_sockets_cannot_keep_requests_out_blocking() {
     trickling_sockets_cannot_keep_requests_out(Adapter::Blocking);
 }
 
+#[test]
+fn trickling_sockets_cannot_keep_requests_out_uring() {
+    trickling_sockets_cannot_keep_requests_out(Adapter::Uring);
+}
+
 fn parked_bodies_are_bounded_by_the_memory_budget(adapter: Adapter) {
     const PARKED: usize = 40;
     let srv = RunningServer::start_custom(
@@ -149,6 +154,11 @@ fn parked_bodies_are_bounded_by_the_memory_budget_smol() {
 #[test]
 fn parked_bodies_are_bounded_by_the_memory_budget_blocking() {
     parked_bodies_are_bounded_by_the_memory_budget(Adapter::Blocking);
+}
+
+#[test]
+fn parked_bodies_are_bounded_by_the_memory_budget_uring() {
+    parked_bodies_are_bounded_by_the_memory_budget(Adapter::Uring);
 }
 
 /// Every connect of a burst completes before the server accepts any (the

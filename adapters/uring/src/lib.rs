@@ -72,6 +72,7 @@ pub struct UringServer {
     /// When the shutdown was requested.
     stop: Arc<OnceLock<Instant>>,
     tick: Duration,
+    buffers: u16,
 }
 
 /// Stops a running server gracefully, from any thread.
@@ -119,6 +120,7 @@ impl UringServer {
             reactors: reactors.into(),
             stop: Arc::new(OnceLock::new()),
             tick: Duration::ZERO,
+            buffers: ring::BUF_COUNT,
         })
     }
 
@@ -128,6 +130,20 @@ impl UringServer {
     #[must_use]
     pub fn tick(mut self, tick: Duration) -> UringServer {
         self.tick = tick.min(MAX_TICK);
+        self
+    }
+
+    /// Sets how many receive buffers of 2 KiB each reactor provides to the
+    /// kernel (default 2048: 4 MiB), rounded up to a power of two, 1 to
+    /// 32768. When all are full of bytes not yet taken, a connection's
+    /// receive pauses until the loop gives some back; fewer cost less memory
+    /// and more loops under a burst.
+    #[must_use]
+    pub fn receive_buffers(mut self, count: u16) -> UringServer {
+        self.buffers = count
+            .clamp(1, ring::MAX_BUF_COUNT)
+            .checked_next_power_of_two()
+            .unwrap_or(ring::MAX_BUF_COUNT);
         self
     }
 
@@ -158,6 +174,7 @@ impl UringServer {
             reactors,
             stop,
             tick,
+            buffers,
         } = self;
         let mut threads = Vec::new();
         let mut result = Ok(());
@@ -169,8 +186,8 @@ impl UringServer {
                 .name(format!("callstream-{i}"))
                 .spawn(move || {
                     // The ring is made on the thread that submits to it.
-                    let r =
-                        Reactor::new(i, r, server, listeners, stop, tick).and_then(Reactor::run);
+                    let r = Reactor::new(i, r, server, listeners, stop, tick, buffers)
+                        .and_then(Reactor::run);
                     if r.is_err() {
                         // The server cannot go on short of a reactor.
                         h.shutdown();

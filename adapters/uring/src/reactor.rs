@@ -78,8 +78,9 @@ impl Reactor {
         listeners: Arc<[Arc<TcpListener>]>,
         stop: Arc<OnceLock<Instant>>,
         tick: Duration,
+        buffers: u16,
     ) -> io::Result<Reactor> {
-        let ring = Ring::new()?;
+        let ring = Ring::new(buffers)?;
         if !tick.is_zero() && !ring.has_min_wait() {
             tracing::warn!(
                 "this kernel cannot wait for a batch (min_wait_usec, Linux 6.12): the tick is ignored"

@@ -42,10 +42,12 @@ const BGID: u16 = 0;
 /// Provided receive buffers: a media message is under 400 bytes, a request
 /// header a few KiB (it arrives in as many buffers as it needs).
 const BUF_SIZE: usize = 2048;
-/// How many (a power of two, at most 32768). When every buffer is out, a
-/// multishot receive ends with `ENOBUFS` and is armed again after the loop
-/// gives buffers back.
-const BUF_COUNT: u16 = 2048;
+/// How many by default (a power of two, at most 32768): 4 MiB a thread.
+/// When every buffer is out, a multishot receive ends with `ENOBUFS` and is
+/// armed again after the loop gives buffers back.
+pub(crate) const BUF_COUNT: u16 = 2048;
+/// The most the kernel takes.
+pub(crate) const MAX_BUF_COUNT: u16 = 32768;
 /// Dropping the ring waits this long at most for cancelled operations.
 const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 
@@ -108,7 +110,9 @@ impl Ring {
     /// are worked only when this thread enters the kernel to wait for them:
     /// no interruption while it runs a frame, and a thread stuck in a
     /// handler takes no new connection), else a plain ring.
-    pub(crate) fn new() -> io::Result<Ring> {
+    /// `buffers` provided receive buffers: a power of two up to
+    /// [`MAX_BUF_COUNT`].
+    pub(crate) fn new(buffers: u16) -> io::Result<Ring> {
         let ring = IoUring::builder()
             .setup_cqsize(CQ_ENTRIES)
             .setup_single_issuer()
@@ -119,7 +123,7 @@ impl Ring {
                     .setup_cqsize(CQ_ENTRIES)
                     .build(SQ_ENTRIES)
             })?;
-        let bufs = BufRing::new(&ring)?;
+        let bufs = BufRing::new(&ring, buffers)?;
         Ok(Ring {
             ring,
             inflight: Slab::new(),
@@ -380,6 +384,8 @@ struct BufRing {
     entries_layout: Layout,
     data: NonNull<u8>,
     data_layout: Layout,
+    /// How many buffers (a power of two).
+    count: u16,
     /// The tail as published and as it will be.
     tail: u16,
     /// The buffers may still be the kernel's: never free them.
@@ -387,13 +393,18 @@ struct BufRing {
 }
 
 impl BufRing {
-    fn new(ring: &IoUring) -> io::Result<BufRing> {
-        let count = usize::from(BUF_COUNT);
+    fn new(ring: &IoUring, count: u16) -> io::Result<BufRing> {
+        if !count.is_power_of_two() || count > MAX_BUF_COUNT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "provided buffers: a power of two up to 32768",
+            ));
+        }
+        let n = usize::from(count);
         // The kernel requires the entries to start on a page.
         let entries_layout =
-            Layout::from_size_align(count * size_of::<RawBuf>(), 4096).map_err(io::Error::other)?;
-        let data_layout =
-            Layout::from_size_align(count * BUF_SIZE, 64).map_err(io::Error::other)?;
+            Layout::from_size_align(n * size_of::<RawBuf>(), 4096).map_err(io::Error::other)?;
+        let data_layout = Layout::from_size_align(n * BUF_SIZE, 64).map_err(io::Error::other)?;
         // SAFETY: both layouts have a nonzero size.
         let (entries, data) = unsafe {
             (
@@ -411,19 +422,20 @@ impl BufRing {
             entries_layout,
             data,
             data_layout,
+            count,
             tail: 0,
             leak: false,
         };
-        for id in 0..BUF_COUNT {
+        for id in 0..count {
             bufs.recycle(id);
         }
         bufs.publish();
-        // SAFETY: the entries are page-aligned, `BUF_COUNT` long, and live
+        // SAFETY: the entries are page-aligned, `count` long, and live
         // until `Drop`, which unregisters them first (or leaks them).
         unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 entries.as_ptr() as u64,
-                BUF_COUNT,
+                count,
                 BGID,
                 0,
             )?;
@@ -432,11 +444,11 @@ impl BufRing {
     }
 
     fn get(&self, id: u16, len: usize) -> &[u8] {
-        if id >= BUF_COUNT {
+        if id >= self.count {
             return &[];
         }
         let len = len.min(BUF_SIZE);
-        // SAFETY: buffer `id` lies inside `data` (id < BUF_COUNT, len <=
+        // SAFETY: buffer `id` lies inside `data` (id < count, len <=
         // BUF_SIZE), and the kernel handed it to us with this completion: it
         // writes it again only after `recycle` returns it, which needs
         // `&mut self` while this borrow lives.
@@ -446,11 +458,11 @@ impl BufRing {
     }
 
     fn recycle(&mut self, id: u16) {
-        if id >= BUF_COUNT {
+        if id >= self.count {
             return;
         }
-        let slot = usize::from(self.tail & (BUF_COUNT - 1));
-        // SAFETY: `slot` < BUF_COUNT, inside the entries; the kernel reads
+        let slot = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `slot` < count, inside the entries; the kernel reads
         // entries only up to the published tail, which this one is past.
         // Fields are written one by one: entry 0's `resv` is the tail.
         unsafe {
