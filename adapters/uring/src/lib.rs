@@ -60,6 +60,9 @@ use std::time::{Duration, Instant};
 
 /// The environment variable that sets the tick, in milliseconds.
 pub const TICK_ENV: &str = "CALLSTREAM_URING_TICK_MS";
+/// The environment variable that sets the receive buffers per reactor
+/// ([`UringServer::receive_buffers`]).
+pub const BUFFERS_ENV: &str = "CALLSTREAM_URING_BUFFERS";
 /// The longest tick accepted: a frame's period. A tick waits that long
 /// before an echo can leave, on top of the network.
 pub const MAX_TICK: Duration = Duration::from_millis(20);
@@ -255,12 +258,32 @@ pub fn tick_from_env(value: Option<&str>) -> Result<Duration, String> {
     Ok(tick)
 }
 
+/// The receive buffers [`BUFFERS_ENV`] names: a count from 1 to 32768
+/// ([`UringServer::receive_buffers`] rounds it up to a power of two); the
+/// default when unset.
+pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u16>() {
+        Ok(n) if (1..=ring::MAX_BUF_COUNT).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "{BUFFERS_ENV}={v:?}: a count from 1 to 32768 expected"
+        )),
+    }
+}
+
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.
-/// The tick comes from [`TICK_ENV`].
+/// The tick comes from [`TICK_ENV`], the receive buffers from
+/// [`BUFFERS_ENV`].
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let tick = tick_from_env(std::env::var(TICK_ENV).ok().as_deref())?;
+    let buffers = buffers_from_env(std::env::var(BUFFERS_ENV).ok().as_deref())?;
     let (engine, options) = callstream_server::configure(&s)?;
-    let server = UringServer::bind(Server::new(options, engine)?)?.tick(tick);
+    let mut server = UringServer::bind(Server::new(options, engine)?)?.tick(tick);
+    if let Some(n) = buffers {
+        server = server.receive_buffers(n);
+    }
     callstream_server::log_boot(&s, server.local_addr()?);
     if !tick.is_zero() {
         tracing::info!(
@@ -289,5 +312,45 @@ mod tests {
         assert!(tick_from_env(Some("1.5")).is_err());
         assert!(tick_from_env(Some("-1")).is_err());
         assert!(tick_from_env(Some("")).is_err());
+    }
+
+    #[test]
+    fn the_buffers_are_a_count_the_kernel_takes() {
+        assert_eq!(buffers_from_env(None), Ok(None));
+        assert_eq!(buffers_from_env(Some("128")), Ok(Some(128)));
+        assert_eq!(buffers_from_env(Some("32768")), Ok(Some(32768)));
+        assert!(buffers_from_env(Some("0")).is_err());
+        assert!(buffers_from_env(Some("32769")).is_err());
+        assert!(buffers_from_env(Some("many")).is_err());
+    }
+
+    #[test]
+    fn receive_buffers_round_up_to_a_power_of_two() {
+        let server = |n| {
+            let (engine, opts) = callstream_server::configure(&test_settings()).unwrap();
+            UringServer::bind(Server::new(opts, engine).unwrap())
+                .unwrap()
+                .receive_buffers(n)
+                .buffers
+        };
+        assert_eq!(server(1), 1);
+        assert_eq!(server(100), 128);
+        assert_eq!(server(32768), 32768);
+        assert_eq!(server(u16::MAX), 32768);
+    }
+
+    fn test_settings() -> Settings {
+        use clap::Parser as _;
+        let mut s = callstream_server::config::Cli::try_parse_from([
+            "callstream",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .unwrap()
+        .settings();
+        s.insecure_no_signatures = true;
+        s
     }
 }
