@@ -166,7 +166,12 @@ impl Reactor {
             }
             Op::Accept => {
                 if let Some(fd) = c.accepted {
-                    self.admit(TcpStream::from(fd), now);
+                    // Accepted before the cancellation reached the kernel:
+                    // shutting down takes no new connection (closing it
+                    // tells the client at once).
+                    if self.listeners.is_some() {
+                        self.admit(TcpStream::from(fd), now);
+                    }
                 } else if !is_transient(c.result) {
                     tracing::warn!(error = %io::Error::from_raw_os_error(-c.result), "accept failed");
                     self.paused_until = Some(now + ACCEPT_BACKOFF);
