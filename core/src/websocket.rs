@@ -323,8 +323,10 @@ impl WebSocket {
     /// bytes are ignored.
     pub fn handle_receive(&mut self, bytes: &[u8]) {
         if self.state != State::Finished {
-            if self.pending_at == self.pending.len() {
-                self.pending.clear();
+            // Drop what was decoded: what is left is at most one partial
+            // frame, so the buffer stays bounded however reads split frames.
+            if self.pending_at > 0 {
+                self.pending.drain(..self.pending_at);
                 self.pending_at = 0;
             }
             self.pending.extend_from_slice(bytes);
@@ -360,7 +362,8 @@ impl WebSocket {
             let payload = &buf[head.header..total];
             let mut bytes = self.pool.pop().unwrap_or_default().into_bytes();
             bytes.clear();
-            bytes.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+            bytes.extend_from_slice(payload);
+            unmask(&mut bytes, mask);
             match String::from_utf8(bytes) {
                 Ok(text) => {
                     self.pending_at += total;
@@ -481,8 +484,11 @@ impl WebSocket {
                 code: CloseCode::from(error.close_code()),
                 reason: Utf8Bytes::from_static(error.close_reason()),
             };
-            // The pipe never fails a write, so the frame is in the transmit
-            // buffer; an error here only repeats the one being reported.
+            // A pong the engine queued goes out first: nothing may follow a
+            // close frame (RFC 6455 §5.5.1). The pipe never fails a write,
+            // so the frame is in the transmit buffer; an error here only
+            // repeats the one being reported.
+            let _ = self.inner.flush();
             let _ = self.inner.close(Some(frame));
         }
         self.state = State::Finished;
@@ -541,6 +547,9 @@ impl WebSocket {
             code: CloseCode::from(code),
             reason: Utf8Bytes::from(&reason[..end]),
         };
+        // A pong the engine queued goes out first: nothing may follow a
+        // close frame (RFC 6455 §5.5.1).
+        let _ = self.inner.flush();
         let _ = self.inner.close(Some(frame));
         self.state = State::CloseSent;
     }
@@ -598,6 +607,25 @@ impl WebSocket {
             pipe.outbound.drain(..pipe.sent);
             pipe.sent = 0;
         }
+    }
+}
+
+/// Unmasks a client frame's payload in place (RFC 6455 §5.3), eight bytes at
+/// a time: a byte at a time was the largest single cost of a media frame's
+/// WebSocket work.
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = payload.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(b) ^ word).to_ne_bytes());
+    }
+    // The tail starts at a multiple of 8, so the mask starts over.
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+        *b ^= m;
     }
 }
 
@@ -1017,8 +1045,73 @@ mod tests {
         assert!(matches!(client.read(), Ok(Message::Close(None))));
     }
 
+    /// Found in review: reads that always end partway through a frame kept
+    /// every byte ever received.
+    #[test]
+    fn reads_out_of_step_with_frames_keep_the_buffer_bounded() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let one = frame(0x81, br#"{"event":"media","payload":"abc"}"#);
+        let stream: Vec<u8> = one
+            .iter()
+            .copied()
+            .cycle()
+            .take(one.len() * 20_000)
+            .collect();
+        let mut most = 0;
+        let mut texts = 0;
+        // The first read ends 7 bytes in; every later one is a frame long.
+        let mut rest = &stream[..];
+        let mut n = 7;
+        while !rest.is_empty() {
+            let take = n.min(rest.len());
+            ws.handle_receive(&rest[..take]);
+            rest = &rest[take..];
+            n = one.len();
+            while let Some(event) = ws.poll_event() {
+                if let Event::Text(t) = event {
+                    texts += 1;
+                    ws.recycle(t);
+                }
+            }
+            most = most.max(ws.pending.len());
+        }
+        assert_eq!(texts, 20_000);
+        assert!(most <= 2 * one.len(), "the buffer reached {most} bytes");
+    }
+
+    /// Found in review: a pong the engine queued must not follow our close.
+    #[test]
+    fn a_queued_pong_goes_out_before_our_close_frame() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let mut input = frame(0x89, b"hb");
+        input.extend(frame(0x81, b"start"));
+        ws.handle_receive(&input);
+        assert!(matches!(ws.poll_event(), Some(Event::Text(_))));
+        ws.close(1008, "account not allowed");
+        let out = ws.transmit();
+        let pong = out.iter().position(|&b| b == 0x8A);
+        let close = out.iter().position(|&b| b == 0x88).expect("a close frame");
+        if let Some(pong) = pong {
+            assert!(pong < close, "pong after close: {out:?}");
+        }
+        // Nothing after the close frame: its header, code and reason end the buffer.
+        assert_eq!(out.len(), close + 2 + usize::from(out[close + 1]));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Word-at-a-time unmasking equals the byte-at-a-time definition.
+        #[test]
+        fn unmask_matches_the_definition(
+            payload in proptest::collection::vec(any::<u8>(), 0..100),
+            mask in any::<[u8; 4]>(),
+        ) {
+            let mut fast = payload.clone();
+            unmask(&mut fast, mask);
+            let slow: Vec<u8> = payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect();
+            prop_assert_eq!(fast, slow);
+        }
 
         /// Whole text frames (decoded here) mixed with fragmented messages,
         /// pings and binary frames (the frame engine's), cut anywhere:

@@ -315,6 +315,27 @@ fn a_stream_for_another_account_never_reaches_the_call() {
     );
 }
 
+/// Found in review: after a refused `start`, a second one went straight to
+/// the call machine (the check ran only until the first `start`).
+#[test]
+fn a_second_start_after_a_refused_one_never_reaches_the_call() {
+    let mut config = with_handler(handler::by_name("silent").unwrap());
+    config.account_sid = Some(
+        callstream_core::sid::AccountSid::parse("AC99999999999999999999999999999999").unwrap(),
+    );
+    let mut peer = call(config);
+    peer.send(&text_frame(&start(ACCOUNT)));
+    peer.send(&text_frame(&start("AC99999999999999999999999999999999")));
+    let events = peer.take_app_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::Call(CallEvent::Started(_)))),
+        "{events:?}"
+    );
+    assert!(!peer.conn.is_call_live());
+}
+
 /// Plays a second of audio when the call starts.
 struct Greeter;
 

@@ -380,10 +380,12 @@ pub enum Adapter {
     Smol,
     /// `callstream-blocking`: one std thread per connection.
     Blocking,
+    /// `callstream-epoll`: one epoll reactor per thread, owning its connections.
+    Epoll,
     /// `callstream-uring`: one io_uring reactor per thread, owning its connections.
     Uring,
     /// `callstream-uring` with a tick and a number of receive buffers of its
-    /// own (`UringServer::tick`, `UringServer::receive_buffers`).
+    /// own (`UringOptions`).
     UringTuned {
         /// Each loop gathers completions this long.
         tick: Duration,
@@ -462,11 +464,26 @@ impl RunningServer {
                     thread,
                 }
             }
-            Adapter::Uring | Adapter::UringTuned { .. } => {
-                let mut server = callstream_uring::UringServer::bind(shared).expect("bind");
-                if let Adapter::UringTuned { tick, buffers } = adapter {
-                    server = server.tick(tick).receive_buffers(buffers);
+            Adapter::Epoll => {
+                let server = callstream_epoll::EpollServer::bind(shared).expect("bind");
+                let addr = server.local_addr().expect("local addr");
+                let h = server.shutdown_handle();
+                let thread = Some(std::thread::spawn(move || server.run()));
+                RunningServer {
+                    addr,
+                    shutdown: Box::new(move || h.shutdown()),
+                    thread,
                 }
+            }
+            Adapter::Uring | Adapter::UringTuned { .. } => {
+                let uring = match adapter {
+                    Adapter::UringTuned { tick, buffers } => callstream_uring::UringOptions {
+                        tick,
+                        receive_buffers: buffers,
+                    },
+                    _ => callstream_uring::UringOptions::default(),
+                };
+                let server = callstream_uring::UringServer::bind_with(shared, uring).expect("bind");
                 let addr = server.local_addr().expect("local addr");
                 let h = server.shutdown_handle();
                 let thread = Some(std::thread::spawn(move || server.run()));

@@ -292,6 +292,38 @@ fn marks_dtmf_and_barge_in_reach_the_program_with_what_was_heard() {
 }
 
 #[test]
+fn a_barge_in_stops_a_long_play_from_feeding_the_rest_of_its_reply() {
+    // 40 s of tone in one play (more than the bridge lets a program run
+    // ahead, so the play is still feeding it when the caller cuts in), then
+    // a mark the program reaches only once the play is done.
+    let script = format!(
+        "echo $$ > $DIR/pid\nread -r line\nprintf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"after\"}}'\ncat > /dev/null\n",
+        tone_play(40_000, 8000)
+    );
+    let (srv, dir) = server_with(&script, |_| {});
+    let mut t = call(&srv, 16);
+    let mut got = Vec::new();
+    t.read_media(8000, PATIENCE, &mut got).expect("media");
+    got.extend(t.stream_audio(&speech()[4000..16000]).expect("stream"));
+    let clear = got
+        .iter()
+        .position(|m| *m == ServerMessage::Clear)
+        .expect("no clear: barge-in did not happen");
+    assert!(read_until_mark(&mut t, "after", &mut got), "{got:?}");
+    let mark = got
+        .iter()
+        .position(|m| *m == ServerMessage::Mark("after".into()))
+        .expect("mark");
+    let replayed = media_bytes(&got[clear..mark]).len();
+    assert_eq!(
+        replayed, 0,
+        "{replayed} bytes of the cut reply were played after the clear"
+    );
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn transfer_closes_the_stream_and_stream_ended_dials() {
     let (srv, dir) = server_with(
         "echo $$ > $DIR/pid; read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"+14155550100\"}'; cat > $DIR/in",
@@ -565,6 +597,29 @@ fn an_over_long_line_is_a_failure() {
 }
 
 #[test]
+fn an_endless_stderr_line_is_skipped_without_being_held() {
+    // 256 MiB on stderr without a newline: once the program has written it
+    // all, the server has read all but a pipe's worth, and must not hold it.
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; head -c 268435456 /dev/zero >&2; touch $DIR/done; cat > /dev/null",
+        |_| {},
+    );
+    let rss0 = self_rss_kib();
+    let mut t = call(&srv, 15);
+    assert!(
+        wait_for(|| dir.path().join("done").exists()),
+        "the program's stderr was not read"
+    );
+    let grown = self_rss_kib().saturating_sub(rss0);
+    assert!(
+        grown < 96 * 1024,
+        "the server grew by {grown} KiB reading one stderr line"
+    );
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn a_flooding_program_is_read_only_as_fast_as_the_caller_listens() {
     // Two minutes of audio written as fast as sh can: far more than the
     // bridge lets a program run ahead.
@@ -741,6 +796,80 @@ fn a_websocket_service_that_is_down_fails_the_call() {
     let mut t = call(&srv, 14);
     let mut got = Vec::new();
     assert!(read_until_closed(&mut t, &mut got), "the call did not end");
+}
+
+/// A one-second 16 kHz tone as a WAV file in `dir`.
+fn tone_wav(dir: &Path) -> PathBuf {
+    let path = dir.join("tone.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("wav");
+    for i in 0..16000 {
+        let s =
+            (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 16000.0).sin()) as i16;
+        w.write_sample(s).expect("sample");
+    }
+    w.finalize().expect("wav");
+    path
+}
+
+#[test]
+fn a_program_plays_a_wav_file_but_not_a_fifo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = tone_wav(dir.path());
+    let (srv, dir) = server_with(
+        &format!(
+            "echo $$ > $DIR/pid; read -r line; mkfifo $DIR/fifo; printf '%s\\n' '{{\"type\":\"play\",\"wav\":\"$DIR/fifo\"}}' '{{\"type\":\"mark\",\"name\":\"fifo\"}}' '{{\"type\":\"play\",\"wav\":\"{}\"}}' '{{\"type\":\"mark\",\"name\":\"wav\"}}'; cat > /dev/null",
+            wav.display()
+        ),
+        |_| {},
+    );
+    let mut t = call(&srv, 17);
+    let mut got = Vec::new();
+    // A FIFO would block the program's reader for good: refused instead.
+    assert!(read_until_mark(&mut t, "fifo", &mut got), "{got:?}");
+    let fifo = got
+        .iter()
+        .position(|m| *m == ServerMessage::Mark("fifo".into()))
+        .expect("mark");
+    assert!(media_bytes(&got[..fifo]).is_empty());
+    assert!(read_until_mark(&mut t, "wav", &mut got), "{got:?}");
+    assert_eq!(media_bytes(&got).len(), 8000, "the file plays");
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_websocket_service_cannot_play_the_servers_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = tone_wav(dir.path());
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/bot", l.local_addr().expect("addr"));
+    let play = format!(r#"{{"type":"play","wav":"{}"}}"#, wav.display());
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let Ok(mut ws) = tungstenite::accept(s) else {
+            return;
+        };
+        for m in [play, r#"{"type":"mark","name":"after"}"#.to_owned()] {
+            let _ = ws.send(tungstenite::Message::text(m));
+        }
+        while ws.read().is_ok() {}
+    });
+    let srv = RunningServer::start(|s| {
+        s.handler = url.parse().expect("handler");
+    });
+    let mut t = call(&srv, 18);
+    let mut got = Vec::new();
+    assert!(read_until_mark(&mut t, "after", &mut got), "{got:?}");
+    assert!(
+        media_bytes(&got).is_empty(),
+        "a ws service played a file of the server's"
+    );
 }
 
 /// What pocketsphinx hears in `ulaw` (8 kHz) with the example bot's test

@@ -1,4 +1,4 @@
-//! The conformance suite: each server (smol, blocking and uring), started on an
+//! The conformance suite: each server (smol, blocking, epoll and uring), started on an
 //! ephemeral port and driven by real, independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
 //! tungstenite for WebSocket framing, audio made by espeak-ng and sox
 //! (committed fixtures: `tests/fixtures/make_speech.sh`), and Python's
@@ -179,6 +179,71 @@ fn upgrade_follows_twilio_and_rfc6455(adapter: Adapter) {
     assert!(e.to_string().contains("403"), "{e}");
     drop((s, s2, s3));
     srv.stop().unwrap();
+}
+
+/// Two streams with the same CallSid and StreamSid, one after the other and
+/// then side by side: every recording is kept whole, none overwritten.
+fn reused_sids_never_overwrite_a_recording(adapter: Adapter) {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().to_owned();
+    let srv = RunningServer::start_on(adapter, |s| {
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
+        s.recordings_dir = Some(rec);
+    });
+    let frames = |n: usize| vec![0x55u8; 160 * n];
+    // A first call of 50 frames, completed.
+    let mut first = TwilioStream::connect(srv.addr, &StreamOpts::default(), 9).unwrap();
+    first.start(&[]).unwrap();
+    for f in frames(50).chunks(160) {
+        first.media(f).unwrap();
+    }
+    first.stop().unwrap();
+    let mut got = Vec::new();
+    first
+        .read_until(Instant::now() + Duration::from_millis(300), &mut got)
+        .unwrap();
+    // Then the same SIDs twice at once, 10 frames each.
+    let mut a = TwilioStream::connect(srv.addr, &StreamOpts::default(), 9).unwrap();
+    let mut b = TwilioStream::connect(srv.addr, &StreamOpts::default(), 9).unwrap();
+    a.start(&[]).unwrap();
+    b.start(&[]).unwrap();
+    for f in frames(10).chunks(160) {
+        a.media(f).unwrap();
+        b.media(f).unwrap();
+    }
+    a.stop().unwrap();
+    b.stop().unwrap();
+    a.read_until(Instant::now() + Duration::from_millis(300), &mut got)
+        .unwrap();
+    b.read_until(Instant::now() + Duration::from_millis(300), &mut got)
+        .unwrap();
+    drop((first, a, b));
+    srv.stop().unwrap();
+    let lengths: Vec<(String, u32)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .map(|p| {
+            let frames = hound::WavReader::open(&p).unwrap().duration();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                frames,
+            )
+        })
+        .collect();
+    assert_eq!(lengths.len(), 3, "{lengths:?}");
+    let len = |suffix: &str| {
+        lengths
+            .iter()
+            .find(|(name, _)| name.ends_with(suffix))
+            .map(|(_, n)| *n)
+            .unwrap_or_else(|| panic!("no *{suffix} in {lengths:?}"))
+    };
+    // The first call's file still holds its 50 frames, the later two theirs.
+    assert_eq!(len("abc009.wav"), 50 * 160, "{lengths:?}");
+    assert_eq!(len("-2.wav"), 10 * 160, "{lengths:?}");
+    assert_eq!(len("-3.wav"), 10 * 160, "{lengths:?}");
 }
 
 /// The echo handler plays every frame straight back: what comes back decodes to
@@ -594,6 +659,9 @@ macro_rules! conformance {
         mod blocking {
             $(#[test] fn $name() { super::$name(super::Adapter::Blocking) })*
         }
+        mod epoll {
+            $(#[test] fn $name() { super::$name(super::Adapter::Epoll) })*
+        }
         mod uring {
             $(#[test] fn $name() { super::$name(super::Adapter::Uring) })*
         }
@@ -604,6 +672,7 @@ conformance!(
     every_route_answers_as_documented,
     upgrade_follows_twilio_and_rfc6455,
     echo_call_with_recording,
+    reused_sids_never_overwrite_a_recording,
     parrot_plays_back_and_yields_to_barge_in,
     parrot_marks_the_end_of_its_reply,
     graceful_shutdown_drains_then_closes_1001,

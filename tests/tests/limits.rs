@@ -88,6 +88,11 @@ fn trickling_sockets_cannot_keep_requests_out_blocking() {
 }
 
 #[test]
+fn trickling_sockets_cannot_keep_requests_out_epoll() {
+    trickling_sockets_cannot_keep_requests_out(Adapter::Epoll);
+}
+
+#[test]
 fn trickling_sockets_cannot_keep_requests_out_uring() {
     trickling_sockets_cannot_keep_requests_out(Adapter::Uring);
 }
@@ -126,8 +131,8 @@ fn parked_bodies_are_bounded_by_the_memory_budget(adapter: Adapter) {
                 .unwrap_or(0)
         })
         .collect();
-    // Past the budget: 503 at once. Within it: parked until the body
-    // timeout (408). Nothing else.
+    // Past the budget the oldest give way (503) to the newer ones; those
+    // within it stay parked until the body timeout (408). Nothing else.
     let shed = statuses.iter().filter(|&&s| s == 503).count();
     let timed_out = statuses.iter().filter(|&&s| s == 408).count();
     assert_eq!(shed + timed_out, PARKED, "{statuses:?}");
@@ -157,8 +162,110 @@ fn parked_bodies_are_bounded_by_the_memory_budget_blocking() {
 }
 
 #[test]
+fn parked_bodies_are_bounded_by_the_memory_budget_epoll() {
+    parked_bodies_are_bounded_by_the_memory_budget(Adapter::Epoll);
+}
+
+#[test]
 fn parked_bodies_are_bounded_by_the_memory_budget_uring() {
     parked_bodies_are_bounded_by_the_memory_budget(Adapter::Uring);
+}
+
+/// A value from `/metrics`, or `None` while the server answers it 503.
+fn metric_if_answered(addr: SocketAddr, name: &str) -> Option<u64> {
+    let m = get(addr, "/metrics");
+    if m.status == 503 {
+        return None;
+    }
+    Some(
+        m.body
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {}", m.body)),
+    )
+}
+
+/// Parked bodies fill the request-memory budget (under the pending limit,
+/// so none is shed for that); a webhook larger than any of them, whose growth
+/// is what crosses the budget, is still answered: the oldest parked bodies
+/// give way, not the request making progress.
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies(adapter: Adapter) {
+    const PARKED: usize = 48;
+    let srv = RunningServer::start_custom(
+        adapter,
+        |s| {
+            s.request_memory_mib = 1;
+            s.max_connections = 400;
+        },
+        // Parked bodies stay parked for the whole test.
+        |c| c.limits.body_timeout = Duration::from_secs(60),
+    );
+    // Each announces 30,000 bytes and sends 25,000: some 32 KiB held apiece,
+    // half again as many as 1 MiB holds.
+    let parked: Vec<TcpStream> = (0..PARKED)
+        .map(|_| {
+            let mut s = TcpStream::connect(srv.addr).expect("connect");
+            let head = format!(
+                "POST /webhook/call_status HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 30000\r\n\r\n"
+            );
+            s.write_all(head.as_bytes()).expect("head");
+            s.write_all(&[b'a'; 25_000]).expect("body");
+            s
+        })
+        .collect();
+    // Until the server has read them all: the budget is full.
+    let full = 1024 * 1024 - 2 * 32 * 1024;
+    let mut held = Some(0);
+    for _ in 0..400 {
+        held = metric_if_answered(srv.addr, "callstream_request_buffer_bytes");
+        if held.is_none_or(|h| h >= full) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        held.is_none_or(|h| h >= full),
+        "the parked bodies never filled the budget ({held:?} bytes)"
+    );
+    // About 60 KB of body: more than any parked request holds, so its
+    // growth crosses the budget whatever room the last parked one left.
+    let padding = "p".repeat(56_000);
+    let hook = post_signed(
+        srv.addr,
+        HOST,
+        "/webhook/call_status",
+        &[
+            ("AccountSid", ACCOUNT),
+            ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+            ("CallStatus", "completed"),
+            ("Padding", &padding),
+        ],
+    )
+    .expect("answer");
+    assert_eq!(hook.status, 204, "{}", hook.body);
+    assert!(metric(srv.addr, "callstream_connections_shed_total") > 0);
+    drop(parked);
+}
+
+#[test]
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies_smol() {
+    a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Smol);
+}
+
+#[test]
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies_blocking() {
+    a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Blocking);
+}
+
+#[test]
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies_epoll() {
+    a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Epoll);
+}
+
+#[test]
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies_uring() {
+    a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Uring);
 }
 
 /// Every connect of a burst completes before the server accepts any (the

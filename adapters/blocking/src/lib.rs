@@ -72,10 +72,10 @@ impl BlockingServer {
 
     /// A handle that starts the graceful shutdown from anywhere.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
-        let mut addr = self.local_addr()?;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
+        // The loopback of the listener's own family: 127.0.0.1 does not
+        // reach an IPv6-only `::`, and shutdown would then wait for the
+        // next client to connect.
+        let addr = callstream_server::listen::wake_addr(self.local_addr()?);
         Ok(ShutdownHandle {
             shared: self.shared.clone(),
             addr,
@@ -235,4 +235,59 @@ fn serve_connection(
         }
     }
     driver.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// Binds `bind`, runs, shuts down: `run` returns without another client
+    /// connecting. Skipped (with the reason printed) where the address
+    /// cannot be bound.
+    fn shuts_down_when_bound_to(bind: SocketAddr) {
+        let opts = callstream_server::Options {
+            bind,
+            drain: Duration::from_secs(1),
+            ..callstream_server::Options::default()
+        };
+        let config = callstream_core::connection::Config::default();
+        let server = BlockingServer::bind(Server::new(opts, config).unwrap());
+        let server = match server {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: cannot listen on {bind} here: {e}");
+                return;
+            }
+        };
+        let stop = server.shutdown_handle().unwrap();
+        // The wake-up goes to the loopback of the listener's family, which
+        // reaches it whether or not `::` also takes IPv4 (IPV6_V6ONLY).
+        assert!(stop.addr.ip().is_loopback(), "{}", stop.addr);
+        assert_eq!(stop.addr.is_ipv6(), bind.is_ipv6(), "{}", stop.addr);
+        let (done_tx, done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(server.run().is_ok());
+        });
+        stop.shutdown();
+        // Returns within the drain period; a run still blocked in accept()
+        // returns never.
+        assert_eq!(
+            done.recv_timeout(Duration::from_secs(30)),
+            Ok(true),
+            "run did not return after shutdown ({bind})"
+        );
+    }
+
+    #[test]
+    fn shutdown_wakes_an_ipv6_listener() {
+        shuts_down_when_bound_to(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)));
+        shuts_down_when_bound_to(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)));
+    }
+
+    #[test]
+    fn shutdown_wakes_an_ipv4_listener() {
+        shuts_down_when_bound_to(SocketAddr::from(([127, 0, 0, 1], 0)));
+        shuts_down_when_bound_to(SocketAddr::from(([0, 0, 0, 0], 0)));
+    }
 }

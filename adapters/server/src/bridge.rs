@@ -112,7 +112,7 @@ impl Bridge {
                 }
             });
         if let Err(e) = spawned {
-            link.fail(&format!("cannot start the bridge's thread: {e}"));
+            link.fail_on_pump(&format!("cannot start the bridge's thread: {e}"));
         }
     }
 }

@@ -6,7 +6,7 @@
 //! threads ([`recorder`]), the handler registry ([`handlers`]), and the state
 //! one server shares between its connections ([`Server`]).
 //!
-//! An adapter (`callstream-smol`, `callstream-blocking`) is a byte pump and a
+//! An adapter (`callstream-smol`, `callstream-blocking`, `callstream-epoll`) is a byte pump and a
 //! timer over this layer: it accepts a socket, asks [`Server::admit`], makes a
 //! [`Driver`] for it, then loops — feed what the socket read
 //! ([`Driver::handle_receive`], [`Driver::handle_eof`]), the time
@@ -101,8 +101,9 @@ pub struct Options {
     /// Default a quarter of [`Options::max_connections`].
     pub max_pending: usize,
     /// Most bytes all HTTP connections together may hold in request
-    /// buffers (heads and bodies not yet checked); a connection whose
-    /// buffers grow past it is answered 503 and closed. Default 64 MiB.
+    /// buffers (heads and bodies not yet checked); growth past it sheds
+    /// (503) the oldest pending connections holding request memory until
+    /// the total is within it again. Default 64 MiB.
     pub request_memory: usize,
     /// After a shutdown request, everything is done within this period:
     /// calls go on, are closed with 1001 in time for their close handshake,
@@ -254,22 +255,27 @@ fn stream_app(s: &Settings) -> Result<connection::StreamApp, SettingsError> {
 /// the address and the setting that moves it (`PORT`, `METRICS`), which the
 /// bare OS error ("Address already in use") does not.
 pub fn bind_listener(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListener> {
+    listen::bind(addr).map_err(|e| listen_error(addr, setting, e))
+}
+
+/// The error of binding or listening on `addr`, with what to do about it
+/// (for an adapter that builds its listening sockets itself).
+#[must_use]
+pub fn listen_error(addr: SocketAddr, setting: &str, e: std::io::Error) -> std::io::Error {
     use std::io::ErrorKind;
-    listen::bind(addr).map_err(|e| {
-        let hint = match e.kind() {
-            ErrorKind::AddrInUse => format!(
-                "another process is listening on this port: stop it, or set {setting} to a free port"
-            ),
-            ErrorKind::PermissionDenied => format!(
-                "ports below 1024 need privileges: set {setting} to 1024 or above (8080 is usual)"
-            ),
-            ErrorKind::AddrNotAvailable => {
-                "no interface of this machine has this address: check HOST".to_owned()
-            }
-            _ => format!("check HOST and {setting}"),
-        };
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}; {hint}"))
-    })
+    let hint = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "another process is listening on this port: stop it, or set {setting} to a free port"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need privileges: set {setting} to 1024 or above (8080 is usual)"
+        ),
+        ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has this address: check HOST".to_owned()
+        }
+        _ => format!("check HOST and {setting}"),
+    };
+    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}; {hint}"))
 }
 
 /// The settings that silently break every call when wrong, checked here at
@@ -379,7 +385,7 @@ pub fn log_boot(s: &Settings, addr: SocketAddr) {
         port_env = std::env::var("PORT").ok().as_deref().unwrap_or("-"),
         server_software = std::env::var("SERVER_SOFTWARE").ok().as_deref().unwrap_or("-"),
         public_base_url = s.public_base_url.as_deref().unwrap_or("(from Host header)"),
-        handler = %s.handler,
+        handler = %bridge::ws::loggable_url(&s.handler.to_string()),
         recordings_dir = s.recordings_dir.as_ref().map(|p| p.display().to_string()).as_deref().unwrap_or("(off)"),
         trust_forwarded_headers = s.trust_forwarded_headers,
         max_connections = s.max_connections,
@@ -625,6 +631,7 @@ impl Server {
                 pressure: self.pressure.clone(),
                 pending: Some(key),
                 held: 0,
+                signal: shed.clone(),
             },
             shed,
             now,
@@ -718,6 +725,9 @@ struct PressureGuard {
     pressure: Arc<limits::Pressure>,
     pending: Option<u64>,
     held: usize,
+    /// The connection's shed signal (it carries the bytes counted as on
+    /// their way back once the connection is shed).
+    signal: Arc<limits::ShedSignal>,
 }
 
 impl Drop for PressureGuard {
@@ -725,7 +735,9 @@ impl Drop for PressureGuard {
         if let Some(key) = self.pending.take() {
             self.pressure.settle(key);
         }
-        let _ = self.pressure.account(self.held, 0);
+        let _ = self
+            .pressure
+            .account(self.pending, &self.signal, self.held, 0);
     }
 }
 
@@ -773,12 +785,17 @@ impl Driver {
         // A shed raised before the pump first got here (or between inputs).
         self.enter(self.now);
         let mut drained = observer::drain(&mut self.conn, &mut self.obs);
-        let held = self.conn.request_buffer_bytes();
+        let mut held = self.conn.request_buffer_bytes();
         let g = &mut self.guard;
-        if g.pressure.account(g.held, held) {
+        // Over budget, the oldest other pending connections are shed first;
+        // this one only when they cannot make room.
+        if g.pressure.account(g.pending, &g.signal, g.held, held) {
             g.pressure.shed_for_memory();
             self.conn.shed(self.now);
             drained = observer::drain(&mut self.conn, &mut self.obs);
+            let left = self.conn.request_buffer_bytes();
+            let _ = g.pressure.account(g.pending, &g.signal, held, left);
+            held = left;
         }
         g.held = held;
         if self.conn.is_stream() || matches!(drained, Drained::Close) {

@@ -36,13 +36,20 @@
 //! A request's head and body are buffered before its signature can be
 //! checked (the body is part of what is signed). The bytes every HTTP
 //! connection holds ([`Connection::request_buffer_bytes`](callstream_core::connection::Connection::request_buffer_bytes))
-//! are summed across the server; a connection whose buffers grow past
-//! [`Options::request_memory`](crate::Options::request_memory) in total is
-//! shed (503) at once, so parked bodies cannot take the server's memory.
+//! are summed across the server. When a connection's growth puts the total
+//! past [`Options::request_memory`](crate::Options::request_memory), the
+//! **oldest** pending connections that hold request memory are shed (503)
+//! until the total is back within it, as with the pending limit: blaming
+//! the connection that just grew would let parked bodies, which got there
+//! first, keep the budget full and answer every new webhook 503. The one
+//! that grew is shed only when the others together cannot make room (its
+//! own request is larger than what is left). Bytes of connections already
+//! told to close count as given back, so one flood of growth does not shed
+//! more than it needs while their pumps get round to closing them.
 use callstream_core::connection::Waker;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// One connection's "close now" flag and the waker that makes its pump look.
 pub(crate) struct ShedSignal {
@@ -50,6 +57,9 @@ pub(crate) struct ShedSignal {
     /// Set when the pump makes the connection's driver; a shed raised before
     /// then is found by the driver's first poll.
     waker: OnceLock<Waker>,
+    /// Request bytes of this connection counted as on their way back (it
+    /// was shed while holding them); changed only under the state's lock.
+    doomed: AtomicUsize,
 }
 
 impl ShedSignal {
@@ -71,13 +81,48 @@ impl ShedSignal {
     }
 }
 
+/// A pending connection: its signal and the request bytes it holds.
+struct Entry {
+    signal: Arc<ShedSignal>,
+    held: usize,
+}
+
+/// What the lock guards: the pending connections, oldest first, and the
+/// request memory.
+#[derive(Default)]
+struct State {
+    pending: BTreeMap<u64, Entry>,
+    /// Bytes held by request buffers of every connection.
+    memory: usize,
+    /// Of [`State::memory`], the bytes of connections already shed.
+    doomed: usize,
+    /// Of [`State::memory`], the bytes of pending connections.
+    pending_held: usize,
+}
+
+impl State {
+    /// Takes `entry` (already out of the pending set) as shed: its bytes
+    /// count as on their way back.
+    fn doom(&mut self, entry: &Entry) {
+        self.pending_held = self.pending_held.saturating_sub(entry.held);
+        entry.signal.doomed.fetch_add(entry.held, Ordering::Relaxed);
+        self.doomed += entry.held;
+    }
+
+    /// Takes the connection `key` out of the pending set (it settled).
+    fn settle(&mut self, key: u64) {
+        if let Some(e) = self.pending.remove(&key) {
+            self.pending_held = self.pending_held.saturating_sub(e.held);
+        }
+    }
+}
+
 /// The pending connections, oldest first, and the request memory in use.
 pub(crate) struct Pressure {
     max_pending: usize,
     request_memory: usize,
-    pending: Mutex<BTreeMap<u64, Arc<ShedSignal>>>,
+    state: Mutex<State>,
     next: AtomicU64,
-    memory: AtomicUsize,
     shed: AtomicU64,
 }
 
@@ -86,11 +131,14 @@ impl Pressure {
         Pressure {
             max_pending: max_pending.max(1),
             request_memory,
-            pending: Mutex::new(BTreeMap::new()),
+            state: Mutex::new(State::default()),
             next: AtomicU64::new(0),
-            memory: AtomicUsize::new(0),
             shed: AtomicU64::new(0),
         }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a new (pending) connection, in the order connections are
@@ -101,61 +149,133 @@ impl Pressure {
         let signal = Arc::new(ShedSignal {
             flag: AtomicBool::new(false),
             waker: OnceLock::new(),
+            doomed: AtomicUsize::new(0),
         });
         let victim = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            let victim = if pending.len() >= self.max_pending {
-                pending.pop_first()
+            let mut state = self.state();
+            let victim = if state.pending.len() >= self.max_pending {
+                state.pending.pop_first()
             } else {
                 None
             };
-            pending.insert(key, signal.clone());
+            if let Some((_, v)) = &victim {
+                state.doom(v);
+            }
+            state.pending.insert(
+                key,
+                Entry {
+                    signal: signal.clone(),
+                    held: 0,
+                },
+            );
             victim
         };
         if let Some((_, v)) = victim {
             self.count_shed("pending-connection limit reached");
-            v.raise();
+            v.signal.raise();
         }
         (key, signal)
     }
 
     /// The connection is no longer pending (it became a stream, or closed).
     pub(crate) fn settle(&self, key: u64) {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&key);
+        self.state().settle(key);
     }
 
     /// Sheds the oldest pending connection to make room; false when there is
     /// none (every connection is a media stream).
     pub(crate) fn shed_oldest(&self) -> bool {
-        let victim = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop_first();
+        let victim = {
+            let mut state = self.state();
+            let victim = state.pending.pop_first();
+            if let Some((_, v)) = &victim {
+                state.doom(v);
+            }
+            victim
+        };
         match victim {
             Some((_, v)) => {
                 self.count_shed("connection limit reached");
-                v.raise();
+                v.signal.raise();
                 true
             }
             None => false,
         }
     }
 
-    /// A connection's request buffers went from `old` to `new` bytes.
-    /// True when that growth put the server past its budget (the caller
-    /// sheds the connection).
-    pub(crate) fn account(&self, old: usize, new: usize) -> bool {
-        if new >= old {
-            let total = self.memory.fetch_add(new - old, Ordering::Relaxed) + (new - old);
-            new > old && total > self.request_memory
-        } else {
-            self.memory.fetch_sub(old - new, Ordering::Relaxed);
-            false
+    /// The request buffers of the connection with `signal` (pending as
+    /// `key`, if it still is) went from `old` to `new` bytes. When its growth
+    /// put the server past its budget, the oldest other pending connections
+    /// holding request memory are shed until it is within it again; true
+    /// when even that is not enough and this connection must give way (the
+    /// caller sheds it).
+    pub(crate) fn account(
+        &self,
+        key: Option<u64>,
+        signal: &ShedSignal,
+        old: usize,
+        new: usize,
+    ) -> bool {
+        if old == new {
+            return false;
         }
+        let mut victims = Vec::new();
+        let blame = {
+            let mut state = self.state();
+            let state = &mut *state;
+            state.memory = (state.memory + new).saturating_sub(old);
+            if new < old {
+                // Bytes of a shed connection coming back are no longer on
+                // their way.
+                let back = signal.doomed.load(Ordering::Relaxed).min(old - new);
+                signal.doomed.fetch_sub(back, Ordering::Relaxed);
+                state.doomed = state.doomed.saturating_sub(back);
+            }
+            let mut own = 0;
+            if let Some(e) = key.and_then(|k| state.pending.get_mut(&k)) {
+                e.held = new;
+                own = new;
+                state.pending_held = (state.pending_held + new).saturating_sub(old);
+            }
+            let over = |s: &State| s.memory.saturating_sub(s.doomed) > self.request_memory;
+            // Shedding every other pending connection would not make room:
+            // this request alone is too large for what is left.
+            let hopeless = |s: &State| {
+                s.memory
+                    .saturating_sub(s.doomed)
+                    .saturating_sub(s.pending_held.saturating_sub(own))
+                    > self.request_memory
+            };
+            if new <= old || !over(state) {
+                false
+            } else if hopeless(state) {
+                true
+            } else {
+                // Oldest first, never the one that grew.
+                let mut from = 0;
+                while over(state) {
+                    let Some(k) = state
+                        .pending
+                        .range(from..)
+                        .find(|(k, e)| Some(**k) != key && e.held > 0)
+                        .map(|(k, _)| *k)
+                    else {
+                        break;
+                    };
+                    from = k + 1;
+                    if let Some(v) = state.pending.remove(&k) {
+                        state.doom(&v);
+                        victims.push(v.signal);
+                    }
+                }
+                over(state)
+            }
+        };
+        for v in victims {
+            self.count_shed("request memory budget reached");
+            v.raise();
+        }
+        blame
     }
 
     /// Counts a shed past the memory budget.
@@ -170,15 +290,12 @@ impl Pressure {
 
     /// Bytes held by request buffers now.
     pub(crate) fn memory(&self) -> usize {
-        self.memory.load(Ordering::Relaxed)
+        self.state().memory
     }
 
     /// Pending connections now.
     pub(crate) fn pending(&self) -> usize {
-        self.pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.state().pending.len()
     }
 
     fn count_shed(&self, why: &'static str) {
@@ -219,13 +336,86 @@ mod tests {
         assert_eq!(p.shed_total(), 3);
     }
 
+    /// A connection's account as its driver keeps it.
+    struct Conn {
+        key: u64,
+        signal: Arc<ShedSignal>,
+        held: usize,
+    }
+
+    impl Conn {
+        fn new(p: &Pressure) -> Conn {
+            let (key, signal) = p.register();
+            Conn {
+                key,
+                signal,
+                held: 0,
+            }
+        }
+
+        /// Grows (or shrinks) to `to` bytes; true when it must give way.
+        fn hold(&mut self, p: &Pressure, to: usize) -> bool {
+            let blame = p.account(Some(self.key), &self.signal, self.held, to);
+            self.held = to;
+            blame
+        }
+    }
+
     #[test]
-    fn the_memory_budget_blames_the_connection_that_grew() {
+    fn past_the_memory_budget_the_oldest_holders_give_way() {
         let p = Pressure::new(10, 100);
-        assert!(!p.account(0, 60));
-        assert!(p.account(0, 50), "110 > 100");
-        assert!(!p.account(50, 0));
-        assert!(!p.account(60, 60), "no growth, no blame");
-        assert_eq!(p.memory(), 60);
+        let mut idle = Conn::new(&p);
+        let mut a = Conn::new(&p);
+        let mut b = Conn::new(&p);
+        let mut fresh = Conn::new(&p);
+        assert!(!a.hold(&p, 40));
+        assert!(!b.hold(&p, 40));
+        // The newcomer's first bytes cross the budget: the oldest holder
+        // (not the idle one, which holds nothing) makes room.
+        assert!(!fresh.hold(&p, 30), "the one that grew is not blamed");
+        assert!(a.signal.take(), "the oldest holder was shed");
+        assert!(!idle.signal.take() && !b.signal.take() && !fresh.signal.take());
+        assert_eq!(p.pending(), 3);
+        // Until its pump lets go, a's bytes count as on their way back:
+        // more growth within the budget sheds no one else.
+        assert!(!fresh.hold(&p, 50));
+        assert!(!b.signal.take());
+        assert_eq!(p.memory(), 130);
+        assert!(!a.hold(&p, 0));
+        assert!(
+            !p.account(Some(a.key), &a.signal, 0, 0),
+            "no growth, no blame"
+        );
+        assert_eq!(p.memory(), 90);
+        // A request larger than all the others could make room for is its
+        // own to give up; no one else is shed for it.
+        assert!(idle.hold(&p, 200));
+        assert!(!b.signal.take() && !fresh.signal.take());
+        assert!(!idle.hold(&p, 0));
+        p.settle(b.key);
+        p.settle(fresh.key);
+        assert!(!b.hold(&p, 0) && !fresh.hold(&p, 0));
+        assert_eq!(p.memory(), 0);
+        assert_eq!(p.shed_total(), 1);
+    }
+
+    #[test]
+    fn connections_shed_for_room_count_as_giving_back() {
+        let p = Pressure::new(1, 100);
+        let mut a = Conn::new(&p);
+        assert!(!a.hold(&p, 90));
+        // The pending limit sheds a; its 90 bytes are on their way back, so
+        // b may take them before a's pump has let go.
+        let mut b = Conn::new(&p);
+        assert!(a.signal.take());
+        assert!(!b.hold(&p, 90));
+        assert!(!b.signal.take());
+        assert!(!a.hold(&p, 0));
+        // Now a third over budget has no one to shed but b.
+        let mut c = Conn::new(&p);
+        assert!(b.signal.take(), "pending limit");
+        assert!(!c.hold(&p, 20), "b's bytes are on their way back");
+        assert!(!b.hold(&p, 0) && !c.hold(&p, 0));
+        assert_eq!(p.memory(), 0);
     }
 }

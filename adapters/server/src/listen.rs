@@ -91,6 +91,23 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Where to connect to reach a listener bound to `local` from this host
+/// (to wake a thread blocked in its `accept`): `local` itself, or for an
+/// unspecified address the loopback of the same family. `::` may be
+/// IPv6-only (`net.ipv6.bindv6only`, or `IPV6_V6ONLY` set by whoever made
+/// the socket), and then `127.0.0.1` does not reach it; `::1` always does.
+#[must_use]
+pub fn wake_addr(local: SocketAddr) -> SocketAddr {
+    let mut wake = local;
+    if wake.ip().is_unspecified() {
+        wake.set_ip(match wake {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    wake
+}
+
 /// Logs the listener's backlog and the file limit, and warns when
 /// `max_connections` (plus recording files, two per call when `recording`)
 /// cannot fit under the limit.
@@ -141,6 +158,40 @@ mod tests {
             rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap(),
             (l.soft, l.hard)
         );
+    }
+
+    /// Whether this machine has an IPv6 loopback to test on.
+    fn ipv6_loopback() -> bool {
+        TcpListener::bind("[::1]:0").is_ok()
+    }
+
+    #[test]
+    fn an_ipv6_only_listener_is_woken_on_the_ipv6_loopback() {
+        if !ipv6_loopback() {
+            eprintln!("skipped: no IPv6 loopback on this machine");
+            return;
+        }
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+        socket.set_only_v6(true).unwrap();
+        socket
+            .bind(&SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)).into())
+            .unwrap();
+        socket.listen(8).unwrap();
+        let l: TcpListener = socket.into();
+        let local = l.local_addr().unwrap();
+        let wake = wake_addr(local);
+        assert_eq!(wake.ip(), std::net::Ipv6Addr::LOCALHOST);
+        std::net::TcpStream::connect(wake).expect("the wake-up reaches the listener");
+        let (_s, peer) = l.accept().unwrap();
+        assert!(peer.ip().is_loopback());
+        // What an IPv4 wake-up would have done: nothing listens there.
+        let v4 = SocketAddr::from(([127, 0, 0, 1], local.port()));
+        assert!(std::net::TcpStream::connect(v4).is_err());
+        // Addresses that are not unspecified are reached as they are.
+        let v4_any = SocketAddr::from(([0, 0, 0, 0], 9));
+        assert_eq!(wake_addr(v4_any), SocketAddr::from(([127, 0, 0, 1], 9)));
+        assert_eq!(wake_addr(wake), wake);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //!
 //! The listener is one std thread answering one connection at a time: a
 //! scrape every few seconds from one collector needs no more, and a
-//! connection that stalls is cut off after [`IO_TIMEOUT`]. Requests go through
-//! the core's HTTP parser and its limits; the answer always closes.
+//! connection is cut off [`IO_TIMEOUT`] after it was accepted, however it
+//! trickles its bytes (a timeout per read would let a byte every few seconds
+//! hold the thread for hours). Requests go through the core's HTTP parser
+//! and its size limits; the answer always closes.
 use callstream_core::http::{Limits, RequestParser, Response};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -52,8 +54,8 @@ impl std::fmt::Display for MetricsAt {
     }
 }
 
-/// How long one scrape connection may take to send its request or read the
-/// answer before it is dropped.
+/// The most one scrape connection may take in all, from its accept to the
+/// last byte of the answer, before it is dropped.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The metrics text, rendered at each scrape.
@@ -70,6 +72,15 @@ impl MetricsListener {
     /// Binds `addr` now (so that a taken port fails the boot) and serves
     /// `render()` at `GET /metrics` on a thread of its own.
     pub fn start(addr: SocketAddr, render: Render) -> io::Result<MetricsListener> {
+        Self::start_with(addr, render, IO_TIMEOUT)
+    }
+
+    /// [`MetricsListener::start`] with each connection given `limit` in all.
+    fn start_with(
+        addr: SocketAddr,
+        render: Render,
+        limit: Duration,
+    ) -> io::Result<MetricsListener> {
         let listener = crate::bind_listener(addr, "METRICS")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -82,7 +93,7 @@ impl MetricsListener {
                         break;
                     }
                     if let Ok(stream) = stream {
-                        let _ = serve(stream, &render);
+                        let _ = serve(stream, &render, Instant::now() + limit);
                     }
                 }
             })?;
@@ -104,13 +115,7 @@ impl Drop for MetricsListener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Unblock accept() with a connection of our own.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
+        let wake = crate::listen::wake_addr(self.addr);
         if TcpStream::connect_timeout(&wake, Duration::from_millis(200)).is_ok()
             && let Some(t) = self.thread.take()
         {
@@ -119,11 +124,21 @@ impl Drop for MetricsListener {
     }
 }
 
-/// Reads one request (bounded by the core parser's limits and
-/// [`IO_TIMEOUT`]), writes one answer, closes.
-fn serve(mut stream: TcpStream, render: &Render) -> io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+/// Reads one request (bounded by the core parser's limits), writes one
+/// answer, closes; all before `deadline`.
+fn serve(mut stream: TcpStream, render: &Render, deadline: Instant) -> io::Result<()> {
+    // Each read and write may wait only for what is left of the deadline.
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "scrape connection past its deadline",
+            ))
+        } else {
+            Ok(left)
+        }
+    };
     let mut parser = RequestParser::new(Limits::default(), Instant::now());
     let mut buf = [0u8; 4096];
     let (answer, head_only) = loop {
@@ -135,6 +150,7 @@ fn serve(mut stream: TcpStream, render: &Render) -> io::Result<()> {
             Ok(None) => {}
             Err(e) => break (Response::for_parse_error(&e), false),
         }
+        stream.set_read_timeout(Some(left()?))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             return Ok(());
@@ -148,7 +164,16 @@ fn serve(mut stream: TcpStream, render: &Render) -> io::Result<()> {
     } else {
         answer.write_to(&mut out);
     }
-    stream.write_all(&out)?;
+    let mut rest = out.as_slice();
+    while !rest.is_empty() {
+        stream.set_write_timeout(Some(left()?))?;
+        match stream.write(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     stream.flush()
 }
 
@@ -178,6 +203,34 @@ mod tests {
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
+    }
+
+    #[test]
+    fn a_trickling_client_cannot_keep_a_scrape_waiting() {
+        let render: Render = Arc::new(|| "callstream_up 1\n".to_owned());
+        let limit = Duration::from_secs(1);
+        let l = MetricsListener::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), render, limit)
+            .unwrap();
+        let a = l.local_addr();
+        // Accepted first, it sends a byte well within any per-read timeout,
+        // for as long as the test runs.
+        let mut trickle = TcpStream::connect(a).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let stop = done.clone();
+        let trickler = std::thread::spawn(move || {
+            for &b in b"GET /metrics HTTP/1.1\r\nHost: x".iter().cycle() {
+                if stop.load(Ordering::SeqCst) || trickle.write_all(&[b]).is_err() {
+                    break;
+                }
+                std::thread::sleep(limit / 5);
+            }
+        });
+        // Answered once the trickling connection's deadline has passed; with
+        // a timeout per read only, never while the trickle goes on.
+        let scrape = get(a, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        done.store(true, Ordering::SeqCst);
+        assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape:?}");
+        trickler.join().unwrap();
     }
 
     #[test]

@@ -12,14 +12,20 @@
 //! the threads that pump sockets: a slow disk delays recordings, not calls.
 //! Frames reach it through a bounded queue; past its bound frames are
 //! dropped and counted (the call's `recording complete` line says how many).
+//! Nothing a pump thread does here ever waits for that thread (under smol a
+//! pump thread runs many calls): a call's end that finds the queue full is
+//! set aside for the recording thread to apply once it has written the
+//! frames queued before it, and [`Recordings::flush`] gives up at its limit.
 //! An existing file is never overwritten: a reused SID pair gets `-2`,
 //! `-3`… appended.
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 const SAMPLES_PER_MS: u64 = 8;
 /// Our audio may be scheduled ahead of the caller's; past this many samples
@@ -33,6 +39,10 @@ const MAX_SAME_NAME: u32 = 1000;
 /// Frames (and opens and finishes) waiting for the recording thread: about
 /// 40 s of one call's audio both ways, or a second of 2,000 calls'.
 const QUEUE: usize = 4096;
+/// How often an idle recording thread looks for ends set aside (one that
+/// was set aside just as the queue emptied would otherwise wait for the
+/// next call's frames).
+const IDLE_LOOK: Duration = Duration::from_millis(250);
 
 enum Job {
     Open {
@@ -50,18 +60,53 @@ enum Job {
         play_at_ms: u64,
         samples: Vec<i16>,
     },
-    Finish {
-        id: u64,
-        dropped: u64,
-    },
+    Finish(Finish),
     Flush(SyncSender<()>),
 }
+
+/// A recording's end: complete the file once the `queued` jobs sent for it
+/// before (its open and frames) are written.
+struct Finish {
+    id: u64,
+    dropped: u64,
+    queued: u64,
+}
+
+/// Ends that did not fit in the queue, for the recording thread to pick up.
+/// At most one per call, so it stays as small as the number of calls.
+#[derive(Default)]
+struct SetAside {
+    any: AtomicBool,
+    finishes: Mutex<Vec<Finish>>,
+}
+
+impl SetAside {
+    fn push(&self, f: Finish) {
+        self.finishes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(f);
+        self.any.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<Finish> {
+        if !self.any.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.finishes.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Called by the recording thread before each job: lets a test stall it as
+/// a slow disk would.
+type Gate = Arc<dyn Fn() + Send + Sync>;
 
 /// The recording thread and the queue to it. Cheap to share (`&self`).
 pub struct Recordings {
     dir: PathBuf,
     tx: SyncSender<Job>,
-    next_id: std::sync::atomic::AtomicU64,
+    set_aside: Arc<SetAside>,
+    next_id: AtomicU64,
 }
 
 impl Recordings {
@@ -69,6 +114,10 @@ impl Recordings {
     /// `RECORDINGS_DIR` is found at boot, not call by call) and starts the
     /// recording thread.
     pub fn start(dir: PathBuf) -> io::Result<Recordings> {
+        Self::start_gated(dir, None)
+    }
+
+    fn start_gated(dir: PathBuf, gate: Option<Gate>) -> io::Result<Recordings> {
         let meta = std::fs::metadata(&dir).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -94,13 +143,16 @@ impl Recordings {
         let _ = std::fs::remove_file(&probe);
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let thread_dir = dir.clone();
+        let set_aside = Arc::new(SetAside::default());
+        let aside = set_aside.clone();
         std::thread::Builder::new()
             .name("callstream-recorder".into())
-            .spawn(move || write_loop(&thread_dir, &rx))?;
+            .spawn(move || write_loop(&thread_dir, &rx, &aside, gate.as_deref()))?;
         Ok(Recordings {
             dir,
             tx,
-            next_id: std::sync::atomic::AtomicU64::new(1),
+            set_aside,
+            next_id: AtomicU64::new(1),
         })
     }
 
@@ -113,13 +165,13 @@ impl Recordings {
     /// Starts the recording of one stream.
     #[must_use]
     pub fn open(&self, call_sid: &str, stream_sid: &str) -> CallRecording {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut rec = CallRecording {
             id,
             tx: self.tx.clone(),
+            set_aside: self.set_aside.clone(),
             dropped: 0,
+            queued: 0,
         };
         rec.send(Job::Open {
             id,
@@ -129,14 +181,29 @@ impl Recordings {
         rec
     }
 
-    /// Waits (at most `limit`) until everything queued so far is written:
-    /// the last thing a server does before it exits.
+    /// Waits (at most `limit`, however full the queue) until everything
+    /// queued so far is written: the last thing a server does before it
+    /// exits. False when the limit passed first.
     pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         let (done_tx, done_rx) = mpsc::sync_channel(1);
-        if self.tx.send(Job::Flush(done_tx)).is_err() {
-            return false;
+        let mut job = Job::Flush(done_tx);
+        loop {
+            match self.tx.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(j)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    job = j;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
         }
-        done_rx.recv_timeout(limit).is_ok()
+        done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -145,13 +212,16 @@ impl Recordings {
 pub struct CallRecording {
     id: u64,
     tx: SyncSender<Job>,
+    set_aside: Arc<SetAside>,
     dropped: u64,
+    /// Jobs of this recording in the queue so far.
+    queued: u64,
 }
 
 impl CallRecording {
     fn send(&mut self, job: Job) {
         match self.tx.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => self.queued += 1,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped += 1,
         }
     }
@@ -185,76 +255,167 @@ impl CallRecording {
 
 impl Drop for CallRecording {
     fn drop(&mut self) {
-        // The finish must arrive even when the queue is full: wait for room
-        // (this only happens once per call).
-        let job = Job::Finish {
+        // The finish must arrive even when the queue is full, without
+        // waiting for room (this runs on a pump thread): set aside, it is
+        // applied once the jobs queued before it are written.
+        let finish = Finish {
             id: self.id,
             dropped: self.dropped,
+            queued: self.queued,
         };
-        let _ = self.tx.send(job);
+        match self.tx.try_send(Job::Finish(finish)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(Job::Finish(f))) => self.set_aside.push(f),
+            Err(_) => {}
+        }
     }
 }
 
-fn write_loop(dir: &Path, rx: &Receiver<Job>) {
-    let mut open: HashMap<u64, (String, Recorder)> = HashMap::new();
-    let failed = |id: u64, open: &mut HashMap<u64, (String, Recorder)>, e: io::Error| {
-        if let Some((call_sid, _)) = open.remove(&id) {
+/// The recording thread's state: the files open, and how many jobs of each
+/// recording it has taken (to know when a set-aside end may be applied).
+struct Writer<'a> {
+    dir: &'a Path,
+    open: HashMap<u64, (String, Recorder)>,
+    taken: HashMap<u64, u64>,
+    /// Set-aside ends whose recordings still have jobs in the queue.
+    waiting: HashMap<u64, Finish>,
+}
+
+impl Writer<'_> {
+    fn failed(&mut self, id: u64, e: &io::Error) {
+        if let Some((call_sid, _)) = self.open.remove(&id) {
             tracing::error!(%call_sid, error = %e, "recording failed; the call goes on unrecorded");
         }
-    };
-    for job in rx {
+    }
+
+    /// One more job of recording `id` was taken from the queue.
+    fn took(&mut self, id: u64) {
+        *self.taken.entry(id).or_default() += 1;
+    }
+
+    fn job(&mut self, job: Job) {
         match job {
             Job::Open {
                 id,
                 call_sid,
                 stream_sid,
-            } => match Recorder::create(dir, &call_sid, &stream_sid) {
-                Ok(r) => {
-                    tracing::info!(%call_sid, path = %r.path().display(), "recording");
-                    open.insert(id, (call_sid, r));
+            } => {
+                self.took(id);
+                match Recorder::create(self.dir, &call_sid, &stream_sid) {
+                    Ok(r) => {
+                        tracing::info!(%call_sid, path = %r.path().display(), "recording");
+                        self.open.insert(id, (call_sid, r));
+                    }
+                    Err(e) => {
+                        tracing::error!(%call_sid, dir = %self.dir.display(), error = %e, "cannot create recording");
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(%call_sid, dir = %dir.display(), error = %e, "cannot create recording");
-                }
-            },
+                self.ready(id);
+            }
             Job::Caller {
                 id,
                 timestamp_ms,
                 samples,
             } => {
-                if let Some((_, r)) = open.get_mut(&id) {
+                self.took(id);
+                if let Some((_, r)) = self.open.get_mut(&id) {
                     if let Err(e) = r.caller(timestamp_ms, &samples) {
-                        failed(id, &mut open, e);
+                        self.failed(id, &e);
                     }
                 }
+                self.ready(id);
             }
             Job::Ours {
                 id,
                 play_at_ms,
                 samples,
             } => {
-                if let Some((_, r)) = open.get_mut(&id) {
+                self.took(id);
+                if let Some((_, r)) = self.open.get_mut(&id) {
                     if let Err(e) = r.ours(play_at_ms, &samples) {
-                        failed(id, &mut open, e);
+                        self.failed(id, &e);
                     }
                 }
+                self.ready(id);
             }
-            Job::Finish { id, dropped } => {
-                if let Some((call_sid, r)) = open.remove(&id) {
-                    match r.finish() {
-                        Ok(path) => {
-                            tracing::info!(%call_sid, path = %path.display(), frames_dropped = dropped, "recording complete");
-                        }
-                        Err(e) => {
-                            tracing::error!(%call_sid, error = %e, "recording could not be completed");
-                        }
-                    }
-                }
-            }
+            Job::Finish(f) => self.finish(f),
             Job::Flush(done) => {
                 let _ = done.try_send(());
             }
         }
+    }
+
+    /// A set-aside end: applied now if its jobs are all written, else when
+    /// the last of them is.
+    fn set_aside(&mut self, f: Finish) {
+        if self.taken.get(&f.id).copied().unwrap_or(0) >= f.queued {
+            self.finish(f);
+        } else {
+            self.waiting.insert(f.id, f);
+        }
+    }
+
+    fn ready(&mut self, id: u64) {
+        let done = self
+            .waiting
+            .get(&id)
+            .is_some_and(|f| self.taken.get(&id).copied().unwrap_or(0) >= f.queued);
+        if done && let Some(f) = self.waiting.remove(&id) {
+            self.finish(f);
+        }
+    }
+
+    fn finish(&mut self, Finish { id, dropped, .. }: Finish) {
+        self.taken.remove(&id);
+        if let Some((call_sid, r)) = self.open.remove(&id) {
+            match r.finish() {
+                Ok(path) => {
+                    tracing::info!(%call_sid, path = %path.display(), frames_dropped = dropped, "recording complete");
+                }
+                Err(e) => {
+                    tracing::error!(%call_sid, error = %e, "recording could not be completed");
+                }
+            }
+        }
+    }
+}
+
+fn write_loop(
+    dir: &Path,
+    rx: &Receiver<Job>,
+    set_aside: &SetAside,
+    gate: Option<&(dyn Fn() + Send + Sync)>,
+) {
+    let mut w = Writer {
+        dir,
+        open: HashMap::new(),
+        taken: HashMap::new(),
+        waiting: HashMap::new(),
+    };
+    loop {
+        let job = match rx.recv_timeout(IDLE_LOOK) {
+            Ok(job) => Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if job.is_some()
+            && let Some(g) = gate
+        {
+            g();
+        }
+        // Ends set aside before this job was taken had every job of theirs
+        // queued before it: a flush marker finds them applied.
+        for f in set_aside.take() {
+            w.set_aside(f);
+        }
+        if let Some(job) = job {
+            w.job(job);
+        }
+    }
+    // The last recording's end may have been set aside just before it let
+    // go of the queue.
+    for f in set_aside.take() {
+        w.set_aside(f);
     }
 }
 
@@ -488,6 +649,54 @@ mod tests {
         assert!(c1.iter().all(|&s| s == 3));
         assert!(c2.iter().all(|&s| s == 4));
         assert_eq!(&o1[..160], &[5; 160]);
+    }
+
+    /// A recording thread stalled (as on a slow disk) until the guard of
+    /// the returned lock is dropped.
+    fn stalled(dir: &Path) -> (Arc<Recordings>, Arc<Mutex<()>>) {
+        let stall = Arc::new(Mutex::new(()));
+        let s = stall.clone();
+        let gate: Gate = Arc::new(move || drop(s.lock()));
+        let r = Recordings::start_gated(dir.to_owned(), Some(gate)).unwrap();
+        (Arc::new(r), stall)
+    }
+
+    #[test]
+    fn a_stalled_recording_thread_never_holds_up_a_pump() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recordings, stall) = stalled(dir.path());
+        let held = stall.lock().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let r = recordings.clone();
+        // What pump threads do when calls end while the disk is stuck: the
+        // queue fills, then calls end (many), then the server flushes.
+        std::thread::spawn(move || {
+            let mut first = r.open("CA1", "MZ1");
+            for k in 0..(QUEUE as u64 + 100) {
+                first.caller(k * 20, &[3; 160]);
+            }
+            let written = QUEUE as u64 + 100 - first.dropped();
+            let more: Vec<CallRecording> = (0..200).map(|_| r.open("CA2", "MZ2")).collect();
+            drop(first);
+            drop(more);
+            let flushed = r.flush(Duration::from_millis(50));
+            let _ = done_tx.send((written, flushed));
+        });
+        // Far longer than it takes when nothing waits; forever when ending a
+        // call waits for room in the queue.
+        let ended = done_rx.recv_timeout(Duration::from_secs(20));
+        let set_aside = recordings.set_aside.any.load(Ordering::Acquire);
+        drop(held);
+        let (written, flushed) = ended.expect("ending calls and flushing waited for the disk");
+        assert!(!flushed, "the flush gave up at its limit");
+        assert!(set_aside, "ends that found the queue full were set aside");
+        assert!(written < QUEUE as u64 + 100, "the queue was full");
+        // The disk recovers: the set-aside end is applied after the frames
+        // queued before it, so the file has every one of them.
+        assert!(recordings.flush(Duration::from_secs(20)));
+        let (caller, _) = read(&dir.path().join("CA1_MZ1.wav"));
+        assert_eq!(caller.len() as u64, written * 160);
+        assert!(caller.iter().all(|&s| s == 3));
     }
 
     #[test]

@@ -591,9 +591,60 @@ fn memory_held_by_parked_bodies_is_returned_after_they_close() {
     eprintln!("RSS KiB: before {before}, peak {peak}, after close {after}");
     sigterm(&child);
     let _ = exit_within(&mut child, Duration::from_secs(10));
-    assert!(peak > before + 16_000, "the bodies were held: {before} → {peak}");
+    assert!(
+        peak > before + 16_000,
+        "the bodies were held: {before} → {peak}"
+    );
     assert!(
         after < before + (peak - before) / 2,
         "memory came back: before {before}, peak {peak}, after {after}"
     );
+}
+
+/// A masked client text frame (RFC 6455 §5.3), for the tests that speak
+/// WebSocket by hand.
+fn masked_text(text: &str) -> Vec<u8> {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81];
+    let n = text.len();
+    if n < 126 {
+        f.push(0x80 | n as u8);
+    } else {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[test]
+fn shutdown_ends_within_the_drain_period_when_a_call_ignores_the_close() {
+    let (mut child, addr, err) = start_raw(&[
+        ("DRAIN_SECONDS", "3"),
+        ("CALLSTREAM_INSECURE_NO_SIGNATURES", "1"),
+        ("CALLSTREAM_HANDLER", "silent"),
+    ]);
+    std::thread::spawn(move || for _ in err.lines() {});
+    let mut call = TcpStream::connect(addr).unwrap();
+    call.write_all(
+        b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let sid = "MZ18ad3ab5a668481ce02b83e7395059f0";
+    let start = format!(
+        r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC11111111111111111111111111111111","streamSid":"{sid}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+    );
+    call.write_all(&masked_text(&start)).unwrap();
+    // The call is live; the peer will never answer the server's close.
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    sigterm(&child);
+    let status = exit_within(&mut child, Duration::from_secs(10)).expect("exited");
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    drop(call);
 }

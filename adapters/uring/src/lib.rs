@@ -19,7 +19,7 @@
 //!   `io_uring_enter` that waits for the next completions. The bytes in
 //!   flight are a copy held by the ring until their completion.
 //! - **Timers**: the earliest engine deadline is the timeout of that wait.
-//! - **Batching** ([`UringServer::tick`], `CALLSTREAM_URING_TICK_MS`): the
+//! - **Batching** ([`UringOptions::tick`], `CALLSTREAM_URING_TICK_MS`): the
 //!   wait lasts at least the tick while completions gather (the kernel's
 //!   `min_wait_usec`, Linux 6.12), so each iteration serves more frames for
 //!   one wake-up and one system call, and echoes leave up to a tick later.
@@ -55,17 +55,74 @@ use handle::Handle;
 use reactor::Reactor;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 /// The environment variable that sets the tick, in milliseconds.
 pub const TICK_ENV: &str = "CALLSTREAM_URING_TICK_MS";
 /// The environment variable that sets the receive buffers per reactor
-/// ([`UringServer::receive_buffers`]).
+/// ([`UringOptions::receive_buffers`]).
 pub const BUFFERS_ENV: &str = "CALLSTREAM_URING_BUFFERS";
 /// The longest tick accepted: a frame's period. A tick waits that long
 /// before an echo can leave, on top of the network.
 pub const MAX_TICK: Duration = Duration::from_millis(20);
+
+/// What only the io_uring server has to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UringOptions {
+    /// Each loop waits at least this long (at most [`MAX_TICK`]) for
+    /// completions to gather, unless an engine deadline comes first. Zero
+    /// (the default) waits only for the first.
+    pub tick: Duration,
+    /// Receive buffers of 2 KiB each reactor provides to the kernel
+    /// (default 2048: 4 MiB), rounded up to a power of two, 1 to 32768.
+    /// When all hold bytes not yet taken, a connection's receive pauses
+    /// until the loop gives some back; fewer cost less memory and more
+    /// loops under a burst.
+    pub receive_buffers: u16,
+}
+
+impl Default for UringOptions {
+    fn default() -> UringOptions {
+        UringOptions {
+            tick: Duration::ZERO,
+            receive_buffers: ring::BUF_COUNT,
+        }
+    }
+}
+
+impl UringOptions {
+    /// The options [`TICK_ENV`] and [`BUFFERS_ENV`] name (see
+    /// [`tick_from_env`] and [`buffers_from_env`]), the defaults where
+    /// unset.
+    pub fn from_env() -> Result<UringOptions, String> {
+        let tick = tick_from_env(std::env::var(TICK_ENV).ok().as_deref())?;
+        let buffers = buffers_from_env(std::env::var(BUFFERS_ENV).ok().as_deref())?;
+        Ok(UringOptions {
+            tick,
+            receive_buffers: buffers.unwrap_or(ring::BUF_COUNT),
+        })
+    }
+
+    /// Within the bounds the kernel and the frame period set.
+    fn bounded(self) -> UringOptions {
+        UringOptions {
+            tick: self.tick.min(MAX_TICK),
+            receive_buffers: self
+                .receive_buffers
+                .clamp(1, ring::MAX_BUF_COUNT)
+                .checked_next_power_of_two()
+                .unwrap_or(ring::MAX_BUF_COUNT),
+        }
+    }
+}
+
+/// A reactor thread waiting for [`UringServer::run`]: its ring is made; the
+/// sender starts it, and dropping the sender ends it.
+type Waiting = (
+    std::thread::JoinHandle<io::Result<Vec<callstream_server::Admission>>>,
+    mpsc::Sender<()>,
+);
 
 /// A bound server of io_uring reactors, ready to run.
 pub struct UringServer {
@@ -74,8 +131,8 @@ pub struct UringServer {
     reactors: Arc<[Arc<Handle>]>,
     /// When the shutdown was requested.
     stop: Arc<OnceLock<Instant>>,
-    tick: Duration,
-    buffers: u16,
+    threads: Vec<Waiting>,
+    options: UringOptions,
 }
 
 /// Stops a running server gracefully, from any thread.
@@ -99,12 +156,21 @@ impl ShutdownHandle {
 }
 
 impl UringServer {
-    /// Binds the listening sockets now ([`Options::threads`] of them), so
-    /// that the address, an ephemeral port included, is known before
-    /// [`UringServer::run`].
+    /// [`UringServer::bind_with`] the default [`UringOptions`].
+    pub fn bind(server: Arc<Server>) -> io::Result<UringServer> {
+        Self::bind_with(server, UringOptions::default())
+    }
+
+    /// Binds the listening sockets ([`Options::threads`] of them) and starts
+    /// the reactor threads, each making its ring (a ring takes submissions
+    /// from the thread that made it), all before returning: the address,
+    /// an ephemeral port included, is known, and every descriptor the
+    /// server needs to start is taken, before [`UringServer::run`]. The
+    /// threads wait for `run`; dropping the server unrun ends them.
     ///
     /// [`Options::threads`]: callstream_server::Options::threads
-    pub fn bind(server: Arc<Server>) -> io::Result<UringServer> {
+    pub fn bind_with(server: Arc<Server>, options: UringOptions) -> io::Result<UringServer> {
+        let options = options.bounded();
         let threads = server.options().threads.max(1);
         let mut addr = server.options().bind;
         let mut listeners = Vec::with_capacity(threads);
@@ -114,40 +180,68 @@ impl UringServer {
             addr = l.local_addr()?;
             listeners.push(Arc::new(l));
         }
-        let reactors = (0..threads)
+        let listeners: Arc<[Arc<TcpListener>]> = listeners.into();
+        let reactors: Arc<[Arc<Handle>]> = (0..threads)
             .map(|_| Handle::new().map(Arc::new))
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<io::Result<Vec<_>>>()?
+            .into();
+        let stop = Arc::new(OnceLock::new());
+        let handle = ShutdownHandle {
+            reactors: reactors.clone(),
+            stop: stop.clone(),
+        };
+        let mut waiting = Vec::with_capacity(threads);
+        for (i, r) in reactors.iter().enumerate() {
+            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let (r, server, listeners, stop, h) = (
+                r.clone(),
+                server.clone(),
+                listeners.clone(),
+                stop.clone(),
+                handle.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("callstream-{i}"))
+                .spawn(move || {
+                    let reactor = match Reactor::new(i, r, server, listeners, stop, options) {
+                        Ok(reactor) => reactor,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return Ok(Vec::new());
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    if go_rx.recv().is_err() {
+                        return Ok(Vec::new());
+                    }
+                    let r = reactor.run();
+                    if r.is_err() {
+                        // The server cannot go on short of a reactor.
+                        h.shutdown();
+                    }
+                    r
+                })?;
+            // On an error the threads started so far end as `waiting` drops.
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("a reactor thread ended while starting"))??;
+            waiting.push((thread, go_tx));
+        }
         Ok(UringServer {
             server,
-            listeners: listeners.into(),
-            reactors: reactors.into(),
-            stop: Arc::new(OnceLock::new()),
-            tick: Duration::ZERO,
-            buffers: ring::BUF_COUNT,
+            listeners,
+            reactors,
+            stop,
+            threads: waiting,
+            options,
         })
     }
 
-    /// Sets the tick: each loop waits at least this long (at most
-    /// [`MAX_TICK`]) for completions to gather, unless an engine deadline
-    /// comes first. Zero (the default) waits only for the first.
+    /// The options in force (bounded as [`UringOptions`] says).
     #[must_use]
-    pub fn tick(mut self, tick: Duration) -> UringServer {
-        self.tick = tick.min(MAX_TICK);
-        self
-    }
-
-    /// Sets how many receive buffers of 2 KiB each reactor provides to the
-    /// kernel (default 2048: 4 MiB), rounded up to a power of two, 1 to
-    /// 32768. When all are full of bytes not yet taken, a connection's
-    /// receive pauses until the loop gives some back; fewer cost less memory
-    /// and more loops under a burst.
-    #[must_use]
-    pub fn receive_buffers(mut self, count: u16) -> UringServer {
-        self.buffers = count
-            .clamp(1, ring::MAX_BUF_COUNT)
-            .checked_next_power_of_two()
-            .unwrap_or(ring::MAX_BUF_COUNT);
-        self
+    pub fn options(&self) -> UringOptions {
+        self.options
     }
 
     /// The bound address.
@@ -170,45 +264,24 @@ impl UringServer {
     /// Runs the reactors until a shutdown is requested and every connection
     /// has closed, or the drain period is over.
     pub fn run(self) -> io::Result<()> {
-        let handle = self.shutdown_handle();
         let UringServer {
             server,
             listeners,
-            reactors,
+            threads,
             stop,
-            tick,
-            buffers,
+            ..
         } = self;
-        let mut threads = Vec::new();
-        let mut result = Ok(());
-        for (i, r) in reactors.iter().enumerate() {
-            let (r, server, listeners, stop) =
-                (r.clone(), server.clone(), listeners.clone(), stop.clone());
-            let h = handle.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("callstream-{i}"))
-                .spawn(move || {
-                    // The ring is made on the thread that submits to it.
-                    let r = Reactor::new(i, r, server, listeners, stop, tick, buffers)
-                        .and_then(Reactor::run);
-                    if r.is_err() {
-                        // The server cannot go on short of a reactor.
-                        h.shutdown();
-                    }
-                    r
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    handle.shutdown();
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
-        // The reactors hold the listeners now: the last to let go closes them.
+        // The reactors hold the listeners: the last to let go closes them.
         drop(listeners);
+        let mut result = Ok(());
         let mut still_open = Vec::new();
+        let threads: Vec<_> = threads
+            .into_iter()
+            .map(|(thread, go)| {
+                let _ = go.send(());
+                thread
+            })
+            .collect();
         for t in threads {
             match t.join() {
                 Ok(Ok(left)) => still_open.extend(left),
@@ -277,17 +350,13 @@ pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
 /// The tick comes from [`TICK_ENV`], the receive buffers from
 /// [`BUFFERS_ENV`].
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let tick = tick_from_env(std::env::var(TICK_ENV).ok().as_deref())?;
-    let buffers = buffers_from_env(std::env::var(BUFFERS_ENV).ok().as_deref())?;
+    let uring = UringOptions::from_env()?;
     let (engine, options) = callstream_server::configure(&s)?;
-    let mut server = UringServer::bind(Server::new(options, engine)?)?.tick(tick);
-    if let Some(n) = buffers {
-        server = server.receive_buffers(n);
-    }
+    let server = UringServer::bind_with(Server::new(options, engine)?, uring)?;
     callstream_server::log_boot(&s, server.local_addr()?);
-    if !tick.is_zero() {
+    if !uring.tick.is_zero() {
         tracing::info!(
-            tick_ms = tick.as_millis() as u64,
+            tick_ms = uring.tick.as_millis() as u64,
             "each loop gathers completions for at least the tick"
         );
     }
@@ -328,10 +397,14 @@ mod tests {
     fn receive_buffers_round_up_to_a_power_of_two() {
         let server = |n| {
             let (engine, opts) = callstream_server::configure(&test_settings()).unwrap();
-            UringServer::bind(Server::new(opts, engine).unwrap())
+            let uring = UringOptions {
+                tick: Duration::ZERO,
+                receive_buffers: n,
+            };
+            UringServer::bind_with(Server::new(opts, engine).unwrap(), uring)
                 .unwrap()
-                .receive_buffers(n)
-                .buffers
+                .options()
+                .receive_buffers
         };
         assert_eq!(server(1), 1);
         assert_eq!(server(100), 128);

@@ -77,10 +77,9 @@ impl Reactor {
         server: Arc<Server>,
         listeners: Arc<[Arc<TcpListener>]>,
         stop: Arc<OnceLock<Instant>>,
-        tick: Duration,
-        buffers: u16,
+        options: crate::UringOptions,
     ) -> io::Result<Reactor> {
-        let ring = Ring::new(buffers)?;
+        let (tick, ring) = (options.tick, Ring::new(options.receive_buffers)?);
         if !tick.is_zero() && !ring.has_min_wait() {
             tracing::warn!(
                 "this kernel cannot wait for a batch (min_wait_usec, Linux 6.12): the tick is ignored"

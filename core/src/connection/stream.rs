@@ -53,6 +53,8 @@ pub(super) struct StreamPhase {
     session_deadline: Option<Instant>,
     /// A `start` was seen (and checked against [`Config::account_sid`]).
     started: bool,
+    /// A `start` named another account: nothing more reaches the session.
+    refused: bool,
     /// The server is shutting down and this call may go on until then
     /// ([`Config::shutdown_grace`]); then it is closed with 1001.
     grace_until: Option<Instant>,
@@ -78,6 +80,7 @@ impl StreamPhase {
             session,
             session_deadline: None,
             started: false,
+            refused: false,
             grace_until: None,
         }
     }
@@ -293,6 +296,12 @@ impl StreamPhase {
         events: &mut VecDeque<Event>,
     ) -> Option<Event> {
         self.last_message = now;
+        if self.refused {
+            // The stream is closing for another account: a second `start`
+            // must not get the call past the check.
+            self.ws.recycle(text);
+            return None;
+        }
         if self.session.is_some() {
             // Only the account check needs a look inside, and only until
             // `start`: the session parses every message itself.
@@ -341,6 +350,7 @@ impl StreamPhase {
                     route: Route::MediaStream,
                     account_sid: start.account_sid.to_string(),
                 });
+                self.refused = true;
                 self.close(now, config, POLICY, "account not allowed");
                 false
             }

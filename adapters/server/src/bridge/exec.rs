@@ -12,7 +12,7 @@
 //! process is reaped. [`Children`] lists the live programs so that a server
 //! shutdown can wait for them and kill what is left.
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -113,6 +113,15 @@ pub fn param_env_name(name: &str) -> String {
     s
 }
 
+/// The server's secrets, kept from the programs it starts: a program that
+/// needs Twilio's API gets its own credentials through its own variable.
+pub const SECRET_ENV: [&str; 4] = [
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_WEBHOOK_SHARED_KEY",
+    "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+];
+
 /// The facts a program is started with.
 pub struct Facts<'a> {
     /// `CA…`
@@ -129,6 +138,54 @@ pub struct Facts<'a> {
 /// program is reaped. Run it on its own thread.
 pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Children>) {
     let sid = link.call_sid.clone();
+    let mut cmd = program(command, facts);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            link.fail(&format!("cannot start `sh -c {command}`: {e}"));
+            return;
+        }
+    };
+    let pid = child.id() as i32;
+    children.add(pid);
+    tracing::info!(call_sid = %sid, pid, command = %cut(command), "BRIDGE_EXEC started");
+    let threads = [
+        child.stdin.take().and_then(|stdin| {
+            spawn("bridge-stdin", {
+                let l = link.clone();
+                move || write_loop(stdin, &l)
+            })
+        }),
+        child.stdout.take().and_then(|out| {
+            spawn("bridge-stdout", {
+                let l = link.clone();
+                move || read_loop(out, &l)
+            })
+        }),
+        child.stderr.take().and_then(|err| {
+            spawn("bridge-stderr", {
+                let l = link.clone();
+                move || stderr_loop(err, &l)
+            })
+        }),
+    ];
+    if threads.iter().any(Option::is_none) {
+        // The pipes are always there: a missing thread is the system's refusal.
+        link.fail("cannot start the bridge's threads");
+    }
+    supervise(&mut child, pid, &link);
+    children.remove(pid);
+    // The pipes' threads end with the process group (end of file, or a
+    // broken pipe); they hold nothing the call needs, so no join is awaited
+    // beyond that.
+    for t in threads.into_iter().flatten() {
+        let _ = t.join();
+    }
+}
+
+/// The program's command: `sh -c`, its pipes, its own process group, and
+/// the server's environment with the call's facts and without its secrets.
+fn program(command: &str, facts: &Facts<'_>) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -144,48 +201,15 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
             cmd.env(param_env_name(k), v);
         }
     }
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            link.fail(&format!("cannot start `sh -c {command}`: {e}"));
-            return;
-        }
-    };
-    let pid = child.id() as i32;
-    children.add(pid);
-    tracing::info!(call_sid = %sid, pid, command = %cut(command), "BRIDGE_EXEC started");
-    let threads = [
-        child.stdin.take().map(|stdin| {
-            spawn("bridge-stdin", {
-                let l = link.clone();
-                move || write_loop(stdin, &l)
-            })
-        }),
-        child.stdout.take().map(|out| {
-            spawn("bridge-stdout", {
-                let l = link.clone();
-                move || read_loop(out, &l)
-            })
-        }),
-        child.stderr.take().map(|err| {
-            spawn("bridge-stderr", {
-                let l = link.clone();
-                move || stderr_loop(err, &l)
-            })
-        }),
-    ];
-    supervise(&mut child, pid, &link);
-    children.remove(pid);
-    // The pipes' threads end with the process group (end of file, or a
-    // broken pipe); they hold nothing the call needs, so no join is awaited
-    // beyond that.
-    for t in threads.into_iter().flatten() {
-        let _ = t.join();
+    for k in SECRET_ENV {
+        cmd.env_remove(k);
     }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHandle<()> {
+/// Starts a pipe's thread; `None` when the system has no thread to give.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Option<std::thread::JoinHandle<()>> {
     // The default stack (2 MiB) is reserved, not used: small stacks keep a
     // thousand calls' address space modest. JSON nesting is limited by
     // serde_json (128 levels), far below this.
@@ -194,12 +218,14 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::thread::JoinHand
         .stack_size(256 * 1024)
         .spawn(f)
     {
-        Ok(h) => h,
-        // Out of threads: run nothing, but keep the call alive; the program
-        // then looks hung and is handled so.
+        Ok(h) => Some(h),
+        // Out of threads: that pipe goes unserved, but the supervisor still
+        // runs (the program then looks hung, is ended with the call and is
+        // reaped). Trying another thread here would panic, and the program
+        // would never be reaped.
         Err(e) => {
             tracing::error!(error = %e, "cannot start a bridge thread");
-            std::thread::spawn(|| {})
+            None
         }
     }
 }
@@ -312,6 +338,32 @@ pub fn read_line_limited<R: BufRead>(
     }
 }
 
+/// Skips to just past the next newline, holding nothing but the reader's
+/// own buffer (a program may write an endless run without one); `Ok(true)`
+/// when a newline was found, `Ok(false)` at end of input.
+pub fn skip_line<R: BufRead>(r: &mut R) -> std::io::Result<bool> {
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(false);
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                r.consume(i + 1);
+                return Ok(true);
+            }
+            None => {
+                let n = available.len();
+                r.consume(n);
+            }
+        }
+    }
+}
+
 fn read_loop(out: std::process::ChildStdout, link: &Link) {
     let mut r = BufReader::with_capacity(64 * 1024, out);
     let mut buf = Vec::new();
@@ -351,9 +403,7 @@ fn stderr_loop(err: std::process::ChildStderr, link: &Link) {
             Ok(LineRead::Eof) => true,
             Ok(LineRead::TooLong) => {
                 // Log the first part, then skip to the end of the line.
-                let mut skip = Vec::new();
-                let _ = r.by_ref().take(u64::MAX).read_until(b'\n', &mut skip);
-                false
+                matches!(skip_line(&mut r), Ok(false) | Err(_))
             }
             Err(_) => true,
         };
@@ -387,6 +437,55 @@ mod tests {
         assert_eq!(param_env_name("x-tenant"), "CALLSTREAM_PARAM_X_TENANT");
         assert_eq!(param_env_name("From"), "CALLSTREAM_PARAM_FROM");
         assert_eq!(param_env_name("é1"), "CALLSTREAM_PARAM__1");
+    }
+
+    #[test]
+    fn skipping_a_line_stops_past_its_newline_or_at_the_end() {
+        let data = b"aaaaaaaaaaaaaaaaaaaa\nnext\nlast";
+        let mut r = BufReader::with_capacity(4, &data[..]);
+        assert!(skip_line(&mut r).unwrap());
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_line_limited(&mut r, &mut buf, 10).unwrap(),
+            LineRead::Line
+        ));
+        assert_eq!(buf, b"next");
+        assert!(!skip_line(&mut r).unwrap());
+        assert!(!skip_line(&mut r).unwrap());
+    }
+
+    #[test]
+    fn programs_get_the_call_facts_but_not_the_servers_secrets() {
+        // Through the command the program is started with (setting the
+        // test process's own environment would race the other tests).
+        let params = [("x-tenant".to_owned(), "acme".to_owned())];
+        let facts = Facts {
+            call_sid: "CA1",
+            stream_sid: "MZ1",
+            account_sid: "AC1",
+            parameters: &params,
+        };
+        let cmd = program("true", &facts);
+        let envs: Vec<(String, Option<String>)> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        for secret in SECRET_ENV {
+            assert!(
+                envs.contains(&(secret.to_owned(), None)),
+                "{secret} is passed on: {envs:?}"
+            );
+        }
+        assert!(envs.contains(&("CALLSTREAM_CALL_SID".to_owned(), Some("CA1".to_owned()))));
+        assert!(envs.contains(&(
+            "CALLSTREAM_PARAM_X_TENANT".to_owned(),
+            Some("acme".to_owned())
+        )));
     }
 
     #[test]

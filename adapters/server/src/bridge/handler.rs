@@ -15,7 +15,7 @@ use callstream_core::message::Start;
 use super::link::Link;
 use super::outbox::Outbound;
 use super::protocol::{Parameters, ToProgram, VERSION};
-use super::{Bridge, metrics};
+use super::{Bridge, Transport, metrics};
 
 /// Audio kept before the detector's start of speech, and after its end, so
 /// the recogniser hears the whole first and last sound.
@@ -63,7 +63,7 @@ impl BridgeHandler {
 
     fn event(&self, link: &Link, line: String) {
         if link.outbox.push_event(Outbound::Line(line)).is_err() && !link.outbox.is_closed() {
-            link.fail("the program is not reading: its queue of messages is full");
+            link.fail_on_pump("the program is not reading: its queue of messages is full");
         }
     }
 
@@ -105,7 +105,9 @@ impl BridgeHandler {
             .is_err()
             && !link.outbox.is_closed()
         {
-            link.fail("the program cannot take an utterance: its queue of messages is full");
+            link.fail_on_pump(
+                "the program cannot take an utterance: its queue of messages is full",
+            );
         }
     }
 
@@ -143,12 +145,15 @@ impl BridgeHandler {
     }
 
     fn start_link(&mut self, control: &Control<'_>) -> Arc<Link> {
-        let link = Arc::new(Link::new(
-            self.start.call_sid.to_string(),
-            control.remote(),
-            self.bridge.on_failure,
-            self.bridge.after.clone(),
-        ));
+        let link = Arc::new(
+            Link::new(
+                self.start.call_sid.to_string(),
+                control.remote(),
+                self.bridge.on_failure,
+                self.bridge.after.clone(),
+            )
+            .with_wav(matches!(self.bridge.transport, Transport::Exec(_))),
+        );
         metrics::CALLS.fetch_add(1, Ordering::Relaxed);
         let params: Vec<(String, String)> = self
             .start
@@ -227,6 +232,8 @@ impl Handler for BridgeHandler {
                 );
             }
             CallEvent::BargeIn => {
+                // The session cleared the reply: a `play` still feeding it stops.
+                link.cleared();
                 let heard_ms = control.played_ms().saturating_sub(self.heard_from);
                 self.heard_from = control.played_ms();
                 self.barge_in = Some((heard_ms, Vec::new()));
@@ -262,6 +269,7 @@ impl Handler for BridgeHandler {
             }
             _ => {}
         }
+        link.apply_pending(control);
         link.publish(control.queued_ms());
     }
 }

@@ -2,11 +2,12 @@
 //! the transport's threads: what each program message does to the call
 //! (applied through the session's `RemoteControl`, which wakes the
 //! connection), how outbound messages are written, and what a failure does.
+use std::io::Read as _;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callstream_core::handler::{RemoteControl, RemoteError};
+use callstream_core::handler::{Control, RemoteControl, RemoteError};
 
 use super::after::{After, Next};
 use super::outbox::{Outbound, Outbox};
@@ -67,12 +68,24 @@ pub struct Link {
     /// yet, and the epoch of the last push.
     unconfirmed_ms: AtomicU64,
     pushed_at: AtomicU64,
+    /// Bumped at every clear of the call's audio (a barge-in, the program's
+    /// `clear`, a failure or the end): a `play` still feeding audio from
+    /// before it stops, since what it holds is the reply that was cut.
+    clear_generation: AtomicU64,
+    /// A clear or hangup that found the call's command queue full (1024
+    /// commands: a program can fill it with marks) from a thread that must
+    /// not wait: the handler applies it at its next event.
+    clear_wanted: AtomicBool,
+    hangup_wanted: AtomicBool,
     /// The program asked to end the call (hangup, transfer, end).
     finished: AtomicBool,
     /// The call has ended.
     stopped: AtomicBool,
     /// The bridge failed.
     failed: AtomicBool,
+    /// Whether `play` may name a file (exec: the program is local; a ws
+    /// service is not, and must not read the server's files).
+    wav_allowed: bool,
     /// Kinds of bad lines already logged.
     warned: Mutex<Vec<&'static str>>,
     /// The last lines the program wrote to stderr.
@@ -100,12 +113,23 @@ impl Link {
             epoch: AtomicU64::new(0),
             unconfirmed_ms: AtomicU64::new(0),
             pushed_at: AtomicU64::new(0),
+            clear_generation: AtomicU64::new(0),
+            clear_wanted: AtomicBool::new(false),
+            hangup_wanted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            wav_allowed: true,
             warned: Mutex::new(Vec::new()),
             stderr_tail: Mutex::new(std::collections::VecDeque::new()),
         }
+    }
+
+    /// The link with `play` by `wav` allowed or refused.
+    #[must_use]
+    pub fn with_wav(mut self, allowed: bool) -> Link {
+        self.wav_allowed = allowed;
+        self
     }
 
     /// The program's rate for utterances and raw audio.
@@ -117,6 +141,12 @@ impl Link {
     pub fn publish(&self, queued_ms: u64) {
         self.queued_ms.store(queued_ms, Ordering::Relaxed);
         self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The call's audio was cleared (a barge-in, pump thread): a `play`
+    /// under way stops feeding the rest of its reply.
+    pub fn cleared(&self) {
+        self.clear_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The call has ended (pump thread): the program's exit is expected now.
@@ -139,8 +169,20 @@ impl Link {
 
     /// The bridge failed: logged with the call SID, counted, and the call
     /// goes on in silence or ends, as configured. Once per call; nothing
-    /// after the call ended or the program ended it is a failure.
+    /// after the call ended or the program ended it is a failure. For the
+    /// transport's threads: waits for room in the call's command queue.
     pub fn fail(&self, why: &str) {
+        self.fail_with(why, true);
+    }
+
+    /// [`Link::fail`] on the pump thread, which never waits: what does not
+    /// fit in the call's command queue is applied by the handler
+    /// ([`Link::apply_pending`]) once it has handled the event.
+    pub fn fail_on_pump(&self, why: &str) {
+        self.fail_with(why, false);
+    }
+
+    fn fail_with(&self, why: &str, wait: bool) {
         if self.stopped.load(Ordering::Acquire) || self.is_finished() {
             return;
         }
@@ -159,9 +201,51 @@ impl Link {
         };
         tracing::error!(call_sid = %self.call_sid, reason = %why, stderr_tail = %tail.join(" | "), then, "BRIDGE_FAILED");
         self.outbox.abandon();
-        let _ = self.remote.clear();
+        self.clear_call(wait);
         if self.on_failure == OnFailure::Hangup {
-            let _ = self.remote.hangup();
+            self.hangup_call(wait);
+        }
+    }
+
+    /// Clears the call's audio. Never lost: with the call's command queue
+    /// full, waits for room (`wait`) or leaves it to the handler.
+    fn clear_call(&self, wait: bool) {
+        self.cleared();
+        if !self.deliver(RemoteControl::clear, wait) {
+            self.clear_wanted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Ends the call, the same way.
+    fn hangup_call(&self, wait: bool) {
+        if !self.deliver(RemoteControl::hangup, wait) {
+            self.hangup_wanted.store(true, Ordering::Release);
+        }
+    }
+
+    /// Sends a command; `false` when the queue was full and `wait` is not
+    /// set. The session empties the queue at every wake, so room comes soon;
+    /// an ended call needs nothing more.
+    fn deliver(&self, send: fn(&RemoteControl) -> Result<(), RemoteError>, wait: bool) -> bool {
+        loop {
+            match send(&self.remote) {
+                Err(RemoteError::Full) if !wait => return false,
+                Err(RemoteError::Full) if !self.stopped.load(Ordering::Acquire) => {
+                    std::thread::sleep(PLAY_POLL);
+                }
+                _ => return true,
+            }
+        }
+    }
+
+    /// Applies a clear or hangup that found the command queue full (pump
+    /// thread, after every event).
+    pub fn apply_pending(&self, control: &mut Control<'_>) {
+        if self.clear_wanted.swap(false, Ordering::AcqRel) {
+            control.clear();
+        }
+        if self.hangup_wanted.swap(false, Ordering::AcqRel) {
+            control.hangup();
         }
     }
 
@@ -217,6 +301,10 @@ impl Link {
                 }
             }
             FromProgram::Play { rate, pcm } => self.play(&resample(&pcm, rate, CALL_RATE)),
+            FromProgram::PlayWav { path } if !self.wav_allowed => self.garbage(
+                "wav over ws",
+                &format!("{path}: a service plays pcm; wav names a file on callstream's machine, for local programs"),
+            ),
             FromProgram::PlayWav { path } => match read_wav(&path) {
                 Ok((rate, pcm)) => self.play(&resample(&pcm, rate, CALL_RATE)),
                 Err(e) => self.garbage("bad wav", &format!("{path}: {e}")),
@@ -226,9 +314,7 @@ impl Link {
                     self.command_refused("mark", &e);
                 }
             }
-            FromProgram::Clear => {
-                let _ = self.remote.clear();
-            }
+            FromProgram::Clear => self.clear_call(true),
             FromProgram::Transcript { text } => {
                 tracing::info!(call_sid = sid, text = %cut(&text), "ASR_TEXT");
             }
@@ -269,14 +355,20 @@ impl Link {
 
     /// Queues 8 kHz audio in the call, a second at a time, waiting while the
     /// program is far ahead of the caller (so a flood slows the program).
+    /// A clear while it waits (the caller talked over the reply) ends it:
+    /// the rest of the reply is not pushed after the clear.
     fn play(&self, pcm: &[i16]) {
+        let generation = self.clear_generation.load(Ordering::Acquire);
         // Only the reading thread plays: the counters are its own, kept
         // across messages (a flood is many small plays).
         let mut unconfirmed_ms = self.unconfirmed_ms.load(Ordering::Relaxed);
         let mut pushed_at = self.pushed_at.load(Ordering::Relaxed);
         for chunk in pcm.chunks(PLAY_CHUNK) {
             loop {
-                if self.remote.is_ended() || self.expects_end() {
+                if self.remote.is_ended()
+                    || self.expects_end()
+                    || self.clear_generation.load(Ordering::Acquire) != generation
+                {
                     return;
                 }
                 // Two events after a push, the session has applied it: the
@@ -311,8 +403,10 @@ impl Link {
         }
         tracing::info!(call_sid = %self.call_sid, next = %next, "BRIDGE_END");
         self.after.decide(&self.call_sid, next);
-        let _ = self.remote.clear();
-        let _ = self.remote.hangup();
+        // The reading thread may wait for room: after this, nothing it reads
+        // matters.
+        self.clear_call(true);
+        self.hangup_call(true);
     }
 
     /// An outbound message as a line (transport thread).
@@ -354,13 +448,26 @@ impl Link {
     }
 }
 
-/// A 16-bit PCM WAV file: its rate and its first channel.
+/// A 16-bit PCM WAV file: its rate and its first channel. Only a regular
+/// file: a FIFO or a device would block the reading thread or never end.
 fn read_wav(path: &str) -> Result<(u32, Vec<i16>), String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opened without blocking (a FIFO's open waits for a writer), then
+    // checked on the open file itself, so it cannot be swapped in between.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
     if meta.len() > MAX_WAV_BYTES {
         return Err(format!("{} bytes is over {MAX_WAV_BYTES}", meta.len()));
     }
-    let r = hound::WavReader::open(path).map_err(|e| e.to_string())?;
+    let r = hound::WavReader::new(std::io::BufReader::new(file.take(MAX_WAV_BYTES)))
+        .map_err(|e| e.to_string())?;
     let spec = r.spec();
     if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
         return Err("not 16-bit PCM".to_owned());
@@ -371,4 +478,132 @@ fn read_wav(path: &str) -> Result<(u32, Vec<i16>), String> {
     let channels = usize::from(spec.channels.max(1));
     let samples: Result<Vec<i16>, _> = r.into_samples::<i16>().step_by(channels).collect();
     Ok((spec.sample_rate, samples.map_err(|e| e.to_string())?))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The call's command queue is emptied by the pump at every wake, so
+    //! filling it through the real server is a race between threads; here a
+    //! real session's queue is filled and emptied by hand.
+    use super::*;
+    use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
+    use callstream_core::handler::{Handler, REMOTE_MAX_COMMANDS, Session};
+    use std::sync::OnceLock;
+
+    const SID: &str = "MZ00000000000000000000000000000001";
+
+    /// Does what the bridge's handler does after every event.
+    struct Pending(Arc<OnceLock<Arc<Link>>>);
+
+    impl Handler for Pending {
+        fn on_event(&mut self, _: &CallEvent, control: &mut Control<'_>) {
+            if let Some(link) = self.0.get() {
+                link.apply_pending(control);
+            }
+        }
+    }
+
+    /// A started call whose command queue is full, and its link.
+    fn full_call(on_failure: OnFailure) -> (Session, Arc<Link>, Instant) {
+        let t0 = Instant::now();
+        let slot = Arc::new(OnceLock::new());
+        let mut session = Session::new(
+            Call::new(CallConfig::default(), t0),
+            Box::new(Pending(slot.clone())),
+            None,
+        );
+        session.handle_text(
+            t0,
+            r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+        );
+        session.handle_text(t0, &format!(
+            r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"AC00000000000000000000000000000001","streamSid":"{SID}","callSid":"CA00000000000000000000000000000001","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+        ));
+        assert!(!closes(&mut session));
+        let link = Arc::new(Link::new(
+            "CA1".to_owned(),
+            session.remote(),
+            on_failure,
+            Arc::new(After::new(None)),
+        ));
+        let _ = slot.set(link.clone());
+        let remote = session.remote();
+        for _ in 0..REMOTE_MAX_COMMANDS {
+            remote.mark("m").unwrap();
+        }
+        assert_eq!(remote.mark("m"), Err(RemoteError::Full));
+        (session, link, t0)
+    }
+
+    /// Drains the session; whether it closed the stream.
+    fn closes(session: &mut Session) -> bool {
+        loop {
+            match session.poll_output() {
+                CallOutput::Close { .. } => return true,
+                CallOutput::Timeout(_) => return false,
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits until `link` has begun ending the call, and a little more so
+    /// that its first try meets the full queue, before the queue is emptied.
+    fn ending(link: &Link) {
+        while !link.expects_end() {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    /// Wakes the session (as the driver does) until it closes the stream.
+    fn closes_soon(session: &mut Session, t0: Instant) -> bool {
+        for i in 0..500u64 {
+            // Past the hangup's wait for the marks' echoes.
+            session.handle_timeout(t0 + Duration::from_secs(i * 10));
+            if closes(session) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn a_hangup_behind_a_full_command_queue_still_ends_the_call() {
+        let (mut session, link, t0) = full_call(OnFailure::Hangup);
+        let reader = std::thread::spawn({
+            let link = link.clone();
+            move || link.handle_line(br#"{"type":"hangup"}"#)
+        });
+        ending(&link);
+        assert!(closes_soon(&mut session, t0), "the hangup was lost");
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn a_failure_on_a_transport_thread_behind_a_full_queue_still_hangs_up() {
+        let (mut session, link, t0) = full_call(OnFailure::Hangup);
+        let reader = std::thread::spawn({
+            let link = link.clone();
+            move || link.fail("test")
+        });
+        ending(&link);
+        assert!(closes_soon(&mut session, t0), "the hangup was lost");
+        reader.join().unwrap();
+    }
+
+    #[test]
+    fn a_failure_on_the_pump_thread_is_applied_by_the_handler() {
+        let (mut session, link, t0) = full_call(OnFailure::Hangup);
+        // Never waits: the queue is still full.
+        link.fail_on_pump("test");
+        // The next event (a digit) has the handler apply the hangup.
+        session.handle_text(
+            t0,
+            &format!(
+                r#"{{"event":"dtmf","sequenceNumber":"2","streamSid":"{SID}","dtmf":{{"track":"inbound_track","digit":"1"}}}}"#
+            ),
+        );
+        assert!(closes_soon(&mut session, t0), "the hangup was lost");
+    }
 }

@@ -39,6 +39,26 @@ pub fn call_url(url: &str, facts: &Facts<'_>) -> String {
     )
 }
 
+/// `url` for the log: without its userinfo (`user:pass@`) and its query
+/// (`?key=…`), where a service's credentials go. Anything that is not a
+/// `ws://` or `wss://` URL comes back as it is.
+#[must_use]
+pub fn loggable_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !scheme.eq_ignore_ascii_case("ws") && !scheme.eq_ignore_ascii_case("wss") {
+        return url.to_owned();
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before, after) = rest.split_at(end);
+    let authority_end = before.find('/').unwrap_or(before.len());
+    let (authority, path) = before.split_at(authority_end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let hidden = if after.is_empty() { "" } else { "?…" };
+    format!("{scheme}://{host}{path}{hidden}")
+}
+
 fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     let request = url.into_client_request().map_err(|e| e.to_string())?;
@@ -115,14 +135,15 @@ fn timed_out(e: &tungstenite::Error) -> bool {
 /// ends or the service goes. Run it on its own thread.
 pub fn run(url: &str, facts: &Facts<'_>, link: Arc<Link>) {
     let full = call_url(url, facts);
+    let shown = loggable_url(url);
     let mut ws = match connect(&full) {
         Ok(ws) => ws,
         Err(e) => {
-            link.fail(&format!("cannot connect to {url}: {e}"));
+            link.fail(&format!("cannot connect to {shown}: {e}"));
             return;
         }
     };
-    tracing::info!(call_sid = %link.call_sid, url = %url, "BRIDGE_WS connected");
+    tracing::info!(call_sid = %link.call_sid, url = %shown, "BRIDGE_WS connected");
     let mut closing: Option<Instant> = None;
     loop {
         // Everything queued goes out first.
@@ -191,6 +212,20 @@ pub fn run(url: &str, facts: &Facts<'_>, link: Arc<Link>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_urls_keep_no_credentials() {
+        for (url, shown) in [
+            ("ws://h:1/bot", "ws://h:1/bot"),
+            ("wss://user:secret@h/bot?key=s3cr3t", "wss://h/bot?…"),
+            ("WSS://a@b@h:443?key=x#f", "WSS://h:443?…"),
+            ("ws://h/p#frag", "ws://h/p?…"),
+            ("exec:python3 bot.py ?x", "exec:python3 bot.py ?x"),
+            ("echo", "echo"),
+        ] {
+            assert_eq!(loggable_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn facts_go_in_the_query() {

@@ -1,0 +1,218 @@
+//! # callstream-epoll
+//!
+//! callstream's server on one epoll reactor per core. Each reactor thread
+//! owns the connections it accepted: it reads into their server-layer
+//! [`Driver`](callstream_server::Driver)s, writes what they give and wakes at
+//! their deadlines, with no lock and no cross-thread wake-up on the frame
+//! path. Settings, logs, metrics, recordings and the shutdown policy live in
+//! `callstream-server`, protocol decisions in `callstream-core`, so it
+//! behaves like the smol and blocking servers; the conformance tests run
+//! against all three.
+//!
+//! - **Listeners**: one per reactor, bound to the same address with
+//!   SO_REUSEPORT, so the kernel spreads new connections across cores. Every
+//!   reactor watches every listener with `EPOLLEXCLUSIVE`, its own first: a
+//!   connection wakes its listener's reactor when that one is waiting, and
+//!   another when it is busy (a handler that blocks its thread strands no
+//!   new caller).
+//! - **Sockets** are nonblocking and registered once, edge-triggered for
+//!   reading and writing: no `epoll_ctl` on the frame path. A write takes
+//!   what the socket takes now; the rest waits for the writable edge.
+//! - **Timers**: per reactor, one deadline per connection, re-armed only when
+//!   it moves earlier; the earliest is `epoll_wait`'s timeout.
+//! - **Remote control**: a handler's thread queues the connection on its
+//!   reactor and writes the reactor's eventfd.
+//!
+//! It calls `epoll_wait` itself (through rustix) rather than through the
+//! `polling` crate, whose every wait also sets a timerfd, re-arms two
+//! one-shot registrations and reads an eventfd: four syscalls that would be
+//! paid many times per frame under load.
+//!
+//! ```no_run
+//! use callstream_server::config::Cli;
+//! use clap::Parser;
+//! callstream_epoll::run(Cli::parse().settings()).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod conn;
+mod handle;
+mod reactor;
+mod timers;
+
+use callstream_server::Server;
+use callstream_server::config::Settings;
+use handle::Handle;
+use reactor::Reactor;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+/// A bound server of epoll reactors, ready to run.
+pub struct EpollServer {
+    server: Arc<Server>,
+    listeners: Arc<[TcpListener]>,
+    reactors: Arc<[Arc<Handle>]>,
+    /// When the shutdown was requested.
+    stop: Arc<OnceLock<Instant>>,
+}
+
+/// Stops a running server gracefully, from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    reactors: Arc<[Arc<Handle>]>,
+    stop: Arc<OnceLock<Instant>>,
+}
+
+impl ShutdownHandle {
+    /// Begins the graceful shutdown: no new connections; calls drain for the
+    /// configured period, then close with 1001. Calling it again does nothing
+    /// more.
+    pub fn shutdown(&self) {
+        if self.stop.set(Instant::now()).is_ok() {
+            for r in self.reactors.iter() {
+                r.notify();
+            }
+        }
+    }
+}
+
+impl EpollServer {
+    /// Binds the listening sockets now ([`Options::threads`] of them), so
+    /// that the address, an ephemeral port included, is known before
+    /// [`EpollServer::run`].
+    ///
+    /// [`Options::threads`]: callstream_server::Options::threads
+    pub fn bind(server: Arc<Server>) -> io::Result<EpollServer> {
+        let threads = server.options().threads.max(1);
+        // A probe without SO_REUSEPORT first: it fails while anything listens
+        // on the port, another instance of this server included, which
+        // SO_REUSEPORT would otherwise let us split the traffic with
+        // silently. For port 0 it picks the port.
+        let probe = callstream_server::bind_listener(server.options().bind, "PORT")?;
+        let addr = probe.local_addr()?;
+        drop(probe);
+        let listeners = (0..threads)
+            .map(|_| listen(addr).map_err(|e| callstream_server::listen_error(addr, "PORT", e)))
+            .collect::<io::Result<Vec<_>>>()?;
+        let reactors = (0..threads)
+            .map(|_| Handle::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
+        for (i, l) in listeners.iter().enumerate() {
+            // Its own reactor first: exclusive wake-ups go in this order.
+            for r in reactors.iter().cycle().skip(i).take(threads) {
+                r.listen(l, i)?;
+            }
+        }
+        Ok(EpollServer {
+            server,
+            listeners: listeners.into(),
+            reactors: reactors.into(),
+            stop: Arc::new(OnceLock::new()),
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self.listeners.first() {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::other("no listener")),
+        }
+    }
+
+    /// A handle that starts the graceful shutdown from anywhere.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            reactors: self.reactors.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Runs the reactors until a shutdown is requested and every connection
+    /// has closed, or the drain period is over.
+    pub fn run(self) -> io::Result<()> {
+        let handle = self.shutdown_handle();
+        let EpollServer {
+            server,
+            listeners,
+            reactors,
+            stop,
+        } = self;
+        let mut threads = Vec::new();
+        let mut result = Ok(());
+        for (i, r) in reactors.iter().enumerate() {
+            let reactor = Reactor::new(
+                i,
+                r.clone(),
+                server.clone(),
+                listeners.clone(),
+                stop.clone(),
+            );
+            let h = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("callstream-{i}"))
+                .spawn(move || {
+                    let r = reactor.run();
+                    if r.is_err() {
+                        // The server cannot go on short of a reactor.
+                        h.shutdown();
+                    }
+                    r
+                });
+            match spawned {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    handle.shutdown();
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // The reactors hold the listeners now: the last to shut down closes them.
+        drop(listeners);
+        let mut still_open = Vec::new();
+        for t in threads {
+            match t.join() {
+                Ok(Ok(left)) => still_open.extend(left),
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(io::Error::other("a reactor panicked"))),
+            }
+        }
+        let give_up_at = stop.get().map(|&at| server.options().give_up_at(at));
+        server.finish(give_up_at);
+        drop(still_open);
+        result
+    }
+}
+
+/// A nonblocking listening socket that shares its port with the other
+/// reactors' (SO_REUSEPORT); otherwise as `callstream_server::listen::bind`
+/// makes it: the file limit raised, the same backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let _ = callstream_server::listen::raise_file_limit();
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(callstream_server::listen::BACKLOG)?;
+    Ok(s.into())
+}
+
+/// Runs the server with these settings until SIGTERM or SIGINT, then drains.
+pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let (engine, options) = callstream_server::configure(&s)?;
+    let shared = Server::new(options, engine)?;
+    let server = EpollServer::bind(shared.clone())?;
+    callstream_server::log_boot(&s, server.local_addr()?);
+    shared.log_metrics();
+    let handle = server.shutdown_handle();
+    callstream_server::signals::on_shutdown(move || handle.shutdown())?;
+    server.run()?;
+    tracing::info!("callstream stopped");
+    Ok(())
+}
