@@ -332,7 +332,7 @@ pub fn tick_from_env(value: Option<&str>) -> Result<Duration, String> {
 }
 
 /// The receive buffers [`BUFFERS_ENV`] names: a count from 1 to 32768
-/// ([`UringServer::receive_buffers`] rounds it up to a power of two); the
+/// ([`UringServer::bind_with`] rounds it up to a power of two); the
 /// default when unset.
 pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
     let Some(v) = value else {
