@@ -61,6 +61,9 @@
 //! caller starts speaking while our audio is queued or, by the schedule,
 //! still playing at Twilio, the call clears, emits
 //! `SpeechStarted`, then [`CallEvent::BargeIn`], then the marks' `MarkDone`.
+//! The detector does not start speech for the caller's noise growing louder
+//! (the same noise, neither sounding different nor swinging like syllables:
+//! see [the VAD](crate::vad)), so a noisier line does not cut our audio off.
 //!
 //! # The end
 //!

@@ -161,3 +161,41 @@ fn without_a_detector_there_is_no_speech_and_no_barge_in() {
     assert_eq!(sim.twilio.playout.clears(), 0);
     assert_eq!(sim.audio().len(), 201);
 }
+
+/// The caller's line plays a recorded file, 20 ms a frame, then silence.
+struct Recording(Vec<u8>);
+
+impl Voice for Recording {
+    fn frame(&mut self, ms: u64) -> Vec<u8> {
+        let at = (ms / 20) as usize * 160;
+        (at..at + 160)
+            .map(|i| self.0.get(i).copied().unwrap_or(0xFF))
+            .collect()
+    }
+}
+
+#[test]
+fn a_step_up_in_the_callers_noise_does_not_barge_in() {
+    // Pink noise at -45 dBFS for 6 s, then at -30 dBFS (no speech): the line
+    // got louder, nobody spoke, so what we play goes on.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vad/step_up_15db.ulaw"
+    );
+    let noise = std::fs::read(path).expect("step_up_15db.ulaw");
+    let mut sim = sim_with(CallConfig::default());
+    let t0 = sim.t0;
+    sim.m.play_pcm(t0, &[800; 8000 * 14]).unwrap(); // 14 s, past the recording
+    sim.m.mark(t0, "reply").unwrap();
+    sim.drain();
+    let mut line = Recording(noise);
+    sim.run(t0 + Duration::from_secs(13), &mut line);
+    assert!(sim.m.is_playing(), "still playing at the end");
+    assert_eq!(kinds(&sim), Vec::<String>::new());
+    assert_eq!(sim.m.stats().barge_ins, 0);
+    assert_eq!(sim.twilio.playout.clears(), 0);
+    assert!(
+        !sim.twilio.received.contains(&ServerMessage::Clear),
+        "no clear sent"
+    );
+}

@@ -369,7 +369,6 @@ fn noisy_truth() -> (Vec<String>, Vec<(String, usize)>) {
 }
 
 #[test]
-#[ignore = "not met yet: worst start +265 ms, end -114 ms (one weak utterance onset)"]
 fn speech_in_white_noise_at_5db_snr_within_100ms() {
     let (files, _) = noisy_truth();
     assert!(files.iter().any(|n| n == "white_5db.ulaw"));
@@ -383,12 +382,11 @@ fn speech_in_white_noise_at_5db_snr_within_100ms() {
     );
 }
 
-/// How long after a step up in steady noise the detector may still call it
-/// speech.
-const STEP_BOUND_MS: u64 = 500;
-
 #[test]
-fn a_recorded_noise_step_is_never_speech_for_long() {
+fn a_recorded_noise_step_is_never_speech() {
+    // Pink noise 15 dB louder is the same noise: it sounds no different and
+    // does not swing like syllables, so it never starts speech (and so never
+    // barges in), and the floor learns it once it has held flat.
     let (_, steps) = noisy_truth();
     assert!(!steps.is_empty());
     for (name, at) in steps {
@@ -396,21 +394,46 @@ fn a_recorded_noise_step_is_never_speech_for_long() {
         let mut vad = Vad::new(VadConfig::default());
         let got = events(&mut vad, &pcm);
         eprintln!("{name}: step at frame {}: {got:?}", at / FRAME_SAMPLES);
-        let step_frame = (at / FRAME_SAMPLES) as u64;
-        let bound = step_frame + STEP_BOUND_MS / 20;
-        for e in &got {
-            match *e {
-                VadEvent::SpeechStarted { at_frame } => assert!(
-                    at_frame + 5 >= step_frame && at_frame <= bound,
-                    "{name}: speech from frame {at_frame}"
-                ),
-                VadEvent::SpeechEnded { at_frame, .. } => assert!(
-                    at_frame <= bound,
-                    "{name}: speech until frame {at_frame}, bound {bound}"
-                ),
-                _ => {}
+        assert_eq!(got, [], "{name}");
+        assert!(!vad.is_speech());
+        let floor = vad.noise_floor_dbfs();
+        assert!(
+            floor > -40.0,
+            "{name}: floor {floor} dBFS, new level not learned"
+        );
+    }
+}
+
+#[test]
+fn speech_is_decided_soon_after_it_starts() {
+    // How long after the true onset each SpeechStarted is reported (what a
+    // barge-in waits): the detector may wait for a syllable's modulation when
+    // the voice sounds like the noise, but never for a whole utterance.
+    let truth = truth();
+    let (noisy, _) = noisy_truth();
+    let names = truth.files.iter().map(|(n, _)| n).chain(&noisy);
+    let mut worst = 0;
+    for name in names {
+        let pcm = load_pcm(name);
+        let mut vad = Vad::new(VadConfig::default());
+        let mut delays = Vec::new();
+        for (i, frame) in pcm.chunks_exact(FRAME_SAMPLES).enumerate() {
+            if let Some(VadEvent::SpeechStarted { .. }) = vad.handle_frame(frame) {
+                let reported = ((i + 1) * FRAME_SAMPLES) as i64;
+                let onset = truth
+                    .utterances
+                    .iter()
+                    .map(|&(s, _)| s)
+                    .filter(|&s| s <= reported)
+                    .max()
+                    .unwrap_or(0);
+                delays.push((reported - onset) / 8);
             }
         }
-        assert!(!vad.is_speech());
+        eprintln!("{name}: SpeechStarted reported {delays:?} ms after the onsets");
+        assert_eq!(delays.len(), truth.utterances.len(), "{name}");
+        worst = worst.max(delays.into_iter().max().unwrap_or(0));
     }
+    eprintln!("worst decision delay {worst} ms");
+    assert!(worst <= 400, "a start decided {worst} ms after the onset");
 }
