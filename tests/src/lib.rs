@@ -382,6 +382,16 @@ pub enum Adapter {
     Blocking,
     /// `callstream-epoll`: one epoll reactor per thread, owning its connections.
     Epoll,
+    /// `callstream-uring`: one io_uring reactor per thread, owning its connections.
+    Uring,
+    /// `callstream-uring` with a tick and a number of receive buffers of its
+    /// own (`UringOptions`).
+    UringTuned {
+        /// Each loop gathers completions this long.
+        tick: Duration,
+        /// Receive buffers per reactor.
+        buffers: u16,
+    },
 }
 
 /// A callstream server running in this process on an ephemeral port.
@@ -456,6 +466,24 @@ impl RunningServer {
             }
             Adapter::Epoll => {
                 let server = callstream_epoll::EpollServer::bind(shared).expect("bind");
+                let addr = server.local_addr().expect("local addr");
+                let h = server.shutdown_handle();
+                let thread = Some(std::thread::spawn(move || server.run()));
+                RunningServer {
+                    addr,
+                    shutdown: Box::new(move || h.shutdown()),
+                    thread,
+                }
+            }
+            Adapter::Uring | Adapter::UringTuned { .. } => {
+                let uring = match adapter {
+                    Adapter::UringTuned { tick, buffers } => callstream_uring::UringOptions {
+                        tick,
+                        receive_buffers: buffers,
+                    },
+                    _ => callstream_uring::UringOptions::default(),
+                };
+                let server = callstream_uring::UringServer::bind_with(shared, uring).expect("bind");
                 let addr = server.local_addr().expect("local addr");
                 let h = server.shutdown_handle();
                 let thread = Some(std::thread::spawn(move || server.run()));

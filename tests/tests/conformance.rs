@@ -1,4 +1,4 @@
-//! The conformance suite: each server (smol, blocking and epoll), started on an
+//! The conformance suite: each server (smol, blocking, epoll and uring), started on an
 //! ephemeral port and driven by real, independent clients: raw HTTP over TCP, Twilio's exact upgrade request,
 //! tungstenite for WebSocket framing, audio made by espeak-ng and sox
 //! (committed fixtures: `tests/fixtures/make_speech.sh`), and Python's
@@ -661,6 +661,9 @@ macro_rules! conformance {
         }
         mod epoll {
             $(#[test] fn $name() { super::$name(super::Adapter::Epoll) })*
+        }
+        mod uring {
+            $(#[test] fn $name() { super::$name(super::Adapter::Uring) })*
         }
     };
 }

@@ -44,11 +44,15 @@ fn trickling_sockets_cannot_keep_requests_out(adapter: Adapter) {
     const MAX: usize = 40;
     let srv = RunningServer::start_on(adapter, |s| {
         s.max_connections = MAX;
-        // "Oldest" is the order of admission. The epoll server's reactors
-        // accept side by side, so with several of them a request can be
-        // admitted before trickling sockets that connected ahead of it, and
-        // shed as the oldest: the rule below holds for one acceptor.
-        if adapter == Adapter::Epoll {
+        // "Oldest" is the order of admission. The epoll and io_uring
+        // servers' reactors accept side by side, so with several of them a
+        // request can be admitted before trickling sockets that connected
+        // ahead of it, and shed as the oldest: the rule below holds for one
+        // acceptor.
+        if matches!(
+            adapter,
+            Adapter::Epoll | Adapter::Uring | Adapter::UringTuned { .. }
+        ) {
             s.threads = Some(1);
         }
     });
@@ -99,6 +103,11 @@ fn trickling_sockets_cannot_keep_requests_out_blocking() {
 #[test]
 fn trickling_sockets_cannot_keep_requests_out_epoll() {
     trickling_sockets_cannot_keep_requests_out(Adapter::Epoll);
+}
+
+#[test]
+fn trickling_sockets_cannot_keep_requests_out_uring() {
+    trickling_sockets_cannot_keep_requests_out(Adapter::Uring);
 }
 
 fn parked_bodies_are_bounded_by_the_memory_budget(adapter: Adapter) {
@@ -168,6 +177,11 @@ fn parked_bodies_are_bounded_by_the_memory_budget_blocking() {
 #[test]
 fn parked_bodies_are_bounded_by_the_memory_budget_epoll() {
     parked_bodies_are_bounded_by_the_memory_budget(Adapter::Epoll);
+}
+
+#[test]
+fn parked_bodies_are_bounded_by_the_memory_budget_uring() {
+    parked_bodies_are_bounded_by_the_memory_budget(Adapter::Uring);
 }
 
 /// A value from `/metrics`, or `None` while the server answers it 503.
@@ -260,6 +274,11 @@ fn a_webhook_gets_through_a_budget_full_of_parked_bodies_blocking() {
 #[test]
 fn a_webhook_gets_through_a_budget_full_of_parked_bodies_epoll() {
     a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Epoll);
+}
+
+#[test]
+fn a_webhook_gets_through_a_budget_full_of_parked_bodies_uring() {
+    a_webhook_gets_through_a_budget_full_of_parked_bodies(Adapter::Uring);
 }
 
 /// Every connect of a burst completes before the server accepts any (the

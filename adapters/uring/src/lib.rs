@@ -1,0 +1,429 @@
+//! # callstream-uring
+//!
+//! callstream's server on one io_uring per core, built to spend fewer system
+//! calls per media frame than a readiness loop can. Each reactor thread owns
+//! the connections it accepted and drives their server-layer
+//! [`Driver`](callstream_server::Driver)s, like the epoll adapter; settings,
+//! logs, metrics, recordings and the shutdown policy live in
+//! `callstream-server`, protocol decisions in `callstream-core`, so it
+//! behaves like the other servers, and the conformance tests run against it.
+//!
+//! What differs is how bytes move:
+//!
+//! - **Receiving**: one multishot receive per connection stays armed; the
+//!   kernel picks a buffer from a ring of provided buffers
+//!   (`IORING_REGISTER_PBUF_RING`) for each arrival and posts a completion.
+//!   No system call per frame.
+//! - **Sending**: the loop collects the output of every connection it
+//!   touched and submits all the sends at once, in the same
+//!   `io_uring_enter` that waits for the next completions. The bytes in
+//!   flight are a copy held by the ring until their completion.
+//! - **Timers**: the earliest engine deadline is the timeout of that wait.
+//! - **Batching** ([`UringOptions::tick`], `CALLSTREAM_URING_TICK_MS`): the
+//!   wait lasts at least the tick while completions gather (the kernel's
+//!   `min_wait_usec`, Linux 6.12), so each iteration serves more frames for
+//!   one wake-up and one system call, and echoes leave up to a tick later.
+//!   Default 0: no added latency.
+//! - **Listeners**: one per reactor (SO_REUSEPORT), with a multishot accept
+//!   on its own and a multishot readiness poll on the others', so a reactor
+//!   stuck in a handler strands no new caller: another accepts for it.
+//! - **Remote control**: a handler's thread queues the connection and writes
+//!   the reactor's eventfd, which the ring is reading.
+//!
+//! The kernel's view of memory (buffers it reads or fills after the
+//! submitting call returned) is kept in one module, `ring`, the only one
+//! with unsafe code.
+//!
+//! ```no_run
+//! use callstream_server::config::Cli;
+//! use clap::Parser;
+//! callstream_uring::run(Cli::parse().settings()).unwrap();
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod conn;
+mod handle;
+mod reactor;
+#[allow(unsafe_code)]
+mod ring;
+mod timers;
+
+use callstream_server::Server;
+use callstream_server::config::Settings;
+use handle::Handle;
+use reactor::Reactor;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+/// The environment variable that sets the tick, in milliseconds.
+pub const TICK_ENV: &str = "CALLSTREAM_URING_TICK_MS";
+/// The environment variable that sets the receive buffers per reactor
+/// ([`UringOptions::receive_buffers`]).
+pub const BUFFERS_ENV: &str = "CALLSTREAM_URING_BUFFERS";
+/// The longest tick accepted: a frame's period. A tick waits that long
+/// before an echo can leave, on top of the network.
+pub const MAX_TICK: Duration = Duration::from_millis(20);
+
+/// What only the io_uring server has to set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UringOptions {
+    /// Each loop waits at least this long (at most [`MAX_TICK`]) for
+    /// completions to gather, unless an engine deadline comes first. Zero
+    /// (the default) waits only for the first.
+    pub tick: Duration,
+    /// Receive buffers of 2 KiB each reactor provides to the kernel
+    /// (default 2048: 4 MiB), rounded up to a power of two, 1 to 32768.
+    /// When all hold bytes not yet taken, a connection's receive pauses
+    /// until the loop gives some back; fewer cost less memory and more
+    /// loops under a burst.
+    pub receive_buffers: u16,
+}
+
+impl Default for UringOptions {
+    fn default() -> UringOptions {
+        UringOptions {
+            tick: Duration::ZERO,
+            receive_buffers: ring::BUF_COUNT,
+        }
+    }
+}
+
+impl UringOptions {
+    /// The options [`TICK_ENV`] and [`BUFFERS_ENV`] name (see
+    /// [`tick_from_env`] and [`buffers_from_env`]), the defaults where
+    /// unset.
+    pub fn from_env() -> Result<UringOptions, String> {
+        let tick = tick_from_env(std::env::var(TICK_ENV).ok().as_deref())?;
+        let buffers = buffers_from_env(std::env::var(BUFFERS_ENV).ok().as_deref())?;
+        Ok(UringOptions {
+            tick,
+            receive_buffers: buffers.unwrap_or(ring::BUF_COUNT),
+        })
+    }
+
+    /// Within the bounds the kernel and the frame period set.
+    fn bounded(self) -> UringOptions {
+        UringOptions {
+            tick: self.tick.min(MAX_TICK),
+            receive_buffers: self
+                .receive_buffers
+                .clamp(1, ring::MAX_BUF_COUNT)
+                .checked_next_power_of_two()
+                .unwrap_or(ring::MAX_BUF_COUNT),
+        }
+    }
+}
+
+/// A reactor thread waiting for [`UringServer::run`]: its ring is made; the
+/// sender starts it, and dropping the sender ends it.
+type Waiting = (
+    std::thread::JoinHandle<io::Result<Vec<callstream_server::Admission>>>,
+    mpsc::Sender<()>,
+);
+
+/// A bound server of io_uring reactors, ready to run.
+pub struct UringServer {
+    server: Arc<Server>,
+    listeners: Arc<[Arc<TcpListener>]>,
+    reactors: Arc<[Arc<Handle>]>,
+    /// When the shutdown was requested.
+    stop: Arc<OnceLock<Instant>>,
+    threads: Vec<Waiting>,
+    options: UringOptions,
+}
+
+/// Stops a running server gracefully, from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    reactors: Arc<[Arc<Handle>]>,
+    stop: Arc<OnceLock<Instant>>,
+}
+
+impl ShutdownHandle {
+    /// Begins the graceful shutdown: no new connections; calls drain for the
+    /// configured period, then close with 1001. Calling it again does nothing
+    /// more.
+    pub fn shutdown(&self) {
+        if self.stop.set(Instant::now()).is_ok() {
+            for r in self.reactors.iter() {
+                r.notify();
+            }
+        }
+    }
+}
+
+impl UringServer {
+    /// [`UringServer::bind_with`] the default [`UringOptions`].
+    pub fn bind(server: Arc<Server>) -> io::Result<UringServer> {
+        Self::bind_with(server, UringOptions::default())
+    }
+
+    /// Binds the listening sockets ([`Options::threads`] of them) and starts
+    /// the reactor threads, each making its ring (a ring takes submissions
+    /// from the thread that made it), all before returning: the address,
+    /// an ephemeral port included, is known, and every descriptor the
+    /// server needs to start is taken, before [`UringServer::run`]. The
+    /// threads wait for `run`; dropping the server unrun ends them.
+    ///
+    /// [`Options::threads`]: callstream_server::Options::threads
+    pub fn bind_with(server: Arc<Server>, options: UringOptions) -> io::Result<UringServer> {
+        let options = options.bounded();
+        let threads = server.options().threads.max(1);
+        let mut addr = server.options().bind;
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let l = listen(addr)?;
+            // Port 0: the first socket learns the port, the rest join it.
+            addr = l.local_addr()?;
+            listeners.push(Arc::new(l));
+        }
+        let listeners: Arc<[Arc<TcpListener>]> = listeners.into();
+        let reactors: Arc<[Arc<Handle>]> = (0..threads)
+            .map(|_| Handle::new().map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?
+            .into();
+        let stop = Arc::new(OnceLock::new());
+        let handle = ShutdownHandle {
+            reactors: reactors.clone(),
+            stop: stop.clone(),
+        };
+        let mut waiting = Vec::with_capacity(threads);
+        for (i, r) in reactors.iter().enumerate() {
+            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let (r, server, listeners, stop, h) = (
+                r.clone(),
+                server.clone(),
+                listeners.clone(),
+                stop.clone(),
+                handle.clone(),
+            );
+            let thread = std::thread::Builder::new()
+                .name(format!("callstream-{i}"))
+                .spawn(move || {
+                    let reactor = match Reactor::new(i, r, server, listeners, stop, options) {
+                        Ok(reactor) => reactor,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return Ok(Vec::new());
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    if go_rx.recv().is_err() {
+                        return Ok(Vec::new());
+                    }
+                    let r = reactor.run();
+                    if r.is_err() {
+                        // The server cannot go on short of a reactor.
+                        h.shutdown();
+                    }
+                    r
+                })?;
+            // On an error the threads started so far end as `waiting` drops.
+            ready_rx
+                .recv()
+                .map_err(|_| io::Error::other("a reactor thread ended while starting"))??;
+            waiting.push((thread, go_tx));
+        }
+        Ok(UringServer {
+            server,
+            listeners,
+            reactors,
+            stop,
+            threads: waiting,
+            options,
+        })
+    }
+
+    /// The options in force (bounded as [`UringOptions`] says).
+    #[must_use]
+    pub fn options(&self) -> UringOptions {
+        self.options
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self.listeners.first() {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::other("no listener")),
+        }
+    }
+
+    /// A handle that starts the graceful shutdown from anywhere.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            reactors: self.reactors.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+
+    /// Runs the reactors until a shutdown is requested and every connection
+    /// has closed, or the drain period is over.
+    pub fn run(self) -> io::Result<()> {
+        let UringServer {
+            server,
+            listeners,
+            threads,
+            stop,
+            ..
+        } = self;
+        // The reactors hold the listeners: the last to let go closes them.
+        drop(listeners);
+        let mut result = Ok(());
+        let mut still_open = Vec::new();
+        let threads: Vec<_> = threads
+            .into_iter()
+            .map(|(thread, go)| {
+                let _ = go.send(());
+                thread
+            })
+            .collect();
+        for t in threads {
+            match t.join() {
+                Ok(Ok(left)) => still_open.extend(left),
+                Ok(Err(e)) => result = result.and(Err(e)),
+                Err(_) => result = result.and(Err(io::Error::other("a reactor panicked"))),
+            }
+        }
+        let give_up_at = stop.get().map(|&at| server.options().give_up_at(at));
+        server.finish(give_up_at);
+        drop(still_open);
+        result
+    }
+}
+
+/// A nonblocking listening socket that shares its port with the other
+/// reactors' (SO_REUSEPORT); otherwise as `callstream_server::listen::bind`
+/// makes it: the file limit raised, the same backlog.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let _ = callstream_server::listen::raise_file_limit();
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(callstream_server::listen::BACKLOG)?;
+    Ok(s.into())
+}
+
+/// The tick [`TICK_ENV`] names: whole milliseconds, 0 when unset, an error
+/// for anything else or past [`MAX_TICK`].
+pub fn tick_from_env(value: Option<&str>) -> Result<Duration, String> {
+    let Some(v) = value else {
+        return Ok(Duration::ZERO);
+    };
+    let ms: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| format!("{TICK_ENV}={v:?}: whole milliseconds expected"))?;
+    let tick = Duration::from_millis(ms);
+    if tick > MAX_TICK {
+        return Err(format!(
+            "{TICK_ENV}={ms}: at most {} ms (a frame's period)",
+            MAX_TICK.as_millis()
+        ));
+    }
+    Ok(tick)
+}
+
+/// The receive buffers [`BUFFERS_ENV`] names: a count from 1 to 32768
+/// ([`UringServer::bind_with`] rounds it up to a power of two); the
+/// default when unset.
+pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    match v.trim().parse::<u16>() {
+        Ok(n) if (1..=ring::MAX_BUF_COUNT).contains(&n) => Ok(Some(n)),
+        _ => Err(format!(
+            "{BUFFERS_ENV}={v:?}: a count from 1 to 32768 expected"
+        )),
+    }
+}
+
+/// Runs the server with these settings until SIGTERM or SIGINT, then drains.
+/// The tick comes from [`TICK_ENV`], the receive buffers from
+/// [`BUFFERS_ENV`].
+pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let uring = UringOptions::from_env()?;
+    let (engine, options) = callstream_server::configure(&s)?;
+    let server = UringServer::bind_with(Server::new(options, engine)?, uring)?;
+    callstream_server::log_boot(&s, server.local_addr()?);
+    if !uring.tick.is_zero() {
+        tracing::info!(
+            tick_ms = uring.tick.as_millis() as u64,
+            "each loop gathers completions for at least the tick"
+        );
+    }
+    let handle = server.shutdown_handle();
+    callstream_server::signals::on_shutdown(move || handle.shutdown())?;
+    server.run()?;
+    tracing::info!("callstream stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tick_is_whole_milliseconds_up_to_a_frame() {
+        assert_eq!(tick_from_env(None), Ok(Duration::ZERO));
+        assert_eq!(tick_from_env(Some("0")), Ok(Duration::ZERO));
+        assert_eq!(tick_from_env(Some(" 2 ")), Ok(Duration::from_millis(2)));
+        assert_eq!(tick_from_env(Some("20")), Ok(MAX_TICK));
+        assert!(tick_from_env(Some("21")).is_err());
+        assert!(tick_from_env(Some("1.5")).is_err());
+        assert!(tick_from_env(Some("-1")).is_err());
+        assert!(tick_from_env(Some("")).is_err());
+    }
+
+    #[test]
+    fn the_buffers_are_a_count_the_kernel_takes() {
+        assert_eq!(buffers_from_env(None), Ok(None));
+        assert_eq!(buffers_from_env(Some("128")), Ok(Some(128)));
+        assert_eq!(buffers_from_env(Some("32768")), Ok(Some(32768)));
+        assert!(buffers_from_env(Some("0")).is_err());
+        assert!(buffers_from_env(Some("32769")).is_err());
+        assert!(buffers_from_env(Some("many")).is_err());
+    }
+
+    #[test]
+    fn receive_buffers_round_up_to_a_power_of_two() {
+        let server = |n| {
+            let (engine, opts) = callstream_server::configure(&test_settings()).unwrap();
+            let uring = UringOptions {
+                tick: Duration::ZERO,
+                receive_buffers: n,
+            };
+            UringServer::bind_with(Server::new(opts, engine).unwrap(), uring)
+                .unwrap()
+                .options()
+                .receive_buffers
+        };
+        assert_eq!(server(1), 1);
+        assert_eq!(server(100), 128);
+        assert_eq!(server(32768), 32768);
+        assert_eq!(server(u16::MAX), 32768);
+    }
+
+    fn test_settings() -> Settings {
+        use clap::Parser as _;
+        let mut s = callstream_server::config::Cli::try_parse_from([
+            "callstream",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+        ])
+        .unwrap()
+        .settings();
+        s.insecure_no_signatures = true;
+        s
+    }
+}
