@@ -39,7 +39,6 @@
 mod conn;
 mod handle;
 mod reactor;
-mod timers;
 
 use callstream_server::Server;
 use callstream_server::config::Settings;

@@ -8,8 +8,8 @@
 //! per frame.
 use crate::conn::{Conn, Next, State, write_now};
 use crate::handle::{Handle, NOTIFY};
-use crate::timers::Timers;
 use callstream_server::observer::Drained;
+use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use slab::Slab;
@@ -91,7 +91,7 @@ impl Reactor {
                 self.paused_until = None;
                 self.listen(true);
             }
-            let wake_at = [self.timers.next(), self.paused_until, give_up_at]
+            let wake_at = [self.timers.poll_timeout(), self.paused_until, give_up_at]
                 .into_iter()
                 .flatten()
                 .min();

@@ -53,6 +53,7 @@ pub mod metrics_listener;
 pub mod observer;
 pub mod recorder;
 pub mod signals;
+pub mod timers;
 pub mod wake;
 
 use callstream_core::connection::{self, Connection};

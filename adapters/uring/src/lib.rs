@@ -47,7 +47,6 @@ mod handle;
 mod reactor;
 #[allow(unsafe_code)]
 mod ring;
-mod timers;
 
 use callstream_server::Server;
 use callstream_server::config::Settings;

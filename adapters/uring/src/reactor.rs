@@ -22,8 +22,8 @@
 use crate::conn::{Conn, Next, State};
 use crate::handle::Handle;
 use crate::ring::{Completion, Keep, Op, Ring};
-use crate::timers::Timers;
 use callstream_server::observer::Drained;
+use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use slab::Slab;
 use std::io::{self, Write as _};
@@ -144,7 +144,7 @@ impl Reactor {
             }
             self.flush(now);
             self.ring.publish();
-            let wake_at = [self.timers.next(), self.paused_until, give_up_at]
+            let wake_at = [self.timers.poll_timeout(), self.paused_until, give_up_at]
                 .into_iter()
                 .flatten()
                 .min();

@@ -1,5 +1,6 @@
-//! One reactor's timers: at most one armed deadline per connection, in a
-//! binary heap with lazy deletion.
+//! One event loop's timers, for pumps that run many connections on one
+//! thread (the epoll and io_uring adapters): at most one armed deadline per
+//! connection, in a binary heap with lazy deletion.
 //!
 //! Like the smol pump's one timer per connection, a deadline is re-armed only
 //! when it moves earlier: the engine treats an early wake-up as harmless (it
@@ -18,7 +19,7 @@ const SLACK: usize = 64;
 
 /// Deadlines keyed by connection (a slab key).
 #[derive(Default)]
-pub(crate) struct Timers {
+pub struct Timers {
     /// `(deadline, key, arming)`: live while `armed[key]` names the same arming.
     heap: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     /// The deadline armed for each key, with the number of its arming.
@@ -31,7 +32,7 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Arms `key` for `at`, unless it is armed for `at` or earlier already.
-    pub(crate) fn arm(&mut self, key: usize, at: Instant) {
+    pub fn arm(&mut self, key: usize, at: Instant) {
         if self.armed.len() <= key {
             self.armed.resize(key + 1, None);
         }
@@ -54,7 +55,7 @@ impl Timers {
     }
 
     /// Disarms `key` (its connection is gone, or its slab key is reused).
-    pub(crate) fn cancel(&mut self, key: usize) {
+    pub fn cancel(&mut self, key: usize) {
         if let Some(slot) = self.armed.get_mut(key) {
             if slot.take().is_some() {
                 self.live -= 1;
@@ -63,14 +64,14 @@ impl Timers {
     }
 
     /// The earliest armed deadline.
-    pub(crate) fn next(&mut self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         self.drop_stale();
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// A key whose deadline is at or before `now`, disarmed; `None` when no
     /// deadline has passed.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<usize> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<usize> {
         self.drop_stale();
         let &Reverse((at, key, _)) = self.heap.peek()?;
         if at > now {
@@ -116,14 +117,14 @@ mod tests {
         t.arm(3, ms(t0, 30));
         t.arm(1, ms(t0, 10));
         t.arm(2, ms(t0, 20));
-        assert_eq!(t.next(), Some(ms(t0, 10)));
+        assert_eq!(t.poll_timeout(), Some(ms(t0, 10)));
         assert_eq!(t.pop_due(ms(t0, 5)), None);
         assert_eq!(t.pop_due(ms(t0, 25)), Some(1));
         assert_eq!(t.pop_due(ms(t0, 25)), Some(2));
         assert_eq!(t.pop_due(ms(t0, 25)), None);
-        assert_eq!(t.next(), Some(ms(t0, 30)));
+        assert_eq!(t.poll_timeout(), Some(ms(t0, 30)));
         assert_eq!(t.pop_due(ms(t0, 30)), Some(3));
-        assert_eq!(t.next(), None);
+        assert_eq!(t.poll_timeout(), None);
     }
 
     #[test]
@@ -133,11 +134,11 @@ mod tests {
         t.arm(0, ms(t0, 50));
         t.arm(0, ms(t0, 20));
         t.arm(0, ms(t0, 40));
-        assert_eq!(t.next(), Some(ms(t0, 20)));
+        assert_eq!(t.poll_timeout(), Some(ms(t0, 20)));
         assert_eq!(t.pop_due(ms(t0, 100)), Some(0));
         // The 50 ms entry was replaced: nothing more fires.
         assert_eq!(t.pop_due(ms(t0, 100)), None);
-        assert_eq!(t.next(), None);
+        assert_eq!(t.poll_timeout(), None);
     }
 
     #[test]
@@ -146,7 +147,7 @@ mod tests {
         let mut t = Timers::default();
         t.arm(7, ms(t0, 10));
         t.cancel(7);
-        assert_eq!(t.next(), None);
+        assert_eq!(t.poll_timeout(), None);
         // The slab hands key 7 to a new connection with the same deadline:
         // only the new arming fires, once.
         t.arm(7, ms(t0, 10));
