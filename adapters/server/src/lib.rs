@@ -378,6 +378,22 @@ fn bridge_for(
     }))
 }
 
+/// How a server binary ends: logs the error that stopped it, if any, lets
+/// the log thread write the last lines, and gives the exit code (1 on
+/// error).
+pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    let code = match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "callstream failed");
+            std::process::ExitCode::FAILURE
+        }
+    };
+    // Lines go through the log thread: let it write the last ones.
+    log::flush(Duration::from_millis(500));
+    code
+}
+
 /// Logs what the server is about to do: the boot record an operator reads first.
 pub fn log_boot(s: &Settings, addr: SocketAddr) {
     tracing::info!(
