@@ -475,28 +475,8 @@ impl Server {
     ) -> std::io::Result<Arc<Server>> {
         memory::start_trimming();
         let pressure = Arc::new(limits::Pressure::new(opts.max_pending, opts.request_memory));
-        if engine.metrics.is_none() {
-            let m = metrics.clone();
-            let p = pressure.clone();
-            engine.metrics = Some(Arc::new(move || {
-                let mut text = m.render();
-                text.push_str(&format!(
-                    "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
-                    log::dropped_lines()
-                ));
-                text.push_str(&format!(
-                    "# HELP callstream_connections_shed_total Connections that were not media streams, closed to make room (connection limit, pending limit, request memory budget).\n# TYPE callstream_connections_shed_total counter\ncallstream_connections_shed_total {}\n\
-                     # HELP callstream_pending_connections Open connections that are not media streams.\n# TYPE callstream_pending_connections gauge\ncallstream_pending_connections {}\n\
-                     # HELP callstream_request_buffer_bytes Bytes held by HTTP request buffers across connections.\n# TYPE callstream_request_buffer_bytes gauge\ncallstream_request_buffer_bytes {}\n",
-                    p.shed_total(),
-                    p.pending(),
-                    p.memory()
-                ));
-
-                text.push_str(&bridge::metrics::render());
-                text
-            }));
-        }
+        // The engine's own renderer if it has one, else the server's: its
+        // counters plus the log, limits and bridge figures.
         let render: metrics_listener::Render = match engine.metrics.take() {
             Some(own) => own,
             None => {
@@ -516,6 +496,7 @@ impl Server {
                         p.pending(),
                         p.memory()
                     ));
+                    text.push_str(&bridge::metrics::render());
                     text
                 })
             }
