@@ -94,7 +94,10 @@ impl EpollServer {
         let addr = probe.local_addr()?;
         drop(probe);
         let listeners = (0..threads)
-            .map(|_| listen(addr).map_err(|e| callstream_server::listen_error(addr, "PORT", e)))
+            .map(|_| {
+                callstream_server::listen::bind_shared(addr)
+                    .map_err(|e| callstream_server::listen_error(addr, "PORT", e))
+            })
             .collect::<io::Result<Vec<_>>>()?;
         let reactors = (0..threads)
             .map(|_| Handle::new().map(Arc::new))
@@ -185,21 +188,6 @@ impl EpollServer {
         drop(still_open);
         result
     }
-}
-
-/// A nonblocking listening socket that shares its port with the other
-/// reactors' (SO_REUSEPORT); otherwise as `callstream_server::listen::bind`
-/// makes it: the file limit raised, the same backlog.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let _ = callstream_server::listen::raise_file_limit();
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(callstream_server::listen::BACKLOG)?;
-    Ok(s.into())
 }
 
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.

@@ -79,6 +79,22 @@ pub fn effective_backlog() -> u32 {
 ///
 /// Whatever creating, binding or listening on the socket returns.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// Like [`bind`], for pumps with a listener per reactor: the socket shares
+/// its port with the others (`SO_REUSEPORT`, so the kernel spreads accepts
+/// across them) and is non-blocking.
+///
+/// # Errors
+///
+/// Whatever creating, binding or listening on the socket returns.
+#[cfg(unix)]
+pub fn bind_shared(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_with(addr, true)
+}
+
+fn bind_with(addr: SocketAddr, shared: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let _ = raise_file_limit();
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -86,6 +102,11 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // TIME_WAIT on the port.
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())

@@ -174,7 +174,7 @@ impl UringServer {
         let mut addr = server.options().bind;
         let mut listeners = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let l = listen(addr)?;
+            let l = callstream_server::listen::bind_shared(addr)?;
             // Port 0: the first socket learns the port, the rest join it.
             addr = l.local_addr()?;
             listeners.push(Arc::new(l));
@@ -293,21 +293,6 @@ impl UringServer {
         drop(still_open);
         result
     }
-}
-
-/// A nonblocking listening socket that shares its port with the other
-/// reactors' (SO_REUSEPORT); otherwise as `callstream_server::listen::bind`
-/// makes it: the file limit raised, the same backlog.
-fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let _ = callstream_server::listen::raise_file_limit();
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&addr.into())?;
-    s.listen(callstream_server::listen::BACKLOG)?;
-    Ok(s.into())
 }
 
 /// The tick [`TICK_ENV`] names: whole milliseconds, 0 when unset, an error
