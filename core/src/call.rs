@@ -485,6 +485,18 @@ impl Call {
 
     /// One text frame from Twilio, received at `now`.
     pub fn handle_text(&mut self, now: Instant, text: &str) {
+        self.handle_text_if(now, text, |_| true);
+    }
+
+    /// [`Call::handle_text`] with a look at the parsed message first: when
+    /// `admit` returns false the message is dropped unseen. The driver's own
+    /// checks (the stream's account, say) read the one parse the call makes.
+    pub fn handle_text_if(
+        &mut self,
+        now: Instant,
+        text: &str,
+        admit: impl FnOnce(&Inbound<'_>) -> bool,
+    ) {
         self.advance(now);
         if !self.accepts_input() {
             return;
@@ -494,7 +506,11 @@ impl Call {
             return;
         }
         match message::parse(text) {
-            Ok(msg) => self.on_message(msg),
+            Ok(msg) => {
+                if admit(&msg) {
+                    self.on_message(msg);
+                }
+            }
             Err(e) => self.warn(Warning::Malformed {
                 error: e.to_string(),
             }),

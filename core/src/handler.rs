@@ -386,8 +386,19 @@ impl Session {
 
     /// One text frame from Twilio, received at `now`.
     pub fn handle_text(&mut self, now: Instant, text: &str) {
+        self.handle_text_if(now, text, |_| true);
+    }
+
+    /// [`Session::handle_text`] with a look at the parsed message first
+    /// (see [`Call::handle_text_if`]).
+    pub fn handle_text_if(
+        &mut self,
+        now: Instant,
+        text: &str,
+        admit: impl FnOnce(&crate::message::Inbound<'_>) -> bool,
+    ) {
         self.apply_remote(now);
-        self.call.handle_text(now, text);
+        self.call.handle_text_if(now, text, admit);
     }
 
     /// The socket closed at `now`.

@@ -302,23 +302,29 @@ impl StreamPhase {
             self.ws.recycle(text);
             return None;
         }
-        if self.session.is_some() {
-            // Only the account check needs a look inside, and only until
-            // `start`: the session parses every message itself.
-            if config.account_sid.is_some() && !self.started {
-                if let Ok(inbound) = message::parse(&text) {
-                    if !self.check_account(now, config, &inbound, events) {
-                        return None;
-                    }
+        if let Some(session) = &mut self.session {
+            // The session parses every message, once; until `start` the
+            // account check reads that parse before the call sees it.
+            let mut foreign = None;
+            match &config.account_sid {
+                Some(ours) if !self.started => {
+                    session.handle_text_if(now, &text, |inbound| match inbound {
+                        Inbound::Start(start) if start.account_sid != *ours => {
+                            foreign = Some(start.account_sid);
+                            false
+                        }
+                        _ => true,
+                    });
                 }
+                _ => session.handle_text(now, &text),
             }
-            if let Some(session) = &mut self.session {
-                session.handle_text(now, &text);
-                self.session_dirty = true;
-                // The call machine parsed it: a `start` names the stream.
-                self.started |= session.call().stream_sid().is_some();
-            }
+            self.session_dirty = true;
+            // The call machine parsed it: a `start` names the stream.
+            self.started |= foreign.is_some() || session.call().stream_sid().is_some();
             self.ws.recycle(text);
+            if let Some(account_sid) = foreign {
+                self.refuse(now, config, account_sid.to_string(), events);
+            }
             return None;
         }
         match message::parse(&text) {
@@ -346,15 +352,27 @@ impl StreamPhase {
         self.started = true;
         match &config.account_sid {
             Some(ours) if start.account_sid != *ours => {
-                events.push_back(Event::AccountRejected {
-                    route: Route::MediaStream,
-                    account_sid: start.account_sid.to_string(),
-                });
-                self.refused = true;
-                self.close(now, config, POLICY, "account not allowed");
+                self.refuse(now, config, start.account_sid.to_string(), events);
                 false
             }
             _ => true,
         }
+    }
+
+    /// Closes the stream (1008) for `account_sid`, another account than the
+    /// configured one.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        account_sid: String,
+        events: &mut VecDeque<Event>,
+    ) {
+        events.push_back(Event::AccountRejected {
+            route: Route::MediaStream,
+            account_sid,
+        });
+        self.refused = true;
+        self.close(now, config, POLICY, "account not allowed");
     }
 }
