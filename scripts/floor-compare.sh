@@ -22,6 +22,11 @@
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
 # `echo_ratio` and `echo.p99_ms`.
 #
+# PIN=1 runs every server thread on CPU 0 and the driver alone on CPU 1
+# (`taskset`): on a two-core machine the default thread count otherwise puts
+# a server thread on the driver's core, and the figure then counts the two
+# sharing a core, not the reactors' own cost.
+#
 # For each CALLS (default: 200 500), in one sitting, SECONDS_EACH (default
 # 20) each: the floor, `callstream` (smol) with one thread and with the
 # default (one per core), `callstream-epoll` likewise, all with the echo
@@ -44,20 +49,24 @@ FLOOR=${FLOOR:-$bin/callstream-floor}
 LOADGEN=${LOADGEN:-}
 cores=$(nproc)
 tick=$(getconf CLK_TCK)
+srv_pin=() drv_pin=()
+if [[ ${PIN:-0} == 1 ]]; then
+    srv_pin=(taskset -c 0) drv_pin=(taskset -c 1)
+fi
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
 drive() { # calls port: one JSON line {frames, sent, echo_p99_ms, late_p99_ms, failed}
     local calls=$1 url="ws://127.0.0.1:$2/ws/twilio-media"
     if [[ -n $LOADGEN ]]; then
-        "$LOADGEN" --url "$url" --calls "$calls" --seconds "$secs" --ramp 1000 | python3 -c "
+        "${drv_pin[@]}" "$LOADGEN" --url "$url" --calls "$calls" --seconds "$secs" --ramp 1000 | python3 -c "
 import json,sys
 d=json.load(sys.stdin)
 print(json.dumps({'frames':d['recv_media'],'echo_ratio':round(d['echo_ratio'],4),
   'echo_p99_ms':d['echo'] and d['echo']['p99_ms'],'late_p99_ms':None,'failed':None}))"
     else
         # sim exits non-zero when a call was not clean; the numbers say how.
-        { "$bin/callstream" sim "$url" --calls "$calls" --ramp 1 --duration "$secs" --json \
+        { "${drv_pin[@]}" "$bin/callstream" sim "$url" --calls "$calls" --ramp 1 --duration "$secs" --json \
             --threads "$sim_threads" || true; } | python3 -c "
 import json,sys
 d=json.load(sys.stdin)
@@ -72,7 +81,7 @@ run() { # label calls threads command... (an argument @PORT becomes the port)
     shift 3
     port=$((port + 1))
     local cmd=("${@/#@PORT/$port}")
-    env CALLSTREAM_INSECURE_NO_SIGNATURES=1 PUBLIC_BASE_URL=https://callstream.test \
+    "${srv_pin[@]}" env CALLSTREAM_INSECURE_NO_SIGNATURES=1 PUBLIC_BASE_URL=https://callstream.test \
         CALLSTREAM_HANDLER=echo HOST=127.0.0.1 PORT=$port RUST_LOG=warn \
         ${threads:+CALLSTREAM_THREADS=$threads} "${cmd[@]}" >/dev/null 2>&1 &
     local pid=$!
@@ -104,13 +113,16 @@ python3 - "$results" <<'EOF_PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 floor = {r['calls']: r['cpu_us_per_frame'] for r in rows if r['server'] == 'floor'}
+one = {(r['calls'], r['server']): r['cpu_us_per_frame'] for r in rows if r['threads'] == '1'}
 ms = lambda v: '-' if v is None else f'{v:g} ms'
-print('| calls | server | threads | load avg | frames echoed | echo ratio | CPU µs/frame | × floor | echo p99 | driver late p99 |')
-print('|---|---|---|---|---|---|---|---|---|---|')
+print('| calls | server | threads | load avg | frames echoed | echo ratio | CPU µs/frame | × floor | × one thread | echo p99 | driver late p99 |')
+print('|---|---|---|---|---|---|---|---|---|---|---|')
 for r in rows:
     f = floor.get(r['calls'])
     ratio = f'{r["cpu_us_per_frame"] / f:.2f}' if f else '-'
+    o = one.get((r['calls'], r['server']))
+    vs_one = f'{r["cpu_us_per_frame"] / o:.2f}' if o and r['threads'] != '1' else '-'
     print(f"| {r['calls']} | {r['server']} | {r['threads']} | {r['load']} | {r['frames']:,} "
-          f"| {r['echo_ratio']} | {r['cpu_us_per_frame']} | {ratio} | {ms(r['echo_p99_ms'])} "
+          f"| {r['echo_ratio']} | {r['cpu_us_per_frame']} | {ratio} | {vs_one} | {ms(r['echo_p99_ms'])} "
           f"| {ms(r['late_p99_ms'])} |")
 EOF_PY

@@ -234,6 +234,10 @@ struct Inbox {
 
 struct Shared {
     inbox: Mutex<Inbox>,
+    /// Commands wait in the inbox: set with the lock held by a sender,
+    /// cleared with it held by the session, so the frame path of a call
+    /// nobody steers from outside reads one flag and takes no lock.
+    queued: AtomicBool,
     ended: AtomicBool,
     waker: Option<Waker>,
 }
@@ -336,6 +340,7 @@ impl RemoteControl {
             }
             inbox.samples += samples;
             inbox.commands.push_back(command);
+            self.shared.queued.store(true, Ordering::Release);
         }
         if let Some(wake) = &self.shared.waker {
             wake();
@@ -377,6 +382,7 @@ impl Session {
             handler,
             shared: Arc::new(Shared {
                 inbox: Mutex::new(Inbox::default()),
+                queued: AtomicBool::new(false),
                 ended: AtomicBool::new(false),
                 waker,
             }),
@@ -481,8 +487,12 @@ impl Session {
     }
 
     fn apply_remote(&mut self, now: Instant) {
+        if !self.shared.queued.load(Ordering::Acquire) {
+            return;
+        }
         let commands: VecDeque<Command> = {
             let mut inbox = self.shared.inbox();
+            self.shared.queued.store(false, Ordering::Relaxed);
             inbox.samples = 0;
             std::mem::take(&mut inbox.commands)
         };

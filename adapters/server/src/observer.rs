@@ -98,6 +98,13 @@ fn logged_field(name: &str, value: &str) -> String {
 /// Inbound frames between two `WS_MEDIA` progress lines (30 s of audio).
 const MEDIA_LOG_EVERY: u64 = 1500;
 
+/// Frames a live call counts on its own before adding them to the server's
+/// metrics (about a second of audio each way). The counters are shared by
+/// every reactor: an atomic add per frame from each core would bounce their
+/// cache line between cores on the frame path. A call's last frames are
+/// added when it ends.
+const METRICS_EVERY: u64 = 100;
+
 /// One connection's observer.
 pub struct Observer {
     peer: SocketAddr,
@@ -105,7 +112,10 @@ pub struct Observer {
     recordings: Option<Arc<Recordings>>,
     recorder: Option<CallRecording>,
     call: Option<CallInfo>,
+    /// The call's counters as last seen.
     seen: CallStats,
+    /// The part of them already added to the server's metrics.
+    counted: CallStats,
     warnings_logged: u32,
 }
 
@@ -142,21 +152,22 @@ impl Observer {
             recorder: None,
             call: None,
             seen: CallStats::default(),
+            counted: CallStats::default(),
             warnings_logged: 0,
         }
     }
 
     /// Takes the call's counters after a drain: adds what is new to the
-    /// server's frame metrics and logs progress.
+    /// server's frame metrics (every [`METRICS_EVERY`] frames while the call
+    /// lasts, at once when it has ended) and logs progress.
     pub fn call_stats(&mut self, s: &CallStats) {
-        let d = |now: u64, before: u64| now.saturating_sub(before);
-        self.metrics.add_frames(
-            d(s.frames_in, self.seen.frames_in),
-            d(s.frames_sent, self.seen.frames_sent),
-            d(s.concealed, self.seen.concealed),
-            d(s.late, self.seen.late),
-        );
         self.seen = *s;
+        let c = &self.counted;
+        let new =
+            s.frames_in.saturating_sub(c.frames_in) + s.frames_sent.saturating_sub(c.frames_sent);
+        if new >= METRICS_EVERY || self.call.is_none() {
+            self.count_frames();
+        }
         // The first frame each way is logged at once (a short test call shows
         // media flowing), then every 30 s of audio.
         if let Some(c) = &mut self.call {
@@ -337,6 +348,19 @@ impl Observer {
         self.call.as_ref().map_or("-", |c| c.call_sid.as_str())
     }
 
+    /// Adds the frames not yet counted to the server's metrics.
+    fn count_frames(&mut self) {
+        let (s, c) = (&self.seen, &self.counted);
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        self.metrics.add_frames(
+            d(s.frames_in, c.frames_in),
+            d(s.frames_sent, c.frames_sent),
+            d(s.concealed, c.concealed),
+            d(s.late, c.late),
+        );
+        self.counted = self.seen;
+    }
+
     fn stopped(&mut self, word: &'static str, why: &str, s: &CallStats) {
         let Some(c) = self.call.take() else { return };
         self.metrics.call_ended(word);
@@ -352,6 +376,7 @@ impl Observer {
 
     /// The connection is gone: completes a call that never saw its end.
     pub fn finish(&mut self) {
+        self.count_frames();
         let s = self.seen;
         self.stopped("closed", "connection ended", &s);
         self.recorder = None;
@@ -456,6 +481,97 @@ mod tests {
                 "s".repeat(MAX_LOGGED_CHARS)
             )),
             "{log}"
+        );
+    }
+
+    /// The server's count of a metric, read from its rendering.
+    fn metric(metrics: &Metrics, name: &str) -> u64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not rendered"))
+    }
+
+    #[test]
+    fn frames_reach_the_metrics_in_batches_and_whole_at_the_end() {
+        use callstream_core::call::CallConfig;
+        use callstream_core::handler;
+        use callstream_twilio::frame::text_frame;
+        let config = Config {
+            session: Some(handler::session_factory(
+                CallConfig::default(),
+                handler::by_name("echo").unwrap(),
+            )),
+            ..Config::unsigned()
+        };
+        let metrics = Arc::new(Metrics::default());
+        let mut t = Instant::now();
+        let mut conn = Connection::new(Arc::new(config), t);
+        let mut obs = Observer::new(
+            SocketAddr::from(([127, 0, 0, 1], 5000)),
+            metrics.clone(),
+            None,
+        );
+        let mut step = |conn: &mut Connection, t: Instant, bytes: &[u8]| {
+            conn.handle_receive(t, bytes);
+            let _ = drain(conn, &mut obs);
+            let n = conn.transmit().len();
+            conn.consume_transmit(n);
+        };
+        step(
+            &mut conn,
+            t,
+            b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        );
+        let sid = "MZ18ad3ab5a668481ce02b83e7395059f0";
+        let start = format!(
+            r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC11111111111111111111111111111111","streamSid":"{sid}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+        );
+        step(&mut conn, t, &text_frame(&start));
+        let payload = "/".repeat(212) + "/w==";
+        let mut frames = |conn: &mut Connection, t: &mut Instant, from: u64, to: u64| {
+            for n in from..to {
+                *t += std::time::Duration::from_millis(20);
+                let media = format!(
+                    r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{sid}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}}}}"#,
+                    n + 1,
+                    (n - 1) * 20
+                );
+                step(conn, *t, &text_frame(&media));
+            }
+        };
+        // 20 frames in and their echoes: under the batch, nothing counted yet.
+        frames(&mut conn, &mut t, 1, 21);
+        let stats = conn.call_stats().unwrap();
+        assert_eq!(stats.frames_in, 20);
+        assert!(stats.frames_sent > 0, "the echo goes out");
+        assert_eq!(metric(&metrics, "callstream_frames_in_total"), 0);
+        // Past the batch, the server's counters catch up with the call's.
+        frames(&mut conn, &mut t, 21, 81);
+        let stats = conn.call_stats().unwrap();
+        let counted = metric(&metrics, "callstream_frames_in_total");
+        assert!(
+            counted > 20 && counted <= stats.frames_in,
+            "{counted} of {}",
+            stats.frames_in
+        );
+        // The call ends: every frame is counted, exactly.
+        let stop = format!(
+            r#"{{"event":"stop","sequenceNumber":"82","streamSid":"{sid}","stop":{{"accountSid":"AC11111111111111111111111111111111","callSid":"CA33333333333333333333333333333333"}}}}"#
+        );
+        step(&mut conn, t, &text_frame(&stop));
+        let stats = conn.call_stats().unwrap();
+        assert_eq!(stats.frames_in, 80);
+        assert_eq!(
+            metric(&metrics, "callstream_frames_in_total"),
+            stats.frames_in
+        );
+        assert_eq!(
+            metric(&metrics, "callstream_frames_out_total"),
+            stats.frames_sent
         );
     }
 }
