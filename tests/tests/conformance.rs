@@ -539,6 +539,67 @@ fn a_blocked_handler_does_not_stall_the_server(adapter: Adapter) {
     srv.stop().unwrap();
 }
 
+/// A handler that panics (a bug in an application's handler) ends its own
+/// call only: another call on the same thread goes on echoing, and new
+/// calls are served.
+fn a_panicking_handler_ends_only_its_call(adapter: Adapter) {
+    use callstream_core::call::CallEvent;
+    use callstream_core::handler::{Control, Handler, session_factory};
+    use std::sync::Arc;
+
+    struct Bomb;
+    impl Handler for Bomb {
+        fn on_event(&mut self, event: &CallEvent, _: &mut Control<'_>) {
+            if matches!(event, CallEvent::Audio(_)) {
+                panic!("a handler's bug (the test's own)");
+            }
+        }
+    }
+    let srv = RunningServer::start_custom(
+        adapter,
+        // One thread: every call shares it.
+        |s| s.threads = Some(1),
+        move |c| {
+            let echo = callstream_core::handler::by_name("echo").unwrap();
+            let handlers: callstream_core::handler::HandlerFactory =
+                Arc::new(move |start: &callstream_core::message::Start| {
+                    if start.parameter("role") == Some("bomb") {
+                        Box::new(Bomb) as Box<dyn Handler>
+                    } else {
+                        echo(start)
+                    }
+                });
+            c.session = Some(session_factory(Default::default(), handlers));
+        },
+    );
+    let echoes = |s: &mut TwilioStream| {
+        let mut got = s.stream_audio(&silence(10)).unwrap();
+        s.read_media(160, Duration::from_secs(2), &mut got).unwrap();
+        !media_bytes(&got).is_empty()
+    };
+    let mut steady = TwilioStream::connect(srv.addr, &StreamOpts::default(), 30).unwrap();
+    steady.start(&[]).unwrap();
+    assert!(echoes(&mut steady), "the steady call echoes");
+
+    let mut bomb = TwilioStream::connect(srv.addr, &StreamOpts::default(), 31).unwrap();
+    bomb.start(&[("role", "bomb")]).unwrap();
+    // Its first audio sets the handler off; the server closes that socket.
+    let mut got = Vec::new();
+    let ended = bomb.media(&silence(1)).is_err()
+        || match bomb.read_until(Instant::now() + Duration::from_secs(5), &mut got) {
+            Err(_) => true,
+            Ok(()) => got.iter().any(|m| matches!(m, ServerMessage::Closed(_))),
+        };
+    assert!(ended, "the panicking call is closed: {got:?}");
+
+    assert!(echoes(&mut steady), "the other call on that thread goes on");
+    let mut later = TwilioStream::connect(srv.addr, &StreamOpts::default(), 32).unwrap();
+    later.start(&[]).unwrap();
+    assert!(echoes(&mut later), "a new call is served");
+    drop((steady, bomb, later));
+    srv.stop().unwrap();
+}
+
 /// A client that sends and never reads must not hold the server: its
 /// connection is closed and shutdown still completes.
 fn a_client_that_never_reads_cannot_block_shutdown(adapter: Adapter) {
@@ -678,6 +739,7 @@ conformance!(
     graceful_shutdown_drains_then_closes_1001,
     connection_limit_answers_503,
     a_blocked_handler_does_not_stall_the_server,
+    a_panicking_handler_ends_only_its_call,
     a_client_that_never_reads_cannot_block_shutdown,
     audio_from_another_thread_reaches_the_caller,
 );

@@ -633,6 +633,7 @@ impl Server {
             },
             shed,
             now,
+            panicked: false,
         }
     }
 
@@ -714,6 +715,10 @@ pub struct Driver {
     shed: Arc<limits::ShedSignal>,
     /// The latest time fed in.
     now: Instant,
+    /// The engine panicked (a handler's bug, most likely): this connection
+    /// is closed without another word, and the pump's thread, with every
+    /// other connection on it, goes on.
+    panicked: bool,
 }
 
 /// A connection's share of the server's limits: its place among the
@@ -742,27 +747,35 @@ impl Drop for PressureGuard {
 impl Driver {
     /// Bytes read from the socket at `now`.
     pub fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
-        self.enter(now);
-        self.conn.handle_receive(now, bytes);
+        self.contain(|d| {
+            d.enter(now);
+            d.conn.handle_receive(now, bytes);
+        });
     }
 
     /// The peer closed its side (or reading failed) at `now`.
     pub fn handle_eof(&mut self, now: Instant) {
-        self.enter(now);
-        self.conn.handle_eof(now);
+        self.contain(|d| {
+            d.enter(now);
+            d.conn.handle_eof(now);
+        });
     }
 
     /// The deadline passed, or the waker fired.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.enter(now);
-        self.conn.handle_timeout(now);
+        self.contain(|d| {
+            d.enter(now);
+            d.conn.handle_timeout(now);
+        });
     }
 
     /// The server is shutting down: the engine decides what closes when
     /// (a live call gets [`connection::Config::shutdown_grace`]).
     pub fn shutdown(&mut self, now: Instant) {
-        self.enter(now);
-        self.conn.shutdown(now);
+        self.contain(|d| {
+            d.enter(now);
+            d.conn.shutdown(now);
+        });
     }
 
     /// Every input first applies a shed the server asked for (the waker
@@ -774,12 +787,41 @@ impl Driver {
         }
     }
 
+    /// Runs `f` on the engine unless it panicked before; a panic now (from
+    /// a handler, which the engine calls) is logged and ends this
+    /// connection only.
+    fn contain<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        if self.panicked {
+            return None;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(payload) => {
+                self.panicked = true;
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(not a string)".to_owned());
+                tracing::error!(
+                    peer = %self.obs.peer(), call_sid = self.obs.call_sid().unwrap_or("-"), panic = %what,
+                    "the connection's handler panicked: this connection is closed, every other goes on"
+                );
+                None
+            }
+        }
+    }
+
     /// Drains the engine (its events to the observer) until it names a
     /// deadline or asks to close. Then counts the connection's request
     /// buffers against the server's budget (shedding it when its growth
     /// crossed it) and leaves the pending set once it is a media stream.
     #[must_use]
     pub fn poll(&mut self) -> Drained {
+        self.contain(Self::drain).unwrap_or(Drained::Close)
+    }
+
+    fn drain(&mut self) -> Drained {
         // A shed raised before the pump first got here (or between inputs).
         self.enter(self.now);
         let mut drained = observer::drain(&mut self.conn, &mut self.obs);
@@ -804,15 +846,21 @@ impl Driver {
         drained
     }
 
-    /// Bytes to write.
+    /// Bytes to write (none once the engine panicked: what it held may be
+    /// half a frame).
     #[must_use]
     pub fn transmit(&self) -> &[u8] {
+        if self.panicked {
+            return &[];
+        }
         self.conn.transmit()
     }
 
     /// `n` bytes of [`Driver::transmit`] were written.
     pub fn consume_transmit(&mut self, n: usize) {
-        self.conn.consume_transmit(n);
+        if !self.panicked {
+            self.conn.consume_transmit(n);
+        }
     }
 
     /// The connection is gone: completes a call that never saw its end.

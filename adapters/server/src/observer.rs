@@ -157,6 +157,18 @@ impl Observer {
         }
     }
 
+    /// The peer's address.
+    #[must_use]
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The call's SID, once its stream started (and until it ended).
+    #[must_use]
+    pub fn call_sid(&self) -> Option<&str> {
+        self.call.as_ref().map(|c| c.call_sid.as_str())
+    }
+
     /// Takes the call's counters after a drain: adds what is new to the
     /// server's frame metrics (every [`METRICS_EVERY`] frames while the call
     /// lasts, at once when it has ended) and logs progress.
