@@ -108,6 +108,13 @@ pub use shipped::{Echo, Parrot, ParrotConfig, Silent};
 
 /// Wakes the driver of a session from another thread (for example by
 /// signalling the event loop that owns the socket).
+///
+/// The session looks for remote commands on every input without a lock,
+/// through a flag the sender sets before it calls the waker. A waker that
+/// folds repeated wake-ups into one (a "wake pending" flag of its own) must
+/// clear that flag with a read-modify-write (`swap(false, AcqRel)`), not a
+/// plain store, before it feeds the session: otherwise a command sent in
+/// between may wait for the next input.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// Makes the handler for a call when its `start` arrives, from the call's

@@ -798,6 +798,11 @@ impl Driver {
             Ok(r) => Some(r),
             Err(payload) => {
                 self.panicked = true;
+                // It leaves the pending set now: a closing connection is no
+                // candidate for shedding.
+                if let Some(key) = self.guard.pending.take() {
+                    self.guard.pressure.settle(key);
+                }
                 let what = payload
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
@@ -830,6 +835,8 @@ impl Driver {
         // Over budget, the oldest other pending connections are shed first;
         // this one only when they cannot make room.
         if g.pressure.account(g.pending, &g.signal, g.held, held) {
+            // Recorded as held: a panic below must not leave it uncounted.
+            g.held = held;
             g.pressure.shed_for_memory();
             self.conn.shed(self.now);
             drained = observer::drain(&mut self.conn, &mut self.obs);
@@ -863,8 +870,89 @@ impl Driver {
         }
     }
 
-    /// The connection is gone: completes a call that never saw its end.
-    pub fn finish(mut self) {
+    /// The connection is gone: completes a call that never saw its end
+    /// (dropping the driver does the same).
+    pub fn finish(self) {}
+}
+
+impl Drop for Driver {
+    /// Whichever way the connection went (finished, or dropped with its
+    /// task at the end of a drain), its call's last frames are counted and
+    /// its `WS_STOP` logged.
+    fn drop(&mut self) {
         self.obs.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callstream_twilio::frame::text_frame;
+    use clap::Parser as _;
+
+    /// The server's count of a metric, read from its rendering.
+    fn metric(metrics: &Metrics, name: &str) -> u64 {
+        metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not rendered"))
+    }
+
+    /// A pump may drop a driver without `finish` (a task cancelled at the
+    /// end of a drain): the call's frames are still counted, all of them.
+    #[test]
+    fn a_dropped_driver_counts_every_frame_of_its_call() {
+        let settings = config::Cli::try_parse_from([
+            "callstream",
+            "--handler",
+            "echo",
+            "--insecure-no-signatures",
+        ])
+        .unwrap()
+        .settings();
+        let (engine, options) = configure(&settings).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let server = Server::with_metrics(options, engine, metrics.clone()).unwrap();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let admission = server.admit(peer).unwrap();
+        let mut t = Instant::now();
+        let mut driver = admission.driver(peer, t, None);
+        let mut step = |driver: &mut Driver, t: Instant, bytes: &[u8]| {
+            driver.handle_receive(t, bytes);
+            assert!(matches!(driver.poll(), Drained::Wait(_)));
+            let n = driver.transmit().len();
+            driver.consume_transmit(n);
+        };
+        step(
+            &mut driver,
+            t,
+            b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        );
+        let sid = "MZ18ad3ab5a668481ce02b83e7395059f0";
+        step(
+            &mut driver,
+            t,
+            &text_frame(&format!(
+                r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC11111111111111111111111111111111","streamSid":"{sid}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+            )),
+        );
+        let payload = "/".repeat(212) + "/w==";
+        for n in 1..=30u64 {
+            t += Duration::from_millis(20);
+            let media = format!(
+                r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{sid}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}}}}"#,
+                n + 1,
+                (n - 1) * 20
+            );
+            step(&mut driver, t, &text_frame(&media));
+        }
+        // Under the batch: nothing counted yet while the call lives.
+        assert_eq!(metric(&metrics, "callstream_frames_in_total"), 0);
+        drop(driver);
+        assert_eq!(metric(&metrics, "callstream_frames_in_total"), 30);
+        assert!(metric(&metrics, "callstream_frames_out_total") > 0);
     }
 }

@@ -386,7 +386,10 @@ impl Reactor {
             if c.generation != generation {
                 continue;
             }
-            c.queued.store(false, Ordering::Release);
+            // A swap, not a store: it orders this clear before the engine's
+            // look at its own inbox flag, so a command sent meanwhile either
+            // is seen now or wakes the reactor again.
+            c.queued.swap(false, Ordering::AcqRel);
             if c.state == State::Open {
                 c.driver.handle_timeout(now);
                 self.service(key, now);
