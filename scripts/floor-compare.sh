@@ -22,10 +22,9 @@
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
 # `echo_ratio` and `echo.p99_ms`.
 #
-# PIN=1 runs every server thread on CPU 0 and the driver alone on CPU 1
-# (`taskset`): on a two-core machine the default thread count otherwise puts
-# a server thread on the driver's core, and the figure then counts the two
-# sharing a core, not the reactors' own cost.
+# PIN=1 gives the driver the last CPU to itself and the server every other
+# (`taskset`, at least two CPUs): on a two-core machine the default thread
+# count otherwise puts a server thread on the driver's core.
 #
 # For each CALLS (default: 200 500), in one sitting, SECONDS_EACH (default
 # 20) each: the floor, `callstream` (smol) with one thread and with the
@@ -51,7 +50,9 @@ cores=$(nproc)
 tick=$(getconf CLK_TCK)
 srv_pin=() drv_pin=()
 if [[ ${PIN:-0} == 1 ]]; then
-    srv_pin=(taskset -c 0) drv_pin=(taskset -c 1)
+    command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+    ((cores >= 2)) || { echo "PIN=1 needs at least two CPUs" >&2; exit 2; }
+    srv_pin=(taskset -c "0-$((cores - 2))") drv_pin=(taskset -c "$((cores - 1))")
 fi
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
@@ -59,14 +60,14 @@ trap 'rm -f "$results"' EXIT
 drive() { # calls port: one JSON line {frames, sent, echo_p99_ms, late_p99_ms, failed}
     local calls=$1 url="ws://127.0.0.1:$2/ws/twilio-media"
     if [[ -n $LOADGEN ]]; then
-        "${drv_pin[@]}" "$LOADGEN" --url "$url" --calls "$calls" --seconds "$secs" --ramp 1000 | python3 -c "
+        ${drv_pin[@]+"${drv_pin[@]}"} "$LOADGEN" --url "$url" --calls "$calls" --seconds "$secs" --ramp 1000 | python3 -c "
 import json,sys
 d=json.load(sys.stdin)
 print(json.dumps({'frames':d['recv_media'],'echo_ratio':round(d['echo_ratio'],4),
   'echo_p99_ms':d['echo'] and d['echo']['p99_ms'],'late_p99_ms':None,'failed':None}))"
     else
         # sim exits non-zero when a call was not clean; the numbers say how.
-        { "${drv_pin[@]}" "$bin/callstream" sim "$url" --calls "$calls" --ramp 1 --duration "$secs" --json \
+        { ${drv_pin[@]+"${drv_pin[@]}"} "$bin/callstream" sim "$url" --calls "$calls" --ramp 1 --duration "$secs" --json \
             --threads "$sim_threads" || true; } | python3 -c "
 import json,sys
 d=json.load(sys.stdin)
@@ -81,7 +82,7 @@ run() { # label calls threads command... (an argument @PORT becomes the port)
     shift 3
     port=$((port + 1))
     local cmd=("${@/#@PORT/$port}")
-    "${srv_pin[@]}" env CALLSTREAM_INSECURE_NO_SIGNATURES=1 PUBLIC_BASE_URL=https://callstream.test \
+    ${srv_pin[@]+"${srv_pin[@]}"} env CALLSTREAM_INSECURE_NO_SIGNATURES=1 PUBLIC_BASE_URL=https://callstream.test \
         CALLSTREAM_HANDLER=echo HOST=127.0.0.1 PORT=$port RUST_LOG=warn \
         ${threads:+CALLSTREAM_THREADS=$threads} "${cmd[@]}" >/dev/null 2>&1 &
     local pid=$!
