@@ -1158,7 +1158,7 @@ mod tests {
         // 100 ms, like syllables, it is speech from its first frame.
         let step = |f: usize| if f < 50 { 1.0 } else { 5.62 };
         let syllables = |f: usize| {
-            if f >= 50 && (f / 5) % 2 == 0 {
+            if f >= 50 && (f / 5).is_multiple_of(2) {
                 5.62
             } else {
                 1.0

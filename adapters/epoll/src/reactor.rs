@@ -138,11 +138,11 @@ impl Reactor {
         self.listeners = None;
         let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in open {
-            if let Some(c) = self.conns.get_mut(key) {
-                if matches!(c.state, State::Open) {
-                    c.driver.shutdown(now);
-                    self.service(key, now);
-                }
+            if let Some(c) = self.conns.get_mut(key)
+                && matches!(c.state, State::Open)
+            {
+                c.driver.shutdown(now);
+                self.service(key, now);
             }
         }
     }

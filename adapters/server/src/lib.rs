@@ -320,20 +320,20 @@ fn hardening(s: &Settings, c: &mut connection::Config) -> Result<(), SettingsErr
         }
         c.shared_keys.push(key);
     }
-    if let Some(base) = &c.public_base_url {
-        if !base.is_https() {
-            if !s.insecure_no_signatures {
-                return Err(SettingsError(format!(
-                    "PUBLIC_BASE_URL {:?} is http://, but Twilio only connects media streams to wss://: \
+    if let Some(base) = &c.public_base_url
+        && !base.is_https()
+    {
+        if !s.insecure_no_signatures {
+            return Err(SettingsError(format!(
+                "PUBLIC_BASE_URL {:?} is http://, but Twilio only connects media streams to wss://: \
                      use the https:// URL Twilio reaches (or, for a local experiment only, \
                      CALLSTREAM_INSECURE_NO_SIGNATURES=1)",
-                    s.public_base_url.as_deref().unwrap_or_default()
-                )));
-            }
-            tracing::warn!(
-                "!!! PUBLIC_BASE_URL is http:// (allowed only because CALLSTREAM_INSECURE_NO_SIGNATURES is on): Twilio will not connect a media stream to ws://. Local experiments only. !!!"
-            );
+                s.public_base_url.as_deref().unwrap_or_default()
+            )));
         }
+        tracing::warn!(
+            "!!! PUBLIC_BASE_URL is http:// (allowed only because CALLSTREAM_INSECURE_NO_SIGNATURES is on): Twilio will not connect a media stream to ws://. Local experiments only. !!!"
+        );
     }
     c.stream_start_timeout = Duration::from_secs(s.stream_start_seconds);
     Ok(())
@@ -845,10 +845,10 @@ impl Driver {
             held = left;
         }
         g.held = held;
-        if self.conn.is_stream() || matches!(drained, Drained::Close) {
-            if let Some(key) = g.pending.take() {
-                g.pressure.settle(key);
-            }
+        if (self.conn.is_stream() || matches!(drained, Drained::Close))
+            && let Some(key) = g.pending.take()
+        {
+            g.pressure.settle(key);
         }
         drained
     }
@@ -918,7 +918,7 @@ mod tests {
         let admission = server.admit(peer).unwrap();
         let mut t = Instant::now();
         let mut driver = admission.driver(peer, t, None);
-        let mut step = |driver: &mut Driver, t: Instant, bytes: &[u8]| {
+        let step = |driver: &mut Driver, t: Instant, bytes: &[u8]| {
             driver.handle_receive(t, bytes);
             assert!(matches!(driver.poll(), Drained::Wait(_)));
             let n = driver.transmit().len();

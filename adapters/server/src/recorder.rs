@@ -318,10 +318,10 @@ impl Writer<'_> {
                 samples,
             } => {
                 self.took(id);
-                if let Some((_, r)) = self.open.get_mut(&id) {
-                    if let Err(e) = r.caller(timestamp_ms, &samples) {
-                        self.failed(id, &e);
-                    }
+                if let Some((_, r)) = self.open.get_mut(&id)
+                    && let Err(e) = r.caller(timestamp_ms, &samples)
+                {
+                    self.failed(id, &e);
                 }
                 self.ready(id);
             }
@@ -331,10 +331,10 @@ impl Writer<'_> {
                 samples,
             } => {
                 self.took(id);
-                if let Some((_, r)) = self.open.get_mut(&id) {
-                    if let Err(e) = r.ours(play_at_ms, &samples) {
-                        self.failed(id, &e);
-                    }
+                if let Some((_, r)) = self.open.get_mut(&id)
+                    && let Err(e) = r.ours(play_at_ms, &samples)
+                {
+                    self.failed(id, &e);
                 }
                 self.ready(id);
             }

@@ -56,10 +56,10 @@ impl Timers {
 
     /// Disarms `key` (its connection is gone, or its slab key is reused).
     pub fn cancel(&mut self, key: usize) {
-        if let Some(slot) = self.armed.get_mut(key) {
-            if slot.take().is_some() {
-                self.live -= 1;
-            }
+        if let Some(slot) = self.armed.get_mut(key)
+            && slot.take().is_some()
+        {
+            self.live -= 1;
         }
     }
 

@@ -216,14 +216,14 @@ async fn serve_connection(
                     // once, and keep reading on later polls.
                     maybe_readable = true;
                 }
-                if maybe_readable {
-                    if let Poll::Ready(r) = smol::io::AsyncRead::poll_read(
+                if maybe_readable
+                    && let Poll::Ready(r) = smol::io::AsyncRead::poll_read(
                         std::pin::Pin::new(&mut &stream),
                         cx,
                         &mut buf,
-                    ) {
-                        return Poll::Ready(Wake::Read(r));
-                    }
+                    )
+                {
+                    return Poll::Ready(Wake::Read(r));
                 }
             }
             if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {

@@ -229,11 +229,11 @@ impl Reactor {
         }
         let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in open {
-            if let Some(c) = self.conns.get_mut(key) {
-                if c.state == State::Open {
-                    c.driver.shutdown(now);
-                    self.service(key, now);
-                }
+            if let Some(c) = self.conns.get_mut(key)
+                && c.state == State::Open
+            {
+                c.driver.shutdown(now);
+                self.service(key, now);
             }
         }
     }
@@ -426,11 +426,11 @@ impl Reactor {
     }
 
     fn touch(&mut self, key: usize) {
-        if let Some(c) = self.conns.get_mut(key) {
-            if !c.touched {
-                c.touched = true;
-                self.touched.push(key);
-            }
+        if let Some(c) = self.conns.get_mut(key)
+            && !c.touched
+        {
+            c.touched = true;
+            self.touched.push(key);
         }
     }
 

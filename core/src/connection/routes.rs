@@ -197,10 +197,10 @@ impl Connection {
         self.sent = 0;
         let stream = StreamPhase::new(self.now, &self.config, read_ahead, out, self.waker.clone());
         self.phase = Phase::Stream(Box::new(stream));
-        if self.draining {
-            if let Phase::Stream(s) = &mut self.phase {
-                s.shutdown(self.now, &self.config);
-            }
+        if self.draining
+            && let Phase::Stream(s) = &mut self.phase
+        {
+            s.shutdown(self.now, &self.config);
         }
     }
 

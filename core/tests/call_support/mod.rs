@@ -151,7 +151,11 @@ impl Voice for Script {
                 // Syllables: the buzz swings 8 dB every 100 ms, as speech
                 // does; an unmodulated buzz held for half a second is, to the
                 // detector, a new noise level.
-                let a = if (ms / 100) % 2 == 0 { 6000 } else { 2400 };
+                let a = if (ms / 100).is_multiple_of(2) {
+                    6000
+                } else {
+                    2400
+                };
                 let s = if talking {
                     if (i / 10) % 2 == 0 { a } else { -a }
                 } else {

@@ -386,10 +386,10 @@ impl Call {
             let at = self.received_bytes + i;
             let (k, off) = (at / FRAME_SAMPLES, at % FRAME_SAMPLES);
             let n = (FRAME_SAMPLES - off).min(bytes.len() - i);
-            if off == 0 {
-                if let Some(sent) = self.sent_at.get(k) {
-                    self.echo.push(now.saturating_duration_since(*sent));
-                }
+            if off == 0
+                && let Some(sent) = self.sent_at.get(k)
+            {
+                self.echo.push(now.saturating_duration_since(*sent));
             }
             let sent = self.plan.frame(k);
             let (want, got) = (sent.get(off..off + n), bytes.get(i..i + n));
