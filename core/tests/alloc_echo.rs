@@ -123,9 +123,12 @@ fn upgraded(account_sid: Option<AccountSid>, t: Instant) -> Connection {
 
 /// Twilio's `start` for `account`, with two custom parameters.
 fn start_frame(account: &str) -> Vec<u8> {
-    let start = format!(
-        r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"{account}","streamSid":"{SID}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{"caller":"+14155550100","campaign":"spring"}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
-    );
+    let stream = callstream_twilio::Stream {
+        account_sid: account.to_owned(),
+        stream_sid: SID.to_owned(),
+        ..callstream_twilio::Stream::default()
+    };
+    let start = stream.start(&[("caller", "+14155550100"), ("campaign", "spring")]);
     callstream_twilio::frame::text_frame(&start)
 }
 

@@ -884,20 +884,37 @@ impl Drop for Driver {
     }
 }
 
+/// What this crate's tests share: a media stream as Twilio opens it and
+/// the server's metrics read back.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use callstream_twilio::frame::text_frame;
-    use clap::Parser as _;
+pub(crate) mod testing {
+    use callstream_core::metrics::Metrics;
+
+    /// Twilio's upgrade to the media stream route.
+    pub const UPGRADE: &[u8] = b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\n\
+        Connection: Upgrade\r\nUpgrade: websocket\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    /// One 20 ms frame of μ-law silence.
+    pub const SILENCE: [u8; 160] = [0xFF; 160];
 
     /// The server's count of a metric, read from its rendering.
-    fn metric(metrics: &Metrics, name: &str) -> u64 {
+    pub fn metric(metrics: &Metrics, name: &str) -> u64 {
         metrics
             .render()
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("{name} not rendered"))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{SILENCE, UPGRADE, metric};
+    use super::*;
+    use callstream_twilio::frame::text_frame as frame;
+    use callstream_twilio::{Stream, Twilio};
+    use clap::Parser as _;
 
     /// A pump may drop a driver without `finish` (a task cancelled at the
     /// end of a drain): the call's frames are still counted, all of them.
@@ -924,30 +941,12 @@ mod tests {
             let n = driver.transmit().len();
             driver.consume_transmit(n);
         };
-        step(
-            &mut driver,
-            t,
-            b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
-              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-              Sec-WebSocket-Version: 13\r\n\r\n",
-        );
-        let sid = "MZ18ad3ab5a668481ce02b83e7395059f0";
-        step(
-            &mut driver,
-            t,
-            &text_frame(&format!(
-                r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC11111111111111111111111111111111","streamSid":"{sid}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
-            )),
-        );
-        let payload = "/".repeat(212) + "/w==";
-        for n in 1..=30u64 {
+        let mut twilio = Twilio::new(Stream::default());
+        step(&mut driver, t, UPGRADE);
+        step(&mut driver, t, &frame(&twilio.start(&[])));
+        for _ in 0..30 {
             t += Duration::from_millis(20);
-            let media = format!(
-                r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{sid}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}}}}"#,
-                n + 1,
-                (n - 1) * 20
-            );
-            step(&mut driver, t, &text_frame(&media));
+            step(&mut driver, t, &frame(&twilio.media(&SILENCE)));
         }
         // Under the batch: nothing counted yet while the call lives.
         assert_eq!(metric(&metrics, "callstream_frames_in_total"), 0);

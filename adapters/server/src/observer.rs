@@ -496,20 +496,13 @@ mod tests {
         );
     }
 
-    /// The server's count of a metric, read from its rendering.
-    fn metric(metrics: &Metrics, name: &str) -> u64 {
-        metrics
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} not rendered"))
-    }
-
     #[test]
     fn frames_reach_the_metrics_in_batches_and_whole_at_the_end() {
+        use crate::testing::{SILENCE, UPGRADE, metric};
         use callstream_core::call::CallConfig;
         use callstream_core::handler;
-        use callstream_twilio::frame::text_frame;
+        use callstream_twilio::frame::text_frame as frame;
+        use callstream_twilio::{Stream, Twilio};
         let config = Config {
             session: Some(handler::session_factory(
                 CallConfig::default(),
@@ -531,38 +524,23 @@ mod tests {
             let n = conn.transmit().len();
             conn.consume_transmit(n);
         };
-        step(
-            &mut conn,
-            t,
-            b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
-              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-              Sec-WebSocket-Version: 13\r\n\r\n",
-        );
-        let sid = "MZ18ad3ab5a668481ce02b83e7395059f0";
-        let start = format!(
-            r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC11111111111111111111111111111111","streamSid":"{sid}","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
-        );
-        step(&mut conn, t, &text_frame(&start));
-        let payload = "/".repeat(212) + "/w==";
-        let mut frames = |conn: &mut Connection, t: &mut Instant, from: u64, to: u64| {
-            for n in from..to {
+        let mut twilio = Twilio::new(Stream::default());
+        step(&mut conn, t, UPGRADE);
+        step(&mut conn, t, &frame(&twilio.start(&[])));
+        let mut frames = |conn: &mut Connection, t: &mut Instant, n: usize| {
+            for _ in 0..n {
                 *t += std::time::Duration::from_millis(20);
-                let media = format!(
-                    r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{sid}","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}}}}"#,
-                    n + 1,
-                    (n - 1) * 20
-                );
-                step(conn, *t, &text_frame(&media));
+                step(conn, *t, &frame(&twilio.media(&SILENCE)));
             }
         };
         // 20 frames in and their echoes: under the batch, nothing counted yet.
-        frames(&mut conn, &mut t, 1, 21);
+        frames(&mut conn, &mut t, 20);
         let stats = conn.call_stats().unwrap();
         assert_eq!(stats.frames_in, 20);
         assert!(stats.frames_sent > 0, "the echo goes out");
         assert_eq!(metric(&metrics, "callstream_frames_in_total"), 0);
         // Past the batch, the server's counters catch up with the call's.
-        frames(&mut conn, &mut t, 21, 81);
+        frames(&mut conn, &mut t, 60);
         let stats = conn.call_stats().unwrap();
         let counted = metric(&metrics, "callstream_frames_in_total");
         assert!(
@@ -571,10 +549,7 @@ mod tests {
             stats.frames_in
         );
         // The call ends: every frame is counted, exactly.
-        let stop = format!(
-            r#"{{"event":"stop","sequenceNumber":"82","streamSid":"{sid}","stop":{{"accountSid":"AC11111111111111111111111111111111","callSid":"CA33333333333333333333333333333333"}}}}"#
-        );
-        step(&mut conn, t, &text_frame(&stop));
+        step(&mut conn, t, &frame(&twilio.stop()));
         let stats = conn.call_stats().unwrap();
         assert_eq!(stats.frames_in, 80);
         assert_eq!(
