@@ -199,8 +199,50 @@ fn echo_call(c: &mut Criterion) {
             spent
         })
     });
+
+    // The same, with CALLS calls open and their frames taken in turn, as a
+    // server sees them: each call's state is cold in the cache by the time
+    // its next frame comes. The gap to the one-call figure is what the
+    // working set costs.
+    const CALLS: usize = 200;
+    group.bench_function("echo_call_frame_200_calls_in_turn", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            let mut conns: Vec<(Connection, Instant)> = (0..CALLS)
+                .map(|_| {
+                    let mut conn = Connection::new(config.clone(), start);
+                    conn.handle_receive(start, UPGRADE);
+                    drain(&mut conn);
+                    conn.handle_receive(start, &client_frame(START.as_bytes()));
+                    drain(&mut conn);
+                    (conn, start)
+                })
+                .collect();
+            let rounds = iters.div_ceil(CALLS as u64);
+            let frames: Vec<Vec<u8>> = (1..=rounds).map(media_frame).collect();
+            let mut t = start;
+            let cpu = thread_cpu_time();
+            for frame in &frames {
+                t += Duration::from_millis(20);
+                for (conn, deadline) in &mut conns {
+                    conn.handle_receive(t, frame);
+                    *deadline = drain_until(conn, *deadline, t);
+                }
+            }
+            let spent = thread_cpu_time() - cpu;
+            let stats = conns[0].0.call_stats().unwrap();
+            assert!(stats.frames_sent + 10 >= rounds, "{stats:?} after {rounds}");
+            // Per frame, whatever `iters` rounded up to.
+            spent.mul_f64(iters as f64 / (rounds * CALLS as u64) as f64)
+        })
+    });
     group.finish();
 }
+
+const UPGRADE: &[u8] =
+    b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
 
 /// Drains, firing the deadline while it is not after `now`; returns the
 /// next deadline.

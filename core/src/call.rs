@@ -122,6 +122,9 @@ pub const MAX_MARK_NAME: usize = 256;
 /// back then, or on input.
 const IDLE: Duration = Duration::from_secs(60);
 
+/// Payloads up to this many μ-law bytes (80 ms) are decoded on the stack.
+const STACK_PAYLOAD: usize = 640;
+
 /// Tuning of a [`Call`]. `Default` gives the documented defaults.
 #[derive(Clone, Debug)]
 pub struct CallConfig {
@@ -180,6 +183,17 @@ pub enum CallOutput {
     /// Nothing more until this time (or new input): call
     /// [`Call::handle_timeout`] then.
     Timeout(Instant),
+}
+
+/// What [`Call::pump`] did.
+#[allow(clippy::large_enum_variant)] // moved once, as `CallOutput` is
+enum Pumped {
+    /// Nothing is due.
+    Idle,
+    /// It queued output (or moved the call on): look again.
+    Queued,
+    /// This is next.
+    Out(CallOutput),
 }
 
 /// How a mark resolved.
@@ -452,7 +466,6 @@ pub struct Call {
     sent_marks: VecDeque<SentMark>,
     out: VecDeque<CallOutput>,
     payload: Vec<u8>,
-    send_buf: Vec<u8>,
     /// Text buffers handed back by the driver ([`Call::recycle`]), reused
     /// for the next messages out.
     spare: Vec<String>,
@@ -476,7 +489,6 @@ impl Call {
             sent_marks: VecDeque::new(),
             out: VecDeque::new(),
             payload: Vec::new(),
-            send_buf: Vec::new(),
             spare: Vec::new(),
             stats: CallStats::default(),
             config,
@@ -609,8 +621,12 @@ impl Call {
             if let Some(frame) = self.next_frame() {
                 return frame;
             }
-            if !self.pump() {
-                return CallOutput::Timeout(self.deadline());
+            // So does a frame to Twilio: one `CallOutput` is some 340 bytes,
+            // and a trip through the queue writes and reads them again.
+            match self.pump() {
+                Pumped::Out(o) => return o,
+                Pumped::Queued => {}
+                Pumped::Idle => return CallOutput::Timeout(self.deadline()),
             }
         }
     }
@@ -750,14 +766,24 @@ impl Call {
                 if media.track != Track::Inbound {
                     return;
                 }
-                self.payload.resize(media.decoded_len(), 0);
-                match media.decode_payload(&mut self.payload) {
+                // A usual payload decodes on the stack, which is warm, rather
+                // than into this call's memory, which is not.
+                let len = media.decoded_len();
+                let mut stack = [0u8; STACK_PAYLOAD];
+                let buf = match stack.get_mut(..len) {
+                    Some(buf) => buf,
+                    None => {
+                        self.payload.resize(len, 0);
+                        &mut self.payload[..]
+                    }
+                };
+                match media.decode_payload(buf) {
                     Ok(n) => {
                         let _ = self.jitter.handle_receive(
                             self.now,
                             media.chunk,
                             media.timestamp,
-                            &self.payload[..n.min(self.payload.len())],
+                            &buf[..n.min(buf.len())],
                         );
                         self.sync_jitter_stats();
                     }
@@ -946,27 +972,37 @@ impl Call {
     }
 
     /// Produces output other than inbound frames, if any is due at `self.now`.
-    fn pump(&mut self) -> bool {
+    fn pump(&mut self) -> Pumped {
         if self.phase == Phase::Stopped {
-            return false;
+            return Pumped::Idle;
         }
         if let Phase::Ending(_) = self.phase {
             self.finish();
-            return true;
+            return Pumped::Queued;
         }
-        if let Some(sid) = self.stream_sid
-            && let Some(o) = self.pacer.poll_transmit(self.now, &mut self.send_buf)
-        {
-            self.on_outgoing(sid, o);
-            return true;
+        if let Some(sid) = self.stream_sid {
+            // The message is written from the pacer's own bytes: no copy of
+            // them in this call's memory first.
+            let (spare, tap) = (&mut self.spare, self.config.tap);
+            let next = self.pacer.poll_transmit_with(self.now, |ulaw| {
+                let mut text = spare.pop().unwrap_or_default();
+                text.clear();
+                text.reserve(80 + ulaw.len() * 4 / 3);
+                message::write_media(&mut text, &sid, ulaw);
+                let tapped = tap.then(|| ulaw.iter().map(|&b| codec::decode(b)).collect());
+                (text, tapped)
+            });
+            if let Some((o, media)) = next {
+                return Pumped::Out(self.on_outgoing(sid, o, media));
+            }
         }
         if let Phase::HangingUp { deadline } = self.phase
             && (self.now >= deadline || self.drained())
         {
             self.end(StopReason::Hangup);
-            return true;
+            return Pumped::Queued;
         }
-        false
+        Pumped::Idle
     }
 
     fn drained(&self) -> bool {
@@ -1009,25 +1045,28 @@ impl Call {
         CallEvent::Audio(frame)
     }
 
-    fn on_outgoing(&mut self, sid: StreamSid, o: Outgoing) {
+    /// The message for `o` (for media, its text and the tap's samples, made
+    /// already); what follows it (the tap's copy) is queued.
+    fn on_outgoing(
+        &mut self,
+        sid: StreamSid,
+        o: Outgoing,
+        media: Option<(String, Option<Vec<i16>>)>,
+    ) -> CallOutput {
         match o {
             Outgoing::Media { play_at } => {
-                let mut text = self.spare.pop().unwrap_or_default();
-                text.clear();
-                text.reserve(80 + self.send_buf.len() * 4 / 3);
-                message::write_media(&mut text, &sid, &self.send_buf);
+                let (text, tapped) = media.unwrap_or_default();
                 self.stats.frames_sent += 1;
-                self.out.push_back(CallOutput::Send(text));
-                if self.config.tap {
+                if let Some(samples) = tapped {
                     let play_at_ms = self.started_at.map_or(0, |s| {
                         play_at.saturating_duration_since(s).as_millis() as u64
                     });
-                    let samples = self.send_buf.iter().map(|&b| codec::decode(b)).collect();
                     self.emit(CallEvent::AudioOut(AudioOut {
                         play_at_ms,
                         samples,
                     }));
                 }
+                CallOutput::Send(text)
             }
             Outgoing::Mark { name, done_at } => {
                 let mut text = self.spare.pop().unwrap_or_default();
@@ -1039,10 +1078,8 @@ impl Call {
                     done_at,
                     resolved: false,
                 });
-                self.out.push_back(CallOutput::Send(text));
+                CallOutput::Send(text)
             }
-            #[allow(unreachable_patterns)]
-            _ => {}
         }
     }
 

@@ -196,9 +196,10 @@ pub struct JitterBuffer {
     shift: i128,
     /// Samples handed on into `fifo` since the origin (its end position).
     released: u64,
-    /// Samples handed on, not yet cut into frames: `fifo[read..]`. A plain
-    /// vector so that μ-law decodes straight into it.
-    fifo: Vec<i16>,
+    /// Samples handed on, not yet cut into frames: `fifo[read..]`, kept as
+    /// μ-law (half the memory a call touches per frame) and decoded as each
+    /// frame is cut.
+    fifo: Vec<u8>,
     read: usize,
     /// Samples cut into frames so far (`fifo` starts here).
     popped: u64,
@@ -323,7 +324,10 @@ impl JitterBuffer {
     pub fn poll_frame(&mut self, now: Instant) -> Option<AudioFrame> {
         self.expire(now);
         let mut samples = [0i16; FRAME_SAMPLES];
-        samples.copy_from_slice(self.fifo.get(self.read..self.read + FRAME_SAMPLES)?);
+        codec::decode_into(
+            self.fifo.get(self.read..self.read + FRAME_SAMPLES)?,
+            &mut samples,
+        );
         self.read += FRAME_SAMPLES;
         let start = self.popped;
         let end = start + FRAME_SAMPLES as u64;
@@ -432,9 +436,7 @@ impl JitterBuffer {
             self.shift -= ahead;
         }
         self.make_room();
-        let at = self.fifo.len();
-        self.fifo.resize(at + ulaw.len(), 0);
-        codec::decode_into(ulaw, &mut self.fifo[at..]);
+        self.fifo.extend_from_slice(ulaw);
         self.released += ulaw.len() as u64;
         self.advance_to(u128::from(chunk) + 1);
         self.mark_seen(u128::from(chunk));
@@ -458,7 +460,8 @@ impl JitterBuffer {
         }
         let start = self.released;
         self.make_room();
-        self.fifo.resize(self.fifo.len() + samples as usize, 0);
+        self.fifo
+            .resize(self.fifo.len() + samples as usize, codec::SILENCE);
         self.released += samples;
         match self.concealed.back_mut() {
             Some((_, end)) if *end == start => *end = self.released,

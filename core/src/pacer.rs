@@ -63,6 +63,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::codec;
@@ -270,6 +271,31 @@ impl Pacer {
     /// μ-law bytes replace the contents of `out`.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Outgoing> {
+        let (o, bytes) = self.next(now)?;
+        if let Some(bytes) = bytes {
+            out.clear();
+            out.extend_from_slice(self.queue.get(bytes).unwrap_or_default());
+        }
+        Some(o)
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), but an
+    /// [`Outgoing::Media`]'s μ-law bytes are lent to `media` where they lie,
+    /// not copied, and what it makes comes back with the message.
+    #[must_use]
+    pub fn poll_transmit_with<T>(
+        &mut self,
+        now: Instant,
+        media: impl FnOnce(&[u8]) -> T,
+    ) -> Option<(Outgoing, Option<T>)> {
+        let (o, bytes) = self.next(now)?;
+        let made = bytes.map(|bytes| media(self.queue.get(bytes).unwrap_or_default()));
+        Some((o, made))
+    }
+
+    /// The next message due at `now`, and where in `queue` a media
+    /// message's bytes are.
+    fn next(&mut self, now: Instant) -> Option<(Outgoing, Option<Range<usize>>)> {
         if let Some(m) = self.marks.front()
             && m.at <= self.head
         {
@@ -278,7 +304,7 @@ impl Pacer {
                 Some(end) if end > now => end,
                 _ => now,
             };
-            return Some(Outgoing::Mark { name, done_at });
+            return Some((Outgoing::Mark { name, done_at }, None));
         }
         let queued = self.queued_bytes() as u64;
         if queued == 0 {
@@ -306,15 +332,15 @@ impl Pacer {
             .front()
             .map_or(u64::MAX, |m| m.at.saturating_sub(self.head));
         let n = queued.min(to_boundary).min(to_mark) as usize;
-        out.clear();
-        out.extend_from_slice(&self.queue[self.read..self.read + n]);
+        let bytes = self.read..self.read + n;
         self.read += n;
         self.head += n as u64;
         self.sent += n as u64;
         self.sent_total += n as u64;
-        Some(Outgoing::Media {
+        let media = Outgoing::Media {
             play_at: start.checked_add(offset).unwrap_or(start),
-        })
+        };
+        Some((media, Some(bytes)))
     }
 
     /// When the next message falls due, if something is queued that is not
@@ -434,6 +460,46 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn lent_bytes_are_the_copied_bytes() {
+        let t0 = Instant::now();
+        let (mut copied, mut lent) = (
+            Pacer::new(PacerConfig::default()),
+            Pacer::new(PacerConfig::default()),
+        );
+        let audio: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
+        let mut buf = Vec::new();
+        for p in [&mut copied, &mut lent] {
+            p.enqueue(&audio[..300]).unwrap();
+            p.mark("half".into()).unwrap();
+            p.enqueue(&audio[300..]).unwrap();
+        }
+        for step in 0..60 {
+            let now = t0 + step * 10 * MS;
+            loop {
+                let a = copied.poll_transmit(now, &mut buf);
+                let b = lent.poll_transmit_with(now, <[u8]>::to_vec);
+                let Some(a) = a else {
+                    assert_eq!(b, None);
+                    break;
+                };
+                let (b, bytes) = b.unwrap();
+                match &a {
+                    Outgoing::Media { .. } => assert_eq!(bytes.as_ref(), Some(&buf)),
+                    Outgoing::Mark { .. } => assert_eq!(bytes, None),
+                }
+                assert_eq!(a, b);
+            }
+            // Enqueueing compacts the queue: lent bytes stay right after it.
+            if step == 20 {
+                copied.enqueue(&audio[..200]).unwrap();
+                lent.enqueue(&audio[..200]).unwrap();
+            }
+        }
+        assert_eq!(copied.queued_bytes(), 0);
+        assert_eq!(lent.queued_bytes(), 0);
     }
 
     #[test]

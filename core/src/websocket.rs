@@ -359,6 +359,17 @@ impl WebSocket {
         }
         let plain = head.fin && head.opcode == 1 && head.rsv == 0 && !self.fragmented;
         if let (true, Some(mask)) = (plain, head.mask) {
+            // The usual read holds exactly one frame: its buffer becomes the
+            // text and a spare one takes its place, so the payload is not
+            // copied a second time into memory this call has not touched
+            // since its last frame.
+            if self.pending_at == 0 && total == self.pending.len() {
+                if let Some(text) = self.take_whole_pending(head.header, mask) {
+                    return Some(Some(Event::Text(text)));
+                }
+                // Not UTF-8: the frame engine says how that fails (below).
+                return self.engine_frame(&head, total);
+            }
             let payload = &buf[head.header..total];
             let mut bytes = self.pool.pop().unwrap_or_default().into_bytes();
             bytes.clear();
@@ -377,6 +388,11 @@ impl WebSocket {
                 }
             }
         }
+        self.engine_frame(&head, total)
+    }
+
+    /// Hands the next frame (`total` bytes) to the frame engine.
+    fn engine_frame(&mut self, head: &FrameHead, total: usize) -> Option<Option<Event>> {
         match head.opcode {
             1 | 2 if !head.fin => self.fragmented = true,
             0 if head.fin => self.fragmented = false,
@@ -384,6 +400,32 @@ impl WebSocket {
         }
         self.hand_over(total);
         Some(None)
+    }
+
+    /// `pending` is one whole masked text frame with a `header`-byte header:
+    /// returns its text in `pending`'s own buffer and takes a spare one for
+    /// `pending`. `None`, with `pending` as it was, when it is not UTF-8.
+    fn take_whole_pending(&mut self, header: usize, mask: [u8; 4]) -> Option<Text> {
+        let spare = self.pool.pop().unwrap_or_default().into_bytes();
+        let mut bytes = std::mem::replace(&mut self.pending, spare);
+        self.pending.clear();
+        let mut head = [0u8; MAX_HEADER];
+        head.get_mut(..header)?
+            .copy_from_slice(bytes.get(..header)?);
+        bytes.drain(..header);
+        unmask(&mut bytes, mask);
+        match String::from_utf8(bytes) {
+            Ok(text) => Some(Text(text)),
+            Err(e) => {
+                // Put the frame back as it came.
+                let mut bytes = e.into_bytes();
+                unmask(&mut bytes, mask);
+                bytes.splice(0..0, head.iter().take(header).copied());
+                let spare = std::mem::replace(&mut self.pending, bytes);
+                self.pool.push(String::from_utf8(spare).unwrap_or_default());
+                None
+            }
+        }
     }
 
     /// Moves the next `n` pending bytes to the frame engine.
@@ -532,6 +574,35 @@ impl WebSocket {
         Ok(())
     }
 
+    /// Like [`send_text`](Self::send_text), but when nothing else waits to
+    /// go out the frame is built in `text`'s own buffer (its header put in
+    /// front) rather than copied: the buffer that waited before comes back
+    /// for the next message. Otherwise `text` itself comes back.
+    pub fn send_text_owned(&mut self, text: String) -> (Result<(), SendError>, String) {
+        if self.state != State::Open {
+            return (Err(SendError), text);
+        }
+        if self.inner.flush().is_err() {
+            return (Err(SendError), text);
+        }
+        let pipe = self.inner.get_mut();
+        // Lengths from 126 take the 16-bit form: a media message always.
+        let Ok(len) = u16::try_from(text.len()) else {
+            return (self.send_text(&text), text);
+        };
+        if !pipe.outbound.is_empty() || len < 126 {
+            return (self.send_text(&text), text);
+        }
+        let mut bytes = text.into_bytes();
+        let [hi, lo] = len.to_be_bytes();
+        // FIN + text; a server never masks (RFC 6455 §5.1).
+        bytes.splice(0..0, [0x81, 126, hi, lo]);
+        let mut spare = std::mem::replace(&mut pipe.outbound, bytes);
+        spare.clear();
+        pipe.sent = 0;
+        (Ok(()), String::from_utf8(spare).unwrap_or_default())
+    }
+
     /// Starts the close handshake with `code` and `reason` (cut to
     /// [`MAX_CLOSE_REASON`] bytes at a character boundary). Does nothing when
     /// a close frame was already sent or received.
@@ -628,6 +699,9 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
         *b ^= m;
     }
 }
+
+/// The longest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
+const MAX_HEADER: usize = 14;
 
 /// A frame header (RFC 6455 §5.2), read without consuming anything.
 struct FrameHead {
@@ -883,6 +957,42 @@ mod tests {
             events(&mut ws).as_slice(),
             [Event::Failed(WsError::Protocol(_))]
         ));
+    }
+
+    #[test]
+    fn an_owned_text_is_framed_as_a_borrowed_one() {
+        for len in [0, 125, 126, 300, 65_535, 65_536] {
+            let text = "x".repeat(len);
+            let mut borrowed = WebSocket::accept(Vec::new(), Vec::new());
+            borrowed.send_text(&text).unwrap();
+            borrowed.send_text("second").unwrap();
+            let mut owned = WebSocket::accept(Vec::new(), Vec::new());
+            let (sent, spare) = owned.send_text_owned(text.clone());
+            sent.unwrap();
+            // Its buffer became the frame's unless it was not worth it.
+            let taken = (126..=65_535).contains(&len);
+            assert_eq!(spare, if taken { "" } else { text.as_str() }, "{len}");
+            // Something already waits: copied behind it, in order.
+            let (sent, spare) = owned.send_text_owned("second".into());
+            sent.unwrap();
+            assert_eq!(spare, "second");
+            assert_eq!(owned.transmit(), borrowed.transmit(), "{len}");
+        }
+        // Half written, then the rest: the next owned text goes behind it.
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        let _ = ws.send_text_owned("a".repeat(200));
+        ws.consume_transmit(100);
+        let (_, spare) = ws.send_text_owned("b".repeat(200));
+        assert_eq!(spare.len(), 200);
+        assert_eq!(ws.transmit().len(), 104 + 204);
+        ws.consume_transmit(308);
+        assert!(ws.transmit().is_empty());
+        let (_, spare) = ws.send_text_owned("c".repeat(200));
+        assert!(spare.is_empty());
+        assert_eq!(&ws.transmit()[..4], [0x81, 126, 0, 200]);
+        ws.close(1000, "");
+        let (sent, spare) = ws.send_text_owned("late".into());
+        assert_eq!((sent, spare.as_str()), (Err(SendError), "late"));
     }
 
     #[test]

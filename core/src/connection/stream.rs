@@ -250,8 +250,8 @@ impl StreamPhase {
                 CallOutput::Send(text) => {
                     // After a close frame nothing more may be sent; what the
                     // session still says is dropped (it learns of the close).
-                    let _ = self.ws.send_text(&text);
-                    session.recycle(text);
+                    let (_, spare) = self.ws.send_text_owned(text);
+                    session.recycle(spare);
                 }
                 CallOutput::Close { code, reason } => {
                     if self.ws.is_open() {
