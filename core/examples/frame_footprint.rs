@@ -1,0 +1,178 @@
+//! What one echoed media frame costs the engine when many calls take turns,
+//! as on a server: `scripts/frame-footprint.sh` runs it (see there).
+//!
+//! ```text
+//! cargo run --release -p callstream-core --example frame_footprint -- CALLS ROUNDS [loopback]
+//! ```
+//!
+//! Opens CALLS calls through the engine with the echo handler, then feeds
+//! each, in turn, ROUNDS media frames 20 ms of engine time apart, draining
+//! and "sending" what comes out. Prints this thread's user and system CPU
+//! time per frame. With `loopback`, each frame also crosses a loopback TCP
+//! connection of its own call on the way in and its echo on the way out
+//! (four system calls, as between a server and Twilio): the kernel's socket
+//! work between two frames of a call then evicts the call's state from the
+//! caches, which is what a server's engine runs against. Without it, under
+//! cachegrind, the per-frame instruction count and cache misses are exact
+//! and repeatable.
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callstream_core::call::CallConfig;
+use callstream_core::connection::{Config, Connection, Output};
+use callstream_core::handler;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: frame_footprint CALLS ROUNDS [loopback]";
+    let calls: usize = args.next().and_then(|a| a.parse().ok()).expect(usage);
+    let rounds: u64 = args.next().and_then(|a| a.parse().ok()).expect(usage);
+    let loopback = match args.next().as_deref() {
+        None => false,
+        Some("loopback") => true,
+        Some(_) => panic!("{usage}"),
+    };
+    let config = Arc::new(Config {
+        session: Some(handler::session_factory(
+            CallConfig::default(),
+            handler::by_name("echo").expect("the echo handler"),
+        )),
+        ..Config::unsigned()
+    });
+    // One connected pair per call: (Twilio's end, the server's end).
+    let pairs: Vec<(TcpStream, TcpStream)> = if loopback {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        (0..calls)
+            .map(|_| {
+                let twilio = TcpStream::connect(addr).expect("connect");
+                let (server, _) = listener.accept().expect("accept");
+                twilio.set_nodelay(true).expect("nodelay");
+                server.set_nodelay(true).expect("nodelay");
+                (twilio, server)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let start = Instant::now();
+    let mut conns: Vec<Connection> = (0..calls)
+        .map(|_| {
+            let mut conn = Connection::new(config.clone(), start);
+            conn.handle_receive(start, UPGRADE);
+            drain(&mut conn, start);
+            conn.handle_receive(start, &client_frame(START.as_bytes()));
+            drain(&mut conn, start);
+            conn
+        })
+        .collect();
+    let frames: Vec<Vec<u8>> = (1..=rounds).map(media_frame).collect();
+    let mut buf = vec![0u8; 8192];
+    let mut now = start;
+    let (user0, sys0) = cpu();
+    for frame in &frames {
+        now += Duration::from_millis(20);
+        for (i, conn) in conns.iter_mut().enumerate() {
+            match pairs.get(i) {
+                Some((twilio, server)) => {
+                    let (mut twilio, mut server) = (twilio, server);
+                    twilio.write_all(frame).expect("write");
+                    let n = server.read(&mut buf).expect("read");
+                    conn.handle_receive(now, &buf[..n]);
+                    let out = drain(conn, now);
+                    server.write_all(conn.transmit()).expect("write");
+                    conn.consume_transmit(out);
+                    let mut echoed = 0;
+                    while echoed < out {
+                        echoed += twilio.read(&mut buf).expect("read");
+                    }
+                }
+                None => {
+                    conn.handle_receive(now, frame);
+                    let out = drain(conn, now);
+                    black_box(conn.transmit());
+                    conn.consume_transmit(out);
+                }
+            }
+        }
+    }
+    let (user1, sys1) = cpu();
+    let sent = conns
+        .iter()
+        .map(|c| c.call_stats().map_or(0, |s| s.frames_sent))
+        .min()
+        .unwrap_or(0);
+    assert!(sent + 10 >= rounds, "each call echoes: {sent} of {rounds}");
+    let n = (rounds * calls as u64) as f64;
+    println!(
+        "{{\"calls\":{calls},\"rounds\":{rounds},\"loopback\":{loopback},\"user_us_per_frame\":{:.3},\"sys_us_per_frame\":{:.3}}}",
+        (user1 - user0) / n,
+        (sys1 - sys0) / n
+    );
+}
+
+/// Handles what is due at `now`; returns how many bytes wait to go out.
+fn drain(conn: &mut Connection, now: Instant) -> usize {
+    loop {
+        let next = loop {
+            match conn.poll_output() {
+                Output::Event(e) => {
+                    black_box(&e);
+                }
+                Output::Timeout(t) => break t,
+                Output::Close => panic!("the call closed"),
+            }
+        };
+        if next > now {
+            return conn.transmit().len();
+        }
+        conn.handle_timeout(now);
+    }
+}
+
+/// This thread's user and system CPU time, in µs.
+fn cpu() -> (f64, f64) {
+    // SAFETY: `getrusage` only writes the struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is Linux's.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    (us(usage.ru_utime), us(usage.ru_stime))
+}
+
+const UPGRADE: &[u8] =
+    b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
+    Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
+const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"accountSid":"AC11111111111111111111111111111111","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+
+/// The `n`-th 20 ms media message from Twilio (a quiet tone), masked.
+fn media_frame(n: u64) -> Vec<u8> {
+    let payload = "fn5+".repeat(53) + "fg==";
+    let text = format!(
+        r#"{{"event":"media","sequenceNumber":"{}","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}}}}"#,
+        n + 1,
+        (n - 1) * 20
+    );
+    client_frame(text.as_bytes())
+}
+
+/// A client frame masked with a fixed key (RFC 6455 §5.3).
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![0x81];
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
