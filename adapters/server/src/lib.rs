@@ -880,7 +880,7 @@ impl Drop for Driver {
     /// task at the end of a drain), its call's last frames are counted and
     /// its `WS_STOP` logged.
     fn drop(&mut self) {
-        self.obs.finish();
+        self.obs.finish(self.conn.call_stats());
     }
 }
 

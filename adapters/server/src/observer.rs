@@ -112,7 +112,7 @@ pub struct Observer {
     recordings: Option<Arc<Recordings>>,
     recorder: Option<CallRecording>,
     call: Option<CallInfo>,
-    /// The call's counters as last seen.
+    /// The call's counters as last counted (or as they ended).
     seen: CallStats,
     /// The part of them already added to the server's metrics.
     counted: CallStats,
@@ -173,11 +173,13 @@ impl Observer {
     /// server's frame metrics (every [`METRICS_EVERY`] frames while the call
     /// lasts, at once when it has ended) and logs progress.
     pub fn call_stats(&mut self, s: &CallStats) {
-        self.seen = *s;
         let c = &self.counted;
         let new =
             s.frames_in.saturating_sub(c.frames_in) + s.frames_sent.saturating_sub(c.frames_sent);
+        // Kept only when counted: a copy per frame would write memory the
+        // frame does not otherwise touch.
         if new >= METRICS_EVERY || self.call.is_none() {
+            self.seen = *s;
             self.count_frames();
         }
         // The first frame each way is logged at once (a short test call shows
@@ -386,8 +388,12 @@ impl Observer {
         self.recorder = None;
     }
 
-    /// The connection is gone: completes a call that never saw its end.
-    pub fn finish(&mut self) {
+    /// The connection is gone, its call's counters last `stats`: completes
+    /// a call that never saw its end.
+    pub fn finish(&mut self, stats: Option<CallStats>) {
+        if let Some(s) = stats {
+            self.seen = s;
+        }
         self.count_frames();
         let s = self.seen;
         self.stopped("closed", "connection ended", &s);
