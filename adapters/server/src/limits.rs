@@ -70,7 +70,10 @@ impl ShedSignal {
 
     /// Whether the connection was told to close; clears the flag.
     pub(crate) fn take(&self) -> bool {
-        self.flag.swap(false, Ordering::AcqRel)
+        // Looked at on every input: a read leaves the line shared and clean,
+        // where a swap would take it exclusive each time. A raise this read
+        // misses also wakes the connection, whose next input sees it.
+        self.flag.load(Ordering::Acquire) && self.flag.swap(false, Ordering::AcqRel)
     }
 
     fn raise(&self) {
