@@ -93,6 +93,7 @@
 //! [`by_name`] knows `echo` ([`Echo`]), `parrot` ([`Parrot`]) and `silent`
 //! ([`Silent`]).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -144,6 +145,7 @@ pub const REMOTE_MAX_SAMPLES: usize = 60 * 8000;
 pub struct Control<'a> {
     call: &'a mut Call,
     shared: &'a Arc<Shared>,
+    remotes: &'a Cell<bool>,
 }
 
 impl Control<'_> {
@@ -209,6 +211,7 @@ impl Control<'_> {
 
     /// A handle for other threads (see the module docs).
     pub fn remote(&self) -> RemoteControl {
+        self.remotes.set(true);
         RemoteControl {
             shared: Arc::clone(self.shared),
         }
@@ -364,6 +367,10 @@ pub struct Session {
     call: Call,
     handler: Slot,
     shared: Arc<Shared>,
+    /// Whether a [`RemoteControl`] was ever handed out: until then no
+    /// command can be waiting, and the shared flag (a line of memory no
+    /// frame otherwise touches) is not looked at.
+    remotes: Cell<bool>,
     tap: bool,
     warnings: VecDeque<Warning>,
 }
@@ -393,6 +400,7 @@ impl Session {
                 ended: AtomicBool::new(false),
                 waker,
             }),
+            remotes: Cell::new(false),
             warnings: VecDeque::new(),
         }
     }
@@ -453,6 +461,7 @@ impl Session {
                     let mut control = Control {
                         call: &mut self.call,
                         shared: &self.shared,
+                        remotes: &self.remotes,
                     };
                     if let (Slot::Pending(factory), CallEvent::Started(start)) =
                         (&self.handler, &event)
@@ -488,13 +497,14 @@ impl Session {
 
     /// A handle to control the call from another thread.
     pub fn remote(&self) -> RemoteControl {
+        self.remotes.set(true);
         RemoteControl {
             shared: Arc::clone(&self.shared),
         }
     }
 
     fn apply_remote(&mut self, now: Instant) {
-        if !self.shared.queued.load(Ordering::Acquire) {
+        if !self.remotes.get() || !self.shared.queued.load(Ordering::Acquire) {
             return;
         }
         let commands: VecDeque<Command> = {

@@ -632,6 +632,7 @@ impl Server {
                 signal: shed.clone(),
             },
             shed,
+            sheddable: true,
             now,
             panicked: false,
         }
@@ -713,6 +714,8 @@ pub struct Driver {
     guard: PressureGuard,
     /// Raised when the server sheds this connection ([`limits`]).
     shed: Arc<limits::ShedSignal>,
+    /// Whether it still can be: until it leaves the pending set itself.
+    sheddable: bool,
     /// The latest time fed in.
     now: Instant,
     /// The engine panicked (a handler's bug, most likely): this connection
@@ -782,7 +785,7 @@ impl Driver {
     /// brought the pump here).
     fn enter(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        if self.shed.take() {
+        if self.sheddable && self.shed.take() {
             self.conn.shed(self.now);
         }
     }
@@ -848,7 +851,9 @@ impl Driver {
         if (self.conn.is_stream() || matches!(drained, Drained::Close))
             && let Some(key) = g.pending.take()
         {
-            g.pressure.settle(key);
+            // Out of the pending set by its own hand, it is never shed: its
+            // signal need not be looked at again (a cold line per frame).
+            self.sheddable = !g.pressure.settle(key);
         }
         drained
     }

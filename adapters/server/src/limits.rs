@@ -112,11 +112,14 @@ impl State {
         self.doomed += entry.held;
     }
 
-    /// Takes the connection `key` out of the pending set (it settled).
-    fn settle(&mut self, key: u64) {
-        if let Some(e) = self.pending.remove(&key) {
-            self.pending_held = self.pending_held.saturating_sub(e.held);
-        }
+    /// Takes the connection `key` out of the pending set (it settled);
+    /// false when it was no longer there (it was shed).
+    fn settle(&mut self, key: u64) -> bool {
+        let Some(e) = self.pending.remove(&key) else {
+            return false;
+        };
+        self.pending_held = self.pending_held.saturating_sub(e.held);
+        true
     }
 }
 
@@ -181,8 +184,11 @@ impl Pressure {
     }
 
     /// The connection is no longer pending (it became a stream, or closed).
-    pub(crate) fn settle(&self, key: u64) {
-        self.state().settle(key);
+    /// True when it took itself out of the pending set: only a pending
+    /// connection is shed, so its signal is never raised from now on.
+    /// False when it had been shed already (the raise may be on its way).
+    pub(crate) fn settle(&self, key: u64) -> bool {
+        self.state().settle(key)
     }
 
     /// Sheds the oldest pending connection to make room; false when there is
@@ -329,14 +335,20 @@ mod tests {
         assert!(sa.take(), "the oldest was shed");
         assert!(!sb.take() && !sc.take());
         assert_eq!(p.pending(), 2);
-        // Settling a connection that was shed already is harmless.
-        p.settle(a);
+        // Settling a connection that was shed already is harmless, and says
+        // so: its signal must still be looked at.
+        assert!(!p.settle(a));
         assert!(p.shed_oldest());
         assert!(sb.take());
         assert!(p.shed_oldest());
         assert!(sc.take());
         assert!(!p.shed_oldest(), "nothing pending: the server is full");
         assert_eq!(p.shed_total(), 3);
+        // One that settles by itself is out of reach: nothing sheds it.
+        let (d, sd) = p.register();
+        assert!(p.settle(d));
+        assert!(!p.shed_oldest());
+        assert!(!sd.take());
     }
 
     /// A connection's account as its driver keeps it.
