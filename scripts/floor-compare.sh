@@ -22,6 +22,10 @@
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
 # `echo_ratio` and `echo.p99_ms`.
 #
+# BASE=<git revision> adds `callstream-epoll` (one thread) built from that
+# revision (in a temporary worktree) after each one-thread epoll run: a
+# before-and-after in one sitting.
+#
 # PIN=1 gives the driver the last CPU to itself and the server every other
 # (`taskset`, at least two CPUs): on a two-core machine the default thread
 # count otherwise puts a server thread on the driver's core.
@@ -31,9 +35,10 @@
 # default (one per core), `callstream-epoll` likewise, all with the echo
 # handler. Prints one JSON line per run and a Markdown table: server CPU
 # (utime+stime from /proc, every thread) per frame echoed, its ratio to the
-# floor at the same call count, echo p99, the driver's lateness p99, and the
-# 1-minute load average before the run (the machine may be shared: note it
-# with each number).
+# floor at the same call count, the user-space part of it (the server's own
+# work; the rest is the kernel's), echo p99, the driver's lateness p99, and
+# the 1-minute load average before the run (the machine may be shared: note
+# it with each number).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECONDS_EACH:-20}
@@ -44,6 +49,13 @@ port=${PORT_BASE:-18200}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p callstream-smol -p callstream-epoll -p callstream-floor
 bin=$CARGO_TARGET_DIR/release
+base_bin=
+if [[ -n ${BASE:-} ]]; then
+    base_wt=$(mktemp -d)
+    git worktree add -q --detach "$base_wt" "$BASE"
+    (cd "$base_wt" && CARGO_TARGET_DIR="$base_wt/target" cargo build --release -q -p callstream-epoll)
+    base_bin=$base_wt/target/release/callstream-epoll
+fi
 FLOOR=${FLOOR:-$bin/callstream-floor}
 LOADGEN=${LOADGEN:-}
 cores=$(nproc)
@@ -55,7 +67,7 @@ if [[ ${PIN:-0} == 1 ]]; then
     srv_pin=(taskset -c "0-$((cores - 2))") drv_pin=(taskset -c "$((cores - 1))")
 fi
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+trap 'rm -f "$results"; [[ -z ${base_wt:-} ]] || git worktree remove --force "$base_wt"' EXIT
 
 drive() { # calls port: one JSON line {frames, sent, echo_p99_ms, late_p99_ms, failed}
     local calls=$1 url="ws://127.0.0.1:$2/ws/twilio-media"
@@ -87,18 +99,19 @@ run() { # label calls threads command... (an argument @PORT becomes the port)
         ${threads:+CALLSTREAM_THREADS=$threads} "${cmd[@]}" >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    local load c0 c1 out
+    local load u0 s0 u1 s1 out
     load=$(cut -d' ' -f1 /proc/loadavg)
-    c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     out=$(drive "$calls" "$port")
-    c1=$(awk '{print $14+$15}' "/proc/$pid/stat")
+    read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     echo "$out" | python3 -c "
 import json,sys
-d=json.load(sys.stdin); s=($c1-$c0)/$tick
+d=json.load(sys.stdin); u=($u1-$u0)/$tick; s=u+($s1-$s0)/$tick
 d.update({'server':'$label','threads':'${threads:-$cores}','calls':$calls,'load':$load,
-  'server_cpu_s':s,'cpu_us_per_frame':round(s*1e6/max(1,d['frames']),2)})
+  'server_cpu_s':s,'cpu_us_per_frame':round(s*1e6/max(1,d['frames']),2),
+  'user_us_per_frame':round(u*1e6/max(1,d['frames']),2)})
 print(json.dumps(d))" | tee -a "$results"
 }
 
@@ -107,6 +120,7 @@ for calls in "${calls_list[@]}"; do
     run "callstream (smol)" "$calls" 1 "$bin/callstream"
     run "callstream (smol)" "$calls" "" "$bin/callstream"
     run "callstream-epoll" "$calls" 1 "$bin/callstream-epoll"
+    [[ -z $base_bin ]] || run "callstream-epoll ($BASE)" "$calls" 1 "$base_bin"
     run "callstream-epoll" "$calls" "" "$bin/callstream-epoll"
 done
 
@@ -116,14 +130,14 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 floor = {r['calls']: r['cpu_us_per_frame'] for r in rows if r['server'] == 'floor'}
 one = {(r['calls'], r['server']): r['cpu_us_per_frame'] for r in rows if r['threads'] == '1'}
 ms = lambda v: '-' if v is None else f'{v:g} ms'
-print('| calls | server | threads | load avg | frames echoed | echo ratio | CPU µs/frame | × floor | × one thread | echo p99 | driver late p99 |')
-print('|---|---|---|---|---|---|---|---|---|---|---|')
+print('| calls | server | threads | load avg | frames echoed | echo ratio | CPU µs/frame | × floor | × one thread | of it user | echo p99 | driver late p99 |')
+print('|---|---|---|---|---|---|---|---|---|---|---|---|')
 for r in rows:
     f = floor.get(r['calls'])
     ratio = f'{r["cpu_us_per_frame"] / f:.2f}' if f else '-'
     o = one.get((r['calls'], r['server']))
     vs_one = f'{r["cpu_us_per_frame"] / o:.2f}' if o and r['threads'] != '1' else '-'
     print(f"| {r['calls']} | {r['server']} | {r['threads']} | {r['load']} | {r['frames']:,} "
-          f"| {r['echo_ratio']} | {r['cpu_us_per_frame']} | {ratio} | {vs_one} | {ms(r['echo_p99_ms'])} "
+          f"| {r['echo_ratio']} | {r['cpu_us_per_frame']} | {ratio} | {vs_one} | {r['user_us_per_frame']} | {ms(r['echo_p99_ms'])} "
           f"| {ms(r['late_p99_ms'])} |")
 EOF_PY
