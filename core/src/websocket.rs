@@ -363,7 +363,10 @@ impl WebSocket {
             // text and a spare one takes its place, so the payload is not
             // copied a second time into memory this call has not touched
             // since its last frame.
-            if self.pending_at == 0 && total == self.pending.len() {
+            if self.pending_at == 0
+                && total == self.pending.len()
+                && self.pending.capacity() <= SWAP_MAX
+            {
                 if let Some(text) = self.take_whole_pending(head.header, mask) {
                     return Some(Some(Event::Text(text)));
                 }
@@ -406,12 +409,12 @@ impl WebSocket {
     /// returns its text in `pending`'s own buffer and takes a spare one for
     /// `pending`. `None`, with `pending` as it was, when it is not UTF-8.
     fn take_whole_pending(&mut self, header: usize, mask: [u8; 4]) -> Option<Text> {
+        let mut head = [0u8; MAX_HEADER];
+        head.get_mut(..header)?
+            .copy_from_slice(self.pending.get(..header)?);
         let spare = self.pool.pop().unwrap_or_default().into_bytes();
         let mut bytes = std::mem::replace(&mut self.pending, spare);
         self.pending.clear();
-        let mut head = [0u8; MAX_HEADER];
-        head.get_mut(..header)?
-            .copy_from_slice(bytes.get(..header)?);
         bytes.drain(..header);
         unmask(&mut bytes, mask);
         match String::from_utf8(bytes) {
@@ -590,7 +593,7 @@ impl WebSocket {
         let Ok(len) = u16::try_from(text.len()) else {
             return (self.send_text(&text), text);
         };
-        if !pipe.outbound.is_empty() || len < 126 {
+        if !pipe.outbound.is_empty() || len < 126 || pipe.outbound.capacity() > SWAP_MAX {
             return (self.send_text(&text), text);
         }
         let mut bytes = text.into_bytes();
@@ -699,6 +702,13 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
         *b ^= m;
     }
 }
+
+/// Buffers change roles (pending bytes become a text, a text becomes the
+/// transmit buffer, which joins the spares) only up to this capacity: one
+/// that grew larger (a big message, a slow reader's backlog) stays where it
+/// grew instead of joining the spares, so a connection holds one such
+/// buffer, not one per role.
+const SWAP_MAX: usize = 4096;
 
 /// The longest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
 const MAX_HEADER: usize = 14;
@@ -990,9 +1000,39 @@ mod tests {
         let (_, spare) = ws.send_text_owned("c".repeat(200));
         assert!(spare.is_empty());
         assert_eq!(&ws.transmit()[..4], [0x81, 126, 0, 200]);
+        // A transmit buffer grown by a backlog is not handed out as a spare.
+        ws.consume_transmit(204);
+        ws.send_text(&"d".repeat(20_000)).unwrap();
+        ws.consume_transmit(20_004);
+        let (_, spare) = ws.send_text_owned("e".repeat(200));
+        assert_eq!(spare.len(), 200, "copied behind the big buffer's start");
+        assert_eq!(&ws.transmit()[..4], [0x81, 126, 0, 200]);
         ws.close(1000, "");
         let (sent, spare) = ws.send_text_owned("late".into());
         assert_eq!((sent, spare.as_str()), (Err(SendError), "late"));
+    }
+
+    #[test]
+    fn a_whole_frame_read_becomes_the_text_unless_its_buffer_grew_big() {
+        let mut ws = WebSocket::accept(Vec::new(), Vec::new());
+        for len in [300, 20_000, 300] {
+            let text = "y".repeat(len);
+            ws.handle_receive(&frame(0x81, text.as_bytes()));
+            let events = events(&mut ws);
+            assert_eq!(events, [text_event(&text)], "{len}");
+            if len > SWAP_MAX {
+                // Copied out: the grown buffer stays the pending one.
+                assert!(ws.pending.capacity() >= len);
+            }
+            for e in events {
+                if let Event::Text(t) = e {
+                    ws.recycle(t);
+                }
+            }
+        }
+        // Not UTF-8 in a whole-frame read: the frame goes back as it came.
+        ws.handle_receive(&frame(0x81, &[b'a', 0xff, b'b']));
+        assert_eq!(events(&mut ws), [Event::Failed(WsError::InvalidUtf8)]);
     }
 
     #[test]
