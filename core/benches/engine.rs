@@ -8,6 +8,7 @@ use callstream_core::connection::{self, Config, Connection, Output};
 use callstream_core::public_url::PublicBase;
 use callstream_core::signature;
 use callstream_core::websocket::{Event, WebSocket};
+use callstream_twilio::frame::text_frame;
 use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
 
 /// CPU time of the calling thread. The benchmark machine is shared with
@@ -126,7 +127,7 @@ fn engine(c: &mut Criterion) {
     conn.handle_receive(now, upgrade.as_bytes());
     drain(&mut conn);
     assert!(conn.is_stream());
-    let frame = client_frame(MEDIA.as_bytes());
+    let frame = text_frame(MEDIA);
     group.bench_function("media_message_live_connection", |b| {
         iter_cpu(b, || {
             conn.handle_receive(now, black_box(&frame));
@@ -149,7 +150,7 @@ fn media_frame(n: u64) -> Vec<u8> {
         n + 1,
         (n - 1) * 20
     );
-    client_frame(text.as_bytes())
+    text_frame(&text)
 }
 
 /// 160 bytes of μ-law (a quiet tone), base64.
@@ -175,16 +176,7 @@ fn echo_call(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             let mut t = start;
-            let mut conn = Connection::new(config.clone(), t);
-            conn.handle_receive(
-                t,
-                b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
-                  Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                  Sec-WebSocket-Version: 13\r\n\r\n",
-            );
-            drain(&mut conn);
-            conn.handle_receive(t, &client_frame(START.as_bytes()));
-            drain(&mut conn);
+            let mut conn = open_call(&config, t);
             let frames: Vec<Vec<u8>> = (1..=iters).map(media_frame).collect();
             let mut deadline = t;
             let cpu = thread_cpu_time();
@@ -209,14 +201,7 @@ fn echo_call(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             let mut conns: Vec<(Connection, Instant)> = (0..CALLS)
-                .map(|_| {
-                    let mut conn = Connection::new(config.clone(), start);
-                    conn.handle_receive(start, UPGRADE);
-                    drain(&mut conn);
-                    conn.handle_receive(start, &client_frame(START.as_bytes()));
-                    drain(&mut conn);
-                    (conn, start)
-                })
+                .map(|_| (open_call(&config, start), start))
                 .collect();
             let rounds = iters.div_ceil(CALLS as u64);
             let frames: Vec<Vec<u8>> = (1..=rounds).map(media_frame).collect();
@@ -237,6 +222,16 @@ fn echo_call(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// An unsigned call with the echo handler, upgraded and started at `t`.
+fn open_call(config: &Arc<Config>, t: Instant) -> Connection {
+    let mut conn = Connection::new(config.clone(), t);
+    conn.handle_receive(t, UPGRADE);
+    drain(&mut conn);
+    conn.handle_receive(t, &text_frame(START));
+    drain(&mut conn);
+    conn
 }
 
 const UPGRADE: &[u8] =
@@ -278,23 +273,8 @@ const MEDIA: &str = concat!(
     r#""}}"#
 );
 
-/// A client frame masked with a fixed key (RFC 6455 §5.3).
-fn client_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x81];
-    if payload.len() < 126 {
-        out.push(0x80 | payload.len() as u8);
-    } else {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
 fn websocket(c: &mut Criterion) {
-    let frame = client_frame(MEDIA.as_bytes());
+    let frame = text_frame(MEDIA);
     let mut group = c.benchmark_group("websocket");
     group.throughput(Throughput::Elements(1));
     let mut ws = WebSocket::accept(Vec::new(), Vec::new());

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 use callstream_core::call::CallConfig;
 use callstream_core::connection::{Config, Connection, Output};
 use callstream_core::handler;
+use callstream_twilio::frame::text_frame;
+use callstream_twilio::message::Stream;
+use callstream_twilio::upgrade::Upgrade;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -59,17 +62,22 @@ fn main() {
         Vec::new()
     };
     let start = Instant::now();
+    let stream = Stream::default();
+    let upgrade = Upgrade::new("x.example", "/ws/twilio-media", None, 1).to_bytes();
     let mut conns: Vec<Connection> = (0..calls)
         .map(|_| {
             let mut conn = Connection::new(config.clone(), start);
-            conn.handle_receive(start, UPGRADE);
+            conn.handle_receive(start, &upgrade);
             drain(&mut conn, start);
-            conn.handle_receive(start, &client_frame(START.as_bytes()));
+            conn.handle_receive(start, &text_frame(&stream.start(&[])));
             drain(&mut conn, start);
             conn
         })
         .collect();
-    let frames: Vec<Vec<u8>> = (1..=rounds).map(media_frame).collect();
+    // 20 ms of a quiet tone each.
+    let frames: Vec<Vec<u8>> = (1..=rounds)
+        .map(|n| text_frame(&stream.media(n + 1, n, (n - 1) * 20, &[0x7e; 160])))
+        .collect();
     let mut buf = vec![0u8; 8192];
     let mut now = start;
     let (user0, sys0) = cpu();
@@ -142,37 +150,4 @@ fn cpu() -> (f64, f64) {
     assert_eq!(rc, 0, "getrusage");
     let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     (us(usage.ru_utime), us(usage.ru_stime))
-}
-
-const UPGRADE: &[u8] =
-    b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\nConnection: Upgrade\r\n\
-    Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-    Sec-WebSocket-Version: 13\r\n\r\n";
-
-const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"accountSid":"AC11111111111111111111111111111111","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA33333333333333333333333333333333","tracks":["inbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
-
-/// The `n`-th 20 ms media message from Twilio (a quiet tone), masked.
-fn media_frame(n: u64) -> Vec<u8> {
-    let payload = "fn5+".repeat(53) + "fg==";
-    let text = format!(
-        r#"{{"event":"media","sequenceNumber":"{}","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","media":{{"track":"inbound","chunk":"{n}","timestamp":"{}","payload":"{payload}"}}}}"#,
-        n + 1,
-        (n - 1) * 20
-    );
-    client_frame(text.as_bytes())
-}
-
-/// A client frame masked with a fixed key (RFC 6455 §5.3).
-fn client_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x81];
-    if payload.len() < 126 {
-        out.push(0x80 | payload.len() as u8);
-    } else {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
 }

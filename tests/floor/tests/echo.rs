@@ -31,18 +31,9 @@ fn floor() -> Floor {
     Floor(child, line.trim().to_owned())
 }
 
+/// A masked client frame with `opcode`, FIN set.
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x80 | opcode];
-    if payload.len() < 126 {
-        out.push(0x80 | payload.len() as u8);
-    } else {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-    out
+    callstream_twilio::frame::client_frame(0x80 | opcode, payload)
 }
 
 /// Reads one unmasked server frame: (opcode, payload).
