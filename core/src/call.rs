@@ -185,6 +185,15 @@ pub enum CallOutput {
     Timeout(Instant),
 }
 
+/// An empty text for the next message, a spare one when there is one, with
+/// room for `len` bytes.
+fn spare_text(spare: &mut Vec<String>, len: usize) -> String {
+    let mut text = spare.pop().unwrap_or_default();
+    text.clear();
+    text.reserve(len);
+    text
+}
+
 /// What [`Call::pump`] did.
 #[allow(clippy::large_enum_variant)] // moved once, as `CallOutput` is
 enum Pumped {
@@ -985,9 +994,7 @@ impl Call {
             // them in this call's memory first.
             let (spare, tap) = (&mut self.spare, self.config.tap);
             let next = self.pacer.poll_transmit_with(self.now, |ulaw| {
-                let mut text = spare.pop().unwrap_or_default();
-                text.clear();
-                text.reserve(80 + ulaw.len() * 4 / 3);
+                let mut text = spare_text(spare, 80 + ulaw.len() * 4 / 3);
                 message::write_media(&mut text, &sid, ulaw);
                 let tapped = tap.then(|| ulaw.iter().map(|&b| codec::decode(b)).collect());
                 (text, tapped)
@@ -1069,9 +1076,7 @@ impl Call {
                 CallOutput::Send(text)
             }
             Outgoing::Mark { name, done_at } => {
-                let mut text = self.spare.pop().unwrap_or_default();
-                text.clear();
-                text.reserve(80 + name.len());
+                let mut text = spare_text(&mut self.spare, 80 + name.len());
                 message::write_mark(&mut text, &sid, &name);
                 self.sent_marks.push_back(SentMark {
                     name,

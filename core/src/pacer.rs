@@ -271,11 +271,10 @@ impl Pacer {
     /// μ-law bytes replace the contents of `out`.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<Outgoing> {
-        let (o, bytes) = self.next(now)?;
-        if let Some(bytes) = bytes {
+        let (o, _) = self.poll_transmit_with(now, |bytes| {
             out.clear();
-            out.extend_from_slice(self.queue.get(bytes).unwrap_or_default());
-        }
+            out.extend_from_slice(bytes);
+        })?;
         Some(o)
     }
 

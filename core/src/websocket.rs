@@ -555,24 +555,9 @@ impl WebSocket {
     /// # Errors
     /// [`SendError`] once a close frame was sent or received.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        if self.state != State::Open {
-            return Err(SendError);
-        }
-        // A pong the engine queued goes out before this frame.
-        self.inner.flush().map_err(|_| SendError)?;
-        let out = &mut self.inner.get_mut().outbound;
-        let len = text.len();
-        // FIN + text; a server never masks (RFC 6455 §5.1).
-        out.push(0x81);
-        if len < 126 {
-            out.push(len as u8);
-        } else if let Ok(len) = u16::try_from(len) {
-            out.push(126);
-            out.extend_from_slice(&len.to_be_bytes());
-        } else {
-            out.push(127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
+        let out = self.outbound_for_text()?;
+        let (header, n) = text_header(text.len());
+        out.extend_from_slice(&header[..n]);
         out.extend_from_slice(text.as_bytes());
         Ok(())
     }
@@ -582,28 +567,33 @@ impl WebSocket {
     /// front) rather than copied: the buffer that waited before comes back
     /// for the next message. Otherwise `text` itself comes back.
     pub fn send_text_owned(&mut self, text: String) -> (Result<(), SendError>, String) {
-        if self.state != State::Open {
-            return (Err(SendError), text);
-        }
-        if self.inner.flush().is_err() {
-            return (Err(SendError), text);
-        }
-        let pipe = self.inner.get_mut();
-        // Lengths from 126 take the 16-bit form: a media message always.
-        let Ok(len) = u16::try_from(text.len()) else {
-            return (self.send_text(&text), text);
+        let out = match self.outbound_for_text() {
+            Ok(out) => out,
+            Err(e) => return (Err(e), text),
         };
-        if !pipe.outbound.is_empty() || len < 126 || pipe.outbound.capacity() > SWAP_MAX {
-            return (self.send_text(&text), text);
+        let (header, n) = text_header(text.len());
+        // Only the 16-bit length form (126 bytes to 64 KiB, a media message
+        // always): a shorter text is as cheap to copy as to shift.
+        if n != 4 || !out.is_empty() || out.capacity() > SWAP_MAX {
+            out.extend_from_slice(&header[..n]);
+            out.extend_from_slice(text.as_bytes());
+            return (Ok(()), text);
         }
         let mut bytes = text.into_bytes();
-        let [hi, lo] = len.to_be_bytes();
-        // FIN + text; a server never masks (RFC 6455 §5.1).
-        bytes.splice(0..0, [0x81, 126, hi, lo]);
-        let mut spare = std::mem::replace(&mut pipe.outbound, bytes);
+        bytes.splice(0..0, header[..n].iter().copied());
+        let mut spare = std::mem::replace(out, bytes);
         spare.clear();
-        pipe.sent = 0;
         (Ok(()), String::from_utf8(spare).unwrap_or_default())
+    }
+
+    /// The transmit buffer a text frame goes into, once a pong the engine
+    /// queued went out ahead of it; an error once a close was sent or came.
+    fn outbound_for_text(&mut self) -> Result<&mut Vec<u8>, SendError> {
+        if self.state != State::Open {
+            return Err(SendError);
+        }
+        self.inner.flush().map_err(|_| SendError)?;
+        Ok(&mut self.inner.get_mut().outbound)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to
@@ -709,6 +699,26 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 /// grew instead of joining the spares, so a connection holds one such
 /// buffer, not one per role.
 const SWAP_MAX: usize = 4096;
+
+/// A server's header for a text frame of `len` bytes (FIN + text, the
+/// length in its shortest form, never masked: RFC 6455 §5.1) and how many of
+/// the bytes it is.
+fn text_header(len: usize) -> ([u8; 10], usize) {
+    let mut h = [0u8; 10];
+    h[0] = 0x81;
+    if len < 126 {
+        h[1] = len as u8;
+        (h, 2)
+    } else if let Ok(len) = u16::try_from(len) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&len.to_be_bytes());
+        (h, 4)
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (h, 10)
+    }
+}
 
 /// The longest frame header: 2 bytes, an 8-byte length, a 4-byte mask.
 const MAX_HEADER: usize = 14;
