@@ -15,8 +15,10 @@
 #   frame touches after the other calls' frames pushed it out.
 # - over loopback TCP, REPEAT times (default 3, ROUNDS_LOOPBACK rounds,
 #   default 1000): the engine's user CPU time per frame while the kernel's
-#   socket work runs between frames, as on a server.
-# With BASE, the same example is built against that revision's core (in a
+#   socket work runs between frames, as on a server; each time also with
+#   `prefetch` (the call's state named by `Connection::hot_memory` asked for
+#   before each read, as the server's pumps do).
+# With BASE, that revision's own example is built against its core (in a
 # temporary worktree) and the loopback runs alternate between the two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,9 +41,10 @@ if [[ -n ${BASE:-} ]]; then
     wt=$(mktemp -d)
     trap 'git worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"' EXIT
     git worktree add -q --detach "$wt" "$BASE"
-    # The example may be newer than BASE; it uses only the core's public API.
-    mkdir -p "$wt/core/examples"
-    cp core/examples/frame_footprint.rs "$wt/core/examples/"
+    [[ -f $wt/core/examples/frame_footprint.rs ]] || {
+        echo "BASE=$BASE has no core/examples/frame_footprint.rs (added in e1c4671)" >&2
+        exit 2
+    }
     bins[base]=$(build "$wt" "$wt/target")
 fi
 
@@ -75,5 +78,6 @@ done
 for i in $(seq "$repeat"); do
     for name in "${!bins[@]}"; do
         echo "$name loopback $i: $("${bins[$name]}" "$calls" "$rl" loopback)"
+        [[ $name != this ]] || echo "$name loopback prefetch $i: $("${bins[$name]}" "$calls" "$rl" loopback prefetch)"
     done
 done

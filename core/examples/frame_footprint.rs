@@ -2,7 +2,7 @@
 //! as on a server: `scripts/frame-footprint.sh` runs it (see there).
 //!
 //! ```text
-//! cargo run --release -p callstream-core --example frame_footprint -- CALLS ROUNDS [loopback]
+//! cargo run --release -p callstream-core --example frame_footprint -- CALLS ROUNDS [loopback [prefetch]]
 //! ```
 //!
 //! Opens CALLS calls through the engine with the echo handler, then feeds
@@ -14,7 +14,9 @@
 //! work between two frames of a call then evicts the call's state from the
 //! caches, which is what a server's engine runs against. Without it, under
 //! cachegrind, the per-frame instruction count and cache misses are exact
-//! and repeatable.
+//! and repeatable. With `loopback prefetch`, the memory the engine names for
+//! the next input (`Connection::hot_memory`) is prefetched before each read,
+//! as `callstream-server`'s `Driver::prefetch` does for the pumps.
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -36,6 +38,11 @@ fn main() {
     let loopback = match args.next().as_deref() {
         None => false,
         Some("loopback") => true,
+        Some(_) => panic!("{usage}"),
+    };
+    let prefetching = match args.next().as_deref() {
+        None => false,
+        Some("prefetch") if loopback => true,
         Some(_) => panic!("{usage}"),
     };
     let config = Arc::new(Config {
@@ -88,6 +95,9 @@ fn main() {
                 Some((twilio, server)) => {
                     let (mut twilio, mut server) = (twilio, server);
                     twilio.write_all(frame).expect("write");
+                    if prefetching {
+                        conn.hot_memory(prefetch);
+                    }
                     let n = server.read(&mut buf).expect("read");
                     conn.handle_receive(now, &buf[..n]);
                     let out = drain(conn, now);
@@ -116,7 +126,7 @@ fn main() {
     assert!(sent + 10 >= rounds, "each call echoes: {sent} of {rounds}");
     let n = (rounds * calls as u64) as f64;
     println!(
-        "{{\"calls\":{calls},\"rounds\":{rounds},\"loopback\":{loopback},\"user_us_per_frame\":{:.3},\"sys_us_per_frame\":{:.3}}}",
+        "{{\"calls\":{calls},\"rounds\":{rounds},\"loopback\":{loopback},\"prefetch\":{prefetching},\"user_us_per_frame\":{:.3},\"sys_us_per_frame\":{:.3}}}",
         (user1 - user0) / n,
         (sys1 - sys0) / n
     );
@@ -142,6 +152,22 @@ fn drain(conn: &mut Connection, now: Instant) -> usize {
 }
 
 /// This thread's user and system CPU time, in µs.
+/// Prefetches `len` bytes from `start` (at most 48 lines), as
+/// `callstream_server::prefetch::region` does.
+fn prefetch(start: *const u8, len: usize) {
+    let mut at = start.wrapping_sub(start as usize % 64);
+    let end = start.wrapping_add(len.min(48 * 64));
+    while at < end {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it never faults (see the server's
+        // `prefetch` module).
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+        }
+        at = at.wrapping_add(64);
+    }
+}
+
 fn cpu() -> (f64, f64) {
     // SAFETY: `getrusage` only writes the struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

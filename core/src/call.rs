@@ -482,6 +482,21 @@ pub struct Call {
 }
 
 impl Call {
+    /// See [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
+    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
+        self.jitter.hot_memory(visit);
+        self.pacer.hot_memory(visit);
+        let (queued, _) = self.out.as_slices();
+        visit(queued.as_ptr().cast(), size_of_val(queued));
+        if let Some(text) = self.spare.last() {
+            visit(
+                self.spare.as_ptr().cast(),
+                size_of_val(self.spare.as_slice()),
+            );
+            crate::websocket::visit_head(visit, text.as_ptr(), text.capacity());
+        }
+    }
+
     /// A call that has seen nothing yet, at `now`.
     pub fn new(config: CallConfig, now: Instant) -> Self {
         Call {

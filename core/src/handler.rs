@@ -376,6 +376,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// See [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
+    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
+        visit(Arc::as_ptr(&self.shared).cast(), size_of::<Shared>());
+        self.call.hot_memory(visit);
+    }
+
     /// Wires `call` to `handler`; `waker` is called when another thread
     /// gives a command.
     pub fn new(call: Call, handler: Box<dyn Handler>, waker: Option<Waker>) -> Self {

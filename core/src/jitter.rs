@@ -209,6 +209,19 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
+    /// The μ-law a frame appends and the frame it takes next. See
+    /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
+    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
+        let start = self.fifo.as_ptr().wrapping_add(self.read);
+        visit(
+            start,
+            self.fifo
+                .capacity()
+                .saturating_sub(self.read)
+                .min(4 * FRAME_SAMPLES),
+        );
+    }
+
     /// A buffer with the given tuning (`max_frames` is raised to 1 if zero,
     /// `max_gap` lowered to 60 s if longer).
     pub fn new(mut config: JitterConfig) -> Self {

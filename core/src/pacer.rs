@@ -206,6 +206,19 @@ fn duration_to_bytes(d: Duration) -> u64 {
 }
 
 impl Pacer {
+    /// The audio the next message takes, and where queued audio goes. See
+    /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
+    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
+        let start = self.queue.as_ptr().wrapping_add(self.read);
+        visit(
+            start,
+            self.queue
+                .capacity()
+                .saturating_sub(self.read)
+                .min(crate::websocket::HOT_BYTES),
+        );
+    }
+
     /// A pacer with the given tuning.
     pub fn new(config: PacerConfig) -> Self {
         let chunk = config.chunk.clamp(MIN_CHUNK, MAX_CHUNK);

@@ -109,6 +109,15 @@ impl Reactor {
                 Err(e) => return Err(e.into()),
             }
             let now = Instant::now();
+            // Every connection with input starts loading its call's state
+            // now, all at once, and during the reads (`Driver::prefetch`).
+            for ev in &events {
+                let data = ev.data.u64();
+                let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
+                if let Some(c) = self.conns.get(key).filter(|c| c.generation == generation) {
+                    c.driver.prefetch();
+                }
+            }
             for ev in &events {
                 let (data, flags) = (ev.data.u64(), ev.flags);
                 let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);

@@ -51,6 +51,7 @@ pub mod log;
 pub mod memory;
 pub mod metrics_listener;
 pub mod observer;
+pub mod prefetch;
 pub mod recorder;
 pub mod signals;
 pub mod timers;
@@ -748,6 +749,18 @@ impl Drop for PressureGuard {
 }
 
 impl Driver {
+    /// A hint that input for this connection is about to be read: starts
+    /// loading the state handling it will touch (this driver, the engine's
+    /// call state and buffers) into the cache, so that its misses overlap
+    /// each other and the read instead of following one another. Pumps call
+    /// it when they learn which connection has input, before the read. See
+    /// [`prefetch`].
+    #[inline]
+    pub fn prefetch(&self) {
+        prefetch::region(std::ptr::from_ref(self).cast(), size_of::<Driver>());
+        self.conn.hot_memory(prefetch::region);
+    }
+
     /// Bytes read from the socket at `now`.
     pub fn handle_receive(&mut self, now: Instant, bytes: &[u8]) {
         self.contain(|d| {

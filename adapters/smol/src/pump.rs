@@ -249,6 +249,10 @@ async fn serve_connection(
                 // readiness next instead of paying a read that finds nothing
                 // (and async-io's re-registration after it) on every frame.
                 maybe_readable = n == buf.len();
+                // The call's state, asked for at once (`Driver::prefetch`):
+                // its misses overlap instead of following one another. (The
+                // task cannot hold the driver across the read's await.)
+                driver.prefetch();
                 driver.handle_receive(now, &buf[..n]);
             }
             Wake::Writable => {}

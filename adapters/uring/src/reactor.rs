@@ -122,6 +122,18 @@ impl Reactor {
             let now = Instant::now();
             let mut completions = std::mem::take(&mut self.completions);
             self.ring.completions(&mut completions);
+            // Every connection with bytes in this batch starts loading its
+            // call's state now, all at once (`Driver::prefetch`), rather
+            // than as each is handled.
+            for c in completions
+                .iter()
+                .filter(|c| c.op == Op::Recv && c.buffer.is_some())
+            {
+                let (key, generation) = ((c.token & 0xffff_ffff) as usize, (c.token >> 32) as u32);
+                if let Some(conn) = self.conns.get(key).filter(|c| c.generation == generation) {
+                    conn.driver.prefetch();
+                }
+            }
             for c in completions.drain(..) {
                 self.on_completion(c, now)?;
             }
