@@ -25,6 +25,12 @@
 //!    what is left of `transmit()` (best effort) and close the socket.
 //!    `Close` is final: every later `poll_output` returns it again.
 //!
+//! Optional, for speed: when an adapter learns which connections have bytes
+//! waiting, before it reads them, it may prefetch the memory
+//! [`hot_memory`](Connection::hot_memory) names. With many calls, a frame
+//! otherwise finds its call's state out of the cache and waits for each
+//! line in turn (`BENCHMARKS.md`, "Prefetching a call's state").
+//!
 //! ```
 //! use callstream_core::connection::{Config, Connection, Output};
 //! use std::sync::Arc;

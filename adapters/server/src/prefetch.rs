@@ -16,29 +16,33 @@
 //! [`Connection::hot_memory`]: callstream_core::connection::Connection::hot_memory
 
 /// Cache line size assumed (x86-64 and most AArch64 cores).
-const LINE: usize = 64;
+pub const LINE: usize = 64;
 
 /// The most lines one region asks for: the largest region, the stream's
 /// state, is about 35.
-const MAX_LINES: usize = 48;
+pub const MAX_LINES: usize = 48;
 
 /// Asks the CPU to bring `len` bytes from `start` into the cache (at most
 /// [`MAX_LINES`] lines). A hint: never reads or faults, any address allowed.
 #[inline]
 pub fn region(start: *const u8, len: usize) {
-    let lines = len.div_ceil(LINE).min(MAX_LINES);
-    // The line holding `start` may begin before it: round down, and cover
-    // the end's line too.
-    let first = start.wrapping_sub(start as usize % LINE);
-    let end = start.wrapping_add(len.min(MAX_LINES * LINE));
-    let mut at = first;
-    for _ in 0..=lines {
-        if at >= end {
-            break;
-        }
+    for at in lines(start, len) {
         line(at);
-        at = at.wrapping_add(LINE);
     }
+}
+
+/// The start of each line `region` asks for: from the line holding `start`
+/// (which may begin before it) to the one holding its last byte, at most
+/// [`MAX_LINES`] of them.
+fn lines(start: *const u8, len: usize) -> impl Iterator<Item = *const u8> {
+    let offset = start as usize % LINE;
+    let count = if len == 0 {
+        0
+    } else {
+        (offset + len).div_ceil(LINE).min(MAX_LINES)
+    };
+    let first = start.wrapping_sub(offset);
+    (0..count).map(move |i| first.wrapping_add(i * LINE))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -61,6 +65,29 @@ fn line(_at: *const u8) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asks_for_each_line_a_region_touches_up_to_the_cap() {
+        let data = vec![0u8; 8192];
+        let base = data
+            .as_ptr()
+            .wrapping_add(LINE - data.as_ptr() as usize % LINE);
+        let count = |offset: usize, len: usize| lines(base.wrapping_add(offset), len).count();
+        assert_eq!(count(0, 0), 0);
+        assert_eq!(count(0, 1), 1);
+        assert_eq!(count(0, LINE), 1);
+        assert_eq!(count(0, LINE + 1), 2);
+        // Unaligned: the line before the start's boundary counts too.
+        assert_eq!(count(LINE - 1, 2), 2);
+        assert_eq!(count(32, LINE), 2);
+        assert_eq!(count(0, 2192), 35);
+        assert_eq!(count(0, 1 << 20), MAX_LINES);
+        // Each is a line start, the first the line holding the start.
+        let starts: Vec<_> = lines(base.wrapping_add(100), 200).collect();
+        assert_eq!(starts.first(), Some(&base.wrapping_add(LINE)));
+        assert!(starts.iter().all(|p| (*p as usize).is_multiple_of(LINE)));
+        assert_eq!(starts.len(), 4);
+    }
 
     #[test]
     fn any_address_is_a_hint_only() {
