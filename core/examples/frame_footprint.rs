@@ -32,7 +32,7 @@ use callstream_twilio::upgrade::Upgrade;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: frame_footprint CALLS ROUNDS [loopback]";
+    let usage = "usage: frame_footprint CALLS ROUNDS [loopback [prefetch]]";
     let calls: usize = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).expect(usage);
     let loopback = match args.next().as_deref() {
@@ -151,7 +151,6 @@ fn drain(conn: &mut Connection, now: Instant) -> usize {
     }
 }
 
-/// This thread's user and system CPU time, in µs.
 /// Prefetches `len` bytes from `start` (at most 48 lines), as
 /// `callstream_server::prefetch::region` does.
 fn prefetch(start: *const u8, len: usize) {
@@ -168,6 +167,7 @@ fn prefetch(start: *const u8, len: usize) {
     }
 }
 
+/// This thread's user and system CPU time, in µs.
 fn cpu() -> (f64, f64) {
     // SAFETY: `getrusage` only writes the struct we own.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

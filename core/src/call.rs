@@ -482,18 +482,18 @@ pub struct Call {
 }
 
 impl Call {
-    /// See [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
-    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
+    /// The jitter buffer's and the pacer's queues, and the spare text the
+    /// echo is written and framed in. See
+    /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
+    pub(crate) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
         self.jitter.hot_memory(visit);
         self.pacer.hot_memory(visit);
-        let (queued, _) = self.out.as_slices();
-        visit(queued.as_ptr().cast(), size_of_val(queued));
         if let Some(text) = self.spare.last() {
             visit(
                 self.spare.as_ptr().cast(),
                 size_of_val(self.spare.as_slice()),
             );
-            crate::websocket::visit_head(visit, text.as_ptr(), text.capacity());
+            crate::hot::head(visit, text.as_ptr(), text.capacity());
         }
     }
 

@@ -136,11 +136,6 @@ use crate::websocket::{Initiator, WsError};
 
 use stream::StreamPhase;
 
-/// The address of `value`, for [`Connection::hot_memory`].
-pub(crate) fn region<T>(value: &T) -> *const u8 {
-    std::ptr::from_ref(value).cast()
-}
-
 /// Wakes the connection's task from another thread (a
 /// [`RemoteControl`](crate::handler::RemoteControl) gave the call a command):
 /// the adapter then calls [`Connection::handle_timeout`] and drains. Must be
@@ -869,8 +864,10 @@ impl Connection {
     }
 
     /// The memory this connection's next input will read and write, as
-    /// address ranges handed to `visit`: the stream's state and the heads of
-    /// its buffers (or the request parser's state, before an upgrade).
+    /// address ranges handed to `visit` (each at least one byte long): the
+    /// stream's state and the parts of its buffers a media frame and its echo
+    /// use (or the request parser's state, before an upgrade). Which ranges
+    /// are named may change from one release to the next.
     ///
     /// For a runtime that prefetches them when it learns input is ready and
     /// before it reads the socket: with many calls each frame finds its
@@ -889,7 +886,7 @@ impl Connection {
             }
         };
         match &self.phase {
-            Phase::Http(parser) => visit(region(&**parser), size_of::<RequestParser>()),
+            Phase::Http(parser) => visit(crate::hot::of(&**parser), size_of::<RequestParser>()),
             Phase::Stream(stream) => stream.hot_memory(&mut visit),
         }
     }

@@ -377,8 +377,11 @@ pub struct Session {
 
 impl Session {
     /// See [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
-    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
-        visit(Arc::as_ptr(&self.shared).cast(), size_of::<Shared>());
+    pub(crate) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
+        // The inbox is looked at only once a remote control exists.
+        if self.remotes.get() {
+            visit(Arc::as_ptr(&self.shared).cast(), size_of::<Shared>());
+        }
         self.call.hot_memory(visit);
     }
 

@@ -209,17 +209,10 @@ pub struct JitterBuffer {
 }
 
 impl JitterBuffer {
-    /// The μ-law a frame appends and the frame it takes next. See
+    /// Where the next frame's μ-law is appended and taken from. See
     /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
-    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
-        let start = self.fifo.as_ptr().wrapping_add(self.read);
-        visit(
-            start,
-            self.fifo
-                .capacity()
-                .saturating_sub(self.read)
-                .min(4 * FRAME_SAMPLES),
-        );
+    pub(crate) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
+        crate::hot::queue(visit, &self.fifo, self.fifo.capacity(), self.read);
     }
 
     /// A buffer with the given tuning (`max_frames` is raised to 1 if zero,
@@ -534,6 +527,37 @@ mod tests {
 
     fn level(f: &AudioFrame) -> i16 {
         f.samples[0]
+    }
+
+    /// The ranges `hot_memory` names now.
+    fn hot(jb: &JitterBuffer) -> Vec<(usize, usize)> {
+        let mut named = Vec::new();
+        jb.hot_memory(&mut |p, len| named.push((p as usize, len)));
+        named
+    }
+
+    #[test]
+    fn hot_memory_names_where_the_next_frame_lands() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::default());
+        for k in 0..40u64 {
+            let now = t0 + MS * 20 * k as u32;
+            let named = hot(&jb);
+            jb.handle_receive(now, k + 1, k * 20, &tone(1000));
+            // The frame just appended, named before it came.
+            let end = jb.fifo.as_ptr() as usize + jb.fifo.len();
+            let landed = end - FRAME_SAMPLES;
+            if k > 0 {
+                assert!(
+                    named.iter().any(|&(s, len)| s <= landed && end <= s + len),
+                    "frame {k} at {landed:#x}..{end:#x}, named {named:?}"
+                );
+            }
+            // Sometimes two frames wait: the queue is read from the middle.
+            if k % 7 != 3 {
+                drain(&mut jb, now);
+            }
+        }
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub mod connection;
 pub mod form;
 pub mod handler;
 pub mod handshake;
+mod hot;
 pub mod http;
 pub mod jitter;
 pub mod message;

@@ -206,17 +206,10 @@ fn duration_to_bytes(d: Duration) -> u64 {
 }
 
 impl Pacer {
-    /// The audio the next message takes, and where queued audio goes. See
-    /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
-    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
-        let start = self.queue.as_ptr().wrapping_add(self.read);
-        visit(
-            start,
-            self.queue
-                .capacity()
-                .saturating_sub(self.read)
-                .min(crate::websocket::HOT_BYTES),
-        );
+    /// Where the next audio is queued and the next message's taken from.
+    /// See [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
+    pub(crate) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
+        crate::hot::queue(visit, &self.queue, self.queue.capacity(), self.read);
     }
 
     /// A pacer with the given tuning.
@@ -472,6 +465,28 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn hot_memory_names_where_the_next_audio_lands() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(PacerConfig::default());
+        let mut buf = Vec::new();
+        for k in 0..40u32 {
+            let now = t0 + MS * 20 * k;
+            let mut named = Vec::new();
+            p.hot_memory(&mut |at, len| named.push((at as usize, len)));
+            p.enqueue(&[0x7e; 160]).unwrap();
+            let end = p.queue.as_ptr() as usize + p.queue.len();
+            let landed = end - 160;
+            if k > 0 {
+                assert!(
+                    named.iter().any(|&(s, len)| s <= landed && end <= s + len),
+                    "audio {k} at {landed:#x}..{end:#x}, named {named:?}"
+                );
+            }
+            while p.poll_transmit(now, &mut buf).is_some() {}
+        }
     }
 
     #[test]

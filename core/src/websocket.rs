@@ -203,23 +203,6 @@ impl fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
-/// Hands `visit` the part of a buffer's allocation (`start`, `capacity`) a
-/// media frame or its echo writes or reads next: from its start, at most
-/// [`HOT_BYTES`]. Nothing when it has no allocation.
-pub(crate) fn visit_head(
-    visit: &mut dyn FnMut(*const u8, usize),
-    start: *const u8,
-    capacity: usize,
-) {
-    if capacity > 0 {
-        visit(start, capacity.min(HOT_BYTES));
-    }
-}
-
-/// A 20 ms media message and its frame header, rounded up: how much of a
-/// buffer one frame touches.
-pub(crate) const HOT_BYTES: usize = 512;
-
 /// The in-memory stream the frame engine runs over: reads drain what the
 /// connection received (then say `WouldBlock`), writes append to what the
 /// connection must transmit.
@@ -306,20 +289,14 @@ impl fmt::Debug for WebSocket {
 }
 
 impl WebSocket {
-    /// The buffers the next frame in and the next frame out use: where
-    /// received bytes go, the transmit buffer, the spare texts. See
+    /// Where the next frame in is received (its text is then handed out in
+    /// that same buffer, and the frame out is framed in the call's spare
+    /// text: see [`send_text_owned`](Self::send_text_owned)), and the pool
+    /// a spare comes from. See
     /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
-    pub(crate) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
-        let out = &self.inner.get_ref().outbound;
-        visit_head(visit, self.pending.as_ptr(), self.pending.capacity());
-        visit_head(visit, out.as_ptr(), out.capacity());
-        if let Some(text) = self.pool.last() {
-            visit(
-                self.pool.as_ptr().cast(),
-                size_of::<String>() * self.pool.len(),
-            );
-            visit_head(visit, text.as_ptr(), text.capacity());
-        }
+    pub(crate) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
+        crate::hot::head(visit, self.pending.as_ptr(), self.pending.capacity());
+        visit(self.pool.as_ptr().cast(), size_of_val(self.pool.as_slice()));
     }
 
     /// Starts the server side of a connection whose upgrade was just

@@ -110,10 +110,13 @@ impl Reactor {
             }
             let now = Instant::now();
             // Every connection with input starts loading its call's state
-            // now, all at once, and during the reads (`Driver::prefetch`).
-            for ev in &events {
+            // now, all at once, and during the reads (`Driver::prefetch`; the
+            // first `AHEAD` of them).
+            for ev in events.iter().take(callstream_server::prefetch::AHEAD) {
                 let data = ev.data.u64();
                 let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
+                // Listeners and the eventfd have generation 0, which no
+                // connection has.
                 if let Some(c) = self.conns.get(key).filter(|c| c.generation == generation) {
                     c.driver.prefetch();
                 }

@@ -753,8 +753,9 @@ impl Driver {
     /// loading the state handling it will touch (this driver, the engine's
     /// call state and buffers) into the cache, so that its misses overlap
     /// each other and the read instead of following one another. Pumps call
-    /// it when they learn which connection has input, before the read. See
-    /// [`prefetch`].
+    /// it when they learn which connection has input, before the read where
+    /// they can (the epoll and io_uring reactors; the smol pump calls it
+    /// after). See [`prefetch`].
     #[inline]
     pub fn prefetch(&self) {
         prefetch::region(std::ptr::from_ref(self).cast(), size_of::<Driver>());

@@ -250,8 +250,10 @@ async fn serve_connection(
                 // (and async-io's re-registration after it) on every frame.
                 maybe_readable = n == buf.len();
                 // The call's state, asked for at once (`Driver::prefetch`):
-                // its misses overlap instead of following one another. (The
-                // task cannot hold the driver across the read's await.)
+                // its misses overlap instead of following one another. Not
+                // before the read: the driver is not `Sync`, so the readiness
+                // poll cannot borrow it (the borrow would live across the
+                // await, and the task must stay `Send`).
                 driver.prefetch();
                 driver.handle_receive(now, &buf[..n]);
             }

@@ -123,14 +123,13 @@ impl Reactor {
             let mut completions = std::mem::take(&mut self.completions);
             self.ring.completions(&mut completions);
             // Every connection with bytes in this batch starts loading its
-            // call's state now, all at once (`Driver::prefetch`), rather
-            // than as each is handled.
-            for c in completions
+            // call's state now, all at once (`Driver::prefetch`; the first
+            // `AHEAD` of them), rather than as each is handled.
+            let received = completions
                 .iter()
-                .filter(|c| c.op == Op::Recv && c.buffer.is_some())
-            {
-                let (key, generation) = ((c.token & 0xffff_ffff) as usize, (c.token >> 32) as u32);
-                if let Some(conn) = self.conns.get(key).filter(|c| c.generation == generation) {
+                .filter(|done| done.op == Op::Recv && done.buffer.is_some());
+            for done in received.take(callstream_server::prefetch::AHEAD) {
+                if let Some(conn) = peek(&self.conns, done.token) {
                     conn.driver.prefetch();
                 }
             }
@@ -508,11 +507,22 @@ impl Reactor {
 
 /// The connection `token` names, if it is still there.
 fn lookup(conns: &mut Slab<Conn>, token: u64) -> Option<(usize, &mut Conn)> {
-    let (key, generation) = ((token & 0xffff_ffff) as usize, (token >> 32) as u32);
+    let (key, generation) = split(token);
     conns
         .get_mut(key)
         .filter(|c| c.generation == generation)
         .map(|c| (key, c))
+}
+
+/// [`lookup`], to look only.
+fn peek(conns: &Slab<Conn>, token: u64) -> Option<&Conn> {
+    let (key, generation) = split(token);
+    conns.get(key).filter(|c| c.generation == generation)
+}
+
+/// A connection's token: its key and generation.
+fn split(token: u64) -> (usize, u32) {
+    ((token & 0xffff_ffff) as usize, (token >> 32) as u32)
 }
 
 /// Accept errors that concern one connection, not the listener.

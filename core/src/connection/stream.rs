@@ -62,8 +62,8 @@ pub(super) struct StreamPhase {
 
 impl StreamPhase {
     /// See [`Connection::hot_memory`](super::Connection::hot_memory).
-    pub(super) fn hot_memory(&self, visit: &mut dyn FnMut(*const u8, usize)) {
-        visit(super::region(self), size_of::<StreamPhase>());
+    pub(super) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
+        visit(crate::hot::of(self), size_of::<StreamPhase>());
         self.ws.hot_memory(visit);
         if let Some(session) = &self.session {
             session.hot_memory(visit);
