@@ -857,6 +857,19 @@ impl Connection {
         }
     }
 
+    /// Drops the call's session, and with it the application's handler,
+    /// now rather than with the connection. For a runtime about to drop the
+    /// connection that contains handler panics: a handler whose `Drop`
+    /// panics would otherwise unwind through the runtime where it drops the
+    /// connection; called inside the runtime's guard first, the panic stays
+    /// there. The stream has no call machine afterwards: drop the connection
+    /// next.
+    pub fn drop_session(&mut self) {
+        if let Phase::Stream(s) = &mut self.phase {
+            s.drop_session();
+        }
+    }
+
     /// Whether the connection is a WebSocket media stream now.
     #[must_use]
     pub fn is_stream(&self) -> bool {

@@ -820,13 +820,9 @@ impl Driver {
                 if let Some(key) = self.guard.pending.take() {
                     self.guard.pressure.settle(key);
                 }
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(not a string)".to_owned());
                 tracing::error!(
-                    peer = %self.obs.peer(), call_sid = self.obs.call_sid().unwrap_or("-"), panic = %what,
+                    peer = %self.obs.peer(), call_sid = self.obs.call_sid().unwrap_or("-"),
+                    panic = %panic_text(payload.as_ref()),
                     "the connection's handler panicked: this connection is closed, every other goes on"
                 );
                 None
@@ -898,9 +894,32 @@ impl Drop for Driver {
     /// Whichever way the connection went (finished, or dropped with its
     /// task at the end of a drain), its call's last frames are counted and
     /// its `WS_STOP` logged.
+    ///
+    /// The handler is dropped here too, inside a guard: a handler whose
+    /// `Drop` panics is logged, and the pump dropping this driver (with
+    /// every other connection on its thread) goes on.
     fn drop(&mut self) {
         self.obs.finish(self.conn.call_stats());
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.conn.drop_session();
+        }));
+        if let Err(payload) = dropped {
+            tracing::error!(
+                peer = %self.obs.peer(), call_sid = self.obs.call_sid().unwrap_or("-"),
+                panic = %panic_text(payload.as_ref()),
+                "the connection's handler panicked while being dropped: every other connection goes on"
+            );
+        }
     }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(not a string)".to_owned())
 }
 
 /// What this crate's tests share: a media stream as Twilio opens it and
@@ -972,5 +991,48 @@ mod tests {
         drop(driver);
         assert_eq!(metric(&metrics, "callstream_frames_in_total"), 30);
         assert!(metric(&metrics, "callstream_frames_out_total") > 0);
+    }
+
+    /// A handler whose `Drop` panics: dropping its driver contains the
+    /// panic (the pump, and every other connection on its thread, go on),
+    /// and the call is still counted.
+    #[test]
+    fn a_handler_panicking_in_drop_stays_inside_its_driver() {
+        use callstream_core::call::CallEvent;
+        use callstream_core::handler::{Control, Handler, HandlerFactory, session_factory};
+
+        struct Sour;
+        impl Handler for Sour {
+            fn on_event(&mut self, _: &CallEvent, _: &mut Control<'_>) {}
+        }
+        impl Drop for Sour {
+            fn drop(&mut self) {
+                panic!("a handler's bug in drop (the test's own)");
+            }
+        }
+        let settings = config::Cli::try_parse_from(["callstream", "--insecure-no-signatures"])
+            .unwrap()
+            .settings();
+        let (mut engine, options) = configure(&settings).unwrap();
+        let sour: HandlerFactory = Arc::new(|_| Box::new(Sour) as Box<dyn Handler>);
+        engine.session = Some(session_factory(Default::default(), sour));
+        let metrics = Arc::new(Metrics::default());
+        let server = Server::with_metrics(options, engine, metrics.clone()).unwrap();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 5001));
+        let mut t = Instant::now();
+        let mut driver = server.admit(peer).unwrap().driver(peer, t, None);
+        let mut twilio = Twilio::new(Stream::default());
+        for bytes in [UPGRADE.to_vec(), frame(&twilio.start(&[]))] {
+            driver.handle_receive(t, &bytes);
+            assert!(matches!(driver.poll(), Drained::Wait(_)));
+        }
+        for _ in 0..5 {
+            t += Duration::from_millis(20);
+            driver.handle_receive(t, &frame(&twilio.media(&SILENCE)));
+            assert!(matches!(driver.poll(), Drained::Wait(_)));
+        }
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(driver)));
+        assert!(dropped.is_ok(), "the handler's panic escaped the driver");
+        assert_eq!(metric(&metrics, "callstream_frames_in_total"), 5);
     }
 }

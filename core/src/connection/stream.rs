@@ -70,6 +70,13 @@ impl StreamPhase {
         }
     }
 
+    /// See [`Connection::drop_session`](super::Connection::drop_session).
+    pub(super) fn drop_session(&mut self) {
+        // Out of the field first: if its drop panics, the field is empty.
+        let session = self.session.take();
+        drop(session);
+    }
+
     pub(super) fn new(
         now: Instant,
         config: &Config,
