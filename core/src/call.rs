@@ -489,10 +489,7 @@ impl Call {
         self.jitter.hot_memory(visit);
         self.pacer.hot_memory(visit);
         if let Some(text) = self.spare.last() {
-            visit(
-                self.spare.as_ptr().cast(),
-                size_of_val(self.spare.as_slice()),
-            );
+            crate::hot::elements(visit, &self.spare);
             crate::hot::head(visit, text.as_ptr(), text.capacity());
         }
     }

@@ -15,6 +15,12 @@ pub(crate) fn of<T>(value: &T) -> *const u8 {
     std::ptr::from_ref(value).cast()
 }
 
+/// The elements of `items` (a list of buffers, say: their pointers and
+/// lengths, not what they hold).
+pub(crate) fn elements<T>(visit: Visit<'_>, items: &[T]) {
+    visit(items.as_ptr().cast(), size_of_val(items));
+}
+
 /// The start of a buffer's allocation (`start`, `capacity`) that the next
 /// frame writes from its beginning: at most [`HOT_BYTES`].
 pub(crate) fn head(visit: Visit<'_>, start: *const u8, capacity: usize) {

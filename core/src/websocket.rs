@@ -296,7 +296,7 @@ impl WebSocket {
     /// [`Connection::hot_memory`](crate::connection::Connection::hot_memory).
     pub(crate) fn hot_memory(&self, visit: crate::hot::Visit<'_>) {
         crate::hot::head(visit, self.pending.as_ptr(), self.pending.capacity());
-        visit(self.pool.as_ptr().cast(), size_of_val(self.pool.as_slice()));
+        crate::hot::elements(visit, &self.pool);
     }
 
     /// Starts the server side of a connection whose upgrade was just

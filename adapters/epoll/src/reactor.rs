@@ -114,7 +114,7 @@ impl Reactor {
             // first `AHEAD` of them).
             for ev in events.iter().take(callstream_server::prefetch::AHEAD) {
                 let data = ev.data.u64();
-                let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
+                let (key, generation) = split(data);
                 // Listeners and the eventfd have generation 0, which no
                 // connection has.
                 if let Some(c) = self.conns.get(key).filter(|c| c.generation == generation) {
@@ -123,7 +123,7 @@ impl Reactor {
             }
             for ev in &events {
                 let (data, flags) = (ev.data.u64(), ev.flags);
-                let (key, generation) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
+                let (key, generation) = split(data);
                 match (generation, data) {
                     (0, NOTIFY) => self.on_notify(now),
                     (0, _) => self.accept(key - 1, now),
@@ -367,4 +367,10 @@ impl Reactor {
             drop(c.finish());
         }
     }
+}
+
+/// An event's data: a connection's key and generation (see `admit`), or
+/// with generation 0 the eventfd or a listener.
+fn split(data: u64) -> (usize, u32) {
+    ((data & 0xffff_ffff) as usize, (data >> 32) as u32)
 }

@@ -820,10 +820,10 @@ impl Driver {
                 if let Some(key) = self.guard.pending.take() {
                     self.guard.pressure.settle(key);
                 }
-                tracing::error!(
-                    peer = %self.obs.peer(), call_sid = self.obs.call_sid().unwrap_or("-"),
-                    panic = %panic_text(payload.as_ref()),
-                    "the connection's handler panicked: this connection is closed, every other goes on"
+                log_panic(
+                    &self.obs,
+                    payload.as_ref(),
+                    "the connection's handler panicked: this connection is closed, every other goes on",
                 );
                 None
             }
@@ -904,22 +904,27 @@ impl Drop for Driver {
             self.conn.drop_session();
         }));
         if let Err(payload) = dropped {
-            tracing::error!(
-                peer = %self.obs.peer(), call_sid = self.obs.call_sid().unwrap_or("-"),
-                panic = %panic_text(payload.as_ref()),
-                "the connection's handler panicked while being dropped: every other connection goes on"
+            log_panic(
+                &self.obs,
+                payload.as_ref(),
+                "the connection's handler panicked while being dropped: every other connection goes on",
             );
         }
     }
 }
 
-/// What a panic said, when it said it with a string.
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
+/// Logs a handler's panic on a connection: who, and what the panic said
+/// (when it said it with a string).
+fn log_panic(obs: &Observer, payload: &(dyn std::any::Any + Send), what: &str) {
+    let said = payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(not a string)".to_owned())
+        .unwrap_or_else(|| "(not a string)".to_owned());
+    tracing::error!(
+        peer = %obs.peer(), call_sid = obs.call_sid().unwrap_or("-"), panic = %said,
+        "{what}"
+    );
 }
 
 /// What this crate's tests share: a media stream as Twilio opens it and
