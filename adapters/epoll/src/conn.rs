@@ -6,7 +6,7 @@
 //! socket is ready, never waited for: a reactor serves its other connections
 //! meanwhile.
 use callstream_server::{Admission, Driver, close};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -60,7 +60,7 @@ impl Conn {
         let State::Flushing(until) = self.state else {
             return Next::Stay;
         };
-        if write_now(&self.stream, &mut self.driver).is_err() {
+        if self.driver.write_now(&self.stream).is_err() {
             let _ = self.stream.shutdown(Shutdown::Write);
             return Next::Remove;
         }
@@ -114,18 +114,4 @@ impl Conn {
         self.driver.finish();
         self.admission
     }
-}
-
-/// Writes as much of the engine's output as the socket takes without waiting.
-pub(crate) fn write_now(mut stream: &TcpStream, conn: &mut Driver) -> io::Result<()> {
-    while !conn.transmit().is_empty() {
-        match stream.write(conn.transmit()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.consume_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

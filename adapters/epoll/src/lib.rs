@@ -40,10 +40,10 @@ mod conn;
 mod handle;
 mod reactor;
 
-use callstream_server::Server;
 use callstream_server::config::Settings;
+use callstream_server::reactor::{Shutdown, join};
+use callstream_server::{Pump, Server};
 use handle::Handle;
-use reactor::Reactor;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, OnceLock};
@@ -60,21 +60,14 @@ pub struct EpollServer {
 
 /// Stops a running server gracefully, from any thread.
 #[derive(Clone)]
-pub struct ShutdownHandle {
-    reactors: Arc<[Arc<Handle>]>,
-    stop: Arc<OnceLock<Instant>>,
-}
+pub struct ShutdownHandle(Shutdown<Handle>);
 
 impl ShutdownHandle {
     /// Begins the graceful shutdown: no new connections; calls drain for the
     /// configured period, then close with 1001. Calling it again does nothing
     /// more.
     pub fn shutdown(&self) {
-        if self.stop.set(Instant::now()).is_ok() {
-            for r in self.reactors.iter() {
-                r.notify();
-            }
-        }
+        self.0.shutdown();
     }
 }
 
@@ -127,10 +120,7 @@ impl EpollServer {
     /// A handle that starts the graceful shutdown from anywhere.
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            reactors: self.reactors.clone(),
-            stop: self.stop.clone(),
-        }
+        ShutdownHandle(Shutdown::new(self.reactors.clone(), self.stop.clone()))
     }
 
     /// Runs the reactors until a shutdown is requested and every connection
@@ -146,7 +136,7 @@ impl EpollServer {
         let mut threads = Vec::new();
         let mut result = Ok(());
         for (i, r) in reactors.iter().enumerate() {
-            let reactor = Reactor::new(
+            let reactor = reactor::Reactor::new(
                 i,
                 r.clone(),
                 server.clone(),
@@ -175,31 +165,26 @@ impl EpollServer {
         }
         // The reactors hold the listeners now: the last to shut down closes them.
         drop(listeners);
-        let mut still_open = Vec::new();
-        for t in threads {
-            match t.join() {
-                Ok(Ok(left)) => still_open.extend(left),
-                Ok(Err(e)) => result = result.and(Err(e)),
-                Err(_) => result = result.and(Err(io::Error::other("a reactor panicked"))),
-            }
-        }
-        let give_up_at = stop.get().map(|&at| server.options().give_up_at(at));
-        server.finish(give_up_at);
-        drop(still_open);
-        result
+        result.and(join(&server, &stop, threads))
+    }
+}
+
+impl Pump for EpollServer {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        EpollServer::local_addr(self)
+    }
+
+    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
+        let handle = self.shutdown_handle();
+        move || handle.shutdown()
+    }
+
+    fn run(self) -> io::Result<()> {
+        EpollServer::run(self)
     }
 }
 
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let (engine, options) = callstream_server::configure(&s)?;
-    let shared = Server::new(options, engine)?;
-    let server = EpollServer::bind(shared.clone())?;
-    callstream_server::log_boot(&s, server.local_addr()?);
-    shared.log_metrics();
-    let handle = server.shutdown_handle();
-    callstream_server::signals::on_shutdown(move || handle.shutdown())?;
-    server.run()?;
-    tracing::info!("callstream stopped");
-    Ok(())
+    callstream_server::serve(&s, EpollServer::bind)
 }

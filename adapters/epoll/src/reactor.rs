@@ -6,9 +6,10 @@
 //! the frame path takes no lock and wakes no other thread. Sockets are
 //! registered once, edge-triggered for reading and writing: no `epoll_ctl`
 //! per frame.
-use crate::conn::{Conn, Next, State, write_now};
+use crate::conn::{Conn, Next, State};
 use crate::handle::{Handle, NOTIFY};
 use callstream_server::observer::Drained;
+use callstream_server::reactor::{Generations, split, token, waker};
 use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use rustix::event::epoll::{self, EventData, EventFlags};
@@ -39,7 +40,7 @@ pub(crate) struct Reactor {
     stop: Arc<OnceLock<Instant>>,
     conns: Slab<Conn>,
     timers: Timers,
-    generations: u32,
+    generations: Generations,
     paused_until: Option<Instant>,
     /// Connections that filled the read buffer READ_BURST times in a row.
     again: Vec<usize>,
@@ -62,7 +63,7 @@ impl Reactor {
             stop,
             conns: Slab::new(),
             timers: Timers::default(),
-            generations: 0,
+            generations: Generations::default(),
             paused_until: None,
             again: Vec::new(),
             buf: vec![0; READ_BUF],
@@ -200,14 +201,13 @@ impl Reactor {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
-        self.generations = self.generations.checked_add(1).unwrap_or(1);
-        let generation = self.generations;
+        let generation = self.generations.take_next();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let queued = Arc::new(AtomicBool::new(false));
-        let waker = self.handle.waker(key, generation, queued.clone());
+        let waker = waker(&self.handle, key, generation, queued.clone());
         let driver = admission.driver(peer, now, Some(waker));
-        let data = EventData::new_u64(u64::from(generation) << 32 | key as u64);
+        let data = EventData::new_u64(token(key, generation));
         let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
         if let Err(e) = epoll::add(&self.handle.epoll, &stream, data, flags) {
             tracing::warn!(%peer, error = %e, "cannot watch the connection; closed it");
@@ -340,7 +340,7 @@ impl Reactor {
         // Never wait on the write alone: a peer that stops reading cannot
         // freeze this loop (the engine bounds what waits and closes past its
         // limit).
-        if let Err(e) = write_now(&c.stream, &mut c.driver) {
+        if let Err(e) = c.driver.write_now(&c.stream) {
             tracing::debug!(error = %e, "write failed");
             c.driver.handle_eof(now);
             let _ = c.driver.poll();
@@ -367,10 +367,4 @@ impl Reactor {
             drop(c.finish());
         }
     }
-}
-
-/// An event's data: a connection's key and generation (see `admit`), or
-/// with generation 0 the eventfd or a listener.
-fn split(data: u64) -> (usize, u32) {
-    ((data & 0xffff_ffff) as usize, (data >> 32) as u32)
 }

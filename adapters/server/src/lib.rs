@@ -52,6 +52,7 @@ pub mod memory;
 pub mod metrics_listener;
 pub mod observer;
 pub mod prefetch;
+pub mod reactor;
 pub mod recorder;
 pub mod signals;
 pub mod timers;
@@ -393,6 +394,36 @@ pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> std::process::Exi
     // Lines go through the log thread: let it write the last ones.
     log::flush(Duration::from_millis(500));
     code
+}
+
+/// A bound server on one of the pumps, ready to run: what [`serve`] drives.
+pub trait Pump: Sized {
+    /// The bound address.
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
+    /// Begins the graceful shutdown when called, from any thread.
+    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static;
+    /// Runs until a shutdown is requested and every connection has closed,
+    /// or the drain period is over.
+    fn run(self) -> std::io::Result<()>;
+}
+
+/// Runs a server with these settings until SIGTERM or SIGINT, then drains:
+/// the engine and [`Server`] from `s`, the pump `bind` makes of them, the
+/// boot record ([`log_boot`]) and where `/metrics` is served, the signals
+/// wired to the pump's shutdown. Each pump's binary is this with its `bind`.
+pub fn serve<P: Pump>(
+    s: &Settings,
+    bind: impl FnOnce(Arc<Server>) -> std::io::Result<P>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (engine, options) = configure(s)?;
+    let server = Server::new(options, engine)?;
+    let pump = bind(server.clone())?;
+    log_boot(s, pump.local_addr()?);
+    server.log_metrics();
+    signals::on_shutdown(pump.shutdown_fn())?;
+    pump.run()?;
+    tracing::info!("callstream stopped");
+    Ok(())
 }
 
 /// Logs what the server is about to do: the boot record an operator reads first.
@@ -885,6 +916,23 @@ impl Driver {
         }
     }
 
+    /// Writes as much of [`Driver::transmit`] as `socket` (nonblocking)
+    /// takes without waiting: `Ok` once all of it is written or the socket
+    /// would block, an error when the write failed (`WriteZero` for a socket
+    /// that took nothing).
+    pub fn write_now(&mut self, mut socket: impl std::io::Write) -> std::io::Result<()> {
+        while !self.transmit().is_empty() {
+            match socket.write(self.transmit()) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume_transmit(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// The connection is gone: completes a call that never saw its end
     /// (dropping the driver does the same).
     pub fn finish(self) {}
@@ -958,6 +1006,73 @@ mod tests {
     use callstream_twilio::frame::text_frame as frame;
     use callstream_twilio::{Stream, Twilio};
     use clap::Parser as _;
+
+    /// A socket that takes what `takes` says, one answer per write.
+    struct Socket {
+        takes: std::collections::VecDeque<std::io::Result<usize>>,
+        got: Vec<u8>,
+    }
+
+    impl std::io::Write for Socket {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self
+                .takes
+                .pop_front()
+                .unwrap_or(Ok(usize::MAX))?
+                .min(buf.len());
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_now_writes_what_the_socket_takes_and_keeps_the_rest() {
+        use std::io::ErrorKind::{BrokenPipe, Interrupted, WouldBlock, WriteZero};
+        let settings = config::Cli::try_parse_from(["callstream", "--insecure-no-signatures"])
+            .unwrap()
+            .settings();
+        let (engine, options) = configure(&settings).unwrap();
+        let server = Server::new(options, engine).unwrap();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let admission = server.admit(peer).unwrap();
+        let mut driver = admission.driver(peer, Instant::now(), None);
+        driver.handle_receive(Instant::now(), UPGRADE);
+        let _ = driver.poll();
+        let answer = driver.transmit().to_vec();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 101"),
+            "the upgrade is answered"
+        );
+        let socket = |takes: Vec<std::io::Result<usize>>| Socket {
+            takes: takes.into(),
+            got: Vec::new(),
+        };
+        // Part, an interruption, part, then the socket is full: what it took
+        // is gone from the transmit buffer, the rest waits.
+        let mut s = socket(vec![
+            Ok(10),
+            Err(Interrupted.into()),
+            Ok(5),
+            Err(WouldBlock.into()),
+        ]);
+        driver.write_now(&mut s).unwrap();
+        assert_eq!(s.got, answer[..15]);
+        assert_eq!(driver.transmit(), &answer[15..]);
+        // A socket that takes nothing, or fails: an error, nothing consumed.
+        let mut s = socket(vec![Ok(0)]);
+        assert_eq!(driver.write_now(&mut s).unwrap_err().kind(), WriteZero);
+        let mut s = socket(vec![Err(BrokenPipe.into())]);
+        assert_eq!(driver.write_now(&mut s).unwrap_err().kind(), BrokenPipe);
+        assert_eq!(driver.transmit(), &answer[15..]);
+        // Then it takes the rest.
+        let mut s = socket(vec![]);
+        driver.write_now(&mut s).unwrap();
+        assert_eq!(s.got, answer[15..]);
+        assert!(driver.transmit().is_empty());
+    }
 
     /// A pump may drop a driver without `finish` (a task cancelled at the
     /// end of a drain): the call's frames are still counted, all of them.

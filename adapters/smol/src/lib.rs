@@ -23,14 +23,5 @@ use callstream_server::config::Settings;
 
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let (engine, options) = callstream_server::configure(&s)?;
-    let shared = callstream_server::Server::new(options, engine)?;
-    let server = SmolServer::bind(shared.clone())?;
-    callstream_server::log_boot(&s, server.local_addr()?);
-    shared.log_metrics();
-    let handle = server.shutdown_handle();
-    callstream_server::signals::on_shutdown(move || handle.shutdown())?;
-    server.run()?;
-    tracing::info!("callstream stopped");
-    Ok(())
+    callstream_server::serve(&s, SmolServer::bind)
 }

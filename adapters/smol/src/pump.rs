@@ -6,11 +6,11 @@
 //! protocol decides is decided in the core, everything the operator sees in
 //! `callstream-server`.
 use callstream_server::observer::Drained;
-use callstream_server::{Admission, Driver, Server, close};
+use callstream_server::{Admission, Driver, Pump, Server, close};
 use smol::channel::{Receiver, Sender};
 use smol::{Async, Executor};
 use std::future::{Future, poll_fn};
-use std::io::{self, Write as _};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::pin::pin;
 use std::sync::Arc;
@@ -149,6 +149,21 @@ impl SmolServer {
     }
 }
 
+impl Pump for SmolServer {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        SmolServer::local_addr(self)
+    }
+
+    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
+        let handle = self.shutdown_handle();
+        move || handle.shutdown()
+    }
+
+    fn run(self) -> io::Result<()> {
+        SmolServer::run(self)
+    }
+}
+
 /// Answers a connection over the limit with the core's canned 503.
 async fn refuse(stream: Async<TcpStream>) {
     let answer = callstream_core::http::overloaded_response();
@@ -195,7 +210,7 @@ async fn serve_connection(
         // Write what the socket takes now; never wait on the write alone, so
         // a peer that stops reading cannot freeze reads, timers or shutdown
         // (the engine bounds what waits and closes past its limit).
-        if let Err(e) = write_now(&stream, &mut driver) {
+        if let Err(e) = driver.write_now(stream.get_ref()) {
             tracing::debug!(%peer, error = %e, "write failed");
             driver.handle_eof(Instant::now());
             let _ = driver.poll();
@@ -302,26 +317,12 @@ impl Deadline {
     }
 }
 
-/// Writes as much of the engine's output as the socket takes without waiting.
-fn write_now(stream: &Async<TcpStream>, conn: &mut Driver) -> io::Result<()> {
-    while !conn.transmit().is_empty() {
-        match stream.get_ref().write(conn.transmit()) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.consume_transmit(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// Writes the last bytes, half-closes, then lingers ([`callstream_server::close`]).
 async fn finish_close(stream: &Async<TcpStream>, conn: &mut Driver) {
     let wrote = smol::future::or(
         async {
             while !conn.transmit().is_empty() {
-                if write_now(stream, conn).is_err() || stream.writable().await.is_err() {
+                if conn.write_now(stream.get_ref()).is_err() || stream.writable().await.is_err() {
                     return false;
                 }
             }

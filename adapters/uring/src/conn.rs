@@ -66,7 +66,7 @@ pub(crate) enum Next {
 impl Conn {
     /// The connection's ring token: its generation (never 0) above its key.
     pub(crate) fn token(&self, key: usize) -> u64 {
-        u64::from(self.generation) << 32 | key as u64
+        callstream_server::reactor::token(key, self.generation)
     }
 
     /// The engine asked to close at `now`: its last bytes go out first.

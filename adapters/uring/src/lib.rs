@@ -48,8 +48,9 @@ mod reactor;
 #[allow(unsafe_code)]
 mod ring;
 
-use callstream_server::Server;
 use callstream_server::config::Settings;
+use callstream_server::reactor::{Shutdown, join};
+use callstream_server::{Pump, Server};
 use handle::Handle;
 use reactor::Reactor;
 use std::io;
@@ -136,21 +137,14 @@ pub struct UringServer {
 
 /// Stops a running server gracefully, from any thread.
 #[derive(Clone)]
-pub struct ShutdownHandle {
-    reactors: Arc<[Arc<Handle>]>,
-    stop: Arc<OnceLock<Instant>>,
-}
+pub struct ShutdownHandle(Shutdown<Handle>);
 
 impl ShutdownHandle {
     /// Begins the graceful shutdown: no new connections; calls drain for the
     /// configured period, then close with 1001. Calling it again does nothing
     /// more.
     pub fn shutdown(&self) {
-        if self.stop.set(Instant::now()).is_ok() {
-            for r in self.reactors.iter() {
-                r.notify();
-            }
-        }
+        self.0.shutdown();
     }
 }
 
@@ -185,10 +179,7 @@ impl UringServer {
             .collect::<io::Result<Vec<_>>>()?
             .into();
         let stop = Arc::new(OnceLock::new());
-        let handle = ShutdownHandle {
-            reactors: reactors.clone(),
-            stop: stop.clone(),
-        };
+        let handle = ShutdownHandle(Shutdown::new(reactors.clone(), stop.clone()));
         let mut waiting = Vec::with_capacity(threads);
         for (i, r) in reactors.iter().enumerate() {
             let (ready_tx, ready_rx) = mpsc::sync_channel(1);
@@ -254,10 +245,7 @@ impl UringServer {
     /// A handle that starts the graceful shutdown from anywhere.
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle {
-            reactors: self.reactors.clone(),
-            stop: self.stop.clone(),
-        }
+        ShutdownHandle(Shutdown::new(self.reactors.clone(), self.stop.clone()))
     }
 
     /// Runs the reactors until a shutdown is requested and every connection
@@ -272,26 +260,35 @@ impl UringServer {
         } = self;
         // The reactors hold the listeners: the last to let go closes them.
         drop(listeners);
-        let mut result = Ok(());
-        let mut still_open = Vec::new();
-        let threads: Vec<_> = threads
+        let threads = threads
             .into_iter()
             .map(|(thread, go)| {
                 let _ = go.send(());
                 thread
             })
             .collect();
-        for t in threads {
-            match t.join() {
-                Ok(Ok(left)) => still_open.extend(left),
-                Ok(Err(e)) => result = result.and(Err(e)),
-                Err(_) => result = result.and(Err(io::Error::other("a reactor panicked"))),
-            }
+        join(&server, &stop, threads)
+    }
+}
+
+impl Pump for UringServer {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        UringServer::local_addr(self)
+    }
+
+    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
+        let handle = self.shutdown_handle();
+        move || handle.shutdown()
+    }
+
+    fn run(self) -> io::Result<()> {
+        if !self.options.tick.is_zero() {
+            tracing::info!(
+                tick_ms = self.options.tick.as_millis() as u64,
+                "each loop gathers completions for at least the tick"
+            );
         }
-        let give_up_at = stop.get().map(|&at| server.options().give_up_at(at));
-        server.finish(give_up_at);
-        drop(still_open);
-        result
+        UringServer::run(self)
     }
 }
 
@@ -335,20 +332,7 @@ pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
 /// [`BUFFERS_ENV`].
 pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let uring = UringOptions::from_env()?;
-    let (engine, options) = callstream_server::configure(&s)?;
-    let server = UringServer::bind_with(Server::new(options, engine)?, uring)?;
-    callstream_server::log_boot(&s, server.local_addr()?);
-    if !uring.tick.is_zero() {
-        tracing::info!(
-            tick_ms = uring.tick.as_millis() as u64,
-            "each loop gathers completions for at least the tick"
-        );
-    }
-    let handle = server.shutdown_handle();
-    callstream_server::signals::on_shutdown(move || handle.shutdown())?;
-    server.run()?;
-    tracing::info!("callstream stopped");
-    Ok(())
+    callstream_server::serve(&s, |server| UringServer::bind_with(server, uring))
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use crate::conn::{Conn, Next, State};
 use crate::handle::Handle;
 use crate::ring::{Completion, Keep, Op, Ring};
 use callstream_server::observer::Drained;
+use callstream_server::reactor::{Generations, Notify as _, split, waker};
 use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use slab::Slab;
@@ -59,7 +60,7 @@ pub(crate) struct Reactor {
     ring: Ring,
     conns: Slab<Conn>,
     timers: Timers,
-    generations: u32,
+    generations: Generations,
     /// Connections to flush at the end of this iteration.
     touched: Vec<usize>,
     /// Listener operations that ended and are to be armed again.
@@ -104,7 +105,7 @@ impl Reactor {
             ring,
             conns: Slab::new(),
             timers: Timers::default(),
-            generations: 0,
+            generations: Generations::default(),
             touched: Vec::new(),
             rearm,
             paused_until: None,
@@ -284,12 +285,11 @@ impl Reactor {
             let _ = stream.shutdown(Shutdown::Both);
             return;
         };
-        self.generations = self.generations.checked_add(1).unwrap_or(1);
-        let generation = self.generations;
+        let generation = self.generations.take_next();
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let queued = Arc::new(AtomicBool::new(false));
-        let waker = self.handle.waker(key, generation, queued.clone());
+        let waker = waker(&self.handle, key, generation, queued.clone());
         let driver = admission.driver(peer, now, Some(waker));
         entry.insert(Conn {
             stream: Rc::new(stream),
@@ -390,7 +390,7 @@ impl Reactor {
     }
 
     fn on_notify(&mut self, now: Instant) {
-        for (key, generation) in self.handle.take_woken() {
+        for (key, generation) in self.handle.wakeups().take() {
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -518,11 +518,6 @@ fn lookup(conns: &mut Slab<Conn>, token: u64) -> Option<(usize, &mut Conn)> {
 fn peek(conns: &Slab<Conn>, token: u64) -> Option<&Conn> {
     let (key, generation) = split(token);
     conns.get(key).filter(|c| c.generation == generation)
-}
-
-/// A connection's token: its key and generation.
-fn split(token: u64) -> (usize, u32) {
-    ((token & 0xffff_ffff) as usize, (token >> 32) as u32)
 }
 
 /// Accept errors that concern one connection, not the listener.

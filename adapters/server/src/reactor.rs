@@ -1,0 +1,223 @@
+//! What the reactor pumps share: the pumps that run one thread per core,
+//! each owning the connections it accepted in a slab (`callstream-epoll`,
+//! `callstream-uring`). How a reactor waits is its own; how it names its
+//! connections, lets other threads wake them, stops, and hands its open
+//! connections back when it ends is the same for both, and lives here.
+use crate::{Admission, Server};
+use callstream_core::handler::Waker;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// A connection's token, as the kernel hands it back with an event: its slab
+/// key in the low half, its generation in the high half. Generations start
+/// at 1, so a token with generation 0 is never a connection's (the pumps use
+/// those for their listeners and their wake-up descriptor).
+#[must_use]
+pub fn token(key: usize, generation: u32) -> u64 {
+    u64::from(generation) << 32 | (key as u64 & 0xffff_ffff)
+}
+
+/// The key and generation of a [`token`].
+#[must_use]
+pub fn split(token: u64) -> (usize, u32) {
+    ((token & 0xffff_ffff) as usize, (token >> 32) as u32)
+}
+
+/// Tells a connection from an earlier one that had the same slab key: an
+/// event or a wake-up meant for the earlier one is then dropped.
+#[derive(Debug, Default)]
+pub struct Generations(u32);
+
+impl Generations {
+    /// The next generation: never 0, wrapping after `u32::MAX` to 1.
+    pub fn take_next(&mut self) -> u32 {
+        self.0 = self.0.checked_add(1).unwrap_or(1);
+        self.0
+    }
+}
+
+/// What a reactor shares with other threads: a way to wake it, and the
+/// connections a handler's remote control asked it to run.
+pub trait Notify: Send + Sync + 'static {
+    /// Wakes the reactor's wait (from any thread).
+    fn notify(&self);
+    /// The connections to run once it wakes.
+    fn wakeups(&self) -> &Wakeups;
+}
+
+/// Connections woken from other threads, as (slab key, generation).
+#[derive(Debug, Default)]
+pub struct Wakeups(Mutex<Vec<(usize, u32)>>);
+
+impl Wakeups {
+    /// On the reactor, once woken: the connections to run.
+    pub fn take(&self) -> Vec<(usize, u32)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn push(&self, key: usize, generation: u32) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((key, generation));
+    }
+}
+
+/// The waker for the engine of connection `key` on reactor `handle`: one
+/// queue entry and one notification per burst of remote-control commands
+/// (`queued` stays set until the reactor takes the entry, and the reactor
+/// clears it before it runs the connection). It holds the reactor weakly: a
+/// handler thread that outlives the server keeps no descriptor open.
+pub fn waker<H: Notify>(
+    handle: &Arc<H>,
+    key: usize,
+    generation: u32,
+    queued: Arc<AtomicBool>,
+) -> Waker {
+    let handle = Arc::downgrade(handle);
+    Arc::new(move || {
+        if queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(h) = handle.upgrade() {
+            h.wakeups().push(key, generation);
+            h.notify();
+        }
+    })
+}
+
+/// Stops running reactors gracefully, from any thread: records when the
+/// shutdown was asked for (once) and wakes every reactor, which then stops
+/// accepting and lets its calls drain.
+pub struct Shutdown<H> {
+    reactors: Arc<[Arc<H>]>,
+    stop: Arc<OnceLock<Instant>>,
+}
+
+impl<H> Clone for Shutdown<H> {
+    fn clone(&self) -> Self {
+        Shutdown {
+            reactors: self.reactors.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+impl<H: Notify> Shutdown<H> {
+    /// For these reactors, which look at `stop` after every wake-up.
+    pub fn new(reactors: Arc<[Arc<H>]>, stop: Arc<OnceLock<Instant>>) -> Self {
+        Shutdown { reactors, stop }
+    }
+
+    /// Begins the graceful shutdown; calling it again does nothing more.
+    pub fn shutdown(&self) {
+        if self.stop.set(Instant::now()).is_ok() {
+            for r in self.reactors.iter() {
+                r.notify();
+            }
+        }
+    }
+}
+
+/// A reactor thread: the connections still open when it ended.
+pub type Thread = JoinHandle<io::Result<Vec<Admission>>>;
+
+/// Waits for every reactor thread, then lets `server` report how the drain
+/// went ([`Server::finish`]) while the connections still open are counted.
+/// The first error a reactor returned (or a reactor's panic) is the result.
+pub fn join(server: &Server, stop: &OnceLock<Instant>, threads: Vec<Thread>) -> io::Result<()> {
+    let mut result = Ok(());
+    let mut still_open = Vec::new();
+    for t in threads {
+        match t.join() {
+            Ok(Ok(left)) => still_open.extend(left),
+            Ok(Err(e)) => result = result.and(Err(e)),
+            Err(_) => result = result.and(Err(io::Error::other("a reactor panicked"))),
+        }
+    }
+    let give_up_at = stop.get().map(|&at| server.options().give_up_at(at));
+    server.finish(give_up_at);
+    drop(still_open);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_token_gives_back_its_key_and_generation() {
+        for (key, generation) in [(0, 1), (7, 3), (0xffff_ffff, u32::MAX), (12, 0)] {
+            assert_eq!(split(token(key, generation)), (key, generation));
+        }
+        // A listener's or the wake-up descriptor's data: generation 0.
+        assert_eq!(split(3), (3, 0));
+    }
+
+    #[test]
+    fn generations_never_are_zero() {
+        let mut g = Generations::default();
+        assert_eq!((g.take_next(), g.take_next()), (1, 2));
+        let mut g = Generations(u32::MAX - 1);
+        assert_eq!(
+            (g.take_next(), g.take_next(), g.take_next()),
+            (u32::MAX, 1, 2)
+        );
+    }
+
+    #[derive(Default)]
+    struct Reactor {
+        notified: AtomicUsize,
+        wakeups: Wakeups,
+    }
+
+    impl Notify for Reactor {
+        fn notify(&self) {
+            self.notified.fetch_add(1, Ordering::SeqCst);
+        }
+        fn wakeups(&self) -> &Wakeups {
+            &self.wakeups
+        }
+    }
+
+    #[test]
+    fn a_burst_of_wakes_queues_a_connection_once() {
+        let reactor = Arc::new(Reactor::default());
+        let queued = Arc::new(AtomicBool::new(false));
+        let wake = waker(&reactor, 5, 9, queued.clone());
+        wake();
+        wake();
+        assert_eq!(reactor.notified.load(Ordering::SeqCst), 1);
+        assert_eq!(reactor.wakeups.take(), vec![(5, 9)]);
+        // The reactor clears the flag before it runs the connection: the
+        // next command queues it again.
+        queued.store(false, Ordering::SeqCst);
+        wake();
+        assert_eq!(reactor.wakeups.take(), vec![(5, 9)]);
+        assert_eq!(reactor.notified.load(Ordering::SeqCst), 2);
+        // A reactor gone: waking does nothing (and holds nothing open).
+        let weak = Arc::downgrade(&reactor);
+        queued.store(false, Ordering::SeqCst);
+        drop(reactor);
+        wake();
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn shutdown_is_recorded_once_and_wakes_every_reactor() {
+        let reactors: Arc<[Arc<Reactor>]> = vec![Arc::default(), Arc::default()].into();
+        let stop = Arc::new(OnceLock::new());
+        let handle = Shutdown::new(reactors.clone(), stop.clone());
+        handle.clone().shutdown();
+        let at = *stop.get().expect("recorded");
+        handle.shutdown();
+        assert_eq!(stop.get(), Some(&at));
+        for r in reactors.iter() {
+            assert_eq!(r.notified.load(Ordering::SeqCst), 1);
+        }
+    }
+}

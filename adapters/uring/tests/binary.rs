@@ -1,0 +1,10 @@
+//! The `callstream-uring` binary as an operator runs it.
+#[path = "../../../tests/shared/binary_boot.rs"]
+mod binary_boot;
+
+#[test]
+fn boots_serves_metrics_apart_and_exits_on_sigterm() {
+    binary_boot::boots_serves_metrics_apart_and_exits_on_sigterm(env!(
+        "CARGO_BIN_EXE_callstream-uring"
+    ));
+}
