@@ -5,36 +5,51 @@
 //! and exits with status 0.
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Runs `exe` with `/metrics` on a listener of its own and checks the boot,
-/// both listeners and the exit.
-pub fn boots_serves_metrics_apart_and_exits_on_sigterm(exe: &str) {
-    let mut child = Command::new(exe)
+/// Kills the server if the test fails before it exits.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `exe` with `/metrics` on a listener of its own and `envs`, and
+/// checks the boot, both listeners, a log line with each of `messages`
+/// after the boot record, and the exit on SIGTERM.
+pub fn boots_serves_metrics_apart_and_exits_on_sigterm(
+    exe: &str,
+    envs: &[(&str, &str)],
+    messages: &[&str],
+) {
+    let mut command = Command::new(exe);
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
         .env("LOG_FORMAT", "json")
         .env("METRICS", "127.0.0.1:0")
+        .envs(envs.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the server");
-    let stderr = child.stderr.take().expect("stderr");
+        .stderr(Stdio::piped());
+    let mut server = Server(command.spawn().expect("spawn the server"));
+    let stderr = server.0.stderr.take().expect("stderr");
     let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    let next = || -> serde_json::Value {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a log line");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    let next = |wait: u64| -> Option<serde_json::Value> {
+        let line = lines.recv_timeout(Duration::from_secs(wait)).ok()?;
+        let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        Some(v)
     };
     let address = |v: &serde_json::Value, field: &str| -> SocketAddr {
         v[field]
@@ -42,14 +57,18 @@ pub fn boots_serves_metrics_apart_and_exits_on_sigterm(exe: &str) {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("{field}: {v}"))
     };
-    let (mut bind, mut metrics) = (None, None);
-    while bind.is_none() || metrics.is_none() {
-        let v = next();
+    let (mut bind, mut metrics, mut unseen) = (None, None, messages.to_vec());
+    while bind.is_none() || metrics.is_none() || !unseen.is_empty() {
+        let Some(v) = next(20) else {
+            panic!("no log line in 20 s: bind {bind:?}, metrics {metrics:?}, unseen {unseen:?}");
+        };
         let message = v["message"].as_str().unwrap_or_default();
         if message == "callstream starting" {
             bind = Some(address(&v, "bind"));
         } else if message.starts_with("/metrics is served on its own listener") {
             metrics = Some(address(&v, "metrics"));
+        } else if bind.is_some() {
+            unseen.retain(|m| !message.starts_with(m));
         }
     }
     let get = |addr: SocketAddr, path: &str| {
@@ -71,23 +90,25 @@ pub fn boots_serves_metrics_apart_and_exits_on_sigterm(exe: &str) {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(r#"route="/healthz",status="200""#), "{text}");
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.0.id().to_string()])
         .status()
         .expect("kill");
     assert!(killed.success(), "kill -TERM failed");
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = server.0.try_wait().expect("wait") {
             break status;
         }
         assert!(Instant::now() < deadline, "no exit within 20 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
-    // The process is gone: its log ends, and the reading thread with it.
-    let rest: Vec<String> = lines.iter().collect();
+    let mut rest = Vec::new();
+    while let Some(v) = next(2) {
+        rest.push(v);
+    }
     assert!(
-        rest.iter().any(|l| l.contains("callstream stopped")),
+        rest.iter().any(|v| v["message"] == "callstream stopped"),
         "{rest:?}"
     );
 }

@@ -4,7 +4,9 @@ mod binary_boot;
 
 #[test]
 fn boots_serves_metrics_apart_and_exits_on_sigterm() {
-    binary_boot::boots_serves_metrics_apart_and_exits_on_sigterm(env!(
-        "CARGO_BIN_EXE_callstream-epoll"
-    ));
+    binary_boot::boots_serves_metrics_apart_and_exits_on_sigterm(
+        env!("CARGO_BIN_EXE_callstream-epoll"),
+        &[],
+        &[],
+    );
 }

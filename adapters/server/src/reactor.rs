@@ -12,11 +12,13 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// A connection's token, as the kernel hands it back with an event: its slab
-/// key in the low half, its generation in the high half. Generations start
-/// at 1, so a token with generation 0 is never a connection's (the pumps use
-/// those for their listeners and their wake-up descriptor).
+/// key in the low half (a key fits in 32 bits: a reactor holds far fewer
+/// connections than that), its generation in the high half. Generations
+/// start at 1, so a token with generation 0 is never a connection's (the
+/// pumps use those for their listeners and their wake-up descriptor).
 #[must_use]
 pub fn token(key: usize, generation: u32) -> u64 {
+    debug_assert!(u32::try_from(key).is_ok(), "slab key {key} over 32 bits");
     u64::from(generation) << 32 | (key as u64 & 0xffff_ffff)
 }
 
@@ -123,12 +125,16 @@ impl<H: Notify> Shutdown<H> {
 }
 
 /// A reactor thread: the connections still open when it ended.
-pub type Thread = JoinHandle<io::Result<Vec<Admission>>>;
+pub type ReactorThread = JoinHandle<io::Result<Vec<Admission>>>;
 
 /// Waits for every reactor thread, then lets `server` report how the drain
 /// went ([`Server::finish`]) while the connections still open are counted.
 /// The first error a reactor returned (or a reactor's panic) is the result.
-pub fn join(server: &Server, stop: &OnceLock<Instant>, threads: Vec<Thread>) -> io::Result<()> {
+pub fn join(
+    server: &Server,
+    stop: &OnceLock<Instant>,
+    threads: Vec<ReactorThread>,
+) -> io::Result<()> {
     let mut result = Ok(());
     let mut still_open = Vec::new();
     for t in threads {

@@ -251,6 +251,12 @@ impl UringServer {
     /// Runs the reactors until a shutdown is requested and every connection
     /// has closed, or the drain period is over.
     pub fn run(self) -> io::Result<()> {
+        if !self.options.tick.is_zero() {
+            tracing::info!(
+                tick_ms = self.options.tick.as_millis() as u64,
+                "each loop gathers completions for at least the tick"
+            );
+        }
         let UringServer {
             server,
             listeners,
@@ -282,12 +288,6 @@ impl Pump for UringServer {
     }
 
     fn run(self) -> io::Result<()> {
-        if !self.options.tick.is_zero() {
-            tracing::info!(
-                tick_ms = self.options.tick.as_millis() as u64,
-                "each loop gathers completions for at least the tick"
-            );
-        }
         UringServer::run(self)
     }
 }
