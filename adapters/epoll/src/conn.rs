@@ -5,33 +5,13 @@
 //! 400/408/413 before the client reads it). Each step is taken when the
 //! socket is ready, never waited for: a reactor serves its other connections
 //! meanwhile.
+use callstream_server::reactor::{Next, State};
 use callstream_server::{Admission, Driver, close};
 use std::io::{self, Read as _};
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-/// Where a connection is in its life.
-pub(crate) enum State {
-    /// The engine runs.
-    Open,
-    /// The engine closed: writing its last bytes, until then at the latest.
-    Flushing(Instant),
-    /// Half-closed: discarding what the peer still sends until then; the
-    /// bytes discarded so far.
-    Lingering(Instant, usize),
-}
-
-/// What the reactor does with a connection after a step.
-pub(crate) enum Next {
-    /// Nothing: wait for readiness or the armed deadline.
-    Stay,
-    /// Wake it at this deadline at the latest.
-    Until(Instant),
-    /// It is over: drop it.
-    Remove,
-}
 
 /// A socket, its engine, and its place on the reactor.
 pub(crate) struct Conn {
@@ -92,19 +72,14 @@ impl Conn {
         }
     }
 
-    /// A closing connection's deadline came (or an earlier engine deadline
-    /// still armed): past the write limit it gives up on the last bytes
-    /// (no linger), past the linger it is done.
+    /// A closing connection's deadline came ([`State::expire`]); giving up
+    /// on the last bytes half-closes the socket (no linger).
     pub(crate) fn expire(&mut self, now: Instant) -> Next {
-        match self.state {
-            State::Open => Next::Stay,
-            State::Flushing(until) if until <= now => {
-                let _ = self.stream.shutdown(Shutdown::Write);
-                Next::Remove
-            }
-            State::Lingering(until, _) if until <= now => Next::Remove,
-            State::Flushing(until) | State::Lingering(until, _) => Next::Until(until),
+        let next = self.state.expire(now);
+        if next == Next::Remove && matches!(self.state, State::Flushing(_)) {
+            let _ = self.stream.shutdown(Shutdown::Write);
         }
+        next
     }
 
     /// The connection is gone: completes a call that never saw its end.

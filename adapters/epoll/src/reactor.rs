@@ -6,10 +6,10 @@
 //! the frame path takes no lock and wakes no other thread. Sockets are
 //! registered once, edge-triggered for reading and writing: no `epoll_ctl`
 //! per frame.
-use crate::conn::{Conn, Next, State};
+use crate::conn::Conn;
 use crate::handle::{Handle, NOTIFY};
 use callstream_server::observer::Drained;
-use callstream_server::reactor::{Generations, split, token, waker};
+use callstream_server::reactor::{Generations, Next, State, split, token, waker};
 use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use rustix::event::epoll::{self, EventData, EventFlags};

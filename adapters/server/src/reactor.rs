@@ -124,6 +124,49 @@ impl<H: Notify> Shutdown<H> {
     }
 }
 
+/// Where a connection on a reactor is in its life. Its end is: write the
+/// engine's last bytes (at most [`close::WRITE_LIMIT`](crate::close::WRITE_LIMIT)),
+/// half-close, then discard what the peer still sends (at most
+/// [`close::LINGER`](crate::close::LINGER) or
+/// [`close::LINGER_BYTES`](crate::close::LINGER_BYTES)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The engine runs.
+    Open,
+    /// The engine closed: writing its last bytes, until then at the latest.
+    Flushing(Instant),
+    /// Half-closed: discarding what the peer still sends until then; the
+    /// bytes discarded so far.
+    Lingering(Instant, usize),
+}
+
+/// What a reactor does with a connection after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing more now: wait for its input or its armed deadline.
+    Stay,
+    /// Wake it at this deadline at the latest.
+    Until(Instant),
+    /// It is over: drop it.
+    Remove,
+}
+
+impl State {
+    /// A closing connection's deadline came at `now` (or an engine deadline
+    /// armed earlier): past the write limit its last bytes are given up on,
+    /// past the linger it is done; before either, it waits for that one.
+    /// A connection removed while `Flushing` gave up on its last bytes, and
+    /// is half-closed before it is dropped, so the peer learns the end.
+    #[must_use]
+    pub fn expire(self, now: Instant) -> Next {
+        match self {
+            State::Open => Next::Stay,
+            State::Flushing(until) | State::Lingering(until, _) if until <= now => Next::Remove,
+            State::Flushing(until) | State::Lingering(until, _) => Next::Until(until),
+        }
+    }
+}
+
 /// A reactor thread: the connections still open when it ended.
 pub type ReactorThread = JoinHandle<io::Result<Vec<Admission>>>;
 
@@ -162,6 +205,17 @@ mod tests {
         }
         // A listener's or the wake-up descriptor's data: generation 0.
         assert_eq!(split(3), (3, 0));
+    }
+
+    #[test]
+    fn a_closing_connection_waits_for_its_deadline_then_goes() {
+        let t = Instant::now();
+        let later = t + std::time::Duration::from_secs(1);
+        assert_eq!(State::Open.expire(later), Next::Stay);
+        for state in [State::Flushing(later), State::Lingering(later, 10)] {
+            assert_eq!(state.expire(t), Next::Until(later));
+            assert_eq!(state.expire(later), Next::Remove);
+        }
     }
 
     #[test]

@@ -8,24 +8,13 @@
 //! can destroy a 400/408/413 before the client reads it). Here the last
 //! bytes go out through the ring like the others, and the discarding is done
 //! by the multishot receive already armed.
+use callstream_server::reactor::{Next, State};
 use callstream_server::{Admission, Driver, close};
 use std::net::{Shutdown, TcpStream};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum State {
-    /// The engine runs.
-    Open,
-    /// The engine closed: sending its last bytes, until then at the latest.
-    Flushing(Instant),
-    /// Half-closed: discarding what the peer still sends until then; the
-    /// bytes discarded so far.
-    Lingering(Instant, usize),
-}
 
 /// A socket, its engine, and its place on the reactor.
 pub(crate) struct Conn {
@@ -51,16 +40,6 @@ pub(crate) struct Conn {
     pub(crate) spare: Vec<u8>,
     /// In the reactor's list of connections to flush this loop.
     pub(crate) touched: bool,
-}
-
-/// What the reactor does with a connection after a step.
-pub(crate) enum Next {
-    /// Nothing more now.
-    Stay,
-    /// Wake it at this deadline at the latest.
-    Until(Instant),
-    /// It is over: drop it.
-    Remove,
 }
 
 impl Conn {
@@ -106,19 +85,14 @@ impl Conn {
         Next::Until(*until)
     }
 
-    /// A closing connection's deadline came (or an earlier engine deadline
-    /// still armed): past the write limit it gives up on the last bytes
-    /// (no linger), past the linger it is done.
+    /// A closing connection's deadline came ([`State::expire`]); giving up
+    /// on the last bytes half-closes the socket (no linger).
     pub(crate) fn expire(&mut self, now: Instant) -> Next {
-        match self.state {
-            State::Open => Next::Stay,
-            State::Flushing(until) if until <= now => {
-                let _ = self.stream.shutdown(Shutdown::Write);
-                Next::Remove
-            }
-            State::Lingering(until, _) if until <= now => Next::Remove,
-            State::Flushing(until) | State::Lingering(until, _) => Next::Until(until),
+        let next = self.state.expire(now);
+        if next == Next::Remove && matches!(self.state, State::Flushing(_)) {
+            let _ = self.stream.shutdown(Shutdown::Write);
         }
+        next
     }
 
     /// The connection is gone: completes a call that never saw its end.

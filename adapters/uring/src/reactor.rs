@@ -19,11 +19,11 @@
 //! Receiving costs no system call (a multishot receive stays armed), and
 //! sending none of its own: per loop, one `io_uring_enter` serves every
 //! frame that arrived since the last.
-use crate::conn::{Conn, Next, State};
+use crate::conn::Conn;
 use crate::handle::Handle;
 use crate::ring::{Completion, Keep, Op, Ring};
 use callstream_server::observer::Drained;
-use callstream_server::reactor::{Generations, Notify as _, split, waker};
+use callstream_server::reactor::{Generations, Next, Notify as _, State, split, waker};
 use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use slab::Slab;
