@@ -46,10 +46,14 @@ impl Handle {
         let _ = epoll::delete(&self.epoll, l);
     }
 
-    /// On the reactor, after an eventfd event: the connections to run.
-    pub(crate) fn take_woken(&self) -> Vec<(usize, u32)> {
+    /// On the reactor, after an eventfd event: the connections to run
+    /// ([`Wakeups::take_to_run`]).
+    pub(crate) fn take_to_run<'a>(
+        &self,
+        queued: impl FnMut(usize, u32) -> Option<&'a std::sync::atomic::AtomicBool>,
+    ) -> Vec<usize> {
         let _ = rustix::io::read(&self.eventfd, &mut [0u8; 8]);
-        self.wakeups.take()
+        self.wakeups.take_to_run(queued)
     }
 }
 

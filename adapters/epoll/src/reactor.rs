@@ -9,14 +9,14 @@
 use crate::conn::Conn;
 use crate::handle::{Handle, NOTIFY};
 use callstream_server::observer::Drained;
-use callstream_server::reactor::{Generations, Next, State, split, token, waker};
+use callstream_server::reactor::{Drain, Generations, Next, State, split, token, waker};
 use callstream_server::timers::Timers;
 use callstream_server::{Admission, Server};
 use rustix::event::epoll::{self, EventData, EventFlags};
 use slab::Slab;
 use std::io::{self, Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -70,32 +70,35 @@ impl Reactor {
         }
     }
 
-    /// Runs until shutdown and every connection closed, or `give_up_at`.
+    /// Runs until shutdown and every connection closed, or the drain is over.
     /// Returns the admissions of connections still open then: the server
     /// counts them while it reports how the drain went.
     pub(crate) fn run(mut self) -> io::Result<Vec<Admission>> {
         let mut events = Vec::with_capacity(1024);
-        let mut give_up_at = None;
+        let mut drain = Drain::default();
         loop {
             let now = Instant::now();
             while let Some(key) = self.timers.pop_due(now) {
                 self.on_timer(key, now);
             }
-            if let (None, Some(&at)) = (give_up_at, self.stop.get()) {
-                give_up_at = Some(self.server.options().give_up_at(at));
+            if drain.begins(&self.stop, &self.server) {
                 self.begin_shutdown(now);
             }
-            if give_up_at.is_some_and(|g| self.conns.is_empty() || now >= g) {
+            if drain.is_over(now, self.conns.len()) {
                 break;
             }
             if self.paused_until.is_some_and(|t| t <= now) {
                 self.paused_until = None;
                 self.listen(true);
             }
-            let wake_at = [self.timers.poll_timeout(), self.paused_until, give_up_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake_at = [
+                self.timers.poll_timeout(),
+                self.paused_until,
+                drain.deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match wake_at {
                 _ if !self.again.is_empty() => Some(Duration::ZERO),
                 Some(t) => Some(t.saturating_duration_since(Instant::now())),
@@ -227,18 +230,15 @@ impl Reactor {
     }
 
     fn on_notify(&mut self, now: Instant) {
-        for (key, generation) in self.handle.take_woken() {
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if c.generation != generation {
-                continue;
-            }
-            // A swap, not a store: it orders this clear before the engine's
-            // look at its own inbox flag, so a command sent meanwhile either
-            // is seen now or wakes the reactor again.
-            c.queued.swap(false, Ordering::AcqRel);
-            if matches!(c.state, State::Open) {
+        let conns = &self.conns;
+        let run = self.handle.take_to_run(|key, generation| {
+            let c = conns.get(key).filter(|c| c.generation == generation)?;
+            Some(&*c.queued)
+        });
+        for key in run {
+            if let Some(c) = self.conns.get_mut(key)
+                && matches!(c.state, State::Open)
+            {
                 c.driver.handle_timeout(now);
                 self.service(key, now);
             }

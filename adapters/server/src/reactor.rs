@@ -60,6 +60,26 @@ impl Wakeups {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// On the reactor, once woken: the keys of the connections to run now.
+    /// `queued(key, generation)` gives a woken connection's queued flag
+    /// while it is still the connection that was woken; each flag is cleared
+    /// before the key is handed out. The clear is a swap, not a store: it is
+    /// ordered before the engine's look at its own inbox, so a command sent
+    /// meanwhile is either seen when the connection runs or queues it again.
+    pub fn take_to_run<'a>(
+        &self,
+        mut queued: impl FnMut(usize, u32) -> Option<&'a AtomicBool>,
+    ) -> Vec<usize> {
+        let mut woken = self.take();
+        woken.retain(|&(key, generation)| {
+            queued(key, generation).is_some_and(|flag| {
+                flag.swap(false, Ordering::AcqRel);
+                true
+            })
+        });
+        woken.into_iter().map(|(key, _)| key).collect()
+    }
+
     fn push(&self, key: usize, generation: u32) {
         self.0
             .lock()
@@ -167,6 +187,43 @@ impl State {
     }
 }
 
+/// A reactor's shutdown as it goes: nothing until the server's stop time is
+/// set, then the moment the reactor gives up on the connections it still
+/// has ([`crate::Options::give_up_at`]).
+#[derive(Debug, Default)]
+pub struct Drain {
+    give_up_at: Option<Instant>,
+}
+
+impl Drain {
+    /// True once, the first time the reactor sees `stop` set: it then stops
+    /// accepting and asks its connections to close (the engine gives live
+    /// calls their grace).
+    pub fn begins(&mut self, stop: &OnceLock<Instant>, server: &Server) -> bool {
+        match (self.give_up_at, stop.get()) {
+            (None, Some(&at)) => {
+                self.give_up_at = Some(server.options().give_up_at(at));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the reactor is done at `now`: draining, and with no
+    /// connection left or past the drain period.
+    #[must_use]
+    pub fn is_over(&self, now: Instant, connections: usize) -> bool {
+        self.give_up_at
+            .is_some_and(|g| connections == 0 || now >= g)
+    }
+
+    /// When the reactor must wake to give up, once draining.
+    #[must_use]
+    pub fn deadline(&self) -> Option<Instant> {
+        self.give_up_at
+    }
+}
+
 /// A reactor thread: the connections still open when it ended.
 pub type ReactorThread = JoinHandle<io::Result<Vec<Admission>>>;
 
@@ -265,6 +322,59 @@ mod tests {
         drop(reactor);
         wake();
         assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn only_connections_still_there_run_and_their_flags_are_cleared() {
+        let reactor = Arc::new(Reactor::default());
+        let (a, b) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        waker(&reactor, 1, 7, a.clone())();
+        waker(&reactor, 2, 8, b.clone())();
+        assert!(a.load(Ordering::SeqCst) && b.load(Ordering::SeqCst));
+        // Key 2 now holds a later connection (generation 9).
+        let run = reactor
+            .wakeups
+            .take_to_run(|key, generation| match (key, generation) {
+                (1, 7) => Some(&*a),
+                _ => None,
+            });
+        assert_eq!(run, vec![1]);
+        assert!(!a.load(Ordering::SeqCst), "cleared before it runs");
+        assert!(
+            b.load(Ordering::SeqCst),
+            "another connection's flag is left alone"
+        );
+        assert!(reactor.wakeups.take().is_empty());
+    }
+
+    #[test]
+    fn a_drain_begins_once_and_ends_when_empty_or_late() {
+        use clap::Parser as _;
+        let settings =
+            crate::config::Cli::try_parse_from(["callstream", "--insecure-no-signatures"])
+                .unwrap()
+                .settings();
+        let (engine, options) = crate::configure(&settings).unwrap();
+        let server = Server::new(options, engine).unwrap();
+        let (stop, mut drain) = (OnceLock::new(), Drain::default());
+        let t = Instant::now();
+        assert!(!drain.begins(&stop, &server));
+        assert!(
+            !drain.is_over(t, 0),
+            "not draining: an empty reactor goes on"
+        );
+        assert_eq!(drain.deadline(), None);
+        stop.set(t).unwrap();
+        assert!(drain.begins(&stop, &server));
+        assert!(!drain.begins(&stop, &server), "once");
+        let give_up = drain.deadline().expect("a deadline");
+        assert_eq!(give_up, server.options().give_up_at(t));
+        assert!(!drain.is_over(t, 3));
+        assert!(drain.is_over(t, 0));
+        assert!(drain.is_over(give_up, 3));
     }
 
     #[test]
