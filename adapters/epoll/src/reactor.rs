@@ -91,14 +91,7 @@ impl Reactor {
                 self.paused_until = None;
                 self.listen(true);
             }
-            let wake_at = [
-                self.timers.poll_timeout(),
-                self.paused_until,
-                drain.deadline(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake_at = drain.wake_at([self.timers.poll_timeout(), self.paused_until]);
             let timeout = match wake_at {
                 _ if !self.again.is_empty() => Some(Duration::ZERO),
                 Some(t) => Some(t.saturating_duration_since(Instant::now())),

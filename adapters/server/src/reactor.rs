@@ -217,10 +217,11 @@ impl Drain {
             .is_some_and(|g| connections == 0 || now >= g)
     }
 
-    /// When the reactor must wake to give up, once draining.
+    /// When the reactor must wake at the latest: the earliest of `others`
+    /// (its timers, say) and, once draining, the moment it gives up.
     #[must_use]
-    pub fn deadline(&self) -> Option<Instant> {
-        self.give_up_at
+    pub fn wake_at(&self, others: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+        others.into_iter().chain([self.give_up_at]).flatten().min()
     }
 }
 
@@ -366,12 +367,15 @@ mod tests {
             !drain.is_over(t, 0),
             "not draining: an empty reactor goes on"
         );
-        assert_eq!(drain.deadline(), None);
+        assert_eq!(drain.wake_at([None]), None);
+        assert_eq!(drain.wake_at([None, Some(t)]), Some(t));
         stop.set(t).unwrap();
         assert!(drain.begins(&stop, &server));
         assert!(!drain.begins(&stop, &server), "once");
-        let give_up = drain.deadline().expect("a deadline");
+        let give_up = drain.wake_at([None]).expect("a deadline");
         assert_eq!(give_up, server.options().give_up_at(t));
+        assert!(give_up > t);
+        assert_eq!(drain.wake_at([Some(t)]), Some(t), "the earliest");
         assert!(!drain.is_over(t, 3));
         assert!(drain.is_over(t, 0));
         assert!(drain.is_over(give_up, 3));

@@ -155,14 +155,7 @@ impl Reactor {
             }
             self.flush(now);
             self.ring.publish();
-            let wake_at = [
-                self.timers.poll_timeout(),
-                self.paused_until,
-                drain.deadline(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake_at = drain.wake_at([self.timers.poll_timeout(), self.paused_until]);
             let timeout = wake_at.map(|t| t.saturating_duration_since(Instant::now()));
             let batch = (!self.tick.is_zero()).then_some(self.tick);
             self.ring.wait(timeout, batch)?;
