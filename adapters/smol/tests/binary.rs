@@ -1,10 +1,16 @@
 //! The `callstream` binary as an operator runs it: boot log, JSON logs,
 //! secure defaults, and a clean exit on SIGTERM.
+#[path = "../../../tests/shared/binary.rs"]
+mod binary;
+
+use binary::{exit_within, request, rest, sigterm};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::Duration;
+
+const EXE: &str = env!("CARGO_BIN_EXE_callstream");
 
 struct Running {
     child: Child,
@@ -16,41 +22,17 @@ struct Running {
 /// its boot log.
 fn start(envs: &[(&str, &str)]) -> Running {
     let (child, addr, stderr) = start_raw(envs);
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = binary::lines(stderr);
     Running { child, addr, lines }
 }
 
 /// Like [`start`], allowing up to `before` log lines ahead of the boot line
 /// (warnings about the settings), which are returned.
 fn start_after(envs: &[(&str, &str)], before: usize) -> (Running, Vec<serde_json::Value>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn callstream");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut child = binary::command(EXE, envs)
+        .spawn()
+        .expect("spawn callstream");
+    let lines = binary::lines(child.stderr.take().unwrap());
     let mut earlier = Vec::new();
     let (boot, v) = loop {
         let boot = lines
@@ -72,32 +54,6 @@ fn start_after(envs: &[(&str, &str)], before: usize) -> (Running, Vec<serde_json
         .parse()
         .expect("an address");
     (Running { child, addr, lines }, earlier)
-}
-
-fn request(addr: SocketAddr, raw: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM failed");
-}
-
-fn rest(lines: &mpsc::Receiver<String>) -> Vec<serde_json::Value> {
-    let mut v = Vec::new();
-    while let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
-        v.push(serde_json::from_str(&l).unwrap_or_else(|e| panic!("log line not JSON ({e}): {l}")));
-    }
-    v
 }
 
 #[test]
@@ -168,18 +124,9 @@ fn the_token_never_reaches_the_log() {
 /// Starts the binary with stderr piped and returns once its boot line is
 /// read; the caller owns the pipe's read end.
 fn start_raw(envs: &[(&str, &str)]) -> (Child, SocketAddr, BufReader<std::process::ChildStderr>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn callstream");
+    let mut child = binary::command(EXE, envs)
+        .spawn()
+        .expect("spawn callstream");
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut boot = String::new();
     err.read_line(&mut boot).unwrap();
@@ -194,20 +141,6 @@ fn start_raw(envs: &[(&str, &str)]) -> (Child, SocketAddr, BufReader<std::proces
         .parse()
         .expect("an address");
     (child, addr, err)
-}
-
-/// Waits for the child to exit, at most `limit`; kills it past that.
-fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let until = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < until {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }
 
 #[test]
@@ -267,18 +200,9 @@ fn shutdown_ends_within_the_drain_period_with_a_partial_request_pending() {
 /// Runs the binary with settings it must refuse: returns its exit status
 /// and its log lines.
 fn refused(envs: &[(&str, &str)]) -> (std::process::ExitStatus, Vec<serde_json::Value>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callstream"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn callstream");
+    let mut child = binary::command(EXE, envs)
+        .spawn()
+        .expect("spawn callstream");
     let mut err = String::new();
     child
         .stderr
@@ -647,4 +571,9 @@ fn shutdown_ends_within_the_drain_period_when_a_call_ignores_the_close() {
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
     drop(call);
+}
+
+#[test]
+fn boots_serves_metrics_apart_and_exits_on_sigterm() {
+    binary::boots_serves_metrics_apart_and_exits_on_sigterm(EXE, &[], &[]);
 }
