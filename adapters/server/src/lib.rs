@@ -975,11 +975,23 @@ fn log_panic(obs: &Observer, payload: &(dyn std::any::Any + Send), what: &str) {
     );
 }
 
-/// What this crate's tests share: a media stream as Twilio opens it and
-/// the server's metrics read back.
+/// What this crate's tests share: a server configured from flags, a media
+/// stream as Twilio opens it, and the server's metrics read back.
 #[cfg(test)]
 pub(crate) mod testing {
+    use callstream_core::connection;
     use callstream_core::metrics::Metrics;
+
+    /// The engine's configuration and the server's options from `flags`
+    /// (after the program name), with signature checks off.
+    pub fn configured(flags: &[&str]) -> (connection::Config, crate::Options) {
+        use clap::Parser as _;
+        let args = ["callstream", "--insecure-no-signatures"]
+            .iter()
+            .chain(flags);
+        let settings = crate::config::Cli::try_parse_from(args).unwrap().settings();
+        crate::configure(&settings).unwrap()
+    }
 
     /// Twilio's upgrade to the media stream route.
     pub const UPGRADE: &[u8] = b"GET /ws/twilio-media HTTP/1.1\r\nHost: x.example\r\n\
@@ -1001,11 +1013,10 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{SILENCE, UPGRADE, metric};
+    use super::testing::{SILENCE, UPGRADE, configured, metric};
     use super::*;
     use callstream_twilio::frame::text_frame as frame;
     use callstream_twilio::{Stream, Twilio};
-    use clap::Parser as _;
 
     /// A socket that takes what `takes` says, one answer per write.
     struct Socket {
@@ -1031,10 +1042,7 @@ mod tests {
     #[test]
     fn write_now_writes_what_the_socket_takes_and_keeps_the_rest() {
         use std::io::ErrorKind::{BrokenPipe, Interrupted, WouldBlock, WriteZero};
-        let settings = config::Cli::try_parse_from(["callstream", "--insecure-no-signatures"])
-            .unwrap()
-            .settings();
-        let (engine, options) = configure(&settings).unwrap();
+        let (engine, options) = configured(&[]);
         let server = Server::new(options, engine).unwrap();
         let peer = SocketAddr::from(([127, 0, 0, 1], 5000));
         let admission = server.admit(peer).unwrap();
@@ -1078,15 +1086,7 @@ mod tests {
     /// end of a drain): the call's frames are still counted, all of them.
     #[test]
     fn a_dropped_driver_counts_every_frame_of_its_call() {
-        let settings = config::Cli::try_parse_from([
-            "callstream",
-            "--handler",
-            "echo",
-            "--insecure-no-signatures",
-        ])
-        .unwrap()
-        .settings();
-        let (engine, options) = configure(&settings).unwrap();
+        let (engine, options) = configured(&["--handler", "echo"]);
         let metrics = Arc::new(Metrics::default());
         let server = Server::with_metrics(options, engine, metrics.clone()).unwrap();
         let peer = SocketAddr::from(([127, 0, 0, 1], 5000));
@@ -1130,10 +1130,7 @@ mod tests {
                 panic!("a handler's bug in drop (the test's own)");
             }
         }
-        let settings = config::Cli::try_parse_from(["callstream", "--insecure-no-signatures"])
-            .unwrap()
-            .settings();
-        let (mut engine, options) = configure(&settings).unwrap();
+        let (mut engine, options) = configured(&[]);
         let sour: HandlerFactory = Arc::new(|_| Box::new(Sour) as Box<dyn Handler>);
         engine.session = Some(session_factory(Default::default(), sour));
         let metrics = Arc::new(Metrics::default());

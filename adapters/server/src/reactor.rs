@@ -56,7 +56,7 @@ pub struct Wakeups(Mutex<Vec<(usize, u32)>>);
 
 impl Wakeups {
     /// On the reactor, once woken: the connections to run.
-    pub fn take(&self) -> Vec<(usize, u32)> {
+    fn take(&self) -> Vec<(usize, u32)> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -353,12 +353,7 @@ mod tests {
 
     #[test]
     fn a_drain_begins_once_and_ends_when_empty_or_late() {
-        use clap::Parser as _;
-        let settings =
-            crate::config::Cli::try_parse_from(["callstream", "--insecure-no-signatures"])
-                .unwrap()
-                .settings();
-        let (engine, options) = crate::configure(&settings).unwrap();
+        let (engine, options) = crate::testing::configured(&[]);
         let server = Server::new(options, engine).unwrap();
         let (stop, mut drain) = (OnceLock::new(), Drain::default());
         let t = Instant::now();
