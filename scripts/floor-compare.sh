@@ -26,6 +26,15 @@
 # revision (in a temporary worktree) after each one-thread epoll run: a
 # before-and-after in one sitting.
 #
+# PGO=<directory> adds, after each one-thread smol and epoll run, the same
+# server built with profile-guided optimization from that directory (what
+# `scripts/pgo-build.sh` leaves in target/pgo: `callstream`,
+# `callstream-epoll`).
+#
+# ROUNDS=N (default 1) runs the whole sequence N times per CALLS, so that
+# each server is measured several times, alternated with the others, in one
+# sitting.
+#
 # PIN=1 gives the driver the last CPU to itself and the server every other
 # (`taskset`, at least two CPUs): on a two-core machine the default thread
 # count otherwise puts a server thread on the driver's core.
@@ -37,6 +46,8 @@
 # (utime+stime from /proc, every thread) per frame echoed, its ratio to the
 # floor at the same call count, the user-space part of it (the server's own
 # work; the rest is the kernel's), echo p99, the driver's lateness p99, and
+# the server threads' voluntary context switches per frame (how often it
+# slept and was woken: fewer frames per wake-up cost the kernel more), and
 # the 1-minute load average before the run (the machine may be shared: note
 # it with each number).
 set -euo pipefail
@@ -56,6 +67,13 @@ if [[ -n ${BASE:-} ]]; then
     (cd "$base_wt" && CARGO_TARGET_DIR="$base_wt/target" cargo build --release -q -p callstream-epoll)
     base_bin=$base_wt/target/release/callstream-epoll
 fi
+pgo=${PGO:-}
+if [[ -n $pgo ]]; then
+    for b in callstream callstream-epoll; do
+        [[ -x $pgo/$b ]] || { echo "PGO=$pgo has no $b: run scripts/pgo-build.sh first" >&2; exit 2; }
+    done
+fi
+rounds=${ROUNDS:-1}
 FLOOR=${FLOOR:-$bin/callstream-floor}
 LOADGEN=${LOADGEN:-}
 cores=$(nproc)
@@ -89,6 +107,10 @@ print(json.dumps({'frames':d['frames_echoed'],
     fi
 }
 
+switches() { # pid: voluntary context switches of all its threads
+    cat "/proc/$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
+}
+
 run() { # label calls threads command... (an argument @PORT becomes the port)
     local label=$1 calls=$2 threads=$3
     shift 3
@@ -99,11 +121,13 @@ run() { # label calls threads command... (an argument @PORT becomes the port)
         ${threads:+CALLSTREAM_THREADS=$threads} "${cmd[@]}" >/dev/null 2>&1 &
     local pid=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-    local load u0 s0 u1 s1 out
+    local load u0 s0 u1 s1 w0 w1 out
     load=$(cut -d' ' -f1 /proc/loadavg)
     read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    w0=$(switches "$pid")
     out=$(drive "$calls" "$port")
     read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    w1=$(switches "$pid")
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     echo "$out" | python3 -c "
@@ -111,33 +135,46 @@ import json,sys
 d=json.load(sys.stdin); u=($u1-$u0)/$tick; s=u+($s1-$s0)/$tick
 d.update({'server':'$label','threads':'${threads:-$cores}','calls':$calls,'load':$load,
   'server_cpu_s':s,'cpu_us_per_frame':round(s*1e6/max(1,d['frames']),2),
-  'user_us_per_frame':round(u*1e6/max(1,d['frames']),2)})
+  'user_us_per_frame':round(u*1e6/max(1,d['frames']),2),
+  'wakes_per_frame':round(($w1-$w0)/max(1,d['frames']),3)})
 print(json.dumps(d))" | tee -a "$results"
 }
 
 for calls in "${calls_list[@]}"; do
-    run floor "$calls" 1 "$FLOOR" @PORT
-    run "callstream (smol)" "$calls" 1 "$bin/callstream"
-    run "callstream (smol)" "$calls" "" "$bin/callstream"
-    run "callstream-epoll" "$calls" 1 "$bin/callstream-epoll"
-    [[ -z $base_bin ]] || run "callstream-epoll ($BASE)" "$calls" 1 "$base_bin"
-    run "callstream-epoll" "$calls" "" "$bin/callstream-epoll"
+    for _ in $(seq "$rounds"); do
+        run floor "$calls" 1 "$FLOOR" @PORT
+        run "callstream (smol)" "$calls" 1 "$bin/callstream"
+        [[ -z $pgo ]] || run "callstream (smol, PGO)" "$calls" 1 "$pgo/callstream"
+        run "callstream (smol)" "$calls" "" "$bin/callstream"
+        run "callstream-epoll" "$calls" 1 "$bin/callstream-epoll"
+        [[ -z $pgo ]] || run "callstream-epoll (PGO)" "$calls" 1 "$pgo/callstream-epoll"
+        [[ -z $base_bin ]] || run "callstream-epoll ($BASE)" "$calls" 1 "$base_bin"
+        run "callstream-epoll" "$calls" "" "$bin/callstream-epoll"
+    done
 done
 
 python3 - "$results" <<'EOF_PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-floor = {r['calls']: r['cpu_us_per_frame'] for r in rows if r['server'] == 'floor'}
-one = {(r['calls'], r['server']): r['cpu_us_per_frame'] for r in rows if r['threads'] == '1'}
+# Each row against the run of the floor (or of the same server on one
+# thread) that came last before it, in the same round.
+floor, one, last_floor, last_one = {}, {}, {}, {}
+for i, r in enumerate(rows):
+    if r['server'] == 'floor':
+        last_floor[r['calls']] = r['cpu_us_per_frame']
+    if r['threads'] == '1':
+        last_one[(r['calls'], r['server'])] = r['cpu_us_per_frame']
+    floor[i] = last_floor.get(r['calls'])
+    one[i] = last_one.get((r['calls'], r['server']))
 ms = lambda v: '-' if v is None else f'{v:g} ms'
-print('| calls | server | threads | load avg | frames echoed | echo ratio | CPU µs/frame | × floor | × one thread | of it user | echo p99 | driver late p99 |')
-print('|---|---|---|---|---|---|---|---|---|---|---|---|')
-for r in rows:
-    f = floor.get(r['calls'])
+print('| calls | server | threads | load avg | frames echoed | echo ratio | CPU µs/frame | × floor | × one thread | of it user | wake-ups/frame | echo p99 | driver late p99 |')
+print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+for i, r in enumerate(rows):
+    f = floor[i]
     ratio = f'{r["cpu_us_per_frame"] / f:.2f}' if f else '-'
-    o = one.get((r['calls'], r['server']))
+    o = one[i]
     vs_one = f'{r["cpu_us_per_frame"] / o:.2f}' if o and r['threads'] != '1' else '-'
     print(f"| {r['calls']} | {r['server']} | {r['threads']} | {r['load']} | {r['frames']:,} "
-          f"| {r['echo_ratio']} | {r['cpu_us_per_frame']} | {ratio} | {vs_one} | {r['user_us_per_frame']} | {ms(r['echo_p99_ms'])} "
-          f"| {ms(r['late_p99_ms'])} |")
+          f"| {r['echo_ratio']} | {r['cpu_us_per_frame']} | {ratio} | {vs_one} | {r['user_us_per_frame']} "
+          f"| {r['wakes_per_frame']} | {ms(r['echo_p99_ms'])} | {ms(r['late_p99_ms'])} |")
 EOF_PY
