@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Builds the server binaries with profile-guided optimization (PGO): an
+# opt-in build, like `-C target-cpu`, but portable (the profile changes how
+# the code is laid out and inlined, not which instructions it may use, so
+# the binary runs on any x86-64 the plain build runs on).
+#
+#   scripts/pgo-build.sh [PACKAGE...]   # default: callstream-smol callstream-epoll
+#
+# PACKAGE is any of callstream-smol (the `callstream` binary),
+# callstream-epoll and callstream-uring (Linux 6.0+). The optimized binaries
+# land in $OUT (default target/pgo): `callstream`, `callstream-epoll`,
+# `callstream-uring`.
+#
+# Steps, each printed as it starts:
+# 1. `llvm-profdata` from the toolchain's `llvm-tools` component (added with
+#    rustup when missing: needs network once);
+# 2. the plain release `callstream` binary, whose `sim` and `check`
+#    subcommands play Twilio during the training;
+# 3. the packages built with `-C profile-generate`;
+# 4. the training, per binary, signatures on (a throwaway token), as in
+#    production: the echo handler under `callstream sim` load (PGO_CALLS
+#    calls, default 200, for PGO_SECONDS, default 10), then the default
+#    handler (parrot) with `callstream check` (every webhook, the TwiML, the
+#    upgrade, signed and unsigned) PGO_CHECKS times (default 10) and one
+#    spoken call (`tests/fixtures/speech/repeat_after_me.ulaw`) it answers;
+#    each server is stopped with SIGTERM, which writes its profile;
+# 5. the profiles merged, and the packages built again with
+#    `-C profile-use`;
+# 6. a check of each optimized binary: a short echo load (20 calls, 3 s)
+#    whose frames must all come back.
+#
+# RUSTFLAGS from the environment are kept (e.g. add `-C target-cpu=x86-64-v3`).
+# The profile matches this tree; build again after changing the code (a stale
+# profile is not wrong, only less useful: functions that changed lose theirs).
+# BENCHMARKS.md ("Profile-guided builds") has what it gained on the
+# development machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $# -gt 0 ]] || set -- callstream-smol callstream-epoll
+packages=("$@")
+out=${OUT:-target/pgo}
+work=${PGO_WORK:-target/pgo-work}
+calls=${PGO_CALLS:-200} seconds=${PGO_SECONDS:-10} checks=${PGO_CHECKS:-10}
+token=pgo-training-token public=https://callstream.test
+flags=${RUSTFLAGS:-}
+
+step() { echo "== $*" >&2; }
+
+bin_of() {
+    case $1 in
+        callstream-smol) echo callstream ;;
+        callstream-epoll | callstream-uring) echo "$1" ;;
+        *) echo "unknown package $1 (callstream-smol, callstream-epoll, callstream-uring)" >&2; exit 2 ;;
+    esac
+}
+for p in "${packages[@]}"; do bin_of "$p" >/dev/null; done
+
+step "llvm-profdata"
+host=$(rustc -vV | sed -n 's/^host: //p')
+profdata=$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata
+if [[ ! -x $profdata ]]; then
+    rustup component add llvm-tools >&2
+fi
+[[ -x $profdata ]] || { echo "no llvm-profdata at $profdata" >&2; exit 1; }
+
+step "the plain callstream binary (sim and check)"
+cargo build --release -q -p callstream-smol
+driver=${CARGO_TARGET_DIR:-target}/release/callstream
+
+pkg_args=()
+for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
+
+step "instrumented build: ${packages[*]}"
+rm -rf "$work"
+mkdir -p "$work/profiles"
+# Build scripts run instrumented too and write their profiles under here;
+# the training's own go to $work/profiles.
+RUSTFLAGS="$flags -Cprofile-generate=$PWD/$work/build-scripts" CARGO_TARGET_DIR=$work/gen \
+    cargo build --release -q "${pkg_args[@]}"
+
+port=$((18400 + RANDOM % 400))
+wait_up() { # port
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+            printf 'GET /healthz HTTP/1.1\r\nHost: pgo\r\nConnection: close\r\n\r\n' >&3 &&
+            grep -q '^HTTP/1.1 200' <&3) 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "the server did not come up on port $1" >&2
+    return 1
+}
+serve() { # binary handler: starts it on $port, sets $pid
+    env -i PATH="$PATH" LLVM_PROFILE_FILE="$PWD/$work/profiles/%m-%p.profraw" \
+        TWILIO_AUTH_TOKEN=$token PUBLIC_BASE_URL=$public HOST=127.0.0.1 PORT=$port \
+        CALLSTREAM_HANDLER="$2" CALLSTREAM_THREADS=1 RUST_LOG=warn "$1" >"$work/server.log" 2>&1 &
+    pid=$!
+    wait_up "$port"
+}
+stop() { # waits for a clean exit: the profile is written then
+    kill -TERM "$pid"
+    wait "$pid" || { echo "the server exited with $?; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
+    port=$((port + 1))
+}
+ws() { echo "ws://127.0.0.1:$port/ws/twilio-media"; }
+
+for p in "${packages[@]}"; do
+    b=$work/gen/release/$(bin_of "$p")
+    step "training $b: echo under $calls calls for ${seconds}s"
+    serve "$b" echo
+    "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
+        --calls "$calls" --ramp 1 --duration "$seconds" --json >"$work/load.json"
+    stop
+    step "training $b: parrot, $checks acceptance checks and a spoken call"
+    serve "$b" parrot
+    for _ in $(seq "$checks"); do
+        "$driver" check "http://127.0.0.1:$port" --token $token --public-url "$public" --json >/dev/null
+    done
+    "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
+        --audio tests/fixtures/speech/repeat_after_me.ulaw --json >/dev/null
+    stop
+done
+
+step "merging $(ls "$work/profiles" | wc -l) profiles"
+"$profdata" merge -o "$work/merged.profdata" "$work"/profiles/*.profraw
+
+step "optimized build: ${packages[*]}"
+RUSTFLAGS="$flags -Cprofile-use=$PWD/$work/merged.profdata" CARGO_TARGET_DIR=$work/use \
+    cargo build --release -q "${pkg_args[@]}"
+mkdir -p "$out"
+for p in "${packages[@]}"; do
+    cp "$work/use/release/$(bin_of "$p")" "$out/"
+done
+
+for p in "${packages[@]}"; do
+    b=$out/$(bin_of "$p")
+    step "checking $b: 20 calls, 3 s of echo"
+    serve "$b" echo
+    "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
+        --calls 20 --ramp 1 --duration 3 --json >"$work/check.json"
+    stop
+    field() { grep -o "\"$1\":[0-9]*" "$work/check.json" | head -1 | cut -d: -f2; }
+    sent=$(field frames_sent) echoed=$(field frames_echoed) failed=$(field failed)
+    echo "  frames sent $sent, echoed $echoed, failed calls $failed" >&2
+    [[ $failed == 0 && $sent -gt 0 && $echoed == "$sent" ]] || { echo "the optimized $b failed its check" >&2; exit 1; }
+done
+step "done: $(for p in "${packages[@]}"; do printf '%s ' "$out/$(bin_of "$p")"; done)"
