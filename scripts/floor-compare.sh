@@ -23,8 +23,8 @@
 # `echo_ratio` and `echo.p99_ms`.
 #
 # BASE=<git revision> adds `callstream-epoll` (one thread) built from that
-# revision (in a temporary worktree) after each one-thread epoll run: a
-# before-and-after in one sitting.
+# revision (in a temporary worktree) after each one-thread epoll run (and
+# after its PGO run, with PGO): a before-and-after in one sitting.
 #
 # PGO=<directory> adds, after each one-thread smol and epoll run, the same
 # server built with profile-guided optimization from that directory (what
@@ -74,6 +74,7 @@ if [[ -n $pgo ]]; then
     done
 fi
 rounds=${ROUNDS:-1}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS=$rounds: a number of rounds, at least 1" >&2; exit 2; }
 FLOOR=${FLOOR:-$bin/callstream-floor}
 LOADGEN=${LOADGEN:-}
 cores=$(nproc)
@@ -108,7 +109,9 @@ print(json.dumps({'frames':d['frames_echoed'],
 }
 
 switches() { # pid: voluntary context switches of all its threads
-    cat "/proc/$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
+    # A thread may end between the glob and the read: count what is there.
+    { cat "/proc/$1"/task/*/status 2>/dev/null || true; } |
+        awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
 }
 
 run() { # label calls threads command... (an argument @PORT becomes the port)

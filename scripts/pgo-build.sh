@@ -9,7 +9,8 @@
 # PACKAGE is any of callstream-smol (the `callstream` binary),
 # callstream-epoll and callstream-uring (Linux 6.0+). The optimized binaries
 # land in $OUT (default target/pgo): `callstream`, `callstream-epoll`,
-# `callstream-uring`.
+# `callstream-uring`; the builds and profiles in $PGO_WORK (default
+# target/pgo-work). Relative paths are taken from the repository's root.
 #
 # Steps, each printed as it starts:
 # 1. `llvm-profdata` from the toolchain's `llvm-tools` component (added with
@@ -28,8 +29,12 @@
 #    `-C profile-use`;
 # 6. a check of each optimized binary: a short echo load (20 calls, 3 s)
 #    whose frames must all come back.
+# Any step that fails stops the script with what it printed (a server's log
+# when the server failed); no server is left running.
 #
-# RUSTFLAGS from the environment are kept (e.g. add `-C target-cpu=x86-64-v3`).
+# RUSTFLAGS from the environment are kept (e.g. add `-C target-cpu=x86-64-v3`,
+# which ties the binary to CPUs that have it); CARGO_ENCODED_RUSTFLAGS is
+# refused, since cargo would then ignore the profile flags.
 # The profile matches this tree; build again after changing the code (a stale
 # profile is not wrong, only less useful: functions that changed lose theirs).
 # BENCHMARKS.md ("Profile-guided builds") has what it gained on the
@@ -38,8 +43,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ $# -gt 0 ]] || set -- callstream-smol callstream-epoll
 packages=("$@")
-out=${OUT:-target/pgo}
-work=${PGO_WORK:-target/pgo-work}
+out=$(realpath -m -- "${OUT:-target/pgo}")
+work=$(realpath -m -- "${PGO_WORK:-target/pgo-work}")
+case $work in
+    *[[:space:]]*) echo "PGO_WORK=$work: a path with spaces cannot go into RUSTFLAGS" >&2; exit 2 ;;
+esac
+[[ -z ${CARGO_ENCODED_RUSTFLAGS:-} ]] || { echo "unset CARGO_ENCODED_RUSTFLAGS (use RUSTFLAGS)" >&2; exit 2; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 calls=${PGO_CALLS:-200} seconds=${PGO_SECONDS:-10} checks=${PGO_CHECKS:-10}
 token=pgo-training-token public=https://callstream.test
 flags=${RUSTFLAGS:-}
@@ -65,7 +75,7 @@ fi
 
 step "the plain callstream binary (sim and check)"
 cargo build --release -q -p callstream-smol
-driver=${CARGO_TARGET_DIR:-target}/release/callstream
+driver=$(realpath -- "$CARGO_TARGET_DIR/release/callstream")
 
 pkg_args=()
 for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
@@ -75,31 +85,49 @@ rm -rf "$work"
 mkdir -p "$work/profiles"
 # Build scripts run instrumented too and write their profiles under here;
 # the training's own go to $work/profiles.
-RUSTFLAGS="$flags -Cprofile-generate=$PWD/$work/build-scripts" CARGO_TARGET_DIR=$work/gen \
+RUSTFLAGS="$flags -Cprofile-generate=$work/build-scripts" CARGO_TARGET_DIR=$work/gen \
     cargo build --release -q "${pkg_args[@]}"
 
+pid=
+# Whatever happens, no server outlives the script.
+trap '[[ -z $pid ]] || kill "$pid" 2>/dev/null || true' EXIT
 port=$((18400 + RANDOM % 400))
-wait_up() { # port
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
-            printf 'GET /healthz HTTP/1.1\r\nHost: pgo\r\nConnection: close\r\n\r\n' >&3 &&
-            grep -q '^HTTP/1.1 200' <&3) 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "the server did not come up on port $1" >&2
-    return 1
+answers() { # port: something answers /healthz there
+    (exec 3<>"/dev/tcp/127.0.0.1/$1" &&
+        printf 'GET /healthz HTTP/1.1\r\nHost: pgo\r\nConnection: close\r\n\r\n' >&3 &&
+        grep -q '^HTTP/1.1 200' <&3) 2>/dev/null
 }
-serve() { # binary handler: starts it on $port, sets $pid
-    env -i PATH="$PATH" LLVM_PROFILE_FILE="$PWD/$work/profiles/%m-%p.profraw" \
+server_failed() { # what: prints the server's log and stops the script
+    echo "$1; the server's log:" >&2
+    cat "$work/server.log" >&2
+    exit 1
+}
+serve() { # binary handler: starts it on a free port ($port), sets $pid
+    while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+    env -i PATH="$PATH" LLVM_PROFILE_FILE="$work/profiles/%m-%p.profraw" \
         TWILIO_AUTH_TOKEN=$token PUBLIC_BASE_URL=$public HOST=127.0.0.1 PORT=$port \
         CALLSTREAM_HANDLER="$2" CALLSTREAM_THREADS=1 RUST_LOG=warn "$1" >"$work/server.log" 2>&1 &
     pid=$!
-    wait_up "$port"
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || server_failed "$1 exited at start"
+        answers "$port" && return 0
+        sleep 0.1
+    done
+    server_failed "$1 did not answer /healthz on port $port within 10 s"
 }
-stop() { # waits for a clean exit: the profile is written then
-    kill -TERM "$pid"
-    wait "$pid" || { echo "the server exited with $?; its log:" >&2; cat "$work/server.log" >&2; exit 1; }
+stop() { # SIGTERM, and a clean exit: the profile is written then
+    kill -TERM "$pid" 2>/dev/null || true
+    local rc=0
+    wait "$pid" || rc=$?
+    pid=
+    ((rc == 0)) || server_failed "the server exited with status $rc"
     port=$((port + 1))
+}
+run() { # output-file command...: runs a sim or check, showing its output when it fails
+    local file=$1 rc=0
+    shift
+    "$@" >"$file" 2>&1 || rc=$?
+    ((rc == 0)) || { echo "failed ($rc): $*" >&2; cat "$file" >&2; exit 1; }
 }
 ws() { echo "ws://127.0.0.1:$port/ws/twilio-media"; }
 
@@ -107,16 +135,19 @@ for p in "${packages[@]}"; do
     b=$work/gen/release/$(bin_of "$p")
     step "training $b: echo under $calls calls for ${seconds}s"
     serve "$b" echo
+    # An instrumented server on a busy machine may drop a frame; the load
+    # still trains it. What matters is that the load ran.
     "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
-        --calls "$calls" --ramp 1 --duration "$seconds" --json >"$work/load.json"
+        --calls "$calls" --ramp 1 --duration "$seconds" --json >"$work/load.json" 2>&1 || true
+    grep -q '"frames_echoed":[1-9]' "$work/load.json" || { echo "the training load did not run:" >&2; cat "$work/load.json" >&2; exit 1; }
     stop
     step "training $b: parrot, $checks acceptance checks and a spoken call"
     serve "$b" parrot
     for _ in $(seq "$checks"); do
-        "$driver" check "http://127.0.0.1:$port" --token $token --public-url "$public" --json >/dev/null
+        run "$work/check-run.json" "$driver" check "http://127.0.0.1:$port" --token $token --public-url "$public" --json
     done
-    "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
-        --audio tests/fixtures/speech/repeat_after_me.ulaw --json >/dev/null
+    run "$work/spoken.json" "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
+        --audio tests/fixtures/speech/repeat_after_me.ulaw --json
     stop
 done
 
@@ -124,19 +155,21 @@ step "merging $(ls "$work/profiles" | wc -l) profiles"
 "$profdata" merge -o "$work/merged.profdata" "$work"/profiles/*.profraw
 
 step "optimized build: ${packages[*]}"
-RUSTFLAGS="$flags -Cprofile-use=$PWD/$work/merged.profdata" CARGO_TARGET_DIR=$work/use \
+RUSTFLAGS="$flags -Cprofile-use=$work/merged.profdata" CARGO_TARGET_DIR=$work/use \
     cargo build --release -q "${pkg_args[@]}"
 mkdir -p "$out"
 for p in "${packages[@]}"; do
-    cp "$work/use/release/$(bin_of "$p")" "$out/"
+    # Into place in one step: a benchmark may be running the old one.
+    cp "$work/use/release/$(bin_of "$p")" "$out/.$(bin_of "$p").new"
+    mv -f "$out/.$(bin_of "$p").new" "$out/$(bin_of "$p")"
 done
 
 for p in "${packages[@]}"; do
     b=$out/$(bin_of "$p")
     step "checking $b: 20 calls, 3 s of echo"
     serve "$b" echo
-    "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
-        --calls 20 --ramp 1 --duration 3 --json >"$work/check.json"
+    run "$work/check.json" "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
+        --calls 20 --ramp 1 --duration 3 --json
     stop
     field() { grep -o "\"$1\":[0-9]*" "$work/check.json" | head -1 | cut -d: -f2; }
     sent=$(field frames_sent) echoed=$(field frames_echoed) failed=$(field failed)
