@@ -129,7 +129,13 @@ run() { # output-file command...: runs a sim or check, showing its output when i
     "$@" >"$file" 2>&1 || rc=$?
     ((rc == 0)) || { echo "failed ($rc): $*" >&2; cat "$file" >&2; exit 1; }
 }
-ws() { echo "ws://127.0.0.1:$port/ws/twilio-media"; }
+simulate() { # sim arguments...: Twilio on the running server's stream, signed
+    "$driver" sim "ws://127.0.0.1:$port/ws/twilio-media" --token $token \
+        --public-url "$public/ws/twilio-media" "$@"
+}
+field() { # name file: a top-level number in sim's JSON line
+    grep -o "\"$1\":[0-9]*" "$2" | head -1 | cut -d: -f2
+}
 
 for p in "${packages[@]}"; do
     b=$work/gen/release/$(bin_of "$p")
@@ -137,8 +143,7 @@ for p in "${packages[@]}"; do
     serve "$b" echo
     # An instrumented server on a busy machine may drop a frame; the load
     # still trains it. What matters is that the load ran.
-    "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
-        --calls "$calls" --ramp 1 --duration "$seconds" --json >"$work/load.json" 2>&1 || true
+    simulate --calls "$calls" --ramp 1 --duration "$seconds" --json >"$work/load.json" 2>&1 || true
     grep -q '"frames_echoed":[1-9]' "$work/load.json" || { echo "the training load did not run:" >&2; cat "$work/load.json" >&2; exit 1; }
     stop
     step "training $b: parrot, $checks acceptance checks and a spoken call"
@@ -146,8 +151,7 @@ for p in "${packages[@]}"; do
     for _ in $(seq "$checks"); do
         run "$work/check-run.json" "$driver" check "http://127.0.0.1:$port" --token $token --public-url "$public" --json
     done
-    run "$work/spoken.json" "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
-        --audio tests/fixtures/speech/repeat_after_me.ulaw --json
+    run "$work/spoken.json" simulate --audio tests/fixtures/speech/repeat_after_me.ulaw --json
     stop
 done
 
@@ -159,20 +163,20 @@ RUSTFLAGS="$flags -Cprofile-use=$work/merged.profdata" CARGO_TARGET_DIR=$work/us
     cargo build --release -q "${pkg_args[@]}"
 mkdir -p "$out"
 for p in "${packages[@]}"; do
+    b=$(bin_of "$p")
     # Into place in one step: a benchmark may be running the old one.
-    cp "$work/use/release/$(bin_of "$p")" "$out/.$(bin_of "$p").new"
-    mv -f "$out/.$(bin_of "$p").new" "$out/$(bin_of "$p")"
+    cp "$work/use/release/$b" "$out/.$b.new"
+    mv -f "$out/.$b.new" "$out/$b"
 done
 
 for p in "${packages[@]}"; do
     b=$out/$(bin_of "$p")
     step "checking $b: 20 calls, 3 s of echo"
     serve "$b" echo
-    run "$work/check.json" "$driver" sim "$(ws)" --token $token --public-url "$public/ws/twilio-media" \
-        --calls 20 --ramp 1 --duration 3 --json
+    run "$work/check.json" simulate --calls 20 --ramp 1 --duration 3 --json
     stop
-    field() { grep -o "\"$1\":[0-9]*" "$work/check.json" | head -1 | cut -d: -f2; }
-    sent=$(field frames_sent) echoed=$(field frames_echoed) failed=$(field failed)
+    sent=$(field frames_sent "$work/check.json") echoed=$(field frames_echoed "$work/check.json")
+    failed=$(field failed "$work/check.json")
     echo "  frames sent $sent, echoed $echoed, failed calls $failed" >&2
     [[ $failed == 0 && $sent -gt 0 && $echoed == "$sent" ]] || { echo "the optimized $b failed its check" >&2; exit 1; }
 done
