@@ -116,6 +116,7 @@ impl Reactor {
                 // connection has.
                 if let Some(c) = self.conns.get(key).filter(|c| c.generation == generation) {
                     c.driver.prefetch();
+                    self.timers.prefetch(key);
                 }
             }
             for ev in &events {

@@ -54,6 +54,16 @@ impl Timers {
         }
     }
 
+    /// Asks the CPU for the line holding `key`'s armed deadline: with many
+    /// connections, the check each step makes in [`arm`](Self::arm) finds
+    /// it cold otherwise (a pump calls this with
+    /// [`Driver::prefetch`](crate::Driver::prefetch), before the read).
+    pub fn prefetch(&self, key: usize) {
+        if let Some(slot) = self.armed.get(key) {
+            crate::prefetch::region(std::ptr::from_ref(slot).cast(), size_of_val(slot));
+        }
+    }
+
     /// Disarms `key` (its connection is gone, or its slab key is reused).
     pub fn cancel(&mut self, key: usize) {
         if let Some(slot) = self.armed.get_mut(key)
@@ -153,6 +163,23 @@ mod tests {
         t.arm(7, ms(t0, 10));
         assert_eq!(t.pop_due(ms(t0, 10)), Some(7));
         assert_eq!(t.pop_due(ms(t0, 10)), None);
+    }
+
+    #[test]
+    fn prefetch_is_a_hint_for_any_key() {
+        // Armed, never armed, cancelled and far out of range: nothing fires
+        // or changes.
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        t.arm(2, ms(t0, 10));
+        t.arm(5, ms(t0, 20));
+        t.cancel(5);
+        for key in [0, 2, 5, 9, usize::MAX] {
+            t.prefetch(key);
+        }
+        assert_eq!((t.live, t.entries()), (1, 2));
+        assert_eq!(t.pop_due(ms(t0, 30)), Some(2));
+        assert_eq!(t.pop_due(ms(t0, 30)), None);
     }
 
     #[test]

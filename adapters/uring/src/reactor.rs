@@ -132,6 +132,7 @@ impl Reactor {
             for done in received.take(callstream_server::prefetch::AHEAD) {
                 if let Some(conn) = peek(&self.conns, done.token) {
                     conn.driver.prefetch();
+                    self.timers.prefetch(split(done.token).0);
                 }
             }
             for c in completions.drain(..) {
