@@ -446,6 +446,31 @@ fn graceful_shutdown_drains_then_closes_1001(adapter: Adapter) {
     srv.stop().unwrap();
 }
 
+/// Shutdown with a call that has gone quiet (no frame in, nothing to send,
+/// no deadline near): the shutdown itself must wake the connection, which is
+/// then closed with 1001 at the end of the drain period like any other.
+fn a_silent_call_is_closed_1001_when_the_drain_ends(adapter: Adapter) {
+    let srv = RunningServer::start_on(adapter, |s| {
+        s.drain_seconds = 2;
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
+    });
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 9).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = call.stream_audio(&silence(5)).unwrap();
+    // Let the echo play out, so that the call has nothing left to do.
+    call.read_until(Instant::now() + Duration::from_millis(500), &mut got)
+        .unwrap();
+    let begun = Instant::now();
+    srv.begin_shutdown();
+    let read = call.read_until(begun + Duration::from_secs(4), &mut got);
+    assert!(
+        got.contains(&ServerMessage::Closed(Some(1001))),
+        "no 1001 close for a silent call within the drain: {read:?}, {:.80}",
+        format!("last {:?}", got.last())
+    );
+    srv.stop().unwrap();
+}
+
 /// Past the connection limit, with every connection a call, a new
 /// connection gets the 503 and is closed; the call goes on. (A connection
 /// that is not a call gives way instead: tests/tests/limits.rs.)
@@ -749,6 +774,7 @@ conformance!(
     parrot_plays_back_and_yields_to_barge_in,
     parrot_marks_the_end_of_its_reply,
     graceful_shutdown_drains_then_closes_1001,
+    a_silent_call_is_closed_1001_when_the_drain_ends,
     connection_limit_answers_503,
     a_blocked_handler_does_not_stall_the_server,
     a_panicking_handler_ends_only_its_call,

@@ -6,14 +6,15 @@
 //! protocol decides is decided in the core, everything the operator sees in
 //! `callstream-server`.
 use callstream_server::observer::Drained;
+use callstream_server::wake::RemoteWake;
 use callstream_server::{Admission, Driver, Pump, Server, close};
 use smol::channel::{Receiver, Sender};
 use smol::{Async, Executor};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -96,7 +97,13 @@ impl SmolServer {
     }
 
     async fn accept_loop(self, ex: Arc<Executor<'static>>) -> io::Result<()> {
-        let mut tasks = Vec::new();
+        // Each connection's task, with the handle that wakes it. The shutdown
+        // reaches the connections through these and `stopping`, not through
+        // the channel: a channel's receiver polled on every wake-up of every
+        // connection locks the channel's one list of listeners each time,
+        // a lock all executor threads would share on the frame path.
+        let mut tasks: Vec<(smol::Task<()>, Arc<RemoteWake>)> = Vec::new();
+        let stopping = Arc::new(AtomicBool::new(false));
         loop {
             let accepted = smol::future::or(async { Some(self.listener.accept().await) }, async {
                 let _ = self.shutdown.recv().await;
@@ -118,14 +125,22 @@ impl SmolServer {
                 ex.spawn(refuse(stream)).detach();
                 continue;
             };
-            let shutdown = self.shutdown.clone();
-            tasks.push(ex.spawn(async move {
-                serve_connection(stream, peer, &admission, shutdown).await;
+            let remote = Arc::new(RemoteWake::default());
+            let (r, stop) = (remote.clone(), stopping.clone());
+            let task = ex.spawn(async move {
+                serve_connection(stream, peer, &admission, r, &stop).await;
                 drop(admission);
-            }));
-            tasks.retain(|t| !t.is_finished());
+            });
+            tasks.retain(|(t, _)| !t.is_finished());
+            tasks.push((task, remote));
         }
         drop(self.listener);
+        // Every connection sees `stopping` at its next wake-up: wake them all
+        // now (a wake-up is harmless to the engine).
+        stopping.store(true, Ordering::Release);
+        for (_, remote) in &tasks {
+            remote.wake();
+        }
         let give_up_at = self.server.options().give_up_at(Instant::now());
         tracing::info!(
             open_connections = self.server.open_connections(),
@@ -136,7 +151,7 @@ impl SmolServer {
         // them, but the process must be gone within the drain period (Cloud
         // Run: SIGKILL about 10 s after SIGTERM).
         let all = async {
-            for t in tasks {
+            for (t, _) in tasks {
                 t.await;
             }
         };
@@ -183,20 +198,22 @@ enum Wake {
     Shutdown,
 }
 
+/// Serves one connection until it closes. `remote` wakes its task from other
+/// threads (a handler's remote control, the shutdown); `stopping` is set once
+/// the server shuts down.
 async fn serve_connection(
     stream: Async<TcpStream>,
     peer: SocketAddr,
     admission: &Admission,
-    shutdown: Receiver<()>,
+    remote: Arc<RemoteWake>,
+    stopping: &AtomicBool,
 ) {
-    let remote = Arc::new(callstream_server::wake::RemoteWake::default());
     let r = remote.clone();
     let mut driver = admission.driver(peer, Instant::now(), Some(Arc::new(move || r.wake())));
     // 8 KiB per read: a media message is under 400 bytes; bounded memory per connection.
     let mut buf = vec![0u8; 8192];
     let mut deadline = Deadline::default();
     let mut maybe_readable = true;
-    let mut shutdown = pin!(shutdown.recv());
     let mut shutting_down = false;
     let mut eof = false;
     loop {
@@ -241,7 +258,8 @@ async fn serve_connection(
                     return Poll::Ready(Wake::Read(r));
                 }
             }
-            if !shutting_down && shutdown.as_mut().poll(cx).is_ready() {
+            // Read-mostly and written once: costs no cross-thread traffic.
+            if !shutting_down && stopping.load(Ordering::Acquire) {
                 return Poll::Ready(Wake::Shutdown);
             }
             if remote.poll(cx).is_ready() {
