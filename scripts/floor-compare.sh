@@ -16,7 +16,11 @@
 #   with `frames_sent`, `frames_echoed`, `echo_ms.p99` and its own lateness
 #   `sim_late_ms.p99` (how far behind its deadlines it sent: if that grows
 #   past a few ms the driver, not the server, is the bottleneck; raise
-#   SIM_THREADS, default 1).
+#   SIM_THREADS, default 1). SIM_TICK_MS=1 sends on a 1 ms grid, as a
+#   timer wheel does (`--tick-ms`: frames due in the same millisecond leave
+#   together, as from a load generator on tokio); the default, 0, sends
+#   each frame exactly on time, which spreads frames out and costs every
+#   server, the floor included, more wake-ups per frame.
 # Optional overrides: FLOOR, another floor binary taking the same `PORT`
 # argument; LOADGEN, another load generator taking `--url WS_URL --calls N
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
@@ -54,6 +58,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECONDS_EACH:-20}
 sim_threads=${SIM_THREADS:-1}
+sim_tick=${SIM_TICK_MS:-0}
 [[ $# -gt 0 ]] || set -- 200 500
 calls_list=("$@")
 port=${PORT_BASE:-18200}
@@ -99,7 +104,7 @@ print(json.dumps({'frames':d['recv_media'],'echo_ratio':round(d['echo_ratio'],4)
     else
         # sim exits non-zero when a call was not clean; the numbers say how.
         { ${drv_pin[@]+"${drv_pin[@]}"} "$bin/callstream" sim "$url" --calls "$calls" --ramp 1 --duration "$secs" --json \
-            --threads "$sim_threads" || true; } | python3 -c "
+            --threads "$sim_threads" --tick-ms "$sim_tick" || true; } | python3 -c "
 import json,sys
 d=json.load(sys.stdin)
 print(json.dumps({'frames':d['frames_echoed'],

@@ -84,6 +84,13 @@ pub struct SimArgs {
     /// Load mode: threads driving the calls.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Load mode: wake on a grid of this many milliseconds, like a timer
+    /// wheel of that resolution (tokio's is 1 ms): each call's frame leaves
+    /// at the first tick at or after its time, with every other frame due
+    /// in that tick. 0 (the default): each frame exactly on time. Servers
+    /// spend less per frame when frames arrive together; benchmarks say which.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20))]
+    pub tick_ms: u64,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -378,6 +385,7 @@ fn run_load(
             0.0
         }),
         threads: args.threads,
+        tick: Duration::from_millis(args.tick_ms),
     };
     let started = Instant::now();
     let reports = load::run(

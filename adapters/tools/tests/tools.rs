@@ -217,6 +217,60 @@ fn sim_load_mode_carries_concurrent_calls() {
     assert!(v["echo_ms"]["p99"].as_f64().is_some(), "{v}");
 }
 
+/// Load mode on a 20 ms grid (`--tick-ms`): frames leave in batches, and
+/// every one still arrives and comes back in order; past 20 ms is refused.
+#[test]
+fn sim_load_mode_on_a_tick_grid() {
+    let srv = echo_server();
+    let url = ws(&srv);
+    let args = |tick: &'static str| {
+        [
+            url.clone(),
+            "--token".into(),
+            TOKEN.into(),
+            "--public-url".into(),
+            STREAM.into(),
+            "--calls".into(),
+            "20".into(),
+            "--ramp".into(),
+            "0.3".into(),
+            "--tone".into(),
+            "300".into(),
+            "--duration".into(),
+            "1".into(),
+            "--linger-ms".into(),
+            "1000".into(),
+            "--tick-ms".into(),
+            tick.into(),
+        ]
+    };
+    let grid = args("20");
+    let (ok, v) = sim(&grid.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{v}");
+    assert_eq!(
+        (v["calls"].as_u64(), v["failed"].as_u64()),
+        (Some(20), Some(0)),
+        "{v}"
+    );
+    assert_eq!(v["echo_equal"], 20, "{v}");
+    assert_eq!(v["frames_sent"], 20 * 50, "{v}");
+    assert_eq!(v["lost_frames"], 0, "{v}");
+    // A frame leaves at its tick, never before: with the calls' phases
+    // spread over the grid (each starts when its connection is up), the
+    // typical frame waits half a tick. Without the grid it would wait ~0.
+    let late = v["sim_late_ms"]["p50"].as_f64().unwrap();
+    assert!(late >= 2.0, "frames did not wait for their tick: {v}");
+
+    let too_coarse = args("21");
+    let argv = ["sim"]
+        .into_iter()
+        .chain(too_coarse.iter().map(String::as_str));
+    let Err(refused) = SimCli::try_parse_from(argv) else {
+        panic!("a 21 ms tick is accepted");
+    };
+    assert!(refused.to_string().contains("--tick-ms"), "{refused}");
+}
+
 /// wss:// through a TLS front with a private CA.
 #[test]
 fn sim_and_check_over_tls_with_a_private_ca() {

@@ -29,6 +29,25 @@ pub struct Load {
     pub ramp: Duration,
     /// Executor threads.
     pub threads: usize,
+    /// Deadlines are rounded up to this grid from the run's start (zero:
+    /// none).
+    pub tick: Duration,
+}
+
+/// `deadline` rounded up to the next multiple of `tick` after `origin` (as a
+/// timer wheel of that resolution fires it); as it is when `tick` is zero or
+/// the deadline is not after `origin`.
+#[must_use]
+pub fn on_tick(deadline: Instant, origin: Instant, tick: Duration) -> Instant {
+    let (Some(since), false) = (deadline.checked_duration_since(origin), tick.is_zero()) else {
+        return deadline;
+    };
+    let tick_ns = tick.as_nanos();
+    let ticks = since.as_nanos().div_ceil(tick_ns);
+    let Ok(ns) = u64::try_from(ticks.saturating_mul(tick_ns)) else {
+        return deadline;
+    };
+    origin + Duration::from_nanos(ns)
 }
 
 /// Runs every call to its end; `upgrade(n)` and `stream(n)` give call `n`'s
@@ -54,7 +73,10 @@ pub fn run(
                                     .mul_f64(f64::from(n) / f64::from(load.calls.max(1)));
                             let (up, st) = (upgrade(n), stream(n));
                             let plan = Arc::clone(&load.plan);
-                            ex.spawn(async move { (n, one(load.addr, at, plan, up, st).await) })
+                            let grid = (t0, load.tick);
+                            ex.spawn(
+                                async move { (n, one(load.addr, at, grid, plan, up, st).await) },
+                            )
                         })
                         .collect();
                     smol::block_on(ex.run(async {
@@ -76,10 +98,12 @@ pub fn run(
     reports.into_iter().map(|(_, r)| r).collect()
 }
 
-/// One call: connect at `at`, then pump until it is over.
+/// One call: connect at `at`, then pump until it is over, waking on the
+/// `grid` (origin, tick: see [`on_tick`]).
 async fn one(
     addr: SocketAddr,
     at: Instant,
+    grid: (Instant, Duration),
     plan: Arc<Plan>,
     up: Upgrade,
     st: Stream,
@@ -112,7 +136,7 @@ async fn one(
         };
         let read = async { Some(sock.read(&mut buf).await) };
         let timer = async {
-            Timer::at(deadline).await;
+            Timer::at(on_tick(deadline, grid.0, grid.1)).await;
             None
         };
         match read.or(timer).await {
@@ -148,6 +172,22 @@ pub fn probe(addr: SocketAddr) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_the_tick() {
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+        let ms = Duration::from_millis(1);
+        assert_eq!(on_tick(at(0), t0, ms), at(0));
+        assert_eq!(on_tick(at(1), t0, ms), at(1000));
+        assert_eq!(on_tick(at(999), t0, ms), at(1000));
+        assert_eq!(on_tick(at(1000), t0, ms), at(1000));
+        assert_eq!(on_tick(at(20_001), t0, 5 * ms), at(25_000));
+        // No tick, or a deadline before the origin: as it is.
+        assert_eq!(on_tick(at(1234), t0, Duration::ZERO), at(1234));
+        let before = t0.checked_sub(ms).unwrap_or(t0);
+        assert_eq!(on_tick(before, t0, ms), before);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
