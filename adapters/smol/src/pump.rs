@@ -104,19 +104,30 @@ impl SmolServer {
         // a lock all executor threads would share on the frame path.
         let mut tasks: Vec<(smol::Task<()>, Arc<RemoteWake>)> = Vec::new();
         let stopping = Arc::new(AtomicBool::new(false));
+        // The shutdown comes first wherever it races: a listener that is
+        // always ready (a flood of callers, or accept failing at once on
+        // EMFILE) must not keep the connections from hearing of it.
+        let shutdown = || async {
+            let _ = self.shutdown.recv().await;
+            None
+        };
         loop {
-            let accepted = smol::future::or(async { Some(self.listener.accept().await) }, async {
-                let _ = self.shutdown.recv().await;
-                None
-            })
-            .await;
+            if self.shutdown.is_closed() {
+                break;
+            }
+            let accepted =
+                smol::future::or(shutdown(), async { Some(self.listener.accept().await) }).await;
             let Some(accepted) = accepted else { break };
             let (stream, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off briefly rather than spin.
                     tracing::warn!(error = %e, "accept failed");
-                    smol::Timer::after(Duration::from_millis(50)).await;
+                    let pause = async {
+                        smol::Timer::after(Duration::from_millis(50)).await;
+                        None
+                    };
+                    smol::future::or(shutdown(), pause).await;
                     continue;
                 }
             };
