@@ -20,7 +20,8 @@
 #   timer wheel does (`--tick-ms`: frames due in the same millisecond leave
 #   together, as from a load generator on tokio); the default, 0, sends
 #   each frame exactly on time, which spreads frames out and costs every
-#   server, the floor included, more wake-ups per frame.
+#   server, the floor included, more wake-ups per frame. (LOADGEN keeps
+#   its own timing: SIM_TICK_MS does not apply to it.)
 # Optional overrides: FLOOR, another floor binary taking the same `PORT`
 # argument; LOADGEN, another load generator taking `--url WS_URL --calls N
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
@@ -59,6 +60,7 @@ cd "$(dirname "$0")/.."
 secs=${SECONDS_EACH:-20}
 sim_threads=${SIM_THREADS:-1}
 sim_tick=${SIM_TICK_MS:-0}
+[[ $sim_tick =~ ^([0-9]|1[0-9]|20)$ ]] || { echo "SIM_TICK_MS=$sim_tick: 0 to 20 (ms)" >&2; exit 2; }
 [[ $# -gt 0 ]] || set -- 200 500
 calls_list=("$@")
 port=${PORT_BASE:-18200}

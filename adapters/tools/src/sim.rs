@@ -84,11 +84,13 @@ pub struct SimArgs {
     /// Load mode: threads driving the calls.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Load mode: wake on a grid of this many milliseconds, like a timer
+    /// Load mode: send on a grid of this many milliseconds, like a timer
     /// wheel of that resolution (tokio's is 1 ms): each call's frame leaves
     /// at the first tick at or after its time, with every other frame due
-    /// in that tick. 0 (the default): each frame exactly on time. Servers
-    /// spend less per frame when frames arrive together; benchmarks say which.
+    /// in that tick, and its echo is timed from that tick (its lateness
+    /// from its own time). 0 (the default): each frame exactly on time.
+    /// Servers spend less per frame when frames arrive together; benchmarks
+    /// say which.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=20))]
     pub tick_ms: u64,
 }
@@ -199,6 +201,11 @@ pub fn run(args: &SimArgs, out: &mut dyn io::Write) -> io::Result<bool> {
     let plan = Arc::new(plan(args)?);
     if args.calls > 1 {
         return run_load(args, &target, plan, out);
+    }
+    if args.tick_ms > 0 {
+        return Err(io::Error::other(
+            "--tick-ms shapes a load run: use it with --calls 2 or more",
+        ));
     }
     let up = upgrade_for(args, &target, 0).map_err(io::Error::other)?;
     let tls = net::tls_config(args.ca_file.as_deref())?;

@@ -261,6 +261,16 @@ fn sim_load_mode_on_a_tick_grid() {
     let late = v["sim_late_ms"]["p50"].as_f64().unwrap();
     assert!(late >= 2.0, "frames did not wait for their tick: {v}");
 
+    // One call is not a load run: the grid is refused, not ignored.
+    let argv = ["sim", &url, "--tick-ms", "1"];
+    let one = SimCli::try_parse_from(argv)
+        .map_err(|e| e.to_string())
+        .unwrap();
+    let refused = sim::run(&one.args, &mut Vec::new())
+        .map(|_| ())
+        .unwrap_err();
+    assert!(refused.to_string().contains("--calls"), "{refused}");
+
     let too_coarse = args("21");
     let argv = ["sim"]
         .into_iter()

@@ -105,8 +105,11 @@ pub struct Call {
     /// Per frame echoed: from sending it to its bytes coming back.
     pub echo: Vec<Duration>,
     /// Per frame sent: how long after its deadline it went (the
-    /// simulator's own lag, which a loaded machine shows first).
+    /// simulator's own lag, which a loaded machine shows first, and on a
+    /// grid the wait for the frame's tick).
     pub late: Vec<Duration>,
+    /// Frames leave only at ticks of this grid (origin, tick), if set.
+    grid: Option<(Instant, Duration)>,
     turn: Option<Duration>,
     handshake: Option<Duration>,
     subprotocol: Option<String>,
@@ -137,6 +140,7 @@ impl Call {
             mismatched: 0,
             echo: Vec::new(),
             late: Vec::new(),
+            grid: None,
             turn: None,
             handshake: None,
             subprotocol: None,
@@ -240,6 +244,22 @@ impl Call {
         }
     }
 
+    /// Sends each frame at the first tick of `tick` after `origin` at or
+    /// after its time, not before ([`on_tick`](super::load::on_tick)), and
+    /// times its echo from that tick: the frames of a load generator on a
+    /// timer wheel.
+    pub fn set_grid(&mut self, origin: Instant, tick: Duration) {
+        self.grid = (!tick.is_zero()).then_some((origin, tick));
+    }
+
+    /// When a frame due at `due` leaves: at once, or at its tick.
+    fn released(&self, due: Instant) -> Instant {
+        match self.grid {
+            Some((origin, tick)) => super::load::on_tick(due, origin, tick),
+            None => due,
+        }
+    }
+
     /// Whether the call is over.
     #[must_use]
     pub fn is_done(&self) -> bool {
@@ -286,12 +306,12 @@ impl Call {
                 .map(|(at, _)| t0 + *at + DTMF_GAP * self.dtmf_sent as u32);
             match dtmf_due {
                 Some(d) if d <= now && d <= frame_due => self.send_digit(),
-                _ if frame_due <= now => {
+                _ if self.released(frame_due) <= now => {
                     let k = self.sent_at.len();
                     if k < self.plan.frames() {
                         let frame = self.plan.frame(k);
                         let text = self.twilio.media(&frame);
-                        self.sent_at.push(frame_due);
+                        self.sent_at.push(self.released(frame_due));
                         self.late.push(now.saturating_duration_since(frame_due));
                         self.send_text(&text);
                     } else {

@@ -123,6 +123,7 @@ async fn one(
     };
     let _ = sock.get_ref().set_nodelay(true);
     let mut call = Call::new(plan, up, st, Instant::now());
+    call.set_grid(grid.0, grid.1);
     let mut buf = vec![0u8; 16 * 1024];
     let mut sock = sock;
     loop {
