@@ -112,9 +112,6 @@ impl SmolServer {
             None
         };
         loop {
-            if self.shutdown.is_closed() {
-                break;
-            }
             let accepted =
                 smol::future::or(shutdown(), async { Some(self.listener.accept().await) }).await;
             let Some(accepted) = accepted else { break };
