@@ -223,10 +223,11 @@ impl Call {
         }
     }
 
-    /// When the call next has something to do; `None` once it is over.
+    /// When the call next has something to do (on a grid, at that time's
+    /// tick); `None` once it is over.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.phase {
+        let due = match self.phase {
             Phase::Done => None,
             Phase::Handshake => Some(self.deadline),
             Phase::Closing(until) => Some(until),
@@ -241,18 +242,19 @@ impl Call {
                 }
                 Some(due)
             }
-        }
+        };
+        due.map(|t| self.released(t))
     }
 
     /// Sends each frame at the first tick of `tick` after `origin` at or
-    /// after its time, not before ([`on_tick`](super::load::on_tick)), and
-    /// times its echo from that tick: the frames of a load generator on a
-    /// timer wheel.
+    /// after its time, not before ([`on_tick`](super::load::on_tick)), times
+    /// its echo from that tick, and names every deadline at its tick: the
+    /// frames of a load generator on a timer wheel.
     pub fn set_grid(&mut self, origin: Instant, tick: Duration) {
         self.grid = (!tick.is_zero()).then_some((origin, tick));
     }
 
-    /// When a frame due at `due` leaves: at once, or at its tick.
+    /// When something due at `due` happens: then, or at its tick.
     fn released(&self, due: Instant) -> Instant {
         match self.grid {
             Some((origin, tick)) => super::load::on_tick(due, origin, tick),
@@ -299,6 +301,7 @@ impl Call {
         // Digits interleave with media in time order.
         loop {
             let frame_due = self.next_frame_due(t0);
+            let release = self.released(frame_due);
             let dtmf_due = self
                 .plan
                 .dtmf
@@ -306,12 +309,12 @@ impl Call {
                 .map(|(at, _)| t0 + *at + DTMF_GAP * self.dtmf_sent as u32);
             match dtmf_due {
                 Some(d) if d <= now && d <= frame_due => self.send_digit(),
-                _ if self.released(frame_due) <= now => {
+                _ if release <= now => {
                     let k = self.sent_at.len();
                     if k < self.plan.frames() {
                         let frame = self.plan.frame(k);
                         let text = self.twilio.media(&frame);
-                        self.sent_at.push(self.released(frame_due));
+                        self.sent_at.push(release);
                         self.late.push(now.saturating_duration_since(frame_due));
                         self.send_text(&text);
                     } else {

@@ -98,8 +98,8 @@ pub fn run(
     reports.into_iter().map(|(_, r)| r).collect()
 }
 
-/// One call: connect at `at`, then pump until it is over, waking on the
-/// `grid` (origin, tick: see [`on_tick`]).
+/// One call: connect at `at`, then pump until it is over, its frames on the
+/// `grid` (origin, tick: see [`Call::set_grid`]).
 async fn one(
     addr: SocketAddr,
     at: Instant,
@@ -137,7 +137,7 @@ async fn one(
         };
         let read = async { Some(sock.read(&mut buf).await) };
         let timer = async {
-            Timer::at(on_tick(deadline, grid.0, grid.1)).await;
+            Timer::at(deadline).await;
             None
         };
         match read.or(timer).await {
