@@ -398,6 +398,9 @@ pub enum Adapter {
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when it has a listener of its own
+    /// (`Settings::metrics`).
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Box<dyn Fn() + Send + Sync>,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
 }
@@ -441,6 +444,7 @@ impl RunningServer {
         let (mut config, opts) = callstream_server::configure(&s).expect("valid test settings");
         engine(&mut config);
         let shared = callstream_server::Server::new(opts, config).expect("server");
+        let metrics_addr = shared.metrics_addr();
         match adapter {
             Adapter::Smol => {
                 let server = callstream_smol::SmolServer::bind(shared).expect("bind");
@@ -449,6 +453,7 @@ impl RunningServer {
                 let thread = Some(std::thread::spawn(move || server.run()));
                 RunningServer {
                     addr,
+                    metrics_addr,
                     shutdown: Box::new(move || h.shutdown()),
                     thread,
                 }
@@ -460,6 +465,7 @@ impl RunningServer {
                 let thread = Some(std::thread::spawn(move || server.run()));
                 RunningServer {
                     addr,
+                    metrics_addr,
                     shutdown: Box::new(move || h.shutdown()),
                     thread,
                 }
@@ -471,6 +477,7 @@ impl RunningServer {
                 let thread = Some(std::thread::spawn(move || server.run()));
                 RunningServer {
                     addr,
+                    metrics_addr,
                     shutdown: Box::new(move || h.shutdown()),
                     thread,
                 }
@@ -489,6 +496,7 @@ impl RunningServer {
                 let thread = Some(std::thread::spawn(move || server.run()));
                 RunningServer {
                     addr,
+                    metrics_addr,
                     shutdown: Box::new(move || h.shutdown()),
                     thread,
                 }

@@ -11,3 +11,11 @@ fn out_of_descriptors_the_server_backs_off_then_serves() {
         callstream_tests::Adapter::Epoll,
     );
 }
+
+/// Also: the calls go on meanwhile, and a shutdown still reaches them.
+#[test]
+fn out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them() {
+    use callstream_tests::Adapter;
+    descriptors::out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(Adapter::Epoll, true);
+    descriptors::out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(Adapter::Epoll, false);
+}

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use callstream_server::listen::ACCEPT_BACKOFF;
 use callstream_server::observer::Drained;
 use callstream_server::{Server, close};
 use std::io::{self, Read, Write};
@@ -28,6 +29,8 @@ pub const POLL: Duration = Duration::from_millis(10);
 struct Shared {
     server: Arc<Server>,
     shutting_down: AtomicBool,
+    /// Until the accept loop has seen `shutting_down` and ended.
+    accepting: AtomicBool,
 }
 
 /// A bound server on std threads, ready to run.
@@ -48,8 +51,27 @@ impl ShutdownHandle {
     /// configured period, then close with 1001.
     pub fn shutdown(&self) {
         if !self.shared.shutting_down.swap(true, Ordering::SeqCst) {
-            // Unblock accept() with a connection of our own.
-            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+            // Unblock accept() with a connection of our own. Out of file
+            // descriptors that connect fails as the accept does, and with
+            // no caller in the backlog accept() would wait for one that may
+            // never come: keep trying, from a thread of its own, until a
+            // descriptor frees or the accept loop has ended.
+            if let Err(e) = wake_accept(self.addr)
+                && out_of_files(&e)
+            {
+                let (shared, addr) = (self.shared.clone(), self.addr);
+                let _ = std::thread::Builder::new()
+                    .name("callstream-wake".into())
+                    .spawn(move || {
+                        while shared.accepting.load(Ordering::SeqCst) {
+                            std::thread::sleep(ACCEPT_BACKOFF);
+                            match wake_accept(addr) {
+                                Err(e) if out_of_files(&e) => {}
+                                _ => break,
+                            }
+                        }
+                    });
+            }
         }
     }
 }
@@ -61,6 +83,7 @@ impl BlockingServer {
         let shared = Arc::new(Shared {
             server,
             shutting_down: AtomicBool::new(false),
+            accepting: AtomicBool::new(true),
         });
         Ok(BlockingServer { listener, shared })
     }
@@ -91,9 +114,20 @@ impl BlockingServer {
             }
             let stream = match stream {
                 Ok(s) => s,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    std::thread::sleep(Duration::from_millis(50));
+                    // Out of descriptors (EMFILE and friends), a caller
+                    // waiting in the backlog keeps accept() failing at once:
+                    // pause rather than spin.
+                    server.accept_failed(&e, Instant::now());
+                    std::thread::sleep(ACCEPT_BACKOFF);
                     continue;
                 }
             };
@@ -121,6 +155,7 @@ impl BlockingServer {
                 tracing::error!(%peer, error = %e, "cannot start a thread for the connection; closed it");
             }
         }
+        self.shared.accepting.store(false, Ordering::SeqCst);
         drop(self.listener);
         let give_up_at = server.options().give_up_at(Instant::now());
         tracing::info!(
@@ -134,6 +169,17 @@ impl BlockingServer {
         server.finish(Some(give_up_at));
         Ok(())
     }
+}
+
+/// Connects to the listener at `addr`, so that a blocked accept() returns.
+fn wake_accept(addr: SocketAddr) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+}
+
+/// The process (`EMFILE`) or the system (`ENFILE`) is out of descriptors.
+fn out_of_files(e: &io::Error) -> bool {
+    // The two errno values Linux and the BSDs give these.
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 /// After the last answer, reads and discards briefly: dropping a socket with

@@ -8,6 +8,7 @@
 //! per frame.
 use crate::conn::Conn;
 use crate::handle::{Handle, NOTIFY};
+use callstream_server::listen::ACCEPT_BACKOFF;
 use callstream_server::observer::Drained;
 use callstream_server::reactor::{Drain, Generations, Next, State, split, token, waker};
 use callstream_server::timers::Timers;
@@ -26,9 +27,6 @@ const READ_BUF: usize = 8192;
 const READ_BURST: usize = 16;
 /// Accepts in a row before the connections get their turn.
 const ACCEPT_BURST: usize = 64;
-/// Out of descriptors (EMFILE and friends): stop accepting this long rather
-/// than spin on a listener that stays readable.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// One thread's event loop.
 pub(crate) struct Reactor {
@@ -178,7 +176,9 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    // Out of descriptors (EMFILE and friends): the listener
+                    // stays readable, so stop watching it for a while.
+                    self.server.accept_failed(&e, now);
                     self.listen(false);
                     self.paused_until = Some(now + ACCEPT_BACKOFF);
                     return;

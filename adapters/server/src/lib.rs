@@ -486,6 +486,7 @@ pub struct Server {
     pressure: Arc<limits::Pressure>,
     recordings: Option<Arc<Recordings>>,
     metrics_listener: Option<metrics_listener::MetricsListener>,
+    accept_failures: Arc<listen::AcceptFailures>,
 }
 
 impl Server {
@@ -507,6 +508,7 @@ impl Server {
     ) -> std::io::Result<Arc<Server>> {
         memory::start_trimming();
         let pressure = Arc::new(limits::Pressure::new(opts.max_pending, opts.request_memory));
+        let accept_failures = Arc::new(listen::AcceptFailures::default());
         // The engine's own renderer if it has one, else the server's: its
         // counters plus the log, limits and bridge figures.
         let render: metrics_listener::Render = match engine.metrics.take() {
@@ -514,6 +516,7 @@ impl Server {
             None => {
                 let m = metrics.clone();
                 let p = pressure.clone();
+                let a = accept_failures.clone();
                 Arc::new(move || {
                     let mut text = m.render();
                     text.push_str(&format!(
@@ -528,6 +531,10 @@ impl Server {
                         p.pending(),
                         p.memory()
                     ));
+                    text.push_str(&format!(
+                        "# HELP callstream_accept_failures_total Accepts that failed for the listener's sake (out of file descriptors or memory), each followed by a pause in accepting.\n# TYPE callstream_accept_failures_total counter\ncallstream_accept_failures_total {}\n",
+                        a.total()
+                    ));
                     text.push_str(&bridge::metrics::render());
                     text
                 })
@@ -541,9 +548,9 @@ impl Server {
                 None
             }
             metrics_listener::MetricsAt::Off => None,
-            metrics_listener::MetricsAt::Listen(addr) => {
-                Some(metrics_listener::MetricsListener::start(addr, render)?)
-            }
+            metrics_listener::MetricsAt::Listen(addr) => Some(
+                metrics_listener::MetricsListener::start(addr, render, accept_failures.clone())?,
+            ),
         };
         let recordings = match &opts.recordings_dir {
             Some(dir) => Some(Arc::new(Recordings::start(dir.clone())?)),
@@ -557,6 +564,7 @@ impl Server {
             pressure,
             recordings,
             metrics_listener,
+            accept_failures,
         }))
     }
 
@@ -589,6 +597,14 @@ impl Server {
     #[must_use]
     pub fn engine(&self) -> &Arc<connection::Config> {
         &self.engine
+    }
+
+    /// An adapter's `accept` failed for the listener's sake (not `EAGAIN`,
+    /// `EINTR` or a connection aborted before it was taken): counted and
+    /// logged here; the adapter then stops accepting for
+    /// [`listen::ACCEPT_BACKOFF`], and keeps serving the connections it has.
+    pub fn accept_failed(&self, error: &std::io::Error, now: Instant) {
+        self.accept_failures.record(error, now);
     }
 
     /// Connections open now.

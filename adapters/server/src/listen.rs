@@ -9,7 +9,9 @@
 //! fails with `EMFILE`.
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The backlog asked for; the kernel caps it at `net.core.somaxconn`
 /// (4096 by default since Linux 5.4).
@@ -52,6 +54,83 @@ pub fn raise_file_limit() -> Option<FileLimit> {
             hard,
         })
     })
+}
+
+/// How long an accept loop stops accepting after `accept` failed for the
+/// listener's sake (out of descriptors, `EMFILE`/`ENFILE`; out of memory):
+/// the listener stays readable while a caller waits in the backlog, so
+/// trying again at once would spin a core, and would keep a loop that races
+/// the listener against its shutdown from ever seeing the shutdown.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// At most one log line about failing accepts per this period: a server out
+/// of descriptors fails twenty accepts a second per listening thread.
+pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Failed accepts, counted for `/metrics` (`callstream_accept_failures_total`)
+/// and logged without flooding the log. Every listener of a server (each
+/// reactor's, the metrics listener) reports here.
+#[derive(Debug, Default)]
+pub struct AcceptFailures {
+    total: AtomicU64,
+    log: Mutex<AcceptLog>,
+}
+
+#[derive(Debug, Default)]
+struct AcceptLog {
+    /// When the last line was logged.
+    last: Option<Instant>,
+    /// Failures since then.
+    unlogged: u64,
+}
+
+impl AcceptFailures {
+    /// Counts a failed accept and logs it: the first at once, then at most
+    /// one line per [`ACCEPT_LOG_EVERY`], which says how many failed since
+    /// the line before. The caller then stops accepting for
+    /// [`ACCEPT_BACKOFF`].
+    pub fn record(&self, error: &io::Error, now: Instant) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let Some(failures) = self.due(now) else {
+            return;
+        };
+        let out_of_files = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        if out_of_files {
+            tracing::warn!(
+                error = %error,
+                failures,
+                "accept failed: out of file descriptors. Calls in progress go on; new connections wait in the listen backlog until a descriptor frees. Raise the open-file limit (ulimit -n, LimitNOFILE=) or lower MAX_CONNECTIONS"
+            );
+        } else {
+            tracing::warn!(
+                error = %error,
+                failures,
+                backoff_ms = ACCEPT_BACKOFF.as_millis() as u64,
+                "accept failed; pausing accepts"
+            );
+        }
+    }
+
+    /// Counts one failure toward the next line; `Some(failures)` when that
+    /// line is due now, with the failures it covers (this one included).
+    fn due(&self, now: Instant) -> Option<u64> {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        log.unlogged += 1;
+        let due = log
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= ACCEPT_LOG_EVERY);
+        if !due {
+            return None;
+        }
+        log.last = Some(now);
+        Some(std::mem::take(&mut log.unlogged))
+    }
+
+    /// Failed accepts since the server started.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
 }
 
 /// The kernel's cap on listen backlogs (`/proc/sys/net/core/somaxconn`), where it can be read.
@@ -170,6 +249,30 @@ pub fn log_limits(max_connections: usize, recording: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_failures_are_all_counted_and_logged_once_per_period() {
+        let f = AcceptFailures::default();
+        let t0 = Instant::now();
+        let step = ACCEPT_BACKOFF;
+        // The first is logged at once, alone.
+        assert_eq!(f.due(t0), Some(1));
+        // Then one failure per back-off: silent until the period is over,
+        // and that line covers every failure since the first.
+        let per_period = (ACCEPT_LOG_EVERY.as_millis() / step.as_millis()) as u32;
+        for k in 1..per_period {
+            assert_eq!(f.due(t0 + step * k), None, "failure {k}");
+        }
+        assert_eq!(f.due(t0 + step * per_period), Some(u64::from(per_period)));
+        // A failure long after starts over with a line of its own.
+        assert_eq!(f.due(t0 + ACCEPT_LOG_EVERY * 5), Some(1));
+        // `record` counts every one, logged or not.
+        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        for k in 0..3 {
+            f.record(&e, t0 + ACCEPT_LOG_EVERY * 5 + step * k);
+        }
+        assert_eq!(f.total(), 3);
+    }
 
     #[test]
     fn the_soft_limit_is_raised_to_the_hard_one() {

@@ -8,6 +8,7 @@
 //! trickles its bytes (a timeout per read would let a byte every few seconds
 //! hold the thread for hours). Requests go through the core's HTTP parser
 //! and its size limits; the answer always closes.
+use crate::listen::{ACCEPT_BACKOFF, AcceptFailures};
 use callstream_core::http::{Limits, RequestParser, Response};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -71,8 +72,14 @@ pub struct MetricsListener {
 impl MetricsListener {
     /// Binds `addr` now (so that a taken port fails the boot) and serves
     /// `render()` at `GET /metrics` on a thread of its own.
-    pub fn start(addr: SocketAddr, render: Render) -> io::Result<MetricsListener> {
-        Self::start_with(addr, render, IO_TIMEOUT)
+    /// A failed accept is counted in `failures` and pauses accepting for
+    /// [`crate::listen::ACCEPT_BACKOFF`].
+    pub fn start(
+        addr: SocketAddr,
+        render: Render,
+        failures: Arc<AcceptFailures>,
+    ) -> io::Result<MetricsListener> {
+        Self::start_with(addr, render, IO_TIMEOUT, failures)
     }
 
     /// [`MetricsListener::start`] with each connection given `limit` in all.
@@ -80,6 +87,7 @@ impl MetricsListener {
         addr: SocketAddr,
         render: Render,
         limit: Duration,
+        failures: Arc<AcceptFailures>,
     ) -> io::Result<MetricsListener> {
         let listener = crate::bind_listener(addr, "METRICS")?;
         let addr = listener.local_addr()?;
@@ -92,8 +100,21 @@ impl MetricsListener {
                     if flag.load(Ordering::SeqCst) {
                         break;
                     }
-                    if let Ok(stream) = stream {
-                        let _ = serve(stream, &render, Instant::now() + limit);
+                    match stream {
+                        Ok(stream) => {
+                            let _ = serve(stream, &render, Instant::now() + limit);
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                            ) => {}
+                        // Out of descriptors, a scrape waiting in the backlog
+                        // keeps `accept` failing at once: pause, not spin.
+                        Err(e) => {
+                            failures.record(&e, Instant::now());
+                            std::thread::sleep(ACCEPT_BACKOFF);
+                        }
                     }
                 }
             })?;
@@ -209,8 +230,13 @@ mod tests {
     fn a_trickling_client_cannot_keep_a_scrape_waiting() {
         let render: Render = Arc::new(|| "callstream_up 1\n".to_owned());
         let limit = Duration::from_secs(1);
-        let l = MetricsListener::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), render, limit)
-            .unwrap();
+        let l = MetricsListener::start_with(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            render,
+            limit,
+            Arc::default(),
+        )
+        .unwrap();
         let a = l.local_addr();
         // Accepted first, it sends a byte well within any per-read timeout,
         // for as long as the test runs.
@@ -250,7 +276,12 @@ mod tests {
     #[test]
     fn serves_metrics_only_and_closes() {
         let render: Render = Arc::new(|| "callstream_up 1\n".to_owned());
-        let l = MetricsListener::start(SocketAddr::from(([127, 0, 0, 1], 0)), render).unwrap();
+        let l = MetricsListener::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            render,
+            Arc::default(),
+        )
+        .unwrap();
         let a = l.local_addr();
         let ok = get(a, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");

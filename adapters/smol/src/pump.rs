@@ -5,6 +5,7 @@
 //! (an absolute `Instant`, through `async_io::Timer::set_at`). Everything the
 //! protocol decides is decided in the core, everything the operator sees in
 //! `callstream-server`.
+use callstream_server::listen::ACCEPT_BACKOFF;
 use callstream_server::observer::Drained;
 use callstream_server::wake::RemoteWake;
 use callstream_server::{Admission, Driver, Pump, Server, close};
@@ -117,11 +118,19 @@ impl SmolServer {
             let Some(accepted) = accepted else { break };
             let (stream, peer) = match accepted {
                 Ok(x) => x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => {
                     // EMFILE and friends: back off briefly rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    self.server.accept_failed(&e, Instant::now());
                     let pause = async {
-                        smol::Timer::after(Duration::from_millis(50)).await;
+                        smol::Timer::after(ACCEPT_BACKOFF).await;
                         None
                     };
                     smol::future::or(shutdown(), pause).await;

@@ -22,6 +22,7 @@
 use crate::conn::Conn;
 use crate::handle::Handle;
 use crate::ring::{Completion, Keep, Op, Ring};
+use callstream_server::listen::ACCEPT_BACKOFF;
 use callstream_server::observer::Drained;
 use callstream_server::reactor::{Drain, Generations, Next, Notify as _, State, split, waker};
 use callstream_server::timers::Timers;
@@ -43,9 +44,6 @@ const POLL: u64 = 1 << 31;
 /// Accepts in a row on another reactor's listener before the connections
 /// get their turn.
 const ACCEPT_BURST: usize = 64;
-/// Out of descriptors (EMFILE and friends): stop accepting this long rather
-/// than spin on a listener that stays readable.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// One thread's event loop.
 pub(crate) struct Reactor {
@@ -181,7 +179,8 @@ impl Reactor {
                         self.admit(TcpStream::from(fd), now);
                     }
                 } else if !is_transient(c.result) {
-                    tracing::warn!(error = %io::Error::from_raw_os_error(-c.result), "accept failed");
+                    self.server
+                        .accept_failed(&io::Error::from_raw_os_error(-c.result), now);
                     self.paused_until = Some(now + ACCEPT_BACKOFF);
                 }
                 if !c.more {
@@ -262,7 +261,7 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.raw_os_error().is_some_and(|e| is_transient(-e)) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    self.server.accept_failed(&e, now);
                     self.paused_until = Some(now + ACCEPT_BACKOFF);
                     return;
                 }

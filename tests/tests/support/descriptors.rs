@@ -1,16 +1,23 @@
 //! A server out of file descriptors: its accept fails (EMFILE), it backs
 //! off instead of spinning, and takes the waiting connection once a
-//! descriptor is free. Each adapter runs this from a test binary of its own:
-//! it lowers the whole process's file limit.
+//! descriptor is free; its calls go on meanwhile, and a shutdown still
+//! reaches them. Each adapter runs these from a test binary of its own: they
+//! lower the whole process's file limit, so they take [`SERIAL`] in turn.
 use callstream_tests::*;
 use rlimit::Resource;
+use std::fs::File;
 use std::io::Write as _;
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One test at a time: the file limit and the descriptors are the process's.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// EMFILE: the process is out of descriptors.
 const EMFILE: i32 = 24;
 
 pub fn out_of_descriptors_the_server_backs_off_then_serves(adapter: Adapter) {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
     // The limit is lowered before the server starts: io_uring reads it when
     // an accept is submitted, so a multishot accept armed earlier would go on
     // accepting past a limit lowered later. 64 spare descriptors are plenty
@@ -75,4 +82,155 @@ pub fn out_of_descriptors_the_server_backs_off_then_serves(adapter: Adapter) {
     let answer = read_response(&mut std::io::BufReader::new(client)).unwrap();
     assert_eq!(answer.status, 200);
     srv.stop().unwrap();
+}
+
+/// While it lives, no descriptor can be opened anywhere in the process:
+/// the soft limit is at most 3 and at most the lowest free descriptor
+/// number, so neither a free number nor one freed later (all above it) can
+/// be taken; what is open stays open. An `accept()` already blocked has its
+/// descriptor reserved and still takes one connection; every accept after
+/// fails with EMFILE. Dropped, the limit is back.
+struct Starved {
+    soft: u64,
+    hard: u64,
+}
+
+impl Starved {
+    fn new() -> Starved {
+        let (soft, hard) = rlimit::getrlimit(Resource::NOFILE).unwrap();
+        // A new descriptor takes the lowest free number.
+        let lowest_free = {
+            use std::os::fd::AsRawFd as _;
+            File::open("/dev/null").unwrap().as_raw_fd() as u64
+        };
+        rlimit::setrlimit(Resource::NOFILE, lowest_free.min(3), hard).unwrap();
+        assert!(
+            File::open("/dev/null").is_err(),
+            "still a descriptor to open"
+        );
+        Starved { soft, hard }
+    }
+}
+
+/// A client's socket, made now (with its descriptor) to connect later.
+fn socket() -> socket2::Socket {
+    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap()
+}
+
+/// Connects `s`, made by [`socket`], to `addr` (no new descriptor: it can
+/// be done while starved) and sends `request`.
+fn connect(s: socket2::Socket, addr: std::net::SocketAddr, request: &[u8]) -> std::net::TcpStream {
+    s.connect(&addr.into()).unwrap();
+    let mut s = std::net::TcpStream::from(s);
+    s.write_all(request).unwrap();
+    s
+}
+
+impl Drop for Starved {
+    fn drop(&mut self) {
+        let _ = rlimit::setrlimit(Resource::NOFILE, self.soft, self.hard);
+    }
+}
+
+/// Out of descriptors while connections wait (a scrape on the metrics
+/// listener; with `waiting_caller`, a caller on the public port), the call
+/// in progress goes on; once descriptors free, the waiting are answered, and
+/// `/metrics` counts the failed accepts: a few per 50 ms back-off, not a
+/// spinning thread's hundreds of thousands. Then out of descriptors again, a
+/// shutdown still closes the call with 1001 within the drain (a listener
+/// that fails at once must not keep the shutdown from the calls, and a
+/// blocked `accept()` must not need a descriptor to be woken), and the
+/// server stops once descriptors free.
+pub fn out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(
+    adapter: Adapter,
+    waiting_caller: bool,
+) {
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    let srv = RunningServer::start_on(adapter, |s| {
+        s.threads = Some(1);
+        s.drain_seconds = 2;
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
+        s.metrics =
+            callstream_server::metrics_listener::MetricsAt::Listen(([127, 0, 0, 1], 0).into());
+    });
+    let metrics = srv.metrics_addr.expect("a metrics listener");
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 7).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = call.stream_audio(&silence(5)).unwrap();
+    call.read_media(5 * 160, Duration::from_secs(5), &mut got)
+        .unwrap();
+    let scrape_request =
+        b"GET /metrics HTTP/1.1\r\nHost: callstream.test\r\nConnection: close\r\n\r\n";
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: callstream.test\r\nConnection: close\r\n\r\n";
+    let answer = |c: std::net::TcpStream| {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        read_response(&mut std::io::BufReader::new(c)).unwrap()
+    };
+
+    // Phase one. The metrics listener's accept, blocked with a descriptor
+    // reserved, takes `first`, which holds it in its answer until asked.
+    // The sockets to wait in the backlogs are made now and connected once
+    // starved, so that no accept can take them before.
+    let mut first = std::net::TcpStream::connect(metrics).unwrap();
+    let (second, caller) = (socket(), socket());
+    let starved = Starved::new();
+    let second = connect(second, metrics, scrape_request);
+    let caller = waiting_caller.then(|| connect(caller, srv.addr, healthz));
+    // `first` answered and closed, every accept of the metrics listener
+    // fails until the end of the phase.
+    first.write_all(scrape_request).unwrap();
+    assert_eq!(answer(first).status, 200);
+    // Half a second of the call meanwhile, every frame echoed.
+    let mut during = call.stream_audio(&silence(25)).unwrap();
+    call.read_media(25 * 160, Duration::from_secs(5), &mut during)
+        .unwrap();
+    let echoed = media_bytes(&during).len();
+    assert!(
+        echoed >= 25 * 160 && !during.iter().any(|m| matches!(m, ServerMessage::Closed(_))),
+        "the call stalled while out of descriptors: {echoed} bytes echoed, last {:?}",
+        during.last()
+    );
+    drop(starved);
+    let scraped = answer(second);
+    assert_eq!(scraped.status, 200, "{}", scraped.body);
+    let failures: u64 = scraped
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("callstream_accept_failures_total "))
+        .expect("the failure counter")
+        .parse()
+        .unwrap();
+    // About half a second out of descriptors, a failure per listener per
+    // back-off: tens. A listener retrying at once would count hundreds of
+    // thousands; the bound leaves room for a stalled machine.
+    assert!((1..=2_000).contains(&failures), "{failures} failed accepts");
+    if let Some(c) = caller {
+        assert_eq!(answer(c).status, 200);
+    }
+
+    // Phase two: the shutdown while out of descriptors.
+    let caller = socket();
+    let starved = Starved::new();
+    let _caller = waiting_caller.then(|| connect(caller, srv.addr, healthz));
+    let begun = Instant::now();
+    srv.begin_shutdown();
+    let mut end = Vec::new();
+    let read = call.read_until(begun + Duration::from_secs(5), &mut end);
+    assert!(
+        end.contains(&ServerMessage::Closed(Some(1001))),
+        "no 1001 close within the drain while out of descriptors: {read:?}, last {:?}",
+        end.last()
+    );
+    drop(starved);
+    // The server stops once descriptors free (bounded: a run blocked in
+    // accept() for good would hang the test).
+    let (done_tx, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(srv.stop().is_ok());
+    });
+    assert_eq!(
+        done.recv_timeout(Duration::from_secs(15)),
+        Ok(true),
+        "the server did not stop after the shutdown"
+    );
 }
