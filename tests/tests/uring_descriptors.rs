@@ -12,7 +12,10 @@ fn out_of_descriptors_the_server_backs_off_then_serves() {
     );
 }
 
-/// Also: the calls go on meanwhile, and a shutdown still reaches them.
+/// Also: the calls go on meanwhile, and a shutdown still reaches them. (Its
+/// multishot accept, armed under the normal limit, goes on accepting in
+/// this one: what it checks here is the calls, the shutdown and the
+/// metrics listener; the back-off is the test above's.)
 #[test]
 fn out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them() {
     use callstream_tests::Adapter;

@@ -13,13 +13,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use callstream_server::listen::ACCEPT_BACKOFF;
+use callstream_server::listen::{ACCEPT_BACKOFF, accept_error_is_transient};
 use callstream_server::observer::Drained;
 use callstream_server::{Server, close};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The longest a connection thread sleeps before looking at its wake and
@@ -31,6 +31,9 @@ struct Shared {
     shutting_down: AtomicBool,
     /// Until the accept loop has seen `shutting_down` and ended.
     accepting: AtomicBool,
+    /// When the shutdown was asked for: the drain counts from there, however
+    /// long the accept loop takes to see it.
+    shutdown_at: OnceLock<Instant>,
 }
 
 /// A bound server on std threads, ready to run.
@@ -51,27 +54,14 @@ impl ShutdownHandle {
     /// configured period, then close with 1001.
     pub fn shutdown(&self) {
         if !self.shared.shutting_down.swap(true, Ordering::SeqCst) {
-            // Unblock accept() with a connection of our own. Out of file
-            // descriptors that connect fails as the accept does, and with
-            // no caller in the backlog accept() would wait for one that may
-            // never come: keep trying, from a thread of its own, until a
-            // descriptor frees or the accept loop has ended.
-            if let Err(e) = wake_accept(self.addr)
-                && out_of_files(&e)
-            {
-                let (shared, addr) = (self.shared.clone(), self.addr);
-                let _ = std::thread::Builder::new()
-                    .name("callstream-wake".into())
-                    .spawn(move || {
-                        while shared.accepting.load(Ordering::SeqCst) {
-                            std::thread::sleep(ACCEPT_BACKOFF);
-                            match wake_accept(addr) {
-                                Err(e) if out_of_files(&e) => {}
-                                _ => break,
-                            }
-                        }
-                    });
-            }
+            // Unblock accept() with a connection of our own, retried while
+            // it cannot go through (out of descriptors, with no caller in
+            // the backlog, accept() would otherwise wait for good).
+            let _ = self.shared.shutdown_at.set(Instant::now());
+            let shared = self.shared.clone();
+            callstream_server::listen::wake_accept(self.addr, move || {
+                !shared.accepting.load(Ordering::SeqCst)
+            });
         }
     }
 }
@@ -84,6 +74,7 @@ impl BlockingServer {
             server,
             shutting_down: AtomicBool::new(false),
             accepting: AtomicBool::new(true),
+            shutdown_at: OnceLock::new(),
         });
         Ok(BlockingServer { listener, shared })
     }
@@ -114,14 +105,7 @@ impl BlockingServer {
             }
             let stream = match stream {
                 Ok(s) => s,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if accept_error_is_transient(&e) => continue,
                 Err(e) => {
                     // Out of descriptors (EMFILE and friends), a caller
                     // waiting in the backlog keeps accept() failing at once:
@@ -157,7 +141,10 @@ impl BlockingServer {
         }
         self.shared.accepting.store(false, Ordering::SeqCst);
         drop(self.listener);
-        let give_up_at = server.options().give_up_at(Instant::now());
+        let asked = self.shared.shutdown_at.get().copied();
+        let give_up_at = server
+            .options()
+            .give_up_at(asked.unwrap_or_else(Instant::now));
         tracing::info!(
             open_connections = server.open_connections(),
             "shutting down: no new connections, draining"
@@ -169,17 +156,6 @@ impl BlockingServer {
         server.finish(Some(give_up_at));
         Ok(())
     }
-}
-
-/// Connects to the listener at `addr`, so that a blocked accept() returns.
-fn wake_accept(addr: SocketAddr) -> io::Result<TcpStream> {
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-}
-
-/// The process (`EMFILE`) or the system (`ENFILE`) is out of descriptors.
-fn out_of_files(e: &io::Error) -> bool {
-    // The two errno values Linux and the BSDs give these.
-    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 /// After the last answer, reads and discards briefly: dropping a socket with

@@ -8,7 +8,7 @@
 //! per frame.
 use crate::conn::Conn;
 use crate::handle::{Handle, NOTIFY};
-use callstream_server::listen::ACCEPT_BACKOFF;
+use callstream_server::listen::{ACCEPT_BACKOFF, accept_error_is_transient};
 use callstream_server::observer::Drained;
 use callstream_server::reactor::{Drain, Generations, Next, State, split, token, waker};
 use callstream_server::timers::Timers;
@@ -173,8 +173,7 @@ impl Reactor {
             match l.accept() {
                 Ok((stream, peer)) => self.admit(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) if accept_error_is_transient(&e) => {}
                 Err(e) => {
                     // Out of descriptors (EMFILE and friends): the listener
                     // stays readable, so stop watching it for a while.

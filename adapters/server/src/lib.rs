@@ -532,7 +532,7 @@ impl Server {
                         p.memory()
                     ));
                     text.push_str(&format!(
-                        "# HELP callstream_accept_failures_total Accepts that failed for the listener's sake (out of file descriptors or memory), each followed by a pause in accepting.\n# TYPE callstream_accept_failures_total counter\ncallstream_accept_failures_total {}\n",
+                        "# HELP callstream_accept_failures_total Accept calls that failed on the server's listeners (out of file descriptors or memory: a listener out of descriptors fails every try, whether a caller waits or not), each followed by a 50 ms pause in accepting.\n# TYPE callstream_accept_failures_total counter\ncallstream_accept_failures_total {}\n",
                         a.total()
                     ));
                     text.push_str(&bridge::metrics::render());
@@ -599,12 +599,20 @@ impl Server {
         &self.engine
     }
 
-    /// An adapter's `accept` failed for the listener's sake (not `EAGAIN`,
-    /// `EINTR` or a connection aborted before it was taken): counted and
-    /// logged here; the adapter then stops accepting for
-    /// [`listen::ACCEPT_BACKOFF`], and keeps serving the connections it has.
+    /// An adapter's `accept` failed for the listener's sake (not `EAGAIN`
+    /// nor [`listen::accept_error_is_transient`]): counted and logged here;
+    /// the adapter then stops accepting for [`listen::ACCEPT_BACKOFF`], and
+    /// keeps serving the connections it has. The next [`Server::admit`]
+    /// logs that accepts succeed again.
     pub fn accept_failed(&self, error: &std::io::Error, now: Instant) {
         self.accept_failures.record(error, now);
+    }
+
+    /// Accept calls that failed since the start (`/metrics`:
+    /// `callstream_accept_failures_total`).
+    #[must_use]
+    pub fn accept_failures(&self) -> u64 {
+        self.accept_failures.total()
     }
 
     /// Connections open now.
@@ -619,6 +627,7 @@ impl Server {
     /// admission counts the connection until it is dropped.
     #[must_use]
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Admission> {
+        self.accept_failures.accepted();
         // Full: make room by shedding the oldest connection that is not a
         // media stream; refuse only when every connection is a call.
         if self.open.load(Ordering::Relaxed) >= self.opts.max_connections

@@ -9,7 +9,7 @@
 //! fails with `EMFILE`.
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -67,12 +67,54 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// of descriptors fails twenty accepts a second per listening thread.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Failed accepts, counted for `/metrics` (`callstream_accept_failures_total`)
-/// and logged without flooding the log. Every listener of a server (each
-/// reactor's, the metrics listener) reports here.
+/// The process (`EMFILE`) or the whole system (`ENFILE`) is out of file
+/// descriptors.
+#[must_use]
+pub fn out_of_files(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// An accept error that concerns the one connection, not the listener: try
+/// the next at once, count nothing. Besides `EINTR` and a connection
+/// aborted before it was taken, Linux's `accept(2)` passes the new socket's
+/// pending network errors through (`EPROTO`, `ENETDOWN`, `EHOSTUNREACH`…,
+/// and `EPERM` from a firewall rule) and asks that they be treated like
+/// `EAGAIN`.
+#[must_use]
+pub fn accept_error_is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+    ) || matches!(
+        error.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EINTR
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::EPERM
+        )
+    )
+}
+
+/// Failed accept calls (not callers: out of descriptors, a listener fails
+/// on every try, a caller waiting or not), counted for `/metrics`
+/// (`callstream_accept_failures_total`) and logged without flooding the
+/// log: the first of a run at once, then at most one line per
+/// [`ACCEPT_LOG_EVERY`], and one when accepts succeed again. Every listener
+/// of a server (each reactor's, the metrics listener) reports here.
 #[derive(Debug, Default)]
 pub struct AcceptFailures {
     total: AtomicU64,
+    /// Whether the last accept failed: the one thing a successful accept
+    /// reads.
+    failing: AtomicBool,
     log: Mutex<AcceptLog>,
 }
 
@@ -82,31 +124,51 @@ struct AcceptLog {
     last: Option<Instant>,
     /// Failures since then.
     unlogged: u64,
+    /// The run of failures going on: when it began, how many so far.
+    run: Option<(Instant, u64)>,
 }
 
 impl AcceptFailures {
-    /// Counts a failed accept and logs it: the first at once, then at most
-    /// one line per [`ACCEPT_LOG_EVERY`], which says how many failed since
-    /// the line before. The caller then stops accepting for
-    /// [`ACCEPT_BACKOFF`].
+    /// Counts a failed accept and logs it as the type says. The caller then
+    /// stops accepting for [`ACCEPT_BACKOFF`].
     pub fn record(&self, error: &io::Error, now: Instant) {
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.failing.store(true, Ordering::Relaxed);
         let Some(failures) = self.due(now) else {
             return;
         };
-        let out_of_files = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-        if out_of_files {
-            tracing::warn!(
+        match error.raw_os_error() {
+            Some(libc::EMFILE) => tracing::warn!(
                 error = %error,
                 failures,
-                "accept failed: out of file descriptors. Calls in progress go on; new connections wait in the listen backlog until a descriptor frees. Raise the open-file limit (ulimit -n, LimitNOFILE=) or lower MAX_CONNECTIONS"
-            );
-        } else {
-            tracing::warn!(
+                "accept failed: this process is out of file descriptors. Calls in progress go on; new connections wait in the listen backlog until one frees. Raise the open-file limit (ulimit -n, LimitNOFILE=) or lower MAX_CONNECTIONS"
+            ),
+            Some(libc::ENFILE) => tracing::warn!(
+                error = %error,
+                failures,
+                "accept failed: the system is out of file descriptors (all processes together). Calls in progress go on; new connections wait in the listen backlog until one frees. Raise fs.file-max, or find what holds them"
+            ),
+            _ => tracing::warn!(
                 error = %error,
                 failures,
                 backoff_ms = ACCEPT_BACKOFF.as_millis() as u64,
                 "accept failed; pausing accepts"
+            ),
+        }
+    }
+
+    /// An accept succeeded: after a run of failures, says so once, with
+    /// how many failed and for how long (the last window's included, which
+    /// no line covered yet).
+    pub fn accepted(&self) {
+        if !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some((failures, lasted)) = self.recovered(Instant::now()) {
+            tracing::info!(
+                failures,
+                lasted_s = lasted.as_secs_f64(),
+                "accepting again after failed accepts"
             );
         }
     }
@@ -116,6 +178,8 @@ impl AcceptFailures {
     fn due(&self, now: Instant) -> Option<u64> {
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
         log.unlogged += 1;
+        let run = log.run.get_or_insert((now, 0));
+        run.1 += 1;
         let due = log
             .last
             .is_none_or(|last| now.saturating_duration_since(last) >= ACCEPT_LOG_EVERY);
@@ -126,10 +190,51 @@ impl AcceptFailures {
         Some(std::mem::take(&mut log.unlogged))
     }
 
+    /// Ends the run of failures: `Some((failures, how long))` the first
+    /// time after one.
+    fn recovered(&self, now: Instant) -> Option<(u64, Duration)> {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        self.failing.store(false, Ordering::Relaxed);
+        let (began, failures) = log.run.take()?;
+        // The next failure starts a run, and a line, of its own.
+        log.unlogged = 0;
+        log.last = None;
+        Some((failures, now.saturating_duration_since(began)))
+    }
+
     /// Failed accepts since the server started.
     #[must_use]
     pub fn total(&self) -> u64 {
         self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// Connects to the listener at `addr` (a [`wake_addr`]) so that an
+/// `accept()` blocked on it returns; `true` when that connect went through
+/// now. Should it fail otherwise than refused (out of descriptors or ports,
+/// a backlog dropping connections), a thread of its own tries again every
+/// [`ACCEPT_BACKOFF`] until it goes through, the listener is gone, or
+/// `done()` says the accept loop has ended: a blocked `accept()` woken by
+/// nothing else would wait for a caller that may never come.
+pub fn wake_accept(addr: SocketAddr, done: impl Fn() -> bool + Send + 'static) -> bool {
+    let connect = move || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+    match connect() {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => false,
+        Err(_) => {
+            let _ = std::thread::Builder::new()
+                .name("callstream-wake".into())
+                .spawn(move || {
+                    while !done() {
+                        std::thread::sleep(ACCEPT_BACKOFF);
+                        match connect() {
+                            Err(e) if e.kind() != io::ErrorKind::ConnectionRefused => {}
+                            _ => break,
+                        }
+                    }
+                });
+            false
+        }
     }
 }
 
@@ -272,6 +377,69 @@ mod tests {
             f.record(&e, t0 + ACCEPT_LOG_EVERY * 5 + step * k);
         }
         assert_eq!(f.total(), 3);
+    }
+
+    #[test]
+    fn the_end_of_a_run_of_failures_is_told_once_with_all_of_it() {
+        let f = AcceptFailures::default();
+        let t0 = Instant::now();
+        // Nothing failed: nothing to tell.
+        assert_eq!(f.recovered(t0), None);
+        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        for k in 0..7 {
+            f.record(&e, t0 + ACCEPT_BACKOFF * k);
+        }
+        let end = t0 + ACCEPT_BACKOFF * 7;
+        // All seven, though only the first was logged, and for how long.
+        assert_eq!(f.recovered(end), Some((7, ACCEPT_BACKOFF * 7)));
+        assert_eq!(f.recovered(end), None);
+        f.accepted();
+        // The next failure is news again: logged at once.
+        assert_eq!(f.due(end + ACCEPT_BACKOFF), Some(1));
+        assert_eq!(f.total(), 7);
+    }
+
+    #[test]
+    fn per_connection_accept_errors_are_transient_and_exhaustion_is_not() {
+        for errno in [
+            libc::ECONNABORTED,
+            libc::EINTR,
+            libc::EPROTO,
+            libc::ENETDOWN,
+            libc::EPERM,
+        ] {
+            assert!(
+                accept_error_is_transient(&io::Error::from_raw_os_error(errno)),
+                "{errno}"
+            );
+        }
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(!accept_error_is_transient(&e), "{errno}");
+            assert_eq!(
+                out_of_files(&e),
+                matches!(errno, libc::EMFILE | libc::ENFILE)
+            );
+        }
+    }
+
+    #[test]
+    fn a_wake_up_goes_through_or_finds_the_listener_gone() {
+        use std::sync::Arc;
+        // (Out of descriptors, the retry itself: tests/tests/*_descriptors.rs.)
+        let l = bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        let addr = l.local_addr().unwrap();
+        // Gone: refused, no retry, nothing woken.
+        drop(l);
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        assert!(!wake_accept(addr, move || d.load(Ordering::SeqCst)));
+        // There: the connect goes through now.
+        let l = bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        assert!(wake_accept(l.local_addr().unwrap(), || true));
+        let (_s, peer) = l.accept().unwrap();
+        assert!(peer.ip().is_loopback());
+        done.store(true, Ordering::SeqCst);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! trickles its bytes (a timeout per read would let a byte every few seconds
 //! hold the thread for hours). Requests go through the core's HTTP parser
 //! and its size limits; the answer always closes.
-use crate::listen::{ACCEPT_BACKOFF, AcceptFailures};
+use crate::listen::{ACCEPT_BACKOFF, AcceptFailures, accept_error_is_transient};
 use callstream_core::http::{Limits, RequestParser, Response};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -66,7 +66,18 @@ pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct MetricsListener {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    /// Set when the thread's loop has ended (and its listener closed).
+    ended: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Sets its flag when dropped: when the thread's loop ends, however.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl MetricsListener {
@@ -92,23 +103,23 @@ impl MetricsListener {
         let listener = crate::bind_listener(addr, "METRICS")?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
+        let ended = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let end = ended.clone();
         let thread = std::thread::Builder::new()
             .name("callstream-metrics".into())
             .spawn(move || {
+                let _ended = SetOnDrop(end);
                 for stream in listener.incoming() {
                     if flag.load(Ordering::SeqCst) {
                         break;
                     }
                     match stream {
                         Ok(stream) => {
+                            failures.accepted();
                             let _ = serve(stream, &render, Instant::now() + limit);
                         }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                            ) => {}
+                        Err(e) if accept_error_is_transient(&e) => {}
                         // Out of descriptors, a scrape waiting in the backlog
                         // keeps `accept` failing at once: pause, not spin.
                         Err(e) => {
@@ -121,6 +132,7 @@ impl MetricsListener {
         Ok(MetricsListener {
             addr,
             stop,
+            ended,
             thread: Some(thread),
         })
     }
@@ -135,9 +147,12 @@ impl MetricsListener {
 impl Drop for MetricsListener {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Unblock accept() with a connection of our own.
+        // Unblock accept() with a connection of our own. Should that not go
+        // through now (out of descriptors), it is retried until it does or
+        // the loop has ended, and the thread is left to end by itself.
         let wake = crate::listen::wake_addr(self.addr);
-        if TcpStream::connect_timeout(&wake, Duration::from_millis(200)).is_ok()
+        let ended = self.ended.clone();
+        if crate::listen::wake_accept(wake, move || ended.load(Ordering::SeqCst))
             && let Some(t) = self.thread.take()
         {
             let _ = t.join();

@@ -5,7 +5,7 @@
 //! (an absolute `Instant`, through `async_io::Timer::set_at`). Everything the
 //! protocol decides is decided in the core, everything the operator sees in
 //! `callstream-server`.
-use callstream_server::listen::ACCEPT_BACKOFF;
+use callstream_server::listen::{ACCEPT_BACKOFF, accept_error_is_transient};
 use callstream_server::observer::Drained;
 use callstream_server::wake::RemoteWake;
 use callstream_server::{Admission, Driver, Pump, Server, close};
@@ -118,14 +118,7 @@ impl SmolServer {
             let Some(accepted) = accepted else { break };
             let (stream, peer) = match accepted {
                 Ok(x) => x,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if accept_error_is_transient(&e) => continue,
                 Err(e) => {
                     // EMFILE and friends: back off briefly rather than spin.
                     self.server.accept_failed(&e, Instant::now());

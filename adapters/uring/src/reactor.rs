@@ -22,7 +22,7 @@
 use crate::conn::Conn;
 use crate::handle::Handle;
 use crate::ring::{Completion, Keep, Op, Ring};
-use callstream_server::listen::ACCEPT_BACKOFF;
+use callstream_server::listen::{ACCEPT_BACKOFF, accept_error_is_transient};
 use callstream_server::observer::Drained;
 use callstream_server::reactor::{Drain, Generations, Next, Notify as _, State, split, waker};
 use callstream_server::timers::Timers;
@@ -513,10 +513,9 @@ fn peek(conns: &Slab<Conn>, token: u64) -> Option<&Conn> {
     conns.get(key).filter(|c| c.generation == generation)
 }
 
-/// Accept errors that concern one connection, not the listener.
+/// Accept errors that concern one connection, not the listener (and the
+/// ring's own: `EAGAIN`, a cancelled accept).
 fn is_transient(result: i32) -> bool {
-    matches!(
-        -result,
-        libc::EAGAIN | libc::EINTR | libc::ECONNABORTED | libc::ECANCELED
-    )
+    matches!(-result, libc::EAGAIN | libc::ECANCELED)
+        || accept_error_is_transient(&io::Error::from_raw_os_error(-result))
 }
