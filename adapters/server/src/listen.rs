@@ -77,9 +77,11 @@ pub fn out_of_files(error: &io::Error) -> bool {
 /// An accept error that concerns the one connection, not the listener: try
 /// the next at once, count nothing. Besides `EINTR` and a connection
 /// aborted before it was taken, Linux's `accept(2)` passes the new socket's
-/// pending network errors through (`EPROTO`, `ENETDOWN`, `EHOSTUNREACH`…,
-/// and `EPERM` from a firewall rule) and asks that they be treated like
-/// `EAGAIN`.
+/// pending network errors through (`EPROTO`, `ENETDOWN`, `EHOSTUNREACH`…)
+/// and asks that they be treated like `EAGAIN`. Not `EOPNOTSUPP` nor
+/// `EPERM`, which its list or a firewall may mean per connection: they also
+/// come from a wrong socket or a seccomp rule, on every try, and retrying
+/// those at once would spin.
 #[must_use]
 pub fn accept_error_is_transient(error: &io::Error) -> bool {
     matches!(
@@ -96,9 +98,7 @@ pub fn accept_error_is_transient(error: &io::Error) -> bool {
                 | libc::EHOSTDOWN
                 | libc::ENONET
                 | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
                 | libc::ENETUNREACH
-                | libc::EPERM
         )
     )
 }
@@ -106,14 +106,17 @@ pub fn accept_error_is_transient(error: &io::Error) -> bool {
 /// Failed accept calls (not callers: out of descriptors, a listener fails
 /// on every try, a caller waiting or not), counted for `/metrics`
 /// (`callstream_accept_failures_total`) and logged without flooding the
-/// log: the first of a run at once, then at most one line per
-/// [`ACCEPT_LOG_EVERY`], and one when accepts succeed again. Every listener
-/// of a server (each reactor's, the metrics listener) reports here.
+/// log: at most one line per [`ACCEPT_LOG_EVERY`], failures or the end of
+/// them. A failure after a quiet period is logged at once; the end of a run
+/// of failures when an accept succeeds at least that long after the last
+/// line (at the limit, accepts fail and succeed by turns: each does not get
+/// a line). Every listener of a server (each reactor's, the metrics
+/// listener) reports here.
 #[derive(Debug, Default)]
 pub struct AcceptFailures {
     total: AtomicU64,
-    /// Whether the last accept failed: the one thing a successful accept
-    /// reads.
+    /// A run of failures not yet told over: the one thing a successful
+    /// accept reads. Written under `log`'s lock only.
     failing: AtomicBool,
     log: Mutex<AcceptLog>,
 }
@@ -133,7 +136,6 @@ impl AcceptFailures {
     /// stops accepting for [`ACCEPT_BACKOFF`].
     pub fn record(&self, error: &io::Error, now: Instant) {
         self.total.fetch_add(1, Ordering::Relaxed);
-        self.failing.store(true, Ordering::Relaxed);
         let Some(failures) = self.due(now) else {
             return;
         };
@@ -157,9 +159,9 @@ impl AcceptFailures {
         }
     }
 
-    /// An accept succeeded: after a run of failures, says so once, with
-    /// how many failed and for how long (the last window's included, which
-    /// no line covered yet).
+    /// An accept succeeded: after a run of failures, says so once (when
+    /// the limit on lines allows; else at a later accept), with how many
+    /// failed and since when.
     pub fn accepted(&self) {
         if !self.failing.load(Ordering::Relaxed) {
             return;
@@ -167,7 +169,7 @@ impl AcceptFailures {
         if let Some((failures, lasted)) = self.recovered(Instant::now()) {
             tracing::info!(
                 failures,
-                lasted_s = lasted.as_secs_f64(),
+                since_first_s = lasted.as_secs_f64(),
                 "accepting again after failed accepts"
             );
         }
@@ -177,6 +179,7 @@ impl AcceptFailures {
     /// line is due now, with the failures it covers (this one included).
     fn due(&self, now: Instant) -> Option<u64> {
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        self.failing.store(true, Ordering::Relaxed);
         log.unlogged += 1;
         let run = log.run.get_or_insert((now, 0));
         run.1 += 1;
@@ -190,15 +193,23 @@ impl AcceptFailures {
         Some(std::mem::take(&mut log.unlogged))
     }
 
-    /// Ends the run of failures: `Some((failures, how long))` the first
-    /// time after one.
+    /// Ends the run of failures when a line is allowed now: `Some((failures,
+    /// since its first))`, once. Else the run stays, to be told at a later
+    /// accept.
     fn recovered(&self, now: Instant) -> Option<(u64, Duration)> {
         let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        if log.run.is_some()
+            && log
+                .last
+                .is_some_and(|last| now.saturating_duration_since(last) < ACCEPT_LOG_EVERY)
+        {
+            return None;
+        }
         self.failing.store(false, Ordering::Relaxed);
         let (began, failures) = log.run.take()?;
-        // The next failure starts a run, and a line, of its own.
+        // This line covers the run; the next failure is counted from here.
+        log.last = Some(now);
         log.unlogged = 0;
-        log.last = None;
         Some((failures, now.saturating_duration_since(began)))
     }
 
@@ -221,8 +232,8 @@ pub fn wake_accept(addr: SocketAddr, done: impl Fn() -> bool + Send + 'static) -
     match connect() {
         Ok(_) => true,
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => false,
-        Err(_) => {
-            let _ = std::thread::Builder::new()
+        Err(first) => {
+            let retry = std::thread::Builder::new()
                 .name("callstream-wake".into())
                 .spawn(move || {
                     while !done() {
@@ -233,6 +244,13 @@ pub fn wake_accept(addr: SocketAddr, done: impl Fn() -> bool + Send + 'static) -
                         }
                     }
                 });
+            if let Err(e) = retry {
+                tracing::error!(
+                    error = %first,
+                    thread_error = %e,
+                    "cannot wake the accept loop, nor start a thread to retry: it ends at the next connection"
+                );
+            }
             false
         }
     }
@@ -389,13 +407,22 @@ mod tests {
         for k in 0..7 {
             f.record(&e, t0 + ACCEPT_BACKOFF * k);
         }
-        let end = t0 + ACCEPT_BACKOFF * 7;
-        // All seven, though only the first was logged, and for how long.
-        assert_eq!(f.recovered(end), Some((7, ACCEPT_BACKOFF * 7)));
+        // Too soon after the first failure's line: kept for later.
+        assert_eq!(f.recovered(t0 + ACCEPT_BACKOFF * 7), None);
+        assert!(f.failing.load(Ordering::Relaxed));
+        // A period after it: all seven, though only the first was logged,
+        // and since when; once.
+        let end = t0 + ACCEPT_LOG_EVERY;
+        assert_eq!(f.recovered(end), Some((7, ACCEPT_LOG_EVERY)));
+        assert!(!f.failing.load(Ordering::Relaxed));
         assert_eq!(f.recovered(end), None);
         f.accepted();
-        // The next failure is news again: logged at once.
-        assert_eq!(f.due(end + ACCEPT_BACKOFF), Some(1));
+        // That was a line: a failure right after waits for the period, and
+        // failing and succeeding by turns never makes more than one line
+        // per period.
+        assert_eq!(f.due(end + ACCEPT_BACKOFF), None);
+        assert_eq!(f.recovered(end + ACCEPT_BACKOFF * 2), None);
+        assert_eq!(f.due(end + ACCEPT_LOG_EVERY), Some(2));
         assert_eq!(f.total(), 7);
     }
 
@@ -406,20 +433,22 @@ mod tests {
             libc::EINTR,
             libc::EPROTO,
             libc::ENETDOWN,
-            libc::EPERM,
         ] {
-            assert!(
-                accept_error_is_transient(&io::Error::from_raw_os_error(errno)),
-                "{errno}"
-            );
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(accept_error_is_transient(&e), "{errno}");
         }
-        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EPERM,
+            libc::EOPNOTSUPP,
+        ] {
             let e = io::Error::from_raw_os_error(errno);
             assert!(!accept_error_is_transient(&e), "{errno}");
-            assert_eq!(
-                out_of_files(&e),
-                matches!(errno, libc::EMFILE | libc::ENFILE)
-            );
+            let files = matches!(errno, libc::EMFILE | libc::ENFILE);
+            assert_eq!(out_of_files(&e), files);
         }
     }
 

@@ -66,7 +66,7 @@ pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct MetricsListener {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    /// Set when the thread's loop has ended (and its listener closed).
+    /// Set when the thread's loop has ended and its listener is closed.
     ended: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -109,7 +109,9 @@ impl MetricsListener {
         let thread = std::thread::Builder::new()
             .name("callstream-metrics".into())
             .spawn(move || {
+                // Dropped in reverse: the listener is closed, then `ended`.
                 let _ended = SetOnDrop(end);
+                let listener = listener;
                 for stream in listener.incoming() {
                     if flag.load(Ordering::SeqCst) {
                         break;
