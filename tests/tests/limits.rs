@@ -340,3 +340,23 @@ fn a_burst_of_connects_is_held_by_the_backlog_and_answered() {
     stop.shutdown();
     running.join().unwrap().unwrap();
 }
+
+/// `/metrics` shows the open descriptors and their limit, so that an alert
+/// can fire before accepts fail: fifty connections held (a hundred
+/// descriptors in this process, client and server side) are in the count.
+#[test]
+fn open_descriptors_and_their_limit_are_in_metrics() {
+    let srv = RunningServer::start(|_| {});
+    let held: Vec<_> = (0..50)
+        .map(|_| std::net::TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    // The scrape's connection is accepted after them (one backlog, in
+    // order): their server sides are open by then.
+    let open = metric(srv.addr, "process_open_fds");
+    let max = metric(srv.addr, "process_max_fds");
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert_eq!(max, soft);
+    assert!(open >= 100 && open <= max, "open {open}, max {max}");
+    drop(held);
+    srv.stop().unwrap();
+}

@@ -535,6 +535,12 @@ impl Server {
                         "# HELP callstream_accept_failures_total Accept calls that failed on the server's listeners (out of file descriptors or memory: a listener out of descriptors fails every try, whether a caller waits or not), each followed by a 50 ms pause in accepting.\n# TYPE callstream_accept_failures_total counter\ncallstream_accept_failures_total {}\n",
                         a.total()
                     ));
+                    if let Some((open, max)) = listen::descriptors() {
+                        text.push_str(&format!(
+                            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {open}\n\
+                             # HELP process_max_fds The soft limit on open file descriptors; accepts fail (EMFILE) at it.\n# TYPE process_max_fds gauge\nprocess_max_fds {max}\n"
+                        ));
+                    }
                     text.push_str(&bridge::metrics::render());
                     text
                 })

@@ -256,6 +256,18 @@ pub fn wake_accept(addr: SocketAddr, done: impl Fn() -> bool + Send + 'static) -
     }
 }
 
+/// The process's open file descriptors (not counting the one that counts
+/// them) and its soft limit, for `/metrics` (`process_open_fds`,
+/// `process_max_fds`): an alert on their ratio fires before accepts fail.
+/// `None` where `/proc/self/fd` or the limit cannot be read (and, out of
+/// descriptors, the directory cannot be opened either).
+#[must_use]
+pub fn descriptors() -> Option<(u64, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+    Some((open.saturating_sub(1), soft))
+}
+
 /// The kernel's cap on listen backlogs (`/proc/sys/net/core/somaxconn`), where it can be read.
 #[must_use]
 pub fn somaxconn() -> Option<u32> {
