@@ -614,13 +614,6 @@ impl Server {
         self.accept_failures.record(error, now);
     }
 
-    /// Accept calls that failed since the start (`/metrics`:
-    /// `callstream_accept_failures_total`).
-    #[must_use]
-    pub fn accept_failures(&self) -> u64 {
-        self.accept_failures.total()
-    }
-
     /// Connections open now.
     #[must_use]
     pub fn open_connections(&self) -> usize {

@@ -67,16 +67,10 @@ pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// of descriptors fails twenty accepts a second per listening thread.
 pub const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The process (`EMFILE`) or the whole system (`ENFILE`) is out of file
-/// descriptors.
-#[must_use]
-pub fn out_of_files(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
 /// An accept error that concerns the one connection, not the listener: try
 /// the next at once, count nothing. Besides `EINTR` and a connection
-/// aborted before it was taken, Linux's `accept(2)` passes the new socket's
+/// aborted before it was taken (std's `Interrupted` and
+/// `ConnectionAborted`), Linux's `accept(2)` passes the new socket's
 /// pending network errors through (`EPROTO`, `ENETDOWN`, `EHOSTUNREACH`…)
 /// and asks that they be treated like `EAGAIN`. Not `EOPNOTSUPP` nor
 /// `EPERM`, which its list or a firewall may mean per connection: they also
@@ -90,9 +84,7 @@ pub fn accept_error_is_transient(error: &io::Error) -> bool {
     ) || matches!(
         error.raw_os_error(),
         Some(
-            libc::ECONNABORTED
-                | libc::EINTR
-                | libc::EPROTO
+            libc::EPROTO
                 | libc::ENETDOWN
                 | libc::ENOPROTOOPT
                 | libc::EHOSTDOWN
@@ -459,8 +451,6 @@ mod tests {
         ] {
             let e = io::Error::from_raw_os_error(errno);
             assert!(!accept_error_is_transient(&e), "{errno}");
-            let files = matches!(errno, libc::EMFILE | libc::ENFILE);
-            assert_eq!(out_of_files(&e), files);
         }
     }
 
