@@ -173,6 +173,12 @@ impl TwilioStream {
         self.send_text(text)
     }
 
+    /// Half-closes the socket (a FIN) without a WebSocket close frame, as a
+    /// peer that crashed or a proxy that gave up does.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        self.ws.get_mut().shutdown(std::net::Shutdown::Write)
+    }
+
     /// Sends `ulaw` as 20 ms frames on absolute deadlines (real time), reading
     /// whatever the server sends in between; returns the messages received.
     pub fn stream_audio(&mut self, ulaw: &[u8]) -> io::Result<Vec<ServerMessage>> {

@@ -749,6 +749,108 @@ fn echo_call_decodes_alike_under_live_audioop() {
     srv.stop().unwrap();
 }
 
+/// A value from the server's `/metrics`.
+fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let m = get(addr, "/metrics");
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from {}", m.body))
+}
+
+/// Waits (at most `limit`) until `metric` reads `want`; the last reading.
+fn metric_settles(addr: std::net::SocketAddr, name: &str, want: u64, limit: Duration) -> u64 {
+    let until = Instant::now() + limit;
+    loop {
+        let v = metric(addr, name);
+        if v == want || Instant::now() >= until {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads until the server closes; `None` when it has not within `limit`.
+fn read_to_close(s: &mut std::net::TcpStream, limit: Duration) -> Option<String> {
+    use std::io::Read as _;
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&out).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+/// A peer's FIN or RST that arrives with its last data is seen at once, on
+/// every runtime (an edge-triggered reactor gets one edge for both): the
+/// request before a FIN is answered and the socket closed, a half body
+/// before a FIN or RST frees its connection without waiting for the
+/// request timeout, and a stream whose peer half-closes without a close
+/// frame ends its call. The limits below are ten times what any of this
+/// takes and well under the timeouts it used to wait for (10 s, 60 s).
+fn a_peers_end_that_comes_with_its_data_is_seen_at_once(adapter: Adapter) {
+    use std::io::Write as _;
+    let srv = RunningServer::start_on(adapter, |_| {});
+    let a = srv.addr;
+    let soon = Duration::from_secs(3);
+
+    // A request and its FIN in one go: answered, then closed.
+    let mut s = std::net::TcpStream::connect(a).unwrap();
+    s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n").as_bytes())
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = read_to_close(&mut s, soon).expect("answered and closed at once");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // A chunked body cut short by a FIN: closed at once, never a 408.
+    let mut s = std::net::TcpStream::connect(a).unwrap();
+    s.write_all(
+        format!(
+            "POST /webhook/stream_status HTTP/1.1\r\nHost: {HOST}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = read_to_close(&mut s, soon).expect("closed at once");
+    assert!(!answer.contains(" 408 "), "{answer}");
+
+    // Half a body, then a reset: the connection is let go at once. The
+    // scrapes below are connections too; at rest only the scrape's own is
+    // open.
+    for _ in 0..20 {
+        let mut s = std::net::TcpStream::connect(a).unwrap();
+        s.write_all(
+            format!(
+                "POST /webhook/stream_status HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: 100\r\n\r\nhalf"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        // Linger 0: close sends RST.
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+    let open = metric_settles(a, "callstream_active_connections", 1, soon);
+    assert_eq!(open, 1, "reset connections still held");
+
+    // A stream whose peer half-closes without a close frame: the call ends.
+    let mut call = TwilioStream::connect(a, &StreamOpts::default(), 3).unwrap();
+    call.start(&[]).unwrap();
+    call.media(&silence(1)).unwrap();
+    assert_eq!(metric_settles(a, "callstream_active_calls", 1, soon), 1);
+    call.shutdown_write().unwrap();
+    let calls = metric_settles(a, "callstream_active_calls", 0, soon);
+    assert_eq!(calls, 0, "a half-closed stream still counts as a live call");
+    srv.stop().unwrap();
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod smol {
@@ -780,4 +882,5 @@ conformance!(
     a_panicking_handler_ends_only_its_call,
     a_client_that_never_reads_cannot_block_shutdown,
     audio_from_another_thread_reaches_the_caller,
+    a_peers_end_that_comes_with_its_data_is_seen_at_once,
 );

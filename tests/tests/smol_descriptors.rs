@@ -16,3 +16,10 @@ fn out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them() {
     descriptors::out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(Adapter::Smol, true);
     descriptors::out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(Adapter::Smol, false);
 }
+
+#[test]
+fn a_flood_of_ended_connections_gives_its_descriptors_back() {
+    descriptors::a_flood_of_ended_connections_gives_its_descriptors_back(
+        callstream_tests::Adapter::Smol,
+    );
+}

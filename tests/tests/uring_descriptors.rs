@@ -22,3 +22,10 @@ fn out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them() {
     descriptors::out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(Adapter::Uring, true);
     descriptors::out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(Adapter::Uring, false);
 }
+
+#[test]
+fn a_flood_of_ended_connections_gives_its_descriptors_back() {
+    descriptors::a_flood_of_ended_connections_gives_its_descriptors_back(
+        callstream_tests::Adapter::Uring,
+    );
+}

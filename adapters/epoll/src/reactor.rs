@@ -40,8 +40,9 @@ pub(crate) struct Reactor {
     timers: Timers,
     generations: Generations,
     paused_until: Option<Instant>,
-    /// Connections that filled the read buffer READ_BURST times in a row.
-    again: Vec<usize>,
+    /// Connections that filled the read buffer READ_BURST times in a row,
+    /// with the flags of the edge that started the reads.
+    again: Vec<(usize, EventFlags)>,
     buf: Vec<u8>,
 }
 
@@ -126,8 +127,8 @@ impl Reactor {
                     _ => self.on_ready(key, Some(generation), flags, now),
                 }
             }
-            for key in std::mem::take(&mut self.again) {
-                self.on_ready(key, None, EventFlags::IN, now);
+            for (key, flags) in std::mem::take(&mut self.again) {
+                self.on_ready(key, None, flags, now);
             }
         }
         Ok(self.conns.drain().map(Conn::finish).collect())
@@ -264,7 +265,12 @@ impl Reactor {
                 let readable = EventFlags::IN | EventFlags::RDHUP | EventFlags::HUP;
                 // An error is found out by reading.
                 if flags.intersects(readable | EventFlags::ERR) {
-                    self.read(key, now);
+                    // The peer's FIN or RST came with this edge: no later
+                    // edge will report it, so reading goes on past a short
+                    // read until the end is seen.
+                    let ending =
+                        flags.intersects(EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR);
+                    self.read(key, ending, now);
                 } else {
                     self.service(key, now);
                 }
@@ -277,7 +283,9 @@ impl Reactor {
     }
 
     /// Reads what the socket holds, draining the engine after each read.
-    fn read(&mut self, key: usize, now: Instant) {
+    /// `ending`: the edge said the peer closed or reset, so the socket is
+    /// read until its end rather than until a short read.
+    fn read(&mut self, key: usize, ending: bool, now: Instant) {
         for _ in 0..READ_BURST {
             let Some(c) = self.conns.get_mut(key) else {
                 return;
@@ -307,11 +315,18 @@ impl Reactor {
             self.service(key, now);
             // A short read emptied the socket: what arrives later is a new
             // edge. Reading on until WouldBlock would cost a syscall a frame.
-            if n < self.buf.len() {
+            // Not so when the peer's end came with the data: its edge is
+            // spent, and the end would go unseen until a timeout.
+            if n < self.buf.len() && !ending {
                 return;
             }
         }
-        self.again.push(key);
+        let flags = if ending {
+            EventFlags::IN | EventFlags::RDHUP
+        } else {
+            EventFlags::IN
+        };
+        self.again.push((key, flags));
     }
 
     /// Drains the engine, arms its deadline, writes what the socket takes.

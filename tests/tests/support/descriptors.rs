@@ -267,3 +267,59 @@ pub fn out_of_descriptors_calls_go_on_and_a_shutdown_reaches_them(
         "the server did not stop after the shutdown"
     );
 }
+
+/// A flood of connections that each send a request and their FIN in one go,
+/// far more than the server has descriptors for: each is answered and let
+/// go at once, so its descriptor comes back, the whole flood is served, and
+/// every `/healthz` probe after it is answered. (A reactor that missed a FIN
+/// arriving with data held each such connection until its idle timeout,
+/// and with it a descriptor: the flood starved the server for a minute.)
+pub fn a_flood_of_ended_connections_gives_its_descriptors_back(adapter: Adapter) {
+    const FLOOD: usize = 200;
+    const PROBES: usize = 20;
+    let _serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+    // The clients' sockets first (they are this process's descriptors too),
+    // then a limit that leaves the server about forty of its own, set
+    // before it starts (io_uring keeps the limit an accept was armed under).
+    let mut clients: Vec<socket2::Socket> = (0..FLOOD + PROBES).map(|_| socket()).collect();
+    let count = || std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = Limit::lower_to(count() + 64);
+    let srv = RunningServer::start_on(adapter, |s| s.threads = Some(1));
+    let keep_alive = b"GET /healthz HTTP/1.1\r\nHost: callstream.test\r\n\r\n";
+    let flood: Vec<std::net::TcpStream> = clients
+        .drain(..FLOOD)
+        .map(|s| {
+            let c = connect(s, srv.addr, keep_alive);
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            c
+        })
+        .collect();
+    // Each answered, then closed by the server. The bound is a hundred times
+    // what the flood takes, and far under the idle timeout it waited for.
+    let until = Instant::now() + Duration::from_secs(20);
+    for (i, mut c) in flood.into_iter().enumerate() {
+        use std::io::Read as _;
+        let left = until.saturating_duration_since(Instant::now());
+        c.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = c.read_to_end(&mut answer);
+        assert!(
+            read.is_ok() && answer.starts_with(b"HTTP/1.1 200"),
+            "flood connection {i} of {FLOOD}: {read:?}, {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: callstream.test\r\nConnection: close\r\n\r\n";
+    for (i, s) in clients.into_iter().enumerate() {
+        let c = connect(s, srv.addr, healthz);
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let answer = read_response(&mut std::io::BufReader::new(c));
+        assert!(
+            answer.as_ref().is_ok_and(|a| a.status == 200),
+            "probe {i} after the flood: {answer:?}"
+        );
+    }
+    drop(limit);
+    srv.stop().unwrap();
+}
