@@ -1,6 +1,13 @@
 //! Log output: human-readable text, or JSON lines with the `severity` field
 //! that Cloud Run and Google Cloud Logging read.
 //!
+//! Both are one line per event whatever the event carries: much of what is
+//! logged comes from callers and programs (custom parameters, a bot's text,
+//! its stderr), and a newline in it must not forge a line of its own. JSON
+//! escapes by its nature; the text format ([`TextLines`]) escapes control
+//! characters everywhere and quotes any field value that is not a plain
+//! word, so `key=value` pairs cannot be faked either.
+//!
 //! Lines never block the server: each is handed to a writer thread through a
 //! bounded queue ([`Sink`]). A slow or closed log sink (`callstream 2>&1 |
 //! head -1`) costs dropped lines, counted in [`dropped_lines`] and in
@@ -55,7 +62,7 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(sink);
     let _ = match format {
-        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Text => builder.event_format(TextLines).try_init(),
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
     };
 }
@@ -186,6 +193,128 @@ pub fn severity(level: &Level) -> &'static str {
         Level::INFO => "INFO",
         Level::DEBUG | Level::TRACE => "DEBUG",
     }
+}
+
+/// Formats an event as one line of text: time, level, target, message, then
+/// the fields as `key=value`, e.g.
+/// `2026-12-07T20:03:41.123456Z  INFO callstream_server::observer: WS_START call_sid=CA… parameters="a=1 b=2"`.
+/// Control characters (and the Unicode line and paragraph separators) are
+/// written as escapes (`\n`, `\r`, `\t`, `\u{1b}`) in the message and in
+/// values; a value that is empty or holds a space, `"`, `=`, a backslash
+/// or an escape is quoted, with `"` and backslashes escaped inside.
+pub struct TextLines;
+
+/// Whether `c` would end, split or disguise a line on a terminal or in a
+/// log viewer.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    use std::fmt::Write as _;
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+}
+
+/// Appends a message: as it is, but for escaped control characters.
+pub fn push_text(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if needs_escape(c) {
+            push_escaped(out, c);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Appends a field value: a plain word as it is, anything else quoted.
+pub fn push_value(out: &mut String, value: &str) {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '=' | '\\') || needs_escape(c));
+    if plain {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if needs_escape(c) => push_escaped(out, c),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// An event's message and fields, as [`TextLines`] writes them.
+#[derive(Default)]
+struct TextFields {
+    message: String,
+    fields: String,
+}
+
+impl TextFields {
+    fn push(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            push_text(&mut self.message, value);
+        } else {
+            self.fields.push(' ');
+            push_text(&mut self.fields, field.name());
+            self.fields.push('=');
+            push_value(&mut self.fields, value);
+        }
+    }
+}
+
+impl Visit for TextFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.push(field, value);
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `%x` fields and the message arrive here as Display.
+        self.push(field, &format!("{value:?}"));
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for TextLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        use tracing_subscriber::fmt::time::FormatTime as _;
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut writer)?;
+        let line = text_line(event.metadata().level(), event.metadata().target(), |v| {
+            event.record(v)
+        });
+        writeln!(writer, "{line}")
+    }
+}
+
+/// What follows the time on a text line.
+fn text_line(level: &Level, target: &str, record: impl FnOnce(&mut TextFields)) -> String {
+    let mut f = TextFields::default();
+    record(&mut f);
+    let mut line = format!(" {level:>5} ");
+    push_text(&mut line, target);
+    line.push_str(": ");
+    line.push_str(&f.message);
+    line.push_str(&f.fields);
+    line
 }
 
 /// Formats an event as one JSON line.
@@ -348,6 +477,54 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(COUNT.load(Ordering::Relaxed), 1000);
+    }
+
+    /// What a subscriber with [`TextLines`] writes for the events `log` makes.
+    fn text_of(log: impl FnOnce()) -> String {
+        let out = Shared::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(TextLines)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn text_lines_cannot_be_forged_by_what_they_carry() {
+        let forged = "x\n2026-12-07T00:00:00.000000Z  INFO forged WS_STOP call_sid=CAfake";
+        let text = text_of(|| {
+            tracing::info!(
+                call_sid = "CA1",
+                parameters = %format!("a=1 b={forged}"),
+                line = %"\u{1b}[2Jcleared\rover\u{2028}sep",
+                plain = %"word",
+                empty = "",
+                quote = "say \"hi\" \\ bye",
+                "WS_START {forged}"
+            );
+        });
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let line = text.lines().next().unwrap();
+        let (time, rest) = line.split_once("  INFO ").unwrap();
+        assert!(time.starts_with("20") && time.ends_with('Z'), "{line}");
+        assert_eq!(
+            rest,
+            concat!(
+                r#"callstream_server::log::tests: WS_START x\n2026-12-07T00:00:00.000000Z  INFO forged WS_STOP call_sid=CAfake"#,
+                r#" call_sid=CA1"#,
+                r#" parameters="a=1 b=x\n2026-12-07T00:00:00.000000Z  INFO forged WS_STOP call_sid=CAfake""#,
+                r#" line="\u{1b}[2Jcleared\rover\u{2028}sep""#,
+                r#" plain=word empty="" quote="say \"hi\" \\ bye""#,
+            )
+        );
+        // Numbers, booleans and Debug values are fields like any other.
+        let text = text_of(|| tracing::warn!(n = 3u64, ok = true, what = ?Some(1), "m"));
+        assert!(
+            text.ends_with(" WARN callstream_server::log::tests: m n=3 ok=true what=Some(1)\n"),
+            "{text}"
+        );
     }
 
     #[test]

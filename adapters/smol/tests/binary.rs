@@ -577,3 +577,94 @@ fn shutdown_ends_within_the_drain_period_when_a_call_ignores_the_close() {
 fn boots_serves_metrics_apart_and_exits_on_sigterm() {
     binary::boots_serves_metrics_apart_and_exits_on_sigterm(EXE, &[], &[]);
 }
+
+/// The default text log keeps one line per event whatever a caller or a bot
+/// puts in it: a `start` parameter (sent by `callstream sim` as Twilio sends
+/// it, from the TwiML-side `<Parameter>`), a bot's `log` and `transcript`
+/// text and its stderr, each carrying a newline, a carriage return or an
+/// escape sequence, come out escaped inside their own line, and no forged
+/// line appears.
+#[test]
+fn text_logs_keep_one_line_per_event_whatever_callers_and_bots_send() {
+    const TOKEN: &str = "text-log-token";
+    let forged = "2026-12-07T00:00:00.000000Z  INFO forged WS_STOP call_sid=CAfake";
+    let dir = tempfile::tempdir().unwrap();
+    let bot = dir.path().join("bot.sh");
+    std::fs::write(
+        &bot,
+        format!(
+            "printf 'stderr\\r\\033[2Jcleared\\n' >&2\n\
+             printf '%s\\n' '{{\"type\":\"log\",\"message\":\"bot\\n{forged}\"}}'\n\
+             printf '%s\\n' '{{\"type\":\"transcript\",\"text\":\"heard\\r{forged}\"}}'\n\
+             cat >/dev/null\n"
+        ),
+    )
+    .unwrap();
+    let handler = format!("exec:sh {}", bot.display());
+    let mut command = binary::command(
+        EXE,
+        &[
+            ("CALLSTREAM_HANDLER", handler.as_str()),
+            ("TWILIO_AUTH_TOKEN", TOKEN),
+            ("PUBLIC_BASE_URL", "https://callstream.test"),
+        ],
+    );
+    command.env("LOG_FORMAT", "text");
+    let mut child = command.spawn().expect("spawn callstream");
+    let lines = binary::lines(child.stderr.take().unwrap());
+    let boot = lines
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a boot line");
+    let bind = boot
+        .split(' ')
+        .find_map(|w| w.strip_prefix("bind="))
+        .unwrap_or_else(|| panic!("no bind in {boot}"))
+        .to_owned();
+    let sim = std::process::Command::new(EXE)
+        .args([
+            "sim",
+            &format!("ws://{bind}/ws/twilio-media"),
+            "--token",
+            TOKEN,
+            "--public-url",
+            "wss://callstream.test/ws/twilio-media",
+            "--param",
+            &format!("note=hello\n{forged}"),
+            "--tone",
+            "440",
+            "--duration",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(sim.status.success(), "{sim:?}");
+    sigterm(&child);
+    assert!(exit_within(&mut child, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    let mut all = vec![boot];
+    while let Ok(l) = lines.recv_timeout(Duration::from_secs(2)) {
+        all.push(l);
+    }
+    // Every line is a record of its own: time, level, target.
+    for l in &all {
+        let (time, rest) = l.split_once(' ').unwrap_or_default();
+        let level = rest.trim_start().split(' ').next().unwrap_or_default();
+        assert!(
+            time.len() > 20
+                && time.starts_with("20")
+                && time.ends_with('Z')
+                && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+            "not a record of its own: {l:?}\n{all:#?}"
+        );
+        assert!(!l.contains('\r') && !l.contains('\u{1b}'), "{l:?}");
+    }
+    let escaped = format!("\\n{forged}");
+    let found =
+        |marker: &str, needle: &str| all.iter().any(|l| l.contains(marker) && l.contains(needle));
+    assert!(found("WS_START", &escaped), "{all:#?}");
+    assert!(found("BRIDGE_LOG", &escaped), "{all:#?}");
+    assert!(found("ASR_TEXT", &format!("\\r{forged}")), "{all:#?}");
+    assert!(
+        found("BRIDGE_STDERR", "stderr\\r\\u{1b}[2Jcleared"),
+        "{all:#?}"
+    );
+}
