@@ -24,9 +24,10 @@
 //!    [`parse_signature_settings`]) the signature is keyed with the secret of
 //!    every configured [`SharedKey`] with that id (two of the same id during a
 //!    rotation of its secret; ids differ when a second key is rolled in) and
-//!    hashed with the named algorithm. An algorithm we do not know, a
-//!    malformed header, or an id no key has is a refusal, never a fallback to
-//!    the auth token. Without the header: the auth tokens and HMAC-SHA1.
+//!    hashed with the named algorithm (HMAC-SHA1 when it names none, as
+//!    twilio-python reads it). An algorithm we do not know, a malformed
+//!    header, or an id no key has is a refusal, never a fallback to the auth
+//!    token. Without the header: the auth tokens and HMAC-SHA1.
 //! 4. The signed URL is rebuilt with
 //!    [`public_url::signed_urls`](crate::public_url::signed_urls) (400 when
 //!    the `Host` or a trusted forwarded header is invalid).
@@ -557,9 +558,13 @@ impl Verifier {
         fn text(v: Option<&[u8]>) -> Option<&str> {
             v.and_then(|v| std::str::from_utf8(v).ok())
         }
+        // An absolute-form target (`POST https://host/webhook/x`, RFC 9112
+        // §3.2.2, sent by some proxies) is signed like its origin form, and
+        // its authority stands for `Host`, which the RFC says to ignore then.
+        let (path_and_query, authority) = origin_form(request.target());
         let parts = RequestParts {
-            path_and_query: request.target(),
-            host: text(heads.host),
+            path_and_query: &path_and_query,
+            host: authority.or(text(heads.host)),
             forwarded_proto: text(heads.forwarded_proto),
             forwarded_host: text(heads.forwarded_host),
             forwarded: text(heads.forwarded),
@@ -685,6 +690,29 @@ impl<'a> Heads<'a> {
         }
         h
     }
+}
+
+/// The origin form of a request target (path and query, starting with
+/// `/`) and, for an absolute-form target (`http://` or `https://`, in any
+/// case), its authority. Other targets come back as they are.
+fn origin_form(target: &str) -> (std::borrow::Cow<'_, str>, Option<&str>) {
+    let scheme_len = ["http://", "https://"].into_iter().find_map(|scheme| {
+        target
+            .get(..scheme.len())
+            .filter(|t| t.eq_ignore_ascii_case(scheme))
+            .map(|_| scheme.len())
+    });
+    let Some(rest) = scheme_len.and_then(|n| target.get(n..)) else {
+        return (std::borrow::Cow::Borrowed(target), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let path = if tail.starts_with('/') {
+        std::borrow::Cow::Borrowed(tail)
+    } else {
+        std::borrow::Cow::Owned(format!("/{tail}"))
+    };
+    (path, Some(authority))
 }
 
 /// Whether a `Content-Type` value is `application/json` (parameters such as

@@ -135,8 +135,9 @@ fn an_unknown_algorithm_or_a_malformed_header_is_refused_never_a_fallback() {
             "key=webhooks_sharedkey_1,algorithm=HMAC_SHA512",
             (|r| matches!(r, Reason::UnsupportedAlgorithm { .. })) as fn(&Reason) -> bool,
         ),
+        // No algorithm: HMAC-SHA1 under the shared key, never the token.
         ("key=webhooks_sharedkey_1", |r| {
-            matches!(r, Reason::BadSettings { .. })
+            matches!(r, Reason::Mismatch)
         }),
         ("algorithm=HMAC_SHA1", |r| {
             matches!(r, Reason::BadSettings { .. })
@@ -434,4 +435,82 @@ fn no_100_continue_when_the_body_came_along_or_is_too_large_or_http_1_0() {
     let mut peer = Peer::new(config());
     peer.send(&expect_head(body.len(), "HTTP/1.0"));
     assert_eq!(peer.take_text(), "");
+}
+
+// --- Absolute-form targets ---------------------------------------------------
+
+/// RFC 9112 §3.2.2: a server accepts an absolute-form target, and its
+/// authority stands for `Host`. Signed as Twilio signs (the public URL), a
+/// request sent that way is as good as one in origin form.
+#[test]
+fn an_absolute_form_target_is_checked_like_its_origin_form() {
+    let sig = signature::compute(TOKEN, URL, &PARAMS);
+    let body = form::encode(&PARAMS);
+    for target in [
+        "https://voice.example.com/webhook/call_status",
+        "HTTPS://voice.example.com/webhook/call_status",
+        "http://internal:8080/webhook/call_status",
+    ] {
+        let mut peer = Peer::new(config());
+        peer.send(&post(
+            target,
+            "application/x-www-form-urlencoded",
+            &body,
+            &format!("X-Twilio-Signature: {sig}\r\n"),
+        ));
+        assert_eq!(peer.take_text(), NO_CONTENT, "{target}");
+    }
+    // Without a configured base the target's authority is the host signed.
+    let unbased = || Config {
+        public_base_url: None,
+        ..config()
+    };
+    let mut peer = Peer::new(unbased());
+    peer.send(&post(
+        "https://voice.example.com/webhook/call_status",
+        "application/x-www-form-urlencoded",
+        &body,
+        &format!("X-Twilio-Signature: {sig}\r\n"),
+    ));
+    assert_eq!(peer.take_text(), NO_CONTENT);
+    // ... and a wrong one is refused like any other.
+    let mut peer = Peer::new(unbased());
+    peer.send(&post(
+        "https://other.example.com/webhook/call_status",
+        "application/x-www-form-urlencoded",
+        &body,
+        &format!("X-Twilio-Signature: {sig}\r\n"),
+    ));
+    assert_eq!(peer.take_text(), FORBIDDEN);
+}
+
+/// A settings header with a key and no algorithm is HMAC-SHA1 under that
+/// key, as twilio-python reads it; a key's name with a no-break space is
+/// another key's.
+#[test]
+fn a_settings_header_without_an_algorithm_means_hmac_sha1() {
+    let sig = signature::compute_with(Algorithm::HmacSha1, SECRET, URL, &PARAMS);
+    for settings in [format!("key={KEY_ID}"), format!("key={KEY_ID},algorithm=")] {
+        let mut peer = Peer::new(config());
+        peer.send(&form_post(&format!(
+            "X-Twilio-Signature: {sig}\r\nX-Twilio-Webhooks-Signature-Settings: {settings}\r\n"
+        )));
+        assert_eq!(peer.take_text(), NO_CONTENT, "{settings}");
+    }
+    let sig = signature::compute_with(Algorithm::HmacSha256, SECRET, URL, &PARAMS);
+    let mut peer = Peer::new(config());
+    let mut request = form_post(&format!("X-Twilio-Signature: {sig}\r\n"));
+    // The header's value as raw bytes: a UTF-8 no-break space after the id.
+    let at = request.len() - form::encode(&PARAMS).len() - 2;
+    let header = format!(
+        "X-Twilio-Webhooks-Signature-Settings: key={KEY_ID}\u{a0},algorithm=HMAC_SHA256\r\n"
+    );
+    request.splice(at..at, header.into_bytes());
+    peer.send(&request);
+    assert_eq!(peer.take_text(), FORBIDDEN);
+    let (_, reason) = rejection(&mut peer);
+    assert!(
+        matches!(reason, Reason::UnknownSharedKey { .. }),
+        "{reason:?}"
+    );
 }

@@ -28,12 +28,24 @@ pub struct SignatureSettings<'a> {
 /// value is split on `,`, each element on its first `=`, name and value
 /// trimmed of whitespace; names are compared exactly (`key`, `algorithm`),
 /// the algorithm's name without regard to ASCII case; elements with other
-/// names are ignored (room for later additions). Where that library falls
-/// back to HMAC-SHA1 this refuses instead, since a header that names a shared
-/// key but no readable algorithm cannot be checked safely: no `algorithm`, an
-/// empty one, one named twice, the same for `key`, an element without `=`.
-/// An algorithm that is not `HMAC_SHA1` or `HMAC_SHA256` is
-/// [`Reason::UnsupportedAlgorithm`].
+/// names are ignored (room for later additions). A header with no
+/// `algorithm`, or an empty one, means HMAC-SHA1, as there.
+///
+/// Stricter than that library, each for a reason:
+///
+/// - Only ASCII whitespace is trimmed (Python's `strip` also takes U+00A0,
+///   U+0085, U+2003, U+3000…): `key=K1\u{a0}` names no key we have, rather
+///   than key `K1`, since no header Twilio writes carries them and a
+///   lenient reading of a key's name is a second spelling of it.
+/// - `key` is required, non-empty and said once: it chooses the secret
+///   (the library has no keys; its caller picks the secret).
+/// - Neither name may appear twice: a proxy that adds a second element
+///   must not choose which one is read (the library takes the first
+///   non-empty `algorithm`).
+/// - An element without `=` is refused (the library skips it).
+/// - An algorithm that is not `HMAC_SHA1` or `HMAC_SHA256` (ASCII case
+///   aside) is [`Reason::UnsupportedAlgorithm`] (the library upper-cases
+///   with Unicode's rules, so `hmac_ſha256` would pass there).
 ///
 /// ```
 /// use callstream_core::signature::Algorithm;
@@ -51,21 +63,22 @@ pub struct SignatureSettings<'a> {
 /// # Errors
 ///
 /// [`Reason::BadSettings`] or [`Reason::UnsupportedAlgorithm`]: refuse (403).
-pub fn parse_signature_settings(value: &str) -> Result<SignatureSettings<'_>, Reason> {
+pub fn parse_signature_settings<'a>(value: &'a str) -> Result<SignatureSettings<'a>, Reason> {
     let bad = |what| Err(Reason::BadSettings { what });
     if value.len() > MAX_SETTINGS_LEN {
         return bad("too long");
     }
     let mut key_id = None;
     let mut algorithm = None;
+    let trim = |s: &'a str| s.trim_matches(|c: char| c.is_ascii_whitespace());
     for element in value.split(',') {
-        if element.trim().is_empty() {
+        if trim(element).is_empty() {
             continue;
         }
         let Some((name, value)) = element.split_once('=') else {
             return bad("an element without =");
         };
-        let slot = match name.trim() {
+        let slot = match trim(name) {
             "key" => &mut key_id,
             "algorithm" => &mut algorithm,
             _ => continue,
@@ -73,17 +86,22 @@ pub fn parse_signature_settings(value: &str) -> Result<SignatureSettings<'_>, Re
         if slot.is_some() {
             return bad("a parameter named twice");
         }
-        let value = value.trim();
-        if value.is_empty() {
-            return bad("an empty value");
-        }
-        *slot = Some(value);
+        *slot = Some(trim(value));
     }
-    let Some(key_id) = key_id else {
-        return bad("no key");
+    let key_id = match key_id {
+        None => return bad("no key"),
+        Some("") => return bad("an empty key"),
+        Some(k) => k,
     };
-    let Some(name) = algorithm else {
-        return bad("no algorithm");
+    // No algorithm, or an empty one: HMAC-SHA1, as twilio-python reads it.
+    let name = match algorithm {
+        None | Some("") => {
+            return Ok(SignatureSettings {
+                key_id,
+                algorithm: Algorithm::HmacSha1,
+            });
+        }
+        Some(name) => name,
     };
     let Some(algorithm) = Algorithm::from_name(name) else {
         return Err(Reason::UnsupportedAlgorithm {
@@ -116,6 +134,34 @@ mod tests {
                 Algorithm::HmacSha1,
             ),
             ("key=a=b,algorithm=HMAC_SHA1", "a=b", Algorithm::HmacSha1),
+            // No algorithm, or an empty one: HMAC-SHA1, as twilio-python.
+            ("key=k", "k", Algorithm::HmacSha1),
+            ("key=k,algorithm=", "k", Algorithm::HmacSha1),
+            ("key=k, algorithm = ", "k", Algorithm::HmacSha1),
+            // Only ASCII whitespace is trimmed: these name other keys.
+            (
+                "key=K1\u{a0},algorithm=HMAC_SHA256",
+                "K1\u{a0}",
+                Algorithm::HmacSha256,
+            ),
+            (
+                "key=\u{3000}K1,algorithm=HMAC_SHA256",
+                "\u{3000}K1",
+                Algorithm::HmacSha256,
+            ),
+            (
+                "key=K1\u{85}\u{2003}",
+                "K1\u{85}\u{2003}",
+                Algorithm::HmacSha1,
+            ),
+            // Names are exact: `Algorithm` is another element, ignored.
+            ("key=k,Algorithm=HMAC_SHA256", "k", Algorithm::HmacSha1),
+            // One element: a key id no key has (refused when looked up).
+            (
+                "key=k;algorithm=HMAC_SHA256",
+                "k;algorithm=HMAC_SHA256",
+                Algorithm::HmacSha1,
+            ),
         ];
         for (value, key, alg) in ok {
             assert_eq!(
@@ -129,14 +175,11 @@ mod tests {
         }
         let bad = [
             "",
-            "key=k",
             "algorithm=HMAC_SHA256",
             "key=,algorithm=HMAC_SHA256",
-            "key=k,algorithm=",
+            "key= \t,algorithm=HMAC_SHA256",
             "key=k,algorithm=HMAC_SHA256,algorithm=HMAC_SHA1",
             "key=k,key=j,algorithm=HMAC_SHA256",
-            "key=k,Algorithm=HMAC_SHA256",
-            "key=k;algorithm=HMAC_SHA256",
             "key=k,HMAC_SHA256",
         ];
         for value in bad {
@@ -152,6 +195,9 @@ mod tests {
             "key=k,algorithm=HMAC_SHA512",
             "key=k,algorithm=\"HMAC_SHA256\"",
             "key=k,algorithm=HMAC-SHA256",
+            "key=k,algorithm=HMAC_SHA256\u{a0}",
+            "key=k,algorithm=\u{3000}HMAC_SHA1",
+            "key=k,algorithm=hmac_\u{17f}ha256",
         ] {
             assert!(
                 matches!(
