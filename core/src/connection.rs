@@ -626,6 +626,8 @@ pub struct Connection {
     close_after_answer: Option<CloseReason>,
     /// When the first byte of the request in progress arrived.
     request_started: Option<Instant>,
+    /// [`Connection::refuse_upgrades`] was called.
+    refuse_upgrades: bool,
 }
 
 impl fmt::Debug for Connection {
@@ -676,6 +678,7 @@ impl Connection {
             draining: false,
             close_after_answer: None,
             request_started: None,
+            refuse_upgrades: false,
         }
     }
 
@@ -740,20 +743,26 @@ impl Connection {
         }
     }
 
-    /// Closes an HTTP connection at once because the server is over a limit
-    /// an unauthenticated client could exhaust (connections that have not
-    /// made a request, memory held by request buffers): a request in
-    /// progress is answered 503 (`Retry-After: 1`), an idle connection
-    /// closes quietly, and [`CloseReason::Shed`] is the last event. Buffers
-    /// are freed now. A media stream (an accepted, signed upgrade) is never
-    /// shed: nothing happens.
+    /// Closes the connection at once because the server is over a limit an
+    /// unauthenticated client could exhaust (connections that have not made
+    /// a request, memory held by request buffers, streams that have not
+    /// started): a request in progress is answered 503 (`Retry-After: 1`),
+    /// an idle HTTP connection closes quietly, a media stream still waiting
+    /// for `start` (a replayed upgrade, for all the server can tell) gets
+    /// close code 1013, and [`CloseReason::Shed`] is the last event. Buffers
+    /// are freed now. A media stream whose `start` arrived is never shed:
+    /// nothing happens.
     pub fn shed(&mut self, now: Instant) {
         self.advance(now);
         if self.closed {
             return;
         }
-        let Phase::Http(parser) = &mut self.phase else {
-            return;
+        let parser = match &mut self.phase {
+            Phase::Http(parser) => parser,
+            Phase::Stream(s) => {
+                s.shed();
+                return;
+            }
         };
         let partial = !parser.is_idle();
         **parser = RequestParser::new(self.config.limits.clone(), now);
@@ -763,6 +772,14 @@ impl Connection {
                 .extend_from_slice(crate::http::overloaded_response());
         }
         self.finish(CloseReason::Shed);
+    }
+
+    /// From now on, a WebSocket upgrade on this connection is answered 503
+    /// (`Retry-After: 1`) instead of accepted: for a connection the server
+    /// took in past its call slots, so that health checks, metrics and
+    /// webhooks are answered while every slot holds a call.
+    pub fn refuse_upgrades(&mut self) {
+        self.refuse_upgrades = true;
     }
 
     /// Bytes of memory this connection holds for HTTP requests (read
@@ -867,6 +884,18 @@ impl Connection {
     pub fn drop_session(&mut self) {
         if let Phase::Stream(s) = &mut self.phase {
             s.drop_session();
+        }
+    }
+
+    /// Whether the connection is a media stream whose `start` arrived (its
+    /// call may have ended since): an upgrade proves only that someone had
+    /// a signed URL, which can be replayed; `start` follows at once from
+    /// Twilio.
+    #[must_use]
+    pub fn is_call_started(&self) -> bool {
+        match &self.phase {
+            Phase::Stream(s) => s.is_started(),
+            Phase::Http(_) => false,
         }
     }
 

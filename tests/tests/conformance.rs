@@ -851,6 +851,80 @@ fn a_peers_end_that_comes_with_its_data_is_seen_at_once(adapter: Adapter) {
     srv.stop().unwrap();
 }
 
+/// A signed upgrade can be replayed by anyone who saw it (the signature
+/// covers only the URL). Replayed upgrades that never send `start` turn
+/// over among themselves (their own budget, the oldest closed with 1013)
+/// and crowd out neither calls nor health checks; and when every slot holds
+/// a call, `/healthz` and `/metrics` are still answered while one more
+/// upgrade gets 503.
+fn replayed_upgrades_crowd_out_neither_calls_nor_health_checks(adapter: Adapter) {
+    const MAX: usize = 20;
+    const REPLAYS: usize = 3 * MAX / 2;
+    let srv = RunningServer::start_on(adapter, |s| {
+        s.max_connections = MAX;
+        s.handler = callstream_server::handlers::HandlerSpec::Shipped("echo");
+    });
+    let a = srv.addr;
+    let mut first = TwilioStream::connect(a, &StreamOpts::default(), 1).unwrap();
+    first.start(&[]).unwrap();
+    let mut replays: Vec<TwilioStream> = (0..REPLAYS)
+        .map(|_| TwilioStream::connect(a, &StreamOpts::default(), 2).expect("a replay is upgraded"))
+        .collect();
+    let health = get(a, "/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    // A new call gets in and is served, and so is the first.
+    let mut second = TwilioStream::connect(a, &StreamOpts::default(), 3).unwrap();
+    second.start(&[]).unwrap();
+    for call in [&mut first, &mut second] {
+        let mut got = call.stream_audio(&silence(3)).unwrap();
+        call.read_media(3 * 160, Duration::from_secs(5), &mut got)
+            .unwrap();
+        assert_eq!(media_bytes(&got).len(), 3 * 160, "{got:?}");
+    }
+    assert_eq!(metric(a, "callstream_active_calls"), 2);
+    let waiting = metric(a, "callstream_unstarted_streams");
+    assert!(
+        waiting <= (MAX / 4) as u64,
+        "{waiting} streams without start"
+    );
+    // The oldest replay was closed with "try again later".
+    let mut got = Vec::new();
+    replays[0]
+        .read_until(Instant::now() + Duration::from_secs(3), &mut got)
+        .unwrap();
+    assert_eq!(got, [ServerMessage::Closed(Some(1013))]);
+    let shed = metric(a, "callstream_connections_shed_total");
+    assert!(shed >= (REPLAYS - MAX / 4) as u64, "{shed} shed");
+    drop(replays);
+
+    // Every slot a call: health, metrics are answered; a stream is not.
+    let mut calls = vec![first, second];
+    for n in 4..(MAX as u32 + 2) {
+        let mut c = TwilioStream::connect(a, &StreamOpts::default(), n).unwrap();
+        c.start(&[]).unwrap();
+        calls.push(c);
+    }
+    assert_eq!(
+        metric_settles(
+            a,
+            "callstream_active_calls",
+            MAX as u64,
+            Duration::from_secs(5)
+        ),
+        MAX as u64
+    );
+    let health = get(a, "/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    match TwilioStream::connect(a, &StreamOpts::default(), 99) {
+        Err(e) => assert!(e.to_string().contains("upgrade refused: 503"), "{e}"),
+        Ok(_) => panic!("a stream past every call slot was upgraded"),
+    }
+    for mut c in calls {
+        c.stop().unwrap();
+    }
+    srv.stop().unwrap();
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod smol {
@@ -883,4 +957,5 @@ conformance!(
     a_client_that_never_reads_cannot_block_shutdown,
     audio_from_another_thread_reaches_the_caller,
     a_peers_end_that_comes_with_its_data_is_seen_at_once,
+    replayed_upgrades_crowd_out_neither_calls_nor_health_checks,
 );

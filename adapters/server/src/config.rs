@@ -133,6 +133,11 @@ pub struct Settings {
     /// oldest of them is closed. Default: a quarter of MAX_CONNECTIONS.
     #[arg(long, env = "MAX_PENDING_CONNECTIONS")]
     pub max_pending_connections: Option<usize>,
+    /// Most media streams whose `start` has not come (a replayed upgrade
+    /// looks like one); past it the oldest of them is closed with 1013.
+    /// Default: a quarter of MAX_CONNECTIONS.
+    #[arg(long, env = "MAX_UNSTARTED_STREAMS")]
+    pub max_unstarted_streams: Option<usize>,
     /// MiB that all request buffers together may hold (requests not yet
     /// checked); a connection growing past it gets 503.
     #[arg(long, env = "REQUEST_MEMORY_MIB", default_value_t = 64)]
@@ -204,6 +209,15 @@ impl Settings {
     #[must_use]
     pub fn max_pending(&self) -> usize {
         self.max_pending_connections
+            .unwrap_or(self.max_connections / 4)
+            .max(1)
+    }
+
+    /// The limit of streams without `start`: the setting, or a quarter of
+    /// [`Settings::max_connections`] (at least one).
+    #[must_use]
+    pub fn max_unstarted(&self) -> usize {
+        self.max_unstarted_streams
             .unwrap_or(self.max_connections / 4)
             .max(1)
     }
@@ -346,10 +360,16 @@ mod tests {
         let s = Cli::try_parse_from(["callstream", "--max-connections", "100"])
             .unwrap()
             .settings();
-        assert_eq!(s.max_pending(), 25);
-        let s = Cli::try_parse_from(["callstream", "--max-pending-connections", "7"])
-            .unwrap()
-            .settings();
-        assert_eq!(s.max_pending(), 7);
+        assert_eq!((s.max_pending(), s.max_unstarted()), (25, 25));
+        let s = Cli::try_parse_from([
+            "callstream",
+            "--max-pending-connections",
+            "7",
+            "--max-unstarted-streams",
+            "3",
+        ])
+        .unwrap()
+        .settings();
+        assert_eq!((s.max_pending(), s.max_unstarted()), (7, 3));
     }
 }

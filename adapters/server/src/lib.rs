@@ -103,6 +103,10 @@ pub struct Options {
     /// trickling sockets cannot keep out requests that make progress.
     /// Default a quarter of [`Options::max_connections`].
     pub max_pending: usize,
+    /// Most media streams whose `start` has not come (a replayed upgrade
+    /// looks like one); past it the oldest of them is closed with 1013.
+    /// Default a quarter of [`Options::max_connections`] ([`limits`]).
+    pub max_unstarted: usize,
     /// Most bytes all HTTP connections together may hold in request
     /// buffers (heads and bodies not yet checked); growth past it sheds
     /// (503) the oldest pending connections holding request memory until
@@ -129,6 +133,7 @@ impl Default for Options {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_connections: 10_000,
             max_pending: 2_500,
+            max_unstarted: 2_500,
             request_memory: 64 * 1024 * 1024,
             drain: Duration::from_secs(10),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -195,6 +200,7 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
         metrics: s.metrics,
         max_connections: s.max_connections,
         max_pending: s.max_pending(),
+        max_unstarted: s.max_unstarted(),
         request_memory: s.request_memory_mib.saturating_mul(1024 * 1024),
         drain: s.drain(),
         recordings_dir: s.recordings_dir.clone(),
@@ -507,7 +513,11 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Server>> {
         memory::start_trimming();
-        let pressure = Arc::new(limits::Pressure::new(opts.max_pending, opts.request_memory));
+        let pressure = Arc::new(limits::Pressure::new(
+            opts.max_pending,
+            opts.max_unstarted,
+            opts.request_memory,
+        ));
         let accept_failures = Arc::new(listen::AcceptFailures::default());
         // The engine's own renderer if it has one, else the server's: its
         // counters plus the log, limits and bridge figures.
@@ -524,11 +534,13 @@ impl Server {
                         log::dropped_lines()
                     ));
                     text.push_str(&format!(
-                        "# HELP callstream_connections_shed_total Connections that were not media streams, closed to make room (connection limit, pending limit, request memory budget).\n# TYPE callstream_connections_shed_total counter\ncallstream_connections_shed_total {}\n\
+                        "# HELP callstream_connections_shed_total Connections that were not calls, closed to make room (connection limit, pending limit, limit of streams without start, request memory budget).\n# TYPE callstream_connections_shed_total counter\ncallstream_connections_shed_total {}\n\
                          # HELP callstream_pending_connections Open connections that are not media streams.\n# TYPE callstream_pending_connections gauge\ncallstream_pending_connections {}\n\
+                         # HELP callstream_unstarted_streams Media streams whose start has not come.\n# TYPE callstream_unstarted_streams gauge\ncallstream_unstarted_streams {}\n\
                          # HELP callstream_request_buffer_bytes Bytes held by HTTP request buffers across connections.\n# TYPE callstream_request_buffer_bytes gauge\ncallstream_request_buffer_bytes {}\n",
                         p.shed_total(),
                         p.pending(),
+                        p.unstarted(),
                         p.memory()
                     ));
                     text.push_str(&format!(
@@ -621,20 +633,25 @@ impl Server {
     }
 
     /// Takes a new connection in, or refuses it past
-    /// [`Options::max_connections`] (`None`: write
-    /// [`callstream_core::http::overloaded_response`] and close). The
+    /// [`Options::max_connections`] and its [`limits::HEADROOM`] (`None`:
+    /// write [`callstream_core::http::overloaded_response`] and close). The
     /// admission counts the connection until it is dropped.
     #[must_use]
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Admission> {
         self.accept_failures.accepted();
         // Full: make room by shedding the oldest connection that is not a
-        // media stream; refuse only when every connection is a call.
-        if self.open.load(Ordering::Relaxed) >= self.opts.max_connections
-            && !self.pressure.shed_oldest()
-        {
-            self.metrics.connection_refused();
-            tracing::warn!(%peer, limit = self.opts.max_connections, "connection limit reached, answering 503");
-            return None;
+        // call. When every connection is one, a few more are taken in that
+        // may not become streams, so that health checks and webhooks are
+        // still answered; past those, refuse.
+        let open = self.open.load(Ordering::Relaxed);
+        let mut no_stream = false;
+        if open >= self.opts.max_connections && !self.pressure.shed_oldest() {
+            if open >= self.opts.max_connections.saturating_add(limits::HEADROOM) {
+                self.metrics.connection_refused();
+                tracing::warn!(%peer, limit = self.opts.max_connections, "connection limit reached, answering 503");
+                return None;
+            }
+            no_stream = true;
         }
         self.open.fetch_add(1, Ordering::Relaxed);
         self.metrics.connection_opened();
@@ -645,6 +662,7 @@ impl Server {
             server: self.clone(),
             key,
             shed,
+            no_stream,
         })
     }
 
@@ -662,18 +680,22 @@ impl Server {
         waker: Option<callstream_core::connection::Waker>,
     ) -> Driver {
         let (key, shed) = self.pressure.register();
-        self.make_driver(key, shed, peer, now, waker)
+        self.make_driver(key, shed, false, peer, now, waker)
     }
 
     fn make_driver(
         &self,
         key: u64,
         shed: Arc<limits::ShedSignal>,
+        no_stream: bool,
         peer: SocketAddr,
         now: Instant,
         waker: Option<callstream_core::connection::Waker>,
     ) -> Driver {
         let mut conn = Connection::new(self.engine.clone(), now);
+        if no_stream {
+            conn.refuse_upgrades();
+        }
         if let Some(w) = waker {
             conn.set_waker(w.clone());
             shed.set_waker(w);
@@ -684,6 +706,7 @@ impl Server {
             guard: PressureGuard {
                 pressure: self.pressure.clone(),
                 pending: Some(key),
+                upgraded: false,
                 held: 0,
                 signal: shed.clone(),
             },
@@ -739,6 +762,8 @@ pub struct Admission {
     /// Its place among the pending connections ([`limits`]).
     key: u64,
     shed: Arc<limits::ShedSignal>,
+    /// Taken in past the call slots: it may not become a stream.
+    no_stream: bool,
 }
 
 impl Admission {
@@ -750,8 +775,14 @@ impl Admission {
         now: Instant,
         waker: Option<callstream_core::connection::Waker>,
     ) -> Driver {
-        self.server
-            .make_driver(self.key, self.shed.clone(), peer, now, waker)
+        self.server.make_driver(
+            self.key,
+            self.shed.clone(),
+            self.no_stream,
+            peer,
+            now,
+            waker,
+        )
     }
 }
 
@@ -785,7 +816,10 @@ pub struct Driver {
 /// given back when the driver is dropped.
 struct PressureGuard {
     pressure: Arc<limits::Pressure>,
+    /// Its key while it is pending or a stream without `start`.
     pending: Option<u64>,
+    /// It became a stream (and moved to the streams without `start`).
+    upgraded: bool,
     held: usize,
     /// The connection's shed signal (it carries the bytes counted as on
     /// their way back once the connection is shed).
@@ -913,12 +947,19 @@ impl Driver {
             held = left;
         }
         g.held = held;
-        if (self.conn.is_stream() || matches!(drained, Drained::Close))
-            && let Some(key) = g.pending.take()
-        {
-            // Out of the pending set by its own hand, it is never shed: its
-            // signal need not be looked at again (a cold line per frame).
-            self.sheddable = !g.pressure.settle(key);
+        if let Some(key) = g.pending {
+            if self.conn.is_call_started() || matches!(drained, Drained::Close) {
+                // Out of the pending set by its own hand, it is never shed:
+                // its signal need not be looked at again (a cold line per
+                // frame).
+                g.pending = None;
+                self.sheddable = !g.pressure.settle(key);
+            } else if self.conn.is_stream() && !g.upgraded {
+                // Upgraded, not started: sheddable still, among the streams
+                // waiting for `start` (a shed raised meanwhile stays raised).
+                g.upgraded = true;
+                g.pressure.upgraded(key);
+            }
         }
         drained
     }

@@ -7,9 +7,11 @@
 //! Any client can open a TCP connection and trickle a request head a byte at
 //! a time; a plain `MAX_CONNECTIONS` then fills with such sockets and every
 //! webhook, upgrade and `/healthz` gets 503 while the calls the server exists
-//! for cannot even start. A connection proves itself only by completing a
-//! signed upgrade: until then (an HTTP connection: fresh, mid-request or idle
-//! between keep-alive requests) it is *pending*.
+//! for cannot even start. A connection proves itself only by becoming a
+//! call (a signed upgrade, then `start`): until its upgrade (an HTTP
+//! connection: fresh, mid-request or idle between keep-alive requests) it is
+//! *pending*, and between upgrade and `start` it is a stream that has not
+//! started (below).
 //!
 //! Two rules keep room for requests that make progress:
 //!
@@ -21,8 +23,30 @@
 //!   and body arrive within a round trip) is answered long before it becomes
 //!   the oldest. The rest of `MAX_CONNECTIONS` is only reachable by streams.
 //! - At `MAX_CONNECTIONS`, a newcomer sheds the oldest pending connection
-//!   when there is one, and is refused (503) only when every connection is a
-//!   media stream: then the server really is full.
+//!   when there is one (else the oldest stream without `start`), and is
+//!   refused (503) only when every connection is a call and the
+//!   [`HEADROOM`] is taken: then the server really is full.
+//!
+//! # Streams that have not started
+//!
+//! A signed upgrade proves less than it seems: the signature covers only
+//! the stream's URL, so anyone who saw one upgrade can replay it, and a
+//! stream that never sends `start` holds its connection until the start
+//! timeout. A stream therefore stays sheddable until its `start` arrives
+//! (Twilio sends it at once), in a set of its own with its own limit,
+//! [`Options::max_unstarted`](crate::Options::max_unstarted): past it, the
+//! oldest stream still waiting is closed (1013, "try again later"). Replayed
+//! upgrades then turn over among themselves and can crowd out neither calls
+//! nor the pending HTTP connections; at `MAX_CONNECTIONS` a newcomer sheds
+//! the oldest pending connection, else the oldest stream still waiting.
+//!
+//! # Room for health checks
+//!
+//! When every connection is a call, a newcomer is still taken in, up to
+//! [`HEADROOM`] past `MAX_CONNECTIONS`, as a connection that may not become
+//! a stream (an upgrade on it gets 503): `/healthz`, `/metrics` and
+//! webhooks are answered however full the call slots are, and a load
+//! balancer does not take a busy server for a dead one.
 //!
 //! A shed connection is closed by its own pump: it is flagged, its waker
 //! fires, and the next call into its [`Driver`](crate::Driver) closes it
@@ -50,6 +74,10 @@ use callstream_core::connection::Waker;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// Connections taken in past `MAX_CONNECTIONS` when every connection is a
+/// call; none of them may become a stream.
+pub const HEADROOM: usize = 32;
 
 /// One connection's "close now" flag and the waker that makes its pump look.
 pub(crate) struct ShedSignal {
@@ -95,6 +123,8 @@ struct Entry {
 #[derive(Default)]
 struct State {
     pending: BTreeMap<u64, Entry>,
+    /// Streams whose `start` has not come, oldest first.
+    unstarted: BTreeMap<u64, Arc<ShedSignal>>,
     /// Bytes held by request buffers of every connection.
     memory: usize,
     /// Of [`State::memory`], the bytes of connections already shed.
@@ -112,9 +142,12 @@ impl State {
         self.doomed += entry.held;
     }
 
-    /// Takes the connection `key` out of the pending set (it settled);
-    /// false when it was no longer there (it was shed).
+    /// Takes the connection `key` out of the pending set and the unstarted
+    /// streams (it settled); false when it was in neither (it was shed).
     fn settle(&mut self, key: u64) -> bool {
+        if self.unstarted.remove(&key).is_some() {
+            return true;
+        }
         let Some(e) = self.pending.remove(&key) else {
             return false;
         };
@@ -126,6 +159,7 @@ impl State {
 /// The pending connections, oldest first, and the request memory in use.
 pub(crate) struct Pressure {
     max_pending: usize,
+    max_unstarted: usize,
     request_memory: usize,
     state: Mutex<State>,
     next: AtomicU64,
@@ -133,9 +167,10 @@ pub(crate) struct Pressure {
 }
 
 impl Pressure {
-    pub(crate) fn new(max_pending: usize, request_memory: usize) -> Pressure {
+    pub(crate) fn new(max_pending: usize, max_unstarted: usize, request_memory: usize) -> Pressure {
         Pressure {
             max_pending: max_pending.max(1),
+            max_unstarted: max_unstarted.max(1),
             request_memory,
             state: Mutex::new(State::default()),
             next: AtomicU64::new(0),
@@ -191,21 +226,50 @@ impl Pressure {
         self.state().settle(key)
     }
 
-    /// Sheds the oldest pending connection to make room; false when there is
-    /// none (every connection is a media stream).
+    /// The pending connection `key` became a stream: it leaves the pending
+    /// set for the streams that have not started; past their limit the
+    /// oldest of those is shed. False when it was no longer pending (it was
+    /// shed already; the raise may be on its way).
+    pub(crate) fn upgraded(&self, key: u64) -> bool {
+        let victim = {
+            let mut state = self.state();
+            let Some(entry) = state.pending.remove(&key) else {
+                return false;
+            };
+            state.pending_held = state.pending_held.saturating_sub(entry.held);
+            let victim = if state.unstarted.len() >= self.max_unstarted {
+                state.unstarted.pop_first()
+            } else {
+                None
+            };
+            state.unstarted.insert(key, entry.signal);
+            victim
+        };
+        if let Some((_, v)) = victim {
+            self.count_shed("limit of streams without start reached");
+            v.raise();
+        }
+        true
+    }
+
+    /// Sheds the oldest pending connection to make room, or else the oldest
+    /// stream that has not started; false when there is neither (every
+    /// connection is a call).
     pub(crate) fn shed_oldest(&self) -> bool {
         let victim = {
             let mut state = self.state();
-            let victim = state.pending.pop_first();
-            if let Some((_, v)) = &victim {
-                state.doom(v);
+            match state.pending.pop_first() {
+                Some((_, v)) => {
+                    state.doom(&v);
+                    Some(v.signal)
+                }
+                None => state.unstarted.pop_first().map(|(_, v)| v),
             }
-            victim
         };
         match victim {
-            Some((_, v)) => {
+            Some(v) => {
                 self.count_shed("connection limit reached");
-                v.signal.raise();
+                v.raise();
                 true
             }
             None => false,
@@ -307,6 +371,11 @@ impl Pressure {
         self.state().pending.len()
     }
 
+    /// Streams whose `start` has not come, now.
+    pub(crate) fn unstarted(&self) -> usize {
+        self.state().unstarted.len()
+    }
+
     fn count_shed(&self, why: &'static str) {
         let n = self.shed.fetch_add(1, Ordering::Relaxed) + 1;
         // A flood sheds thousands: log the first and then at powers of two,
@@ -315,8 +384,9 @@ impl Pressure {
             tracing::warn!(
                 shed_total = n,
                 max_pending = self.max_pending,
+                max_unstarted = self.max_unstarted,
                 request_memory_bytes = self.request_memory,
-                "{why}: closed the oldest connection that is not a media stream"
+                "{why}: closed the oldest connection that is not a call"
             );
         }
     }
@@ -327,8 +397,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn streams_without_start_have_a_budget_of_their_own() {
+        let p = Pressure::new(3, 2, usize::MAX);
+        let (http, s_http) = p.register();
+        let (a, sa) = p.register();
+        let (b, sb) = p.register();
+        // Two upgrades: they leave the pending set for their own.
+        assert!(p.upgraded(a) && p.upgraded(b));
+        assert_eq!((p.pending(), p.unstarted()), (1, 2));
+        // A third stream past the limit sheds the oldest stream, never the
+        // pending HTTP connection.
+        let (c, sc) = p.register();
+        assert!(p.upgraded(c));
+        assert!(sa.take(), "the oldest stream without start was shed");
+        assert!(!s_http.take() && !sb.take() && !sc.take());
+        // Once started, a stream is out of reach.
+        assert!(p.settle(b));
+        assert_eq!(p.unstarted(), 1);
+        // Room is made from the pending first, then the streams waiting.
+        assert!(p.shed_oldest());
+        assert!(s_http.take());
+        assert!(p.shed_oldest());
+        assert!(sc.take());
+        assert!(!p.shed_oldest(), "only calls left");
+        assert!(!p.settle(http) && !p.settle(c), "both were shed");
+        // A shed connection cannot upgrade past its shedding.
+        let (d, sd) = p.register();
+        assert!(p.shed_oldest() && sd.take());
+        assert!(!p.upgraded(d));
+        assert_eq!(p.unstarted(), 0);
+    }
+
+    #[test]
     fn past_the_pending_limit_the_oldest_is_shed() {
-        let p = Pressure::new(2, usize::MAX);
+        let p = Pressure::new(2, 2, usize::MAX);
         let (a, sa) = p.register();
         let (_, sb) = p.register();
         let (_, sc) = p.register();
@@ -378,7 +480,7 @@ mod tests {
 
     #[test]
     fn past_the_memory_budget_the_oldest_holders_give_way() {
-        let p = Pressure::new(10, 100);
+        let p = Pressure::new(10, 10, 100);
         let mut idle = Conn::new(&p);
         let mut a = Conn::new(&p);
         let mut b = Conn::new(&p);
@@ -416,7 +518,7 @@ mod tests {
 
     #[test]
     fn connections_shed_for_room_count_as_giving_back() {
-        let p = Pressure::new(1, 100);
+        let p = Pressure::new(1, 1, 100);
         let mut a = Conn::new(&p);
         assert!(!a.hold(&p, 90));
         // The pending limit sheds a; its 90 bytes are on their way back, so

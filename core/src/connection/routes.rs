@@ -391,6 +391,17 @@ impl Connection {
                 other => other,
             };
         }
+        if self.refuse_upgrades {
+            let status = 503;
+            self.emit(Event::HandshakeRejected {
+                status,
+                reason: "no call slot free".to_owned(),
+            });
+            return Answer::HttpClose(
+                Response::service_unavailable(),
+                CloseReason::HandshakeRejected { status },
+            );
+        }
         Answer::Upgrade {
             response: handshake::response_101(&upgrade),
             subprotocol: upgrade.subprotocol,

@@ -20,6 +20,9 @@ use crate::websocket::{self, Text, WebSocket};
 const POLICY: u16 = 1008;
 /// Close code for a server going away (shutdown, idle stream).
 const GOING_AWAY: u16 = 1001;
+/// Close code for a server too busy for the stream now (IANA's WebSocket
+/// close code registry, "Try Again Later").
+const TRY_AGAIN_LATER: u16 = 1013;
 
 // Events travel by value (see `Output`).
 #[allow(clippy::large_enum_variant)]
@@ -145,6 +148,24 @@ impl StreamPhase {
         } else {
             self.close(now, config, GOING_AWAY, "server shutting down");
         }
+    }
+
+    /// Whether `start` arrived (the call may have ended since).
+    pub(super) fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// The server is over its budget for streams that have not started: a
+    /// stream still waiting for `start` is closed with 1013 and ends
+    /// [`CloseReason::Shed`]; a started one is left alone. True when it was
+    /// shed.
+    pub(super) fn shed(&mut self) -> bool {
+        if self.started || self.ended.is_some() || !self.ws.is_open() {
+            return false;
+        }
+        self.ws.close(TRY_AGAIN_LATER, "server busy");
+        self.fail(CloseReason::Shed);
+        true
     }
 
     /// Whether a call runs on this stream: its `start` arrived and it has
