@@ -18,6 +18,7 @@ pub mod handler;
 mod link;
 mod outbox;
 pub mod protocol;
+pub mod reaper;
 pub mod resample;
 pub mod ws;
 

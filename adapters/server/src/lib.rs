@@ -378,6 +378,10 @@ fn bridge_for(
         stream: stream_app(s)?,
         after: after.clone(),
     });
+    if matches!(transport, bridge::Transport::Exec(_)) {
+        // At boot, so that a refusal is logged before the first call.
+        bridge::reaper::become_subreaper();
+    }
     Ok(Arc::new(bridge::Bridge {
         transport,
         on_failure: s.bridge_on_failure,
@@ -744,6 +748,8 @@ impl Server {
                     tracing::error!(programs = children.count(), "bridge programs not reaped");
                 }
             }
+            // And what they left outside their groups.
+            bridge::reaper::sweep();
         }
         if let Some(r) = &self.recordings {
             let left = give_up_at.map_or(Duration::from_secs(5), |t| {

@@ -9,10 +9,19 @@
 //! ends (or the bridge fails) the program gets `stop` and end of input, then
 //! [`GRACE`] to exit, then SIGTERM, then [`GRACE`] more, then SIGKILL; after
 //! the program exits, whatever it left in its group is killed, and the
-//! process is reaped. [`Children`] lists the live programs so that a server
-//! shutdown can wait for them and kill what is left.
+//! process is reaped; then whatever it left outside its group (a `setsid`
+//! daemon) is found and killed too ([`super::reaper`]). [`Children`] lists
+//! the live programs so that a server shutdown can wait for them and kill
+//! what is left.
+//!
+//! The program's standard streams are socket pairs rather than pipes: once
+//! the program is reaped the server shuts its ends down, which wakes the
+//! stream threads at once even while an escaped process still holds the
+//! program's ends. No thread or descriptor of the server waits on it.
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +31,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
 use super::link::{Link, STDERR_TAIL, cut};
+use super::reaper;
 
 /// Longest line a program may write (a `play` of about 8 minutes at 16 kHz);
 /// a longer one is a failure.
@@ -138,8 +148,31 @@ pub struct Facts<'a> {
 /// program is reaped. Run it on its own thread.
 pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Children>) {
     let sid = link.call_sid.clone();
-    let mut cmd = program(command, facts);
-    let mut child = match cmd.spawn() {
+    // However the bridge was made: processes the program detaches must come
+    // back to this process to be ended with the call.
+    reaper::become_subreaper();
+    let (streams, theirs) = match Streams::new() {
+        Ok(s) => s,
+        Err(e) => {
+            link.fail(&format!("cannot make the program's standard streams: {e}"));
+            return;
+        }
+    };
+    // Started and registered under the registry's lock: a sweep never sees
+    // the new process unregistered.
+    let spawned = {
+        let mut live = reaper::live();
+        let id = live.next_id();
+        // The command holds the program's ends, and drops them once it has
+        // started: from then on only the program (and what it starts) holds
+        // them, so its exit is the server's end of input.
+        let spawned = program(command, facts, id, theirs).spawn();
+        if let Ok(child) = &spawned {
+            live.add(child.id() as i32, id);
+        }
+        spawned
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             link.fail(&format!("cannot start `sh -c {command}`: {e}"));
@@ -149,20 +182,26 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     let pid = child.id() as i32;
     children.add(pid);
     tracing::info!(call_sid = %sid, pid, command = %cut(command), "BRIDGE_EXEC started");
+    let Streams {
+        stdin,
+        stdout,
+        stderr,
+        ..
+    } = &streams;
     let threads = [
-        child.stdin.take().and_then(|stdin| {
+        stdin.try_clone().ok().and_then(|stdin| {
             spawn("bridge-stdin", {
                 let l = link.clone();
                 move || write_loop(stdin, &l)
             })
         }),
-        child.stdout.take().and_then(|out| {
+        stdout.try_clone().ok().and_then(|out| {
             spawn("bridge-stdout", {
                 let l = link.clone();
                 move || read_loop(out, &l)
             })
         }),
-        child.stderr.take().and_then(|err| {
+        stderr.try_clone().ok().and_then(|err| {
             spawn("bridge-stderr", {
                 let l = link.clone();
                 move || stderr_loop(err, &l)
@@ -170,31 +209,69 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
         }),
     ];
     if threads.iter().any(Option::is_none) {
-        // The pipes are always there: a missing thread is the system's refusal.
+        // The streams are always there: a missing thread is the system's refusal.
         link.fail("cannot start the bridge's threads");
     }
     supervise(&mut child, pid, &link);
+    reaper::live().remove(pid);
     children.remove(pid);
-    // The pipes' threads end with the process group (end of file, or a
-    // broken pipe); they hold nothing the call needs, so no join is awaited
-    // beyond that.
+    // What the program left outside its group goes with it too.
+    reaper::sweep();
+    // The threads end now, whoever still holds the program's ends: what it
+    // wrote before it exited is still read; then end of input.
+    streams.shut_down();
     for t in threads.into_iter().flatten() {
         let _ = t.join();
     }
 }
 
-/// The program's command: `sh -c`, its pipes, its own process group, and
-/// the server's environment with the call's facts and without its secrets.
-fn program(command: &str, facts: &Facts<'_>) -> Command {
+/// The server's ends of the program's standard streams (socket pairs).
+struct Streams {
+    stdin: UnixStream,
+    stdout: UnixStream,
+    stderr: UnixStream,
+}
+
+impl Streams {
+    /// The server's ends, and the program's: stdin, stdout, stderr.
+    fn new() -> std::io::Result<(Streams, [UnixStream; 3])> {
+        let (stdin, their_in) = UnixStream::pair()?;
+        let (stdout, their_out) = UnixStream::pair()?;
+        let (stderr, their_err) = UnixStream::pair()?;
+        Ok((
+            Streams {
+                stdin,
+                stdout,
+                stderr,
+            },
+            [their_in, their_out, their_err],
+        ))
+    }
+
+    /// Wakes every thread on the server's ends: readers get what is
+    /// buffered, then end of input; a blocked writer gets a broken pipe.
+    fn shut_down(&self) {
+        let _ = self.stdin.shutdown(Shutdown::Both);
+        let _ = self.stdout.shutdown(Shutdown::Read);
+        let _ = self.stderr.shutdown(Shutdown::Read);
+    }
+}
+
+/// The program's command: `sh -c`, its streams, its own process group, its
+/// mark, and the server's environment with the call's facts and without
+/// its secrets.
+fn program(command: &str, facts: &Facts<'_>, id: u64, theirs: [UnixStream; 3]) -> Command {
+    let [stdin, stdout, stderr] = theirs.map(std::os::fd::OwnedFd::from);
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
         .env("CALLSTREAM_CALL_SID", facts.call_sid)
         .env("CALLSTREAM_STREAM_SID", facts.stream_sid)
         .env("CALLSTREAM_ACCOUNT_SID", facts.account_sid)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env(reaper::PROGRAM_ID_ENV, id.to_string())
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
     for (k, v) in facts.parameters {
         // A value with a NUL cannot be in an environment: left out.
         if !v.contains('\0') {
@@ -275,7 +352,7 @@ fn supervise(child: &mut Child, pid: i32, link: &Link) {
     link.gone(&format!("the program exited ({how})"));
 }
 
-fn write_loop(mut stdin: std::process::ChildStdin, link: &Link) {
+fn write_loop(mut stdin: UnixStream, link: &Link) {
     while let Ok(next) = link.outbox.pop(None) {
         let Some(o) = next else { continue };
         let (mut line, utterance_at) = link.line_for(o);
@@ -292,7 +369,9 @@ fn write_loop(mut stdin: std::process::ChildStdin, link: &Link) {
             link.utterance_written(at);
         }
     }
-    // Dropping stdin is the program's end of input.
+    // The program's end of input (the supervisor holds this end too, so
+    // dropping it would not be).
+    let _ = stdin.shutdown(Shutdown::Write);
 }
 
 /// What reading one bounded line found.
@@ -364,7 +443,7 @@ pub fn skip_line<R: BufRead>(r: &mut R) -> std::io::Result<bool> {
     }
 }
 
-fn read_loop(out: std::process::ChildStdout, link: &Link) {
+fn read_loop(out: UnixStream, link: &Link) {
     let mut r = BufReader::with_capacity(64 * 1024, out);
     let mut buf = Vec::new();
     loop {
@@ -393,7 +472,7 @@ fn read_loop(out: std::process::ChildStdout, link: &Link) {
     }
 }
 
-fn stderr_loop(err: std::process::ChildStderr, link: &Link) {
+fn stderr_loop(err: UnixStream, link: &Link) {
     let mut r = BufReader::new(err);
     let mut buf = Vec::new();
     let mut lines = 0u64;
@@ -465,7 +544,8 @@ mod tests {
             account_sid: "AC1",
             parameters: &params,
         };
-        let cmd = program("true", &facts);
+        let (_ours, theirs) = Streams::new().unwrap();
+        let cmd = program("true", &facts, 5, theirs);
         let envs: Vec<(String, Option<String>)> = cmd
             .get_envs()
             .map(|(k, v)| {
