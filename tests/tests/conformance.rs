@@ -471,15 +471,19 @@ fn a_silent_call_is_closed_1001_when_the_drain_ends(adapter: Adapter) {
     srv.stop().unwrap();
 }
 
-/// Past the connection limit, with every connection a call, a new
-/// connection gets the 503 and is closed; the call goes on. (A connection
-/// that is not a call gives way instead: tests/tests/limits.rs.)
+/// Past the call slots (every connection a call), a new connection is still
+/// taken in for health checks and webhooks, but its upgrade gets 503 with
+/// `Retry-After`; the call goes on. (A connection that is not a call gives
+/// way instead: tests/tests/limits.rs.)
 fn connection_limit_answers_503(adapter: Adapter) {
     let srv = RunningServer::start_on(adapter, |s| s.max_connections = 1);
     let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 1).unwrap();
     call.start(&[]).unwrap();
-    let refused = get(srv.addr, "/healthz");
-    assert_eq!(refused.status, 503);
+    let health = get(srv.addr, "/healthz");
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    let upgrade = callstream_twilio::Upgrade::new(HOST, "/ws/twilio-media", Some(TOKEN), 2);
+    let refused = http_raw(srv.addr, &upgrade.to_bytes()).unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(refused.header("retry-after").is_some());
     // The call goes on.
     let mut got = Vec::new();
@@ -854,9 +858,11 @@ fn a_peers_end_that_comes_with_its_data_is_seen_at_once(adapter: Adapter) {
 /// A signed upgrade can be replayed by anyone who saw it (the signature
 /// covers only the URL). Replayed upgrades that never send `start` turn
 /// over among themselves (their own budget, the oldest closed with 1013)
-/// and crowd out neither calls nor health checks; and when every slot holds
-/// a call, `/healthz` and `/metrics` are still answered while one more
-/// upgrade gets 503.
+/// and crowd out neither calls nor health checks: `/healthz` is answered
+/// at once, a replay that finds the server full gets 503, and a new call
+/// gets in as soon as the replays have waited past the start grace. When
+/// every slot holds a call, `/healthz` and `/metrics` are still answered
+/// while one more upgrade gets 503.
 fn replayed_upgrades_crowd_out_neither_calls_nor_health_checks(adapter: Adapter) {
     const MAX: usize = 20;
     const REPLAYS: usize = 3 * MAX / 2;
@@ -867,12 +873,23 @@ fn replayed_upgrades_crowd_out_neither_calls_nor_health_checks(adapter: Adapter)
     let a = srv.addr;
     let mut first = TwilioStream::connect(a, &StreamOpts::default(), 1).unwrap();
     first.start(&[]).unwrap();
-    let mut replays: Vec<TwilioStream> = (0..REPLAYS)
-        .map(|_| TwilioStream::connect(a, &StreamOpts::default(), 2).expect("a replay is upgraded"))
+    let replays: Vec<std::io::Result<TwilioStream>> = (0..REPLAYS)
+        .map(|_| TwilioStream::connect(a, &StreamOpts::default(), 2))
         .collect();
+    // Shed replays still count while their sockets close; past the limit
+    // the newest are refused.
+    for r in &replays {
+        if let Err(e) = r {
+            assert!(e.to_string().contains("upgrade refused: 503"), "{e}");
+        }
+    }
+    let upgraded = replays.iter().filter(|r| r.is_ok()).count();
+    assert!(upgraded > MAX / 4, "{upgraded} replays upgraded");
     let health = get(a, "/healthz");
     assert_eq!((health.status, health.body.as_str()), (200, "ok"));
-    // A new call gets in and is served, and so is the first.
+    // A stream that has waited for `start` past the grace gives way to a
+    // newcomer; the shed replays' sockets are closed by then.
+    std::thread::sleep(callstream_server::limits::START_GRACE + Duration::from_millis(200));
     let mut second = TwilioStream::connect(a, &StreamOpts::default(), 3).unwrap();
     second.start(&[]).unwrap();
     for call in [&mut first, &mut second] {
@@ -889,13 +906,13 @@ fn replayed_upgrades_crowd_out_neither_calls_nor_health_checks(adapter: Adapter)
     );
     // The oldest replay was closed with "try again later".
     let mut got = Vec::new();
-    replays[0]
+    let mut oldest = replays.into_iter().next().unwrap().expect("upgraded");
+    oldest
         .read_until(Instant::now() + Duration::from_secs(3), &mut got)
         .unwrap();
     assert_eq!(got, [ServerMessage::Closed(Some(1013))]);
     let shed = metric(a, "callstream_connections_shed_total");
-    assert!(shed >= (REPLAYS - MAX / 4) as u64, "{shed} shed");
-    drop(replays);
+    assert!(shed >= (upgraded - MAX / 4) as u64, "{shed} shed");
 
     // Every slot a call: health, metrics are answered; a stream is not.
     let mut calls = vec![first, second];

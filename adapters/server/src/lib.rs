@@ -45,7 +45,7 @@ pub mod close {
     pub const LINGER_BYTES: usize = 64 * 1024;
 }
 pub mod handlers;
-mod limits;
+pub mod limits;
 pub mod listen;
 pub mod log;
 pub mod memory;
@@ -644,12 +644,13 @@ impl Server {
     pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Admission> {
         self.accept_failures.accepted();
         // Full: make room by shedding the oldest connection that is not a
-        // call. When every connection is one, a few more are taken in that
-        // may not become streams, so that health checks and webhooks are
-        // still answered; past those, refuse.
+        // call (`limits`). When every connection is one (or a stream whose
+        // `start` is on its way), a few more are taken in that may not
+        // become streams, so that health checks and webhooks are still
+        // answered; past those, refuse.
         let open = self.open.load(Ordering::Relaxed);
         let mut no_stream = false;
-        if open >= self.opts.max_connections && !self.pressure.shed_oldest() {
+        if open >= self.opts.max_connections && !self.pressure.shed_oldest(Instant::now()) {
             if open >= self.opts.max_connections.saturating_add(limits::HEADROOM) {
                 self.metrics.connection_refused();
                 tracing::warn!(%peer, limit = self.opts.max_connections, "connection limit reached, answering 503");
@@ -964,7 +965,7 @@ impl Driver {
                 // Upgraded, not started: sheddable still, among the streams
                 // waiting for `start` (a shed raised meanwhile stays raised).
                 g.upgraded = true;
-                g.pressure.upgraded(key);
+                g.pressure.upgraded(key, self.now);
             }
         }
         drained

@@ -37,8 +37,10 @@
 //! [`Options::max_unstarted`](crate::Options::max_unstarted): past it, the
 //! oldest stream still waiting is closed (1013, "try again later"). Replayed
 //! upgrades then turn over among themselves and can crowd out neither calls
-//! nor the pending HTTP connections; at `MAX_CONNECTIONS` a newcomer sheds
-//! the oldest pending connection, else the oldest stream still waiting.
+//! nor the pending HTTP connections. At `MAX_CONNECTIONS` a newcomer sheds
+//! the oldest pending connection, else the oldest stream that has waited for
+//! `start` longer than [`START_GRACE`]: a stream younger than that is most
+//! likely a call whose `start` is on its way.
 //!
 //! # Room for health checks
 //!
@@ -74,10 +76,17 @@ use callstream_core::connection::Waker;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Connections taken in past `MAX_CONNECTIONS` when every connection is a
-/// call; none of them may become a stream.
+/// call (or a stream within its [`START_GRACE`]); none of them may become a
+/// stream.
 pub const HEADROOM: usize = 32;
+
+/// How long a stream may wait for `start` before a newcomer at
+/// `MAX_CONNECTIONS` may shed it (Twilio sends `start` with `connected`,
+/// right after the upgrade).
+pub const START_GRACE: Duration = Duration::from_secs(1);
 
 /// One connection's "close now" flag and the waker that makes its pump look.
 pub(crate) struct ShedSignal {
@@ -123,8 +132,9 @@ struct Entry {
 #[derive(Default)]
 struct State {
     pending: BTreeMap<u64, Entry>,
-    /// Streams whose `start` has not come, oldest first.
-    unstarted: BTreeMap<u64, Arc<ShedSignal>>,
+    /// Streams whose `start` has not come, oldest first, with when they
+    /// were upgraded.
+    unstarted: BTreeMap<u64, (Instant, Arc<ShedSignal>)>,
     /// Bytes held by request buffers of every connection.
     memory: usize,
     /// Of [`State::memory`], the bytes of connections already shed.
@@ -230,7 +240,7 @@ impl Pressure {
     /// set for the streams that have not started; past their limit the
     /// oldest of those is shed. False when it was no longer pending (it was
     /// shed already; the raise may be on its way).
-    pub(crate) fn upgraded(&self, key: u64) -> bool {
+    pub(crate) fn upgraded(&self, key: u64, now: Instant) -> bool {
         let victim = {
             let mut state = self.state();
             let Some(entry) = state.pending.remove(&key) else {
@@ -242,10 +252,10 @@ impl Pressure {
             } else {
                 None
             };
-            state.unstarted.insert(key, entry.signal);
+            state.unstarted.insert(key, (now, entry.signal));
             victim
         };
-        if let Some((_, v)) = victim {
+        if let Some((_, (_, v))) = victim {
             self.count_shed("limit of streams without start reached");
             v.raise();
         }
@@ -253,9 +263,10 @@ impl Pressure {
     }
 
     /// Sheds the oldest pending connection to make room, or else the oldest
-    /// stream that has not started; false when there is neither (every
-    /// connection is a call).
-    pub(crate) fn shed_oldest(&self) -> bool {
+    /// stream that has waited for `start` past [`START_GRACE`] at `now`;
+    /// false when there is neither (every connection is a call, or about to
+    /// be one).
+    pub(crate) fn shed_oldest(&self, now: Instant) -> bool {
         let victim = {
             let mut state = self.state();
             match state.pending.pop_first() {
@@ -263,7 +274,14 @@ impl Pressure {
                     state.doom(&v);
                     Some(v.signal)
                 }
-                None => state.unstarted.pop_first().map(|(_, v)| v),
+                None => match state.unstarted.first_key_value() {
+                    Some((_, (since, _)))
+                        if now.saturating_duration_since(*since) > START_GRACE =>
+                    {
+                        state.unstarted.pop_first().map(|(_, (_, v))| v)
+                    }
+                    _ => None,
+                },
             }
         };
         match victim {
@@ -398,33 +416,37 @@ mod tests {
 
     #[test]
     fn streams_without_start_have_a_budget_of_their_own() {
+        let t0 = Instant::now();
+        let late = t0 + START_GRACE + Duration::from_millis(1);
         let p = Pressure::new(3, 2, usize::MAX);
         let (http, s_http) = p.register();
         let (a, sa) = p.register();
         let (b, sb) = p.register();
         // Two upgrades: they leave the pending set for their own.
-        assert!(p.upgraded(a) && p.upgraded(b));
+        assert!(p.upgraded(a, t0) && p.upgraded(b, t0));
         assert_eq!((p.pending(), p.unstarted()), (1, 2));
         // A third stream past the limit sheds the oldest stream, never the
         // pending HTTP connection.
         let (c, sc) = p.register();
-        assert!(p.upgraded(c));
+        assert!(p.upgraded(c, t0));
         assert!(sa.take(), "the oldest stream without start was shed");
         assert!(!s_http.take() && !sb.take() && !sc.take());
         // Once started, a stream is out of reach.
         assert!(p.settle(b));
         assert_eq!(p.unstarted(), 1);
-        // Room is made from the pending first, then the streams waiting.
-        assert!(p.shed_oldest());
+        // Room is made from the pending first, then the streams that have
+        // waited past the grace (not before: `start` may be on its way).
+        assert!(p.shed_oldest(t0));
         assert!(s_http.take());
-        assert!(p.shed_oldest());
+        assert!(!p.shed_oldest(t0), "a stream within its grace");
+        assert!(p.shed_oldest(late));
         assert!(sc.take());
-        assert!(!p.shed_oldest(), "only calls left");
+        assert!(!p.shed_oldest(late), "only calls left");
         assert!(!p.settle(http) && !p.settle(c), "both were shed");
         // A shed connection cannot upgrade past its shedding.
         let (d, sd) = p.register();
-        assert!(p.shed_oldest() && sd.take());
-        assert!(!p.upgraded(d));
+        assert!(p.shed_oldest(late) && sd.take());
+        assert!(!p.upgraded(d, t0));
         assert_eq!(p.unstarted(), 0);
     }
 
@@ -440,16 +462,19 @@ mod tests {
         // Settling a connection that was shed already is harmless, and says
         // so: its signal must still be looked at.
         assert!(!p.settle(a));
-        assert!(p.shed_oldest());
+        assert!(p.shed_oldest(Instant::now()));
         assert!(sb.take());
-        assert!(p.shed_oldest());
+        assert!(p.shed_oldest(Instant::now()));
         assert!(sc.take());
-        assert!(!p.shed_oldest(), "nothing pending: the server is full");
+        assert!(
+            !p.shed_oldest(Instant::now()),
+            "nothing pending: the server is full"
+        );
         assert_eq!(p.shed_total(), 3);
         // One that settles by itself is out of reach: nothing sheds it.
         let (d, sd) = p.register();
         assert!(p.settle(d));
-        assert!(!p.shed_oldest());
+        assert!(!p.shed_oldest(Instant::now()));
         assert!(!sd.take());
     }
 
