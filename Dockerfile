@@ -10,7 +10,7 @@ FROM docker.io/library/rust:${RUST_VERSION}-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # --locked: exactly the dependency versions in Cargo.lock, as CI tests them.
-RUN cargo build --release -p callstream-smol --locked
+RUN cargo build --release -p callstream --locked
 
 # Runtime stage: glibc and libgcc only (distroless "cc"), no shell, no package manager, running as
 # the image's unprivileged user (uid 65532). No HEALTHCHECK: the image has no client to run one

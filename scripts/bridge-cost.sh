@@ -17,7 +17,7 @@ calls=${1:-50}
 secs=${2:-20}
 port=${BRIDGE_COST_PORT:-18777}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p callstream-smol
+cargo build --release -q -p callstream
 cs=$CARGO_TARGET_DIR/release/callstream
 tick=$(getconf CLK_TCK)
 speech=tests/fixtures/speech/test_call.ulaw

@@ -27,14 +27,14 @@
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
 # `echo_ratio` and `echo.p99_ms`.
 #
-# BASE=<git revision> adds `callstream-epoll` (one thread) built from that
-# revision (in a temporary worktree) after each one-thread epoll run (and
-# after its PGO run, with PGO): a before-and-after in one sitting.
+# BASE=<git revision> adds `callstream --runtime epoll` (one thread) built
+# from that revision (in a temporary worktree; a revision with the one
+# `callstream` binary) after each one-thread epoll run (and after its PGO
+# run, with PGO): a before-and-after in one sitting.
 #
 # PGO=<directory> adds, after each one-thread smol and epoll run, the same
-# server built with profile-guided optimization from that directory (what
-# `scripts/pgo-build.sh` leaves in target/pgo: `callstream`,
-# `callstream-epoll`).
+# runtime of the `callstream` built with profile-guided optimization in that
+# directory (what `scripts/pgo-build.sh epoll smol` leaves in target/pgo).
 #
 # ROUNDS=N (default 1) runs the whole sequence N times per CALLS, so that
 # each server is measured several times, alternated with the others, in one
@@ -45,8 +45,8 @@
 # count otherwise puts a server thread on the driver's core.
 #
 # For each CALLS (default: 200 500), in one sitting, SECONDS_EACH (default
-# 20) each: the floor, `callstream` (smol) with one thread and with the
-# default (one per core), `callstream-epoll` likewise, all with the echo
+# 20) each: the floor, `callstream --runtime smol` with one thread and with
+# the default (one per core), `--runtime epoll` likewise, all with the echo
 # handler. Prints one JSON line per run and a Markdown table: server CPU
 # (utime+stime from /proc, every thread) per frame echoed, its ratio to the
 # floor at the same call count, the user-space part of it (the server's own
@@ -65,20 +65,18 @@ sim_tick=${SIM_TICK_MS:-0}
 calls_list=("$@")
 port=${PORT_BASE:-18200}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p callstream-smol -p callstream-epoll -p callstream-floor
+cargo build --release -q -p callstream -p callstream-floor
 bin=$CARGO_TARGET_DIR/release
 base_bin=
 if [[ -n ${BASE:-} ]]; then
     base_wt=$(mktemp -d)
     git worktree add -q --detach "$base_wt" "$BASE"
-    (cd "$base_wt" && CARGO_TARGET_DIR="$base_wt/target" cargo build --release -q -p callstream-epoll)
-    base_bin=$base_wt/target/release/callstream-epoll
+    (cd "$base_wt" && CARGO_TARGET_DIR="$base_wt/target" cargo build --release -q -p callstream)
+    base_bin=$base_wt/target/release/callstream
 fi
 pgo=${PGO:-}
 if [[ -n $pgo ]]; then
-    for b in callstream callstream-epoll; do
-        [[ -x $pgo/$b ]] || { echo "PGO=$pgo has no $b: run scripts/pgo-build.sh first" >&2; exit 2; }
-    done
+    [[ -x $pgo/callstream ]] || { echo "PGO=$pgo has no callstream: run scripts/pgo-build.sh epoll smol first" >&2; exit 2; }
 fi
 rounds=${ROUNDS:-1}
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS=$rounds: a number of rounds, at least 1" >&2; exit 2; }
@@ -121,7 +119,7 @@ switches() { # pid: voluntary context switches of all its threads
         awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
 }
 
-run() { # label calls threads command... (an argument @PORT becomes the port)
+run() { # label calls threads [NAME=VALUE...] command... (an argument @PORT becomes the port)
     local label=$1 calls=$2 threads=$3
     shift 3
     port=$((port + 1))
@@ -153,13 +151,13 @@ print(json.dumps(d))" | tee -a "$results"
 for calls in "${calls_list[@]}"; do
     for _ in $(seq "$rounds"); do
         run floor "$calls" 1 "$FLOOR" @PORT
-        run "callstream (smol)" "$calls" 1 "$bin/callstream"
-        [[ -z $pgo ]] || run "callstream (smol, PGO)" "$calls" 1 "$pgo/callstream"
-        run "callstream (smol)" "$calls" "" "$bin/callstream"
-        run "callstream-epoll" "$calls" 1 "$bin/callstream-epoll"
-        [[ -z $pgo ]] || run "callstream-epoll (PGO)" "$calls" 1 "$pgo/callstream-epoll"
-        [[ -z $base_bin ]] || run "callstream-epoll ($BASE)" "$calls" 1 "$base_bin"
-        run "callstream-epoll" "$calls" "" "$bin/callstream-epoll"
+        run "callstream (smol)" "$calls" 1 CALLSTREAM_RUNTIME=smol "$bin/callstream"
+        [[ -z $pgo ]] || run "callstream (smol, PGO)" "$calls" 1 CALLSTREAM_RUNTIME=smol "$pgo/callstream"
+        run "callstream (smol)" "$calls" "" CALLSTREAM_RUNTIME=smol "$bin/callstream"
+        run "callstream (epoll)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$bin/callstream"
+        [[ -z $pgo ]] || run "callstream (epoll, PGO)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$pgo/callstream"
+        [[ -z $base_bin ]] || run "callstream (epoll, $BASE)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$base_bin"
+        run "callstream (epoll)" "$calls" "" CALLSTREAM_RUNTIME=epoll "$bin/callstream"
     done
 done
 

@@ -20,7 +20,7 @@ sim_threads=${4:-1}
 port=${LOAD_PORT:-18090}
 token=load-test-token
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p callstream-smol
+cargo build --release -q -p callstream
 cs=$CARGO_TARGET_DIR/release/callstream
 
 env TWILIO_AUTH_TOKEN=$token PUBLIC_BASE_URL=https://callstream.test CALLSTREAM_HANDLER=echo \

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds the server binaries with profile-guided optimization (PGO): an
+# Builds the `callstream` binary with profile-guided optimization (PGO): an
 # opt-in build, like `-C target-cpu`, but portable (the profile changes how
 # the code is laid out and inlined, not which instructions it may use, so
 # the binary runs on any x86-64 the plain build runs on).
 #
-#   scripts/pgo-build.sh [PACKAGE...]   # default: callstream-smol callstream-epoll
+#   scripts/pgo-build.sh [RUNTIME...]   # default: epoll
 #
-# PACKAGE is any of callstream-smol (the `callstream` binary),
-# callstream-epoll and callstream-uring (Linux 6.0+). The optimized binaries
-# land in $OUT (default target/pgo): `callstream`, `callstream-epoll`,
-# `callstream-uring`; the builds and profiles in $PGO_WORK (default
+# RUNTIME is any of epoll, uring (Linux 6.0+), smol and blocking: the
+# runtimes the profile is trained on (`callstream --runtime`); the binary
+# holds them all, and the code of those not trained is laid out as by a
+# plain build. The optimized `callstream` lands in $OUT (default
+# target/pgo); the builds and profiles in $PGO_WORK (default
 # target/pgo-work). Relative paths are taken from the repository's root.
 #
 # Steps, each printed as it starts:
@@ -17,18 +18,18 @@
 #    rustup when missing: needs network once);
 # 2. the plain release `callstream` binary, whose `sim` and `check`
 #    subcommands play Twilio during the training;
-# 3. the packages built with `-C profile-generate`;
-# 4. the training, per binary, signatures on (a throwaway token), as in
+# 3. the binary built with `-C profile-generate`;
+# 4. the training, per runtime, signatures on (a throwaway token), as in
 #    production: the echo handler under `callstream sim` load (PGO_CALLS
 #    calls, default 200, for PGO_SECONDS, default 10), then the default
 #    handler (parrot) with `callstream check` (every webhook, the TwiML, the
 #    upgrade, signed and unsigned) PGO_CHECKS times (default 10) and one
 #    spoken call (`tests/fixtures/speech/repeat_after_me.ulaw`) it answers;
 #    each server is stopped with SIGTERM, which writes its profile;
-# 5. the profiles merged, and the packages built again with
+# 5. the profiles merged, and the binary built again with
 #    `-C profile-use`;
-# 6. a check of each optimized binary: a short echo load (20 calls, 3 s)
-#    whose frames must all come back.
+# 6. a check of the optimized binary on each runtime: a short echo load
+#    (20 calls, 3 s) whose frames must all come back.
 # Any step that fails stops the script with what it printed (a server's log
 # when the server failed); no server is left running.
 #
@@ -41,8 +42,8 @@
 # development machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $# -gt 0 ]] || set -- callstream-smol callstream-epoll
-packages=("$@")
+[[ $# -gt 0 ]] || set -- epoll
+runtimes=("$@")
 out=$(realpath -m -- "${OUT:-target/pgo}")
 work=$(realpath -m -- "${PGO_WORK:-target/pgo-work}")
 case $work in
@@ -56,14 +57,12 @@ flags=${RUSTFLAGS:-}
 
 step() { echo "== $*" >&2; }
 
-bin_of() {
-    case $1 in
-        callstream-smol) echo callstream ;;
-        callstream-epoll | callstream-uring) echo "$1" ;;
-        *) echo "unknown package $1 (callstream-smol, callstream-epoll, callstream-uring)" >&2; exit 2 ;;
+for r in "${runtimes[@]}"; do
+    case $r in
+        epoll | uring | smol | blocking) ;;
+        *) echo "unknown runtime $r (epoll, uring, smol, blocking)" >&2; exit 2 ;;
     esac
-}
-for p in "${packages[@]}"; do bin_of "$p" >/dev/null; done
+done
 
 step "llvm-profdata"
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -74,19 +73,16 @@ fi
 [[ -x $profdata ]] || { echo "no llvm-profdata at $profdata" >&2; exit 1; }
 
 step "the plain callstream binary (sim and check)"
-cargo build --release -q -p callstream-smol
+cargo build --release -q -p callstream
 driver=$(realpath -- "$CARGO_TARGET_DIR/release/callstream")
 
-pkg_args=()
-for p in "${packages[@]}"; do pkg_args+=(-p "$p"); done
-
-step "instrumented build: ${packages[*]}"
+step "instrumented build"
 rm -rf "$work"
 mkdir -p "$work/profiles"
 # Build scripts run instrumented too and write their profiles under here;
 # the training's own go to $work/profiles.
 RUSTFLAGS="$flags -Cprofile-generate=$work/build-scripts" CARGO_TARGET_DIR=$work/gen \
-    cargo build --release -q "${pkg_args[@]}"
+    cargo build --release -q -p callstream
 
 pid=
 # Whatever happens, no server outlives the script.
@@ -102,11 +98,12 @@ server_failed() { # what: prints the server's log and stops the script
     cat "$work/server.log" >&2
     exit 1
 }
-serve() { # binary handler: starts it on a free port ($port), sets $pid
+serve() { # binary handler runtime: starts it on a free port ($port), sets $pid
     while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
     env -i PATH="$PATH" LLVM_PROFILE_FILE="$work/profiles/%m-%p.profraw" \
         TWILIO_AUTH_TOKEN=$token PUBLIC_BASE_URL=$public HOST=127.0.0.1 PORT=$port \
-        CALLSTREAM_HANDLER="$2" CALLSTREAM_THREADS=1 RUST_LOG=warn "$1" >"$work/server.log" 2>&1 &
+        CALLSTREAM_HANDLER="$2" CALLSTREAM_RUNTIME="$3" CALLSTREAM_THREADS=1 RUST_LOG=warn \
+        "$1" >"$work/server.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do
         kill -0 "$pid" 2>/dev/null || server_failed "$1 exited at start"
@@ -137,17 +134,17 @@ field() { # name file: a top-level number in sim's JSON line
     grep -o "\"$1\":[0-9]*" "$2" | head -1 | cut -d: -f2
 }
 
-for p in "${packages[@]}"; do
-    b=$work/gen/release/$(bin_of "$p")
-    step "training $b: echo under $calls calls for ${seconds}s"
-    serve "$b" echo
+b=$work/gen/release/callstream
+for r in "${runtimes[@]}"; do
+    step "training on $r: echo under $calls calls for ${seconds}s"
+    serve "$b" echo "$r"
     # An instrumented server on a busy machine may drop a frame; the load
     # still trains it. What matters is that the load ran.
     simulate --calls "$calls" --ramp 1 --duration "$seconds" --json >"$work/load.json" 2>&1 || true
     grep -q '"frames_echoed":[1-9]' "$work/load.json" || { echo "the training load did not run:" >&2; cat "$work/load.json" >&2; exit 1; }
     stop
-    step "training $b: parrot, $checks acceptance checks and a spoken call"
-    serve "$b" parrot
+    step "training on $r: parrot, $checks acceptance checks and a spoken call"
+    serve "$b" parrot "$r"
     for _ in $(seq "$checks"); do
         run "$work/check-run.json" "$driver" check "http://127.0.0.1:$port" --token $token --public-url "$public" --json
     done
@@ -158,26 +155,23 @@ done
 step "merging $(ls "$work/profiles" | wc -l) profiles"
 "$profdata" merge -o "$work/merged.profdata" "$work"/profiles/*.profraw
 
-step "optimized build: ${packages[*]}"
+step "optimized build"
 RUSTFLAGS="$flags -Cprofile-use=$work/merged.profdata" CARGO_TARGET_DIR=$work/use \
-    cargo build --release -q "${pkg_args[@]}"
+    cargo build --release -q -p callstream
 mkdir -p "$out"
-for p in "${packages[@]}"; do
-    b=$(bin_of "$p")
-    # Into place in one step: a benchmark may be running the old one.
-    cp "$work/use/release/$b" "$out/.$b.new"
-    mv -f "$out/.$b.new" "$out/$b"
-done
+# Into place in one step: a benchmark may be running the old one.
+cp "$work/use/release/callstream" "$out/.callstream.new"
+mv -f "$out/.callstream.new" "$out/callstream"
 
-for p in "${packages[@]}"; do
-    b=$out/$(bin_of "$p")
-    step "checking $b: 20 calls, 3 s of echo"
-    serve "$b" echo
+b=$out/callstream
+for r in "${runtimes[@]}"; do
+    step "checking $b on $r: 20 calls, 3 s of echo"
+    serve "$b" echo "$r"
     run "$work/check.json" simulate --calls 20 --ramp 1 --duration 3 --json
     stop
     sent=$(field frames_sent "$work/check.json") echoed=$(field frames_echoed "$work/check.json")
     failed=$(field failed "$work/check.json")
     echo "  frames sent $sent, echoed $echoed, failed calls $failed" >&2
-    [[ $failed == 0 && $sent -gt 0 && $echoed == "$sent" ]] || { echo "the optimized $b failed its check" >&2; exit 1; }
+    [[ $failed == 0 && $sent -gt 0 && $echoed == "$sent" ]] || { echo "the optimized $b failed its check on $r" >&2; exit 1; }
 done
-step "done: $(for p in "${packages[@]}"; do printf '%s ' "$out/$(bin_of "$p")"; done)"
+step "done: $b (trained on ${runtimes[*]})"

@@ -4,11 +4,11 @@
 # core of its own, with the load generator on cores of its own.
 #
 #   scripts/scaling.sh
-#   REACTORS="1 2 4" DRIVER_CPUS=6,7 SERVER=callstream-epoll scripts/scaling.sh
+#   REACTORS="1 2 4" DRIVER_CPUS=6,7 RUNTIME=epoll scripts/scaling.sh
 #
 # For each reactor count k in REACTORS (default: 1, 2, 4... up to the CPUs
-# the driver leaves), the server (SERVER: `callstream-epoll`, the default,
-# `callstream-uring` or `callstream`, all built from this repository; echo
+# the driver leaves), the server (`callstream` built from this repository on
+# RUNTIME: `epoll`, the default, `uring`, `smol` or `blocking`; echo
 # handler, CALLSTREAM_THREADS=k) runs pinned to CPUs 0..k-1 (`taskset`), and
 # `callstream sim` (adapters/tools: Twilio-shaped media streams, a 160-byte
 # frame every 20 ms on absolute deadlines, `--tick-ms SIM_TICK_MS`, default
@@ -37,13 +37,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "needs taskset (util-linux)" >&2; exit 2; }
-server=${SERVER:-callstream-epoll}
-case $server in
-    callstream-epoll) pkg=callstream-epoll ;;
-    callstream-uring) pkg=callstream-uring ;;
-    callstream) pkg=callstream-smol ;;
-    *) echo "SERVER=$server: callstream-epoll, callstream-uring or callstream" >&2; exit 2 ;;
+runtime=${RUNTIME:-epoll}
+case $runtime in
+    epoll | uring | smol | blocking) ;;
+    *) echo "RUNTIME=$runtime: epoll, uring, smol or blocking" >&2; exit 2 ;;
 esac
+server="callstream --runtime $runtime"
 num() { [[ $2 =~ ^(0|[1-9][0-9]*)$ ]] || { echo "$1=$2: a whole number" >&2; exit 2; }; }
 secs=${SECONDS_EACH:-15} step=${STEP:-250} p99_ms=${P99_MS:-20} late_ms=${LATE_MS:-10}
 bisect=${BISECT:-2} tick=${SIM_TICK_MS:-1} max_calls=${MAX_CALLS:-0}
@@ -91,7 +90,7 @@ for k in $REACTORS; do
         { echo "REACTORS: $k reactors need CPUs 0-$((k - 1)), allowed here ($allowed) and below the driver's ($driver_cpus)" >&2; exit 2; }
 done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p "$pkg" -p callstream-smol
+cargo build --release -q -p callstream
 bin=$CARGO_TARGET_DIR/release
 clk=$(getconf CLK_TCK)
 port=${PORT_BASE:-18600}
@@ -106,7 +105,7 @@ one() { # k calls: one JSON line for a run of k reactors at that many calls
     log=$logs/server-$k-$calls.log
     taskset -c "0-$((k - 1))" env CALLSTREAM_INSECURE_NO_SIGNATURES=1 PUBLIC_BASE_URL=https://callstream.test \
         CALLSTREAM_HANDLER=echo HOST=127.0.0.1 PORT=$port RUST_LOG=warn CALLSTREAM_THREADS=$k \
-        MAX_CONNECTIONS=$((calls + 100)) "$bin/$server" >"$log" 2>&1 &
+        MAX_CONNECTIONS=$((calls + 100)) CALLSTREAM_RUNTIME=$runtime "$bin/callstream" >"$log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
     broken() { # why: an error row, the server stopped, its log named

@@ -19,7 +19,7 @@ port=${SOAK_PORT:-18091}
 out=${SOAK_OUT:-target/soak}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 mkdir -p "$out"
-cargo build --release -q -p callstream-smol
+cargo build --release -q -p callstream
 # Build the load client first, so that building does not eat into the run.
 # The client runs as its test binary, not through cargo, so that no cargo
 # lock is held for the length of the run.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The io_uring server against the syscall floor (a benchmark, not part of CI).
 #
-#   FLOOR=/path/to/floor LOADGEN=/path/to/loadgen [EPOLL=/path/to/callstream-epoll] \
+#   FLOOR=/path/to/floor LOADGEN=/path/to/loadgen [EPOLL=1] \
 #       scripts/uring-compare.sh [CALLS...]
 #   scripts/uring-compare.sh /path/to/floor /path/to/loadgen [CALLS...]
 #
@@ -12,11 +12,11 @@
 # generator (`loadgen --url WS_URL --calls N --seconds S --ramp R`, printing
 # one JSON line with `recv_media`, `echo_ratio` and `echo.p99_ms`): N
 # Twilio-shaped media streams, a 160-byte frame every 20 ms on absolute
-# deadlines. Neither is part of this repository. EPOLL, when set, adds
-# `callstream-epoll` with one thread.
+# deadlines. Neither is part of this repository. EPOLL=1 adds
+# `callstream --runtime epoll` with one thread.
 #
 # For each CALLS (default: 200 500), in one sitting, SECONDS_EACH (default
-# 20) each, one thread: the floor, `callstream-uring` with a tick of 0, 1 and
+# 20) each, one thread: the floor, `callstream --runtime uring` with a tick of 0, 1 and
 # 2 ms (TICKS; with each count of receive buffers in BUFFERS, default: the
 # server's), and EPOLL. FLOOR=skip leaves the floor out. Each run reports the server's CPU (utime+stime
 # from /proc, every thread) per frame echoed, its ratio to the floor at the
@@ -43,8 +43,8 @@ buffers=${BUFFERS:-default}
 calls_list=("$@")
 port=${PORT_BASE:-18300}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -q -p callstream-uring
-URING=$CARGO_TARGET_DIR/release/callstream-uring
+cargo build --release -q -p callstream
+CALLSTREAM=$CARGO_TARGET_DIR/release/callstream
 clk=$(getconf CLK_TCK)
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
@@ -110,15 +110,16 @@ for calls in "${calls_list[@]}"; do
     for b in $buffers; do
         for t in $ticks; do
             if [[ $b == default ]]; then
-                run "callstream-uring, tick $t ms" "$calls" CALLSTREAM_URING_TICK_MS="$t" -- "$URING"
+                run "callstream (uring), tick $t ms" "$calls" CALLSTREAM_RUNTIME=uring \
+                    CALLSTREAM_URING_TICK_MS="$t" -- "$CALLSTREAM"
             else
-                run "callstream-uring, tick $t ms, $b buffers" "$calls" \
-                    CALLSTREAM_URING_TICK_MS="$t" CALLSTREAM_URING_BUFFERS="$b" -- "$URING"
+                run "callstream (uring), tick $t ms, $b buffers" "$calls" CALLSTREAM_RUNTIME=uring \
+                    CALLSTREAM_URING_TICK_MS="$t" CALLSTREAM_URING_BUFFERS="$b" -- "$CALLSTREAM"
             fi
         done
     done
     if [[ -n ${EPOLL:-} ]]; then
-        run "callstream-epoll" "$calls" -- "$EPOLL"
+        run "callstream (epoll)" "$calls" CALLSTREAM_RUNTIME=epoll -- "$CALLSTREAM"
     fi
 done
 

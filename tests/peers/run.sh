@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build -q -p callstream-smol
+cargo build -q -p callstream
 cs=$CARGO_TARGET_DIR/debug/callstream
 
 (cd tests/peers/node-echo && npm ci --no-audit --no-fund --silent)

@@ -13,9 +13,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use callstream_server::config::Settings;
 use callstream_server::listen::{ACCEPT_BACKOFF, accept_error_is_transient};
 use callstream_server::observer::Drained;
-use callstream_server::{Server, close};
+use callstream_server::{Pump, Server, close};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,6 +176,35 @@ fn linger(stream: &mut TcpStream) {
             Ok(n) => total += n,
         }
     }
+}
+
+impl Pump for BlockingServer {
+    fn runtime(&self) -> &'static str {
+        "blocking"
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        BlockingServer::local_addr(self)
+    }
+
+    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
+        let handle = self.shutdown_handle();
+        move || match handle {
+            Ok(h) => h.shutdown(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot shut down: the listener's address is unknown")
+            }
+        }
+    }
+
+    fn run(self) -> io::Result<()> {
+        BlockingServer::run(self)
+    }
+}
+
+/// Runs the server with these settings until SIGTERM or SIGINT, then drains.
+pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    callstream_server::serve(&s, BlockingServer::bind)
 }
 
 fn serve_connection(

@@ -170,6 +170,10 @@ impl EpollServer {
 }
 
 impl Pump for EpollServer {
+    fn runtime(&self) -> &'static str {
+        "epoll"
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         EpollServer::local_addr(self)
     }

@@ -30,6 +30,41 @@ pub enum Command {
     Serve(Settings),
 }
 
+/// The runtimes a server can run on: each is a pump of its own crate, and
+/// the `callstream` binary links them all and runs the one chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// One epoll reactor per thread (`callstream-epoll`), each owning its
+    /// connections.
+    Epoll,
+    /// One io_uring reactor per thread (`callstream-uring`; Linux 6.0+).
+    Uring,
+    /// Async tasks on smol's executor (`callstream-smol`): any platform.
+    Smol,
+    /// A thread per connection (`callstream-blocking`): any platform, modest
+    /// call counts.
+    Blocking,
+}
+
+impl Runtime {
+    /// The name the setting takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Epoll => "epoll",
+            Runtime::Uring => "uring",
+            Runtime::Smol => "smol",
+            Runtime::Blocking => "blocking",
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `serve` settings.
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
@@ -82,6 +117,13 @@ pub struct Settings {
     /// (only behind a proxy that sets them itself).
     #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_forwarded_headers: bool,
+    /// The runtime that moves the bytes: `epoll`, `uring` (io_uring),
+    /// `smol` or `blocking` (a thread per connection). Default: the one that
+    /// spends the least CPU per frame here (BENCHMARKS.md): epoll on Linux,
+    /// smol elsewhere. One that is not available here (io_uring refused by
+    /// a seccomp profile or an old kernel) falls back, and the log says so.
+    #[arg(long, env = "CALLSTREAM_RUNTIME", value_enum)]
+    pub runtime: Option<Runtime>,
     /// `text` or `json` (JSON lines with `severity`, as Cloud Run expects).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -408,6 +408,9 @@ pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> std::process::Exi
 
 /// A bound server on one of the pumps, ready to run: what [`serve`] drives.
 pub trait Pump: Sized {
+    /// The runtime's name, as `--runtime` takes it (`epoll`, `uring`,
+    /// `smol`, `blocking`), for the boot record.
+    fn runtime(&self) -> &'static str;
     /// The bound address.
     fn local_addr(&self) -> std::io::Result<SocketAddr>;
     /// Begins the graceful shutdown when called, from any thread.
@@ -428,7 +431,7 @@ pub fn serve<P: Pump>(
     let (engine, options) = configure(s)?;
     let server = Server::new(options, engine)?;
     let pump = bind(server.clone())?;
-    log_boot(s, pump.local_addr()?);
+    log_boot(s, pump.local_addr()?, pump.runtime());
     server.log_metrics();
     signals::on_shutdown(pump.shutdown_fn())?;
     pump.run()?;
@@ -437,10 +440,11 @@ pub fn serve<P: Pump>(
 }
 
 /// Logs what the server is about to do: the boot record an operator reads first.
-pub fn log_boot(s: &Settings, addr: SocketAddr) {
+pub fn log_boot(s: &Settings, addr: SocketAddr, runtime: &str) {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         bind = %addr,
+        runtime,
         port_env = std::env::var("PORT").ok().as_deref().unwrap_or("-"),
         server_software = std::env::var("SERVER_SOFTWARE").ok().as_deref().unwrap_or("-"),
         public_base_url = s.public_base_url.as_deref().unwrap_or("(from Host header)"),

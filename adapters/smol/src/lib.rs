@@ -1,6 +1,6 @@
 //! # callstream-smol
 //!
-//! callstream's server on smol / async-io, and the `callstream` binary. Each
+//! callstream's server on smol / async-io (`callstream --runtime smol`). Each
 //! connection is a task that pumps bytes between its socket and the server
 //! layer's [`Driver`](callstream_server::Driver) and sleeps until the core's
 //! next deadline; executor threads (one per core by default) run the tasks.

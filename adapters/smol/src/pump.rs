@@ -175,6 +175,10 @@ impl SmolServer {
 }
 
 impl Pump for SmolServer {
+    fn runtime(&self) -> &'static str {
+        "smol"
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         SmolServer::local_addr(self)
     }

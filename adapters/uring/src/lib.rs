@@ -278,6 +278,10 @@ impl UringServer {
 }
 
 impl Pump for UringServer {
+    fn runtime(&self) -> &'static str {
+        "uring"
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         UringServer::local_addr(self)
     }
@@ -325,6 +329,15 @@ pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
             "{BUFFERS_ENV}={v:?}: a count from 1 to 32768 expected"
         )),
     }
+}
+
+/// Whether this process may run io_uring reactors: makes a ring with what
+/// a reactor needs (provided receive buffers: Linux 5.19+) and lets it go.
+/// An error (EPERM from a seccomp profile or `kernel.io_uring_disabled`,
+/// ENOSYS from an old kernel, EINVAL from one without buffer rings) says
+/// why not; the `callstream` binary then runs on epoll.
+pub fn available() -> io::Result<()> {
+    ring::Ring::new(1).map(drop)
 }
 
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.

@@ -1,6 +1,6 @@
 //! The `callstream` binary as an operator runs it: boot log, JSON logs,
 //! secure defaults, and a clean exit on SIGTERM.
-#[path = "../../../tests/shared/binary.rs"]
+#[path = "support/binary.rs"]
 mod binary;
 
 use binary::{exit_within, request, rest, sigterm};
