@@ -46,7 +46,8 @@
 #
 # For each CALLS (default: 200 500), in one sitting, SECONDS_EACH (default
 # 20) each: the floor, `callstream --runtime smol` with one thread and with
-# the default (one per core), `--runtime epoll` likewise, all with the echo
+# the default (one per core), `--runtime epoll` likewise, and `--runtime
+# uring` with one thread (URING=0 leaves it out), all with the echo
 # handler. Prints one JSON line per run and a Markdown table: server CPU
 # (utime+stime from /proc, every thread) per frame echoed, its ratio to the
 # floor at the same call count, the user-space part of it (the server's own
@@ -158,6 +159,9 @@ for calls in "${calls_list[@]}"; do
         [[ -z $pgo ]] || run "callstream (epoll, PGO)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$pgo/callstream"
         [[ -z $base_bin ]] || run "callstream (epoll, $BASE)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$base_bin"
         run "callstream (epoll)" "$calls" "" CALLSTREAM_RUNTIME=epoll "$bin/callstream"
+        if [[ ${URING:-1} == 1 ]]; then
+            run "callstream (uring)" "$calls" 1 CALLSTREAM_RUNTIME=uring "$bin/callstream"
+        fi
     done
 done
 

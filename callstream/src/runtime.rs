@@ -1,8 +1,11 @@
 //! Which pump runs the server: the one the settings name, else the one that
-//! spends the least CPU per media frame on this platform (BENCHMARKS.md:
-//! epoll on Linux), falling back, with a log line, where the one chosen is
-//! not available here. The pumps never depend on each other: this is the
-//! only place that knows them all.
+//! spends the least CPU per media frame on this platform (BENCHMARKS.md,
+//! "Today's figures": io_uring on Linux, 1.12–1.13× the syscall floor with
+//! one thread, where epoll took 1.13–1.26×), falling back, with a log line,
+//! where the one chosen is not available here (io_uring refused by a
+//! seccomp profile such as Docker's default, a sandbox such as gVisor, or
+//! an old kernel: then epoll). The pumps never depend on each other: this
+//! is the only place that knows them all.
 use callstream_server::config::{Runtime, Settings};
 use callstream_server::{Pump, Server};
 use std::io;
@@ -12,7 +15,7 @@ use std::sync::Arc;
 /// The runtime used when none is named.
 pub fn default_runtime() -> Runtime {
     if cfg!(target_os = "linux") {
-        Runtime::Epoll
+        Runtime::Uring
     } else {
         Runtime::Smol
     }
@@ -20,8 +23,9 @@ pub fn default_runtime() -> Runtime {
 
 /// Runs the server on the chosen runtime until SIGTERM or SIGINT.
 pub fn serve(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let named = s.runtime.is_some();
     let wanted = s.runtime.unwrap_or_else(default_runtime);
-    callstream_server::serve(&s, |server| bind(wanted, server))
+    callstream_server::serve(&s, |server| bind(wanted, named, server))
 }
 
 /// Any of the pumps.
@@ -34,7 +38,9 @@ enum AnyPump {
     Uring(callstream_uring::UringServer),
 }
 
-fn bind(wanted: Runtime, server: Arc<Server>) -> io::Result<AnyPump> {
+/// The pump for `wanted` (`named`: the settings asked for it, rather than
+/// it being the default, so a fallback is a warning).
+fn bind(wanted: Runtime, named: bool, server: Arc<Server>) -> io::Result<AnyPump> {
     let pump = match wanted {
         Runtime::Smol => callstream_smol::SmolServer::bind(server).map(AnyPump::Smol)?,
         Runtime::Blocking => {
@@ -52,7 +58,11 @@ fn bind(wanted: Runtime, server: Arc<Server>) -> io::Result<AnyPump> {
             // A seccomp profile (Docker's default refuses io_uring), a
             // sysctl, an old kernel: the same server on epoll.
             Err(e) => {
-                tracing::warn!(error = %e, "io_uring is not available here: running on epoll instead");
+                if named {
+                    tracing::warn!(error = %e, "io_uring is not available here: running on epoll instead");
+                } else {
+                    tracing::info!(error = %e, "io_uring is not available here: running on epoll");
+                }
                 callstream_epoll::EpollServer::bind(server).map(AnyPump::Epoll)?
             }
         },

@@ -2,7 +2,7 @@
 //! `CALLSTREAM_RUNTIME`) chooses the pump, the boot record names it, and
 //! each is held to the same boot, `/metrics` on a listener of its own, and
 //! exit on SIGTERM. Without the setting the binary runs the platform's
-//! default (epoll on Linux).
+//! default: io_uring on Linux, or epoll where io_uring is refused, saying so.
 #[path = "support/binary.rs"]
 mod binary;
 
@@ -28,12 +28,14 @@ fn every_runtime_boots_serves_metrics_apart_and_exits_on_sigterm() {
     }
 }
 
-/// The runtime the boot record names, for a command line and environment.
-fn booted_runtime(args: &[&str], envs: &[(&str, &str)]) -> String {
+/// The runtime the boot record names, for a command line and environment,
+/// and the messages logged before it.
+fn boot(args: &[&str], envs: &[(&str, &str)]) -> (String, Vec<String>) {
     let mut command = binary::command(EXE, envs);
     command.args(args);
     let mut child = command.spawn().expect("spawn callstream");
     let lines = binary::lines(child.stderr.take().unwrap());
+    let mut before = Vec::new();
     let runtime = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(20))
@@ -42,6 +44,7 @@ fn booted_runtime(args: &[&str], envs: &[(&str, &str)]) -> String {
         if v["message"] == "callstream starting" {
             break v;
         }
+        before.push(v["message"].as_str().unwrap_or_default().to_owned());
     };
     // Answering: the signal handlers are in place.
     let bind: std::net::SocketAddr = runtime["bind"].as_str().unwrap().parse().unwrap();
@@ -53,12 +56,26 @@ fn booted_runtime(args: &[&str], envs: &[(&str, &str)]) -> String {
     let runtime = runtime["runtime"].as_str().unwrap_or_default().to_owned();
     binary::sigterm(&child);
     assert!(binary::exit_within(&mut child, Duration::from_secs(20)).is_some_and(|s| s.success()));
-    runtime
+    (runtime, before)
+}
+
+fn booted_runtime(args: &[&str], envs: &[(&str, &str)]) -> String {
+    boot(args, envs).0
 }
 
 #[test]
-fn the_flag_and_the_environment_choose_the_runtime_and_epoll_is_the_default() {
-    assert_eq!(booted_runtime(&[], &[]), "epoll");
+fn the_flag_and_the_environment_choose_the_runtime_and_uring_is_the_default() {
+    // io_uring, or epoll where this machine refuses it, said before the boot.
+    let (default, before) = boot(&[], &[]);
+    let refused = before
+        .iter()
+        .any(|m| m.starts_with("io_uring is not available here"));
+    assert_eq!(
+        default,
+        if refused { "epoll" } else { "uring" },
+        "{before:?}"
+    );
+    assert_eq!(booted_runtime(&["--runtime", "epoll"], &[]), "epoll");
     assert_eq!(booted_runtime(&["--runtime", "smol"], &[]), "smol");
     assert_eq!(
         booted_runtime(&[], &[("CALLSTREAM_RUNTIME", "blocking")]),

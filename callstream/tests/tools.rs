@@ -130,7 +130,7 @@ fn check_sim_and_sign_through_the_binary() {
 /// program and its reply comes back as audio, paced and marked.
 #[test]
 fn the_bridge_through_the_binary_with_the_echo_bot() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let handler = format!("exec:sh {root}/examples/bots/echo/echo.sh");
     let mut child = Command::new(env!("CARGO_BIN_EXE_callstream"))
         .env_clear()

@@ -117,11 +117,11 @@ pub struct Settings {
     /// (only behind a proxy that sets them itself).
     #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false, value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_forwarded_headers: bool,
-    /// The runtime that moves the bytes: `epoll`, `uring` (io_uring),
+    /// The runtime that moves the bytes: `uring` (io_uring), `epoll`,
     /// `smol` or `blocking` (a thread per connection). Default: the one that
-    /// spends the least CPU per frame here (BENCHMARKS.md): epoll on Linux,
-    /// smol elsewhere. One that is not available here (io_uring refused by
-    /// a seccomp profile or an old kernel) falls back, and the log says so.
+    /// spends the least CPU per frame here (BENCHMARKS.md): uring on Linux,
+    /// smol elsewhere. Where io_uring is refused (a seccomp profile, a
+    /// sandbox, an old kernel) the server runs on epoll, and the log says so.
     #[arg(long, env = "CALLSTREAM_RUNTIME", value_enum)]
     pub runtime: Option<Runtime>,
     /// `text` or `json` (JSON lines with `severity`, as Cloud Run expects).

@@ -168,7 +168,8 @@ impl UringServer {
         let mut addr = server.options().bind;
         let mut listeners = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let l = callstream_server::listen::bind_shared(addr)?;
+            let l = callstream_server::listen::bind_shared(addr)
+                .map_err(|e| callstream_server::listen_error(addr, "PORT", e))?;
             // Port 0: the first socket learns the port, the rest join it.
             addr = l.local_addr()?;
             listeners.push(Arc::new(l));
