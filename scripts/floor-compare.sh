@@ -5,13 +5,13 @@
 #   FLOOR=/path/to/floor LOADGEN=/path/to/loadgen scripts/floor-compare.sh [CALLS...]
 #
 # Everything it needs is built from this repository:
-# - the floor, `callstream-floor` (tests/floor): a one-thread, edge-triggered
+# - the floor, `callstream-floor` (bench/floor): a one-thread, edge-triggered
 #   epoll server, started as `callstream-floor PORT`, that answers the
 #   WebSocket upgrade and echoes each `media` message as the outbound one by
 #   slicing strings, with no JSON parser, base64, audio or timers: whatever a
 #   server spends per media frame above it is its own work;
 # - the load, `callstream sim WS_URL --calls N --ramp 1 --duration S --json
-#   --threads SIM_THREADS` (adapters/tools): N Twilio-shaped media streams, a
+#   --threads SIM_THREADS` (tools/): N Twilio-shaped media streams, a
 #   160-byte frame every 20 ms on absolute deadlines, printing one JSON line
 #   with `frames_sent`, `frames_echoed`, `echo_ms.p99` and its own lateness
 #   `sim_late_ms.p99` (how far behind its deadlines it sent: if that grows

@@ -10,7 +10,7 @@
 # the driver leaves), the server (`callstream` built from this repository on
 # RUNTIME: `epoll`, the default, `uring`, `smol` or `blocking`; echo
 # handler, CALLSTREAM_THREADS=k) runs pinned to CPUs 0..k-1 (`taskset`), and
-# `callstream sim` (adapters/tools: Twilio-shaped media streams, a 160-byte
+# `callstream sim` (tools/: Twilio-shaped media streams, a 160-byte
 # frame every 20 ms on absolute deadlines, `--tick-ms SIM_TICK_MS`, default
 # 1) runs pinned to DRIVER_CPUS (default: the upper half of the CPUs) with
 # one sim thread per driver CPU. Calls climb from STEP x k by STEP x k

@@ -103,7 +103,7 @@ fn sim_against_the_parrot_hears_a_reply_and_echoes_its_mark() {
     let dir = tempfile::tempdir().unwrap();
     let speech = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../core/tests/fixtures/vad/clean.ulaw"
+        "/../core/tests/fixtures/vad/clean.ulaw"
     ))
     .unwrap();
     // The first utterance and the silence after it, as a 16 kHz WAV so the

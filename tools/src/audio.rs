@@ -230,7 +230,7 @@ mod tests {
         // utterance ends before the file's trailing silence.
         let speech = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../core/tests/fixtures/vad/clean.ulaw"
+            "/../core/tests/fixtures/vad/clean.ulaw"
         ))
         .unwrap();
         let file_end = Duration::from_millis(speech.len() as u64 / 8);
