@@ -24,6 +24,7 @@
 //! | [`connection`] | one state machine per TCP connection: routes, webhooks, upgrade |
 //! | [`jitter`] | inbound jitter buffer: ordering, de-duplication, concealment |
 //! | [`pacer`] | outbound pacing on absolute 20 ms deadlines |
+//! | [`resample`] | sample-rate conversion, streamed in chunks without a seam |
 //! | [`vad`] | energy voice activity detection |
 //! | [`call`] | one state machine per media stream: marks, clear, barge-in |
 //! | [`handler`] | the application interface and the shipped handlers |
@@ -81,6 +82,7 @@ pub mod message;
 pub mod metrics;
 pub mod pacer;
 pub mod public_url;
+pub mod resample;
 pub mod sid;
 pub mod signature;
 pub mod twiml;

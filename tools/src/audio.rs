@@ -10,8 +10,6 @@ use std::time::Duration;
 use callstream_core::codec::{self, FRAME_SAMPLES, SAMPLE_RATE};
 use callstream_core::vad::{Vad, VadConfig, VadEvent};
 
-use crate::resample::resample;
-
 /// The longest caller audio accepted: an hour of 8 kHz μ-law.
 pub const MAX_AUDIO: Duration = Duration::from_secs(3600);
 
@@ -45,7 +43,8 @@ pub fn load(path: &Path) -> io::Result<Vec<u8>> {
 /// A WAV stream as 8 kHz μ-law: channels averaged, resampled, encoded.
 ///
 /// # Errors
-/// hound's error for a bad file.
+/// hound's error for a bad file, or for a sample rate outside
+/// [`callstream_core::resample::MIN_RATE`]..=[`MAX_RATE`](callstream_core::resample::MAX_RATE).
 pub fn wav_to_ulaw<R: io::Read>(reader: hound::WavReader<R>) -> hound::Result<Vec<u8>> {
     let spec = reader.spec();
     let channels = usize::from(spec.channels.max(1));
@@ -69,7 +68,8 @@ pub fn wav_to_ulaw<R: io::Read>(reader: hound::WavReader<R>) -> hound::Result<Ve
         .chunks(channels)
         .map(|c| c.iter().sum::<f32>() / c.len() as f32)
         .collect();
-    let pcm = resample(&mono, spec.sample_rate, SAMPLE_RATE);
+    let pcm = callstream_core::resample::resample(&mono, spec.sample_rate, SAMPLE_RATE)
+        .map_err(|e| hound::Error::IoError(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     Ok(encode(&pcm))
 }
 

@@ -32,7 +32,6 @@
 pub mod audio;
 pub mod check;
 pub mod net;
-pub mod resample;
 pub mod sign;
 pub mod sim;
 pub mod target;

@@ -19,7 +19,6 @@ mod link;
 mod outbox;
 pub mod protocol;
 pub mod reaper;
-pub mod resample;
 pub mod ws;
 
 use std::sync::Arc;

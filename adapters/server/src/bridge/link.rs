@@ -12,8 +12,8 @@ use callstream_core::handler::{Control, RemoteControl, RemoteError};
 use super::after::{After, Next};
 use super::outbox::{Outbound, Outbox};
 use super::protocol::{self, FromProgram, LineError, ToProgram};
-use super::resample::resample;
 use super::{OnFailure, metrics};
+use callstream_core::resample::{self, Resampler};
 
 /// The call's audio rate.
 const CALL_RATE: u32 = 8000;
@@ -32,6 +32,9 @@ const MAX_LOGGED: usize = 2000;
 
 /// The stderr lines kept for the report of a crash.
 pub const STDERR_TAIL: usize = 5;
+
+/// Rate pairs whose converter (its table of weights) a call keeps.
+const KEPT_CONVERTERS: usize = 4;
 
 /// Cuts program text for the log.
 pub fn cut(s: &str) -> String {
@@ -58,6 +61,13 @@ pub struct Link {
     rate: AtomicU32,
     /// Whether it asked for raw audio.
     pub audio: AtomicBool,
+    /// The caller's raw audio on its way to the program, converted as one
+    /// stream (frame after frame without a seam at their edges), at the
+    /// rate it was made for.
+    to_program: Mutex<Option<Resampler>>,
+    /// Converters for whole messages (`play`, `utterance`), kept so that
+    /// their tables are made once per call and rate pair, newest last.
+    converters: Mutex<Vec<Resampler>>,
     /// Whether a line has been read (config is only taken first).
     first_seen: AtomicBool,
     /// Audio queued in the call, published by the handler at each event,
@@ -108,6 +118,8 @@ impl Link {
             after,
             rate: AtomicU32::new(protocol::DEFAULT_RATE),
             audio: AtomicBool::new(false),
+            to_program: Mutex::new(None),
+            converters: Mutex::new(Vec::new()),
             first_seen: AtomicBool::new(false),
             queued_ms: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
@@ -300,13 +312,13 @@ impl Link {
                     self.garbage("config not first", "config is only taken as the first line");
                 }
             }
-            FromProgram::Play { rate, pcm } => self.play(&resample(&pcm, rate, CALL_RATE)),
+            FromProgram::Play { rate, pcm } => self.play(&self.convert(&pcm, rate, CALL_RATE)),
             FromProgram::PlayWav { path } if !self.wav_allowed => self.garbage(
                 "wav over ws",
                 &format!("{path}: a service plays pcm; wav names a file on callstream's machine, for local programs"),
             ),
             FromProgram::PlayWav { path } => match read_wav(&path) {
-                Ok((rate, pcm)) => self.play(&resample(&pcm, rate, CALL_RATE)),
+                Ok((rate, pcm)) => self.play(&self.convert(&pcm, rate, CALL_RATE)),
                 Err(e) => self.garbage("bad wav", &format!("{path}: {e}")),
             },
             FromProgram::Mark { name } => {
@@ -409,13 +421,53 @@ impl Link {
         self.hangup_call(true);
     }
 
+    /// `samples` converted from `from` to `to` Hz as a whole. Both rates were
+    /// checked when the program named them (`protocol`, [`read_wav`]): a
+    /// rate out of range cannot reach here, and would give silence.
+    fn convert(&self, samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+        let mut kept = self.converters.lock().unwrap_or_else(|p| p.into_inner());
+        let found = kept
+            .iter()
+            .position(|r| r.from_rate() == from && r.to_rate() == to);
+        let mut r = match found {
+            Some(i) => kept.remove(i),
+            None => match Resampler::new(from, to) {
+                Ok(r) => r,
+                Err(_) => return Vec::new(),
+            },
+        };
+        let mut out = Vec::with_capacity(samples.len() * to as usize / from as usize + 1);
+        r.process_i16(samples, &mut out);
+        r.flush_i16(&mut out);
+        if kept.len() >= KEPT_CONVERTERS {
+            kept.remove(0);
+        }
+        kept.push(r);
+        out
+    }
+
+    /// The caller's next frame at the program's `rate`, continuing the
+    /// stream of frames before it.
+    fn stream_to_program(&self, samples: &[i16], rate: u32) -> Vec<i16> {
+        let mut r = self.to_program.lock().unwrap_or_else(|p| p.into_inner());
+        if r.as_ref().map(Resampler::to_rate) != Some(rate) {
+            *r = Resampler::new(CALL_RATE, rate).ok();
+        }
+        let mut out = Vec::with_capacity(samples.len() * rate as usize / CALL_RATE as usize + 64);
+        match r.as_mut() {
+            Some(r) => r.process_i16(samples, &mut out),
+            None => out.extend_from_slice(samples),
+        }
+        out
+    }
+
     /// An outbound message as a line (transport thread).
     pub fn line_for(&self, o: Outbound) -> (String, Option<Instant>) {
         let rate = self.rate();
         match o {
             Outbound::Line(l) => (l, None),
             Outbound::Utterance(samples, at) => {
-                let pcm = resample(&samples, CALL_RATE, rate);
+                let pcm = self.convert(&samples, CALL_RATE, rate);
                 let duration_ms = pcm.len() as u64 * 1000 / u64::from(rate);
                 let line = ToProgram::Utterance {
                     rate,
@@ -426,7 +478,7 @@ impl Link {
                 (line, Some(at))
             }
             Outbound::Audio(samples) => {
-                let pcm = resample(&samples, CALL_RATE, rate);
+                let pcm = self.stream_to_program(&samples, rate);
                 let line = ToProgram::Audio {
                     rate,
                     pcm: protocol::encode_pcm(&pcm),
@@ -472,7 +524,7 @@ fn read_wav(path: &str) -> Result<(u32, Vec<i16>), String> {
     if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
         return Err("not 16-bit PCM".to_owned());
     }
-    if !(super::resample::MIN_RATE..=super::resample::MAX_RATE).contains(&spec.sample_rate) {
+    if !(resample::MIN_RATE..=resample::MAX_RATE).contains(&spec.sample_rate) {
         return Err(format!("rate {} not allowed", spec.sample_rate));
     }
     let channels = usize::from(spec.channels.max(1));

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde::ser::SerializeMap;
 
-use super::resample::{MAX_RATE, MIN_RATE};
+use callstream_core::resample::{MAX_RATE, MIN_RATE};
 
 /// The protocol version in `start`.
 pub const VERSION: u32 = 1;
