@@ -17,6 +17,7 @@
 //! | [`signature`] | `X-Twilio-Signature`: compute and validate |
 //! | [`public_url`] | the URL Twilio signed, rebuilt behind proxies |
 //! | [`verify`] | the whole request check: signature, shared keys, JSON bodies, account |
+//! | [`excerpt`] | hostile text cut for errors and logs |
 //! | [`form`] | `application/x-www-form-urlencoded` bodies and query strings |
 //! | [`http`] | HTTP/1.1 requests pushed in pieces, answers written out |
 //! | [`handshake`] | the WebSocket upgrade: checks, accept key, subprotocol |
@@ -72,6 +73,7 @@
 pub mod call;
 pub mod codec;
 pub mod connection;
+pub mod excerpt;
 pub mod form;
 pub mod handler;
 pub mod handshake;

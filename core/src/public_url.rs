@@ -737,7 +737,7 @@ fn toggle_trailing_slash(url: &str) -> Option<String> {
 
 /// The first [`EXCERPT_CHARS`] characters of `s`, for error messages.
 fn excerpt(s: &str) -> String {
-    s.chars().take(EXCERPT_CHARS).collect()
+    crate::excerpt::prefix(s, EXCERPT_CHARS).to_owned()
 }
 
 #[cfg(test)]

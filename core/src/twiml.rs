@@ -1030,7 +1030,7 @@ fn check_stream_url(url: &str) -> Result<(), TwimlError> {
 
 /// The first [`EXCERPT_CHARS`] characters of `s`, for error messages.
 fn excerpt(s: &str) -> String {
-    s.chars().take(EXCERPT_CHARS).collect()
+    crate::excerpt::prefix(s, EXCERPT_CHARS).to_owned()
 }
 
 #[cfg(test)]

@@ -762,7 +762,7 @@ fn trim(mut s: &[u8]) -> &[u8] {
 
 /// At most [`EXCERPT`] characters of a hostile value.
 fn excerpt(s: &str) -> String {
-    s.chars().take(EXCERPT).collect()
+    crate::excerpt::prefix(s, EXCERPT).to_owned()
 }
 
 #[cfg(test)]

@@ -77,13 +77,7 @@ fn cut(s: &str) -> String {
 
 /// Peer-supplied text cut to `max` characters, `…` marking a cut.
 fn cut_to(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut c: String = s.chars().take(max).collect();
-        c.push('…');
-        c
-    }
+    callstream_core::excerpt::cut(s, max).into_owned()
 }
 
 /// A webhook field as logged: URLs nearly whole, the rest short.

@@ -528,10 +528,7 @@ fn front(request: &Request) -> Option<String> {
 
 /// At most [`EXCERPT`] characters of a hostile value.
 fn excerpt(s: &str) -> &str {
-    match s.char_indices().nth(EXCERPT) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+    crate::excerpt::prefix(s, EXCERPT)
 }
 
 /// The owned pieces of [`RequestParts`] for one request.

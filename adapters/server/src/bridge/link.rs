@@ -27,7 +27,7 @@ const MAX_AHEAD_MS: u64 = 20_000;
 const PLAY_POLL: Duration = Duration::from_millis(10);
 /// Longest WAV file `play` reads (the same as a `play` line).
 pub const MAX_WAV_BYTES: u64 = 16 * 1024 * 1024;
-/// Longest text from a program put in one log line.
+/// Longest text from a program put in one log line, in characters.
 const MAX_LOGGED: usize = 2000;
 
 /// The stderr lines kept for the report of a crash.
@@ -36,16 +36,9 @@ pub const STDERR_TAIL: usize = 5;
 /// Rate pairs whose converter (its table of weights) a call keeps.
 const KEPT_CONVERTERS: usize = 4;
 
-/// Cuts program text for the log.
+/// Cuts program text for the log (at [`MAX_LOGGED`] characters).
 pub fn cut(s: &str) -> String {
-    if s.len() <= MAX_LOGGED {
-        return s.to_owned();
-    }
-    let mut end = MAX_LOGGED;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    callstream_core::excerpt::cut(s, MAX_LOGGED).into_owned()
 }
 
 /// The link.
