@@ -25,7 +25,10 @@ pub fn default_runtime() -> Runtime {
 pub fn serve(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let named = s.runtime.is_some();
     let wanted = s.runtime.unwrap_or_else(default_runtime);
-    callstream_server::serve(&s, |server| bind(wanted, named, server))
+    // The program bridge serves `exec:` and `ws://` handlers.
+    let extensions: [&dyn callstream_server::extension::Extension; 1] =
+        [&callstream_bridge::BridgeExtension];
+    callstream_server::serve_with(&s, &extensions, |server| bind(wanted, named, server))
 }
 
 /// Any of the pumps.

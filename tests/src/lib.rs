@@ -447,7 +447,9 @@ impl RunningServer {
         s.public_base_url = Some("https://callstream.test".to_owned());
         s.threads = Some(2);
         tweak(&mut s);
-        let (mut config, opts) = callstream_server::configure(&s).expect("valid test settings");
+        let (mut config, opts) =
+            callstream_server::configure_with(&s, &[&callstream_bridge::BridgeExtension])
+                .expect("valid test settings");
         engine(&mut config);
         let shared = callstream_server::Server::new(opts, config).expect("server");
         let metrics_addr = shared.metrics_addr();

@@ -4,7 +4,7 @@
 //! coreutils and sed; the end-to-end test with the Python bot is `#[ignore]`d
 //! and run by `.ci/run`.
 use base64::Engine as _;
-use callstream_server::bridge::OnFailure;
+use callstream_bridge::OnFailure;
 use callstream_tests::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -1071,7 +1071,7 @@ fn load(handler: &str, calls: u32) -> (u64, u64) {
 #[test]
 #[ignore = "a measurement, not a test: the numbers in BENCHMARKS.md"]
 fn bench_bridge_cost_and_latency() {
-    use callstream_server::bridge::metrics;
+    use callstream_bridge::metrics;
     use std::sync::atomic::Ordering::Relaxed;
     let calls: u32 = std::env::var("BENCH_CALLS")
         .ok()

@@ -30,6 +30,17 @@ pub enum Command {
     Serve(Settings),
 }
 
+/// What a call does when its program bridge fails
+/// (`CALLSTREAM_BRIDGE_ON_FAILURE`, `--bridge-on-failure`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFailure {
+    /// The call stays connected, in silence, until the caller hangs up.
+    Continue,
+    /// The stream is closed cleanly and the call ends (the default).
+    #[default]
+    Hangup,
+}
+
 /// The runtimes a server can run on: each is a pump of its own crate, and
 /// the `callstream` binary links them all and runs the one chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,8 +111,8 @@ pub struct Settings {
     pub handler: HandlerSpec,
     /// What a call does when its program bridge fails: `hangup` (close the
     /// stream, the call ends) or `continue` (the call stays, in silence).
-    #[arg(long, env = "CALLSTREAM_BRIDGE_ON_FAILURE", value_enum, default_value_t = crate::bridge::OnFailure::Hangup)]
-    pub bridge_on_failure: crate::bridge::OnFailure,
+    #[arg(long, env = "CALLSTREAM_BRIDGE_ON_FAILURE", value_enum, default_value_t = OnFailure::Hangup)]
+    pub bridge_on_failure: OnFailure,
     /// Twilio's REST API, used to redirect a live call after a bridge's
     /// transfer or end when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set.
     #[arg(
@@ -317,7 +328,7 @@ mod tests {
         assert_eq!(s.max_connections, 10_000);
         assert_eq!(s.drain(), Duration::from_secs(10));
         assert!(!s.insecure_no_signatures);
-        assert_eq!(s.bridge_on_failure, crate::bridge::OnFailure::Hangup);
+        assert_eq!(s.bridge_on_failure, OnFailure::Hangup);
         assert_eq!(s.twilio_api_base_url, "https://api.twilio.com");
     }
 
@@ -333,7 +344,7 @@ mod tests {
         .unwrap()
         .settings();
         assert_eq!(s.handler, HandlerSpec::Exec("sh bot.sh".into()));
-        assert_eq!(s.bridge_on_failure, crate::bridge::OnFailure::Continue);
+        assert_eq!(s.bridge_on_failure, OnFailure::Continue);
         assert!(Cli::try_parse_from(["callstream", "--bridge-on-failure", "maybe"]).is_err());
     }
 

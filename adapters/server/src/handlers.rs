@@ -1,8 +1,8 @@
 //! The handler registry: which application answers calls, by the name an
 //! operator gives (`--handler`, `CALLSTREAM_HANDLER`): a shipped handler's
-//! name, `exec:<command>` or a `ws://`/`wss://` URL (the program bridge,
-//! [`crate::bridge`]).
-use crate::bridge::{Bridge, Transport};
+//! name, `exec:<command>` or a `ws://`/`wss://` URL (the program bridge, an
+//! [`Extension`](crate::extension::Extension) of its own crate that the
+//! `callstream` binary links).
 use callstream_core::handler::{self, HandlerFactory};
 use std::fmt;
 use std::str::FromStr;
@@ -20,38 +20,46 @@ pub enum HandlerSpec {
 }
 
 impl HandlerSpec {
-    /// The bridge transport, for the bridge's handlers.
+    /// The factory of a shipped handler; `None` for the program bridge's,
+    /// which an extension makes.
     #[must_use]
-    pub fn transport(&self) -> Option<Transport> {
+    pub fn shipped(&self) -> Option<HandlerFactory> {
         match self {
-            HandlerSpec::Exec(c) => Some(Transport::Exec(c.clone())),
-            HandlerSpec::Remote(u) => Some(Transport::Ws(u.clone())),
-            HandlerSpec::Shipped(_) => None,
+            // `parse` only accepts names the core knows.
+            HandlerSpec::Shipped(name) => handler::by_name(name),
+            HandlerSpec::Exec(_) | HandlerSpec::Remote(_) => None,
         }
     }
 
-    /// The factory that makes this handler for each call (a bridge with
-    /// its own defaults; `configure` wires the server's own).
+    /// The setting as a log line may show it: a `ws://` URL without its
+    /// credentials (user and password) or its query (a token, often).
     #[must_use]
-    pub fn factory(&self) -> HandlerFactory {
-        if let Some(t) = self.transport() {
-            return std::sync::Arc::new(Bridge::new(t)).factory();
-        }
+    pub fn loggable(&self) -> String {
         match self {
-            // `parse` only accepts names the core knows.
-            HandlerSpec::Shipped(name) => handler::by_name(name).unwrap_or_else(|| {
-                std::sync::Arc::new(|_: &callstream_core::message::Start| {
-                    Box::new(handler::Silent) as Box<dyn handler::Handler>
-                })
-            }),
-            // Handled above.
-            HandlerSpec::Exec(_) | HandlerSpec::Remote(_) => {
-                std::sync::Arc::new(|_: &callstream_core::message::Start| {
-                    Box::new(handler::Silent) as Box<dyn handler::Handler>
-                })
-            }
+            HandlerSpec::Remote(url) => loggable_url(url),
+            other => other.to_string(),
         }
     }
+}
+
+/// `url` for the log: without its userinfo (`user:pass@`) and its query
+/// (`?key=…`), where a service's credentials go. Anything that is not a
+/// `ws://` or `wss://` URL comes back as it is.
+#[must_use]
+pub fn loggable_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    if !scheme.eq_ignore_ascii_case("ws") && !scheme.eq_ignore_ascii_case("wss") {
+        return url.to_owned();
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (before, after) = rest.split_at(end);
+    let authority_end = before.find('/').unwrap_or(before.len());
+    let (authority, path) = before.split_at(authority_end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let hidden = if after.is_empty() { "" } else { "?…" };
+    format!("{scheme}://{host}{path}{hidden}")
 }
 
 impl fmt::Display for HandlerSpec {
@@ -136,10 +144,25 @@ mod tests {
         );
         assert!("ws://".parse::<HandlerSpec>().is_err());
         assert!("http://x/".parse::<HandlerSpec>().is_err());
-        assert!(matches!(
-            "exec:true".parse::<HandlerSpec>().unwrap().transport(),
-            Some(Transport::Exec(c)) if c == "true"
-        ));
-        assert_eq!(HandlerSpec::Shipped("echo").transport(), None);
+        assert!(
+            "exec:true"
+                .parse::<HandlerSpec>()
+                .unwrap()
+                .shipped()
+                .is_none()
+        );
+        assert!(HandlerSpec::Shipped("echo").shipped().is_some());
+    }
+
+    #[test]
+    fn a_ws_url_is_logged_without_its_credentials_or_query() {
+        let spec: HandlerSpec = "wss://user:pa55@bot.example.com/call?token=t"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.loggable(), "wss://bot.example.com/call?…");
+        assert_eq!(
+            HandlerSpec::Exec("python3 bot.py".into()).loggable(),
+            "exec:python3 bot.py"
+        );
     }
 }

@@ -27,8 +27,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bridge;
 pub mod config;
+pub mod extension;
 
 /// How a pump ends a connection the engine closed: write the last bytes
 /// (at most [`WRITE_LIMIT`]), half-close, then read and discard for up to
@@ -120,9 +120,10 @@ pub struct Options {
     pub threads: usize,
     /// Where call recordings go, if anywhere.
     pub recordings_dir: Option<PathBuf>,
-    /// The program bridge's live programs: [`Server::finish`] waits for
-    /// them and kills what is left.
-    pub bridge_children: Option<Arc<bridge::Children>>,
+    /// What extensions do at the end of a drain ([`Server::finish`]: the
+    /// program bridge waits for its programs and kills what is left) and
+    /// add to `/metrics`.
+    pub hooks: extension::Hooks,
     /// Where `/metrics` is served.
     pub metrics: metrics_listener::MetricsAt,
 }
@@ -138,7 +139,7 @@ impl Default for Options {
             drain: Duration::from_secs(10),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             recordings_dir: None,
-            bridge_children: None,
+            hooks: extension::Hooks::default(),
             metrics: metrics_listener::MetricsAt::Public,
         }
     }
@@ -163,8 +164,27 @@ impl Options {
     }
 }
 
-/// The engine configuration and server options the settings describe.
+/// The engine configuration and server options the settings describe,
+/// with the shipped handlers only (see [`configure_with`]).
+///
+/// # Errors
+///
+/// A setting that cannot work, or a handler only an extension serves.
 pub fn configure(s: &Settings) -> Result<(connection::Config, Options), SettingsError> {
+    configure_with(s, &[])
+}
+
+/// The engine configuration and server options the settings describe, the
+/// handler made by the first of `extensions` that serves it when it is not
+/// a shipped one.
+///
+/// # Errors
+///
+/// A setting that cannot work, or a handler no extension serves.
+pub fn configure_with(
+    s: &Settings,
+    extensions: &[&dyn extension::Extension],
+) -> Result<(connection::Config, Options), SettingsError> {
     let mut c = connection::Config::default();
     if let Some(base) = &s.public_base_url {
         let parsed = callstream_core::public_url::PublicBase::parse(base)
@@ -185,14 +205,21 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
         ..Default::default()
     };
     hardening(s, &mut c)?;
-    let mut bridge_children = None;
-    let handlers = match s.handler.transport() {
-        Some(transport) => {
-            let b = bridge_for(s, transport, &mut c)?;
-            bridge_children = Some(b.children.clone());
-            b.factory()
+    let mut hooks = extension::Hooks::default();
+    let handlers = match s.handler.shipped() {
+        Some(factory) => factory,
+        None => {
+            let Some(ext) = extensions.iter().find(|e| e.serves(&s.handler)) else {
+                return Err(SettingsError(format!(
+                    "CALLSTREAM_HANDLER {}: the program bridge is not linked into this server (the callstream binary has it)",
+                    s.handler.loggable()
+                )));
+            };
+            let installed = ext.install(s, &mut c)?;
+            hooks.finish.extend(installed.finish);
+            hooks.metrics.extend(installed.metrics);
+            installed.handlers
         }
-        None => s.handler.factory(),
     };
     c.session = Some(callstream_core::handler::session_factory(call, handlers));
     let mut o = Options {
@@ -204,7 +231,7 @@ pub fn configure(s: &Settings) -> Result<(connection::Config, Options), Settings
         request_memory: s.request_memory_mib.saturating_mul(1024 * 1024),
         drain: s.drain(),
         recordings_dir: s.recordings_dir.clone(),
-        bridge_children,
+        hooks,
         ..Options::default()
     };
     if let Some(t) = s.threads {
@@ -347,49 +374,6 @@ fn hardening(s: &Settings, c: &mut connection::Config) -> Result<(), SettingsErr
     Ok(())
 }
 
-/// The program bridge of these settings: its failure policy, its
-/// decisions for after the stream (redirecting through Twilio's REST API
-/// when the account SID and auth token are set), installed as the engine's
-/// application so `stream_ended` answers them.
-fn bridge_for(
-    s: &Settings,
-    transport: bridge::Transport,
-    c: &mut connection::Config,
-) -> Result<Arc<bridge::Bridge>, SettingsError> {
-    // The auth token as cleaned at boot (`hardening`), not as configured.
-    let rest = match (&s.account_sid, c.auth_tokens.first()) {
-        (Some(sid), Some(token)) => {
-            let base = s.twilio_api_base_url.trim_end_matches('/').to_owned();
-            if !(base.starts_with("https://") || base.starts_with("http://")) {
-                return Err(SettingsError(format!(
-                    "TWILIO_API_BASE_URL {base:?}: expected an http(s) URL"
-                )));
-            }
-            Some(bridge::Rest {
-                base,
-                account_sid: sid.clone(),
-                auth_token: token.clone(),
-            })
-        }
-        _ => None,
-    };
-    let after = Arc::new(bridge::After::new(rest));
-    c.app = Arc::new(bridge::BridgeApp {
-        stream: stream_app(s)?,
-        after: after.clone(),
-    });
-    if matches!(transport, bridge::Transport::Exec(_)) {
-        // At boot, so that a refusal is logged before the first call.
-        bridge::reaper::become_subreaper();
-    }
-    Ok(Arc::new(bridge::Bridge {
-        transport,
-        on_failure: s.bridge_on_failure,
-        after,
-        children: Arc::new(bridge::Children::default()),
-    }))
-}
-
 /// How a server binary ends: logs the error that stopped it, if any, lets
 /// the log thread write the last lines, and gives the exit code (1 on
 /// error).
@@ -428,7 +412,17 @@ pub fn serve<P: Pump>(
     s: &Settings,
     bind: impl FnOnce(Arc<Server>) -> std::io::Result<P>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let (engine, options) = configure(s)?;
+    serve_with(s, &[], bind)
+}
+
+/// [`serve`] with `extensions` for the handlers the server layer does not
+/// carry ([`configure_with`]).
+pub fn serve_with<P: Pump>(
+    s: &Settings,
+    extensions: &[&dyn extension::Extension],
+    bind: impl FnOnce(Arc<Server>) -> std::io::Result<P>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (engine, options) = configure_with(s, extensions)?;
     let server = Server::new(options, engine)?;
     let pump = bind(server.clone())?;
     log_boot(s, pump.local_addr()?, pump.runtime());
@@ -448,7 +442,7 @@ pub fn log_boot(s: &Settings, addr: SocketAddr, runtime: &str) {
         port_env = std::env::var("PORT").ok().as_deref().unwrap_or("-"),
         server_software = std::env::var("SERVER_SOFTWARE").ok().as_deref().unwrap_or("-"),
         public_base_url = s.public_base_url.as_deref().unwrap_or("(from Host header)"),
-        handler = %bridge::ws::loggable_url(&s.handler.to_string()),
+        handler = %s.handler.loggable(),
         recordings_dir = s.recordings_dir.as_ref().map(|p| p.display().to_string()).as_deref().unwrap_or("(off)"),
         trust_forwarded_headers = s.trust_forwarded_headers,
         max_connections = s.max_connections,
@@ -535,6 +529,7 @@ impl Server {
                 let m = metrics.clone();
                 let p = pressure.clone();
                 let a = accept_failures.clone();
+                let hooks = opts.hooks.metrics.clone();
                 Arc::new(move || {
                     let mut text = m.render();
                     text.push_str(&format!(
@@ -561,7 +556,9 @@ impl Server {
                              # HELP process_max_fds The soft limit on open file descriptors; accepts fail (EMFILE) at it.\n# TYPE process_max_fds gauge\nprocess_max_fds {max}\n"
                         ));
                     }
-                    text.push_str(&bridge::metrics::render());
+                    for hook in &hooks {
+                        hook(&mut text);
+                    }
                     text
                 })
             }
@@ -739,22 +736,8 @@ impl Server {
         } else {
             tracing::info!("all connections closed");
         }
-        if let Some(children) = &self.opts.bridge_children {
-            // Every program is reaped before the server returns: those still
-            // running when the drain period is nearly over are killed.
-            let until = give_up_at.unwrap_or_else(|| Instant::now() + bridge::exec::GRACE * 3);
-            if !children.wait_all(until) {
-                tracing::warn!(
-                    programs = children.count(),
-                    "bridge programs still running at the end of the drain period: SIGKILL"
-                );
-                children.kill_all();
-                if !children.wait_all(Instant::now() + Duration::from_secs(1)) {
-                    tracing::error!(programs = children.count(), "bridge programs not reaped");
-                }
-            }
-            // And what they left outside their groups.
-            bridge::reaper::sweep();
+        for hook in &self.opts.hooks.finish {
+            hook(give_up_at);
         }
         if let Some(r) = &self.recordings {
             let left = give_up_at.map_or(Duration::from_secs(5), |t| {
@@ -1093,6 +1076,55 @@ mod tests {
     use super::*;
     use callstream_twilio::frame::text_frame as frame;
     use callstream_twilio::{Stream, Twilio};
+
+    /// A bridge handler needs the extension that serves it: without one
+    /// the boot says so (and never shows a ws:// URL's credentials); with
+    /// one, its hooks are the server's.
+    #[test]
+    fn a_handler_no_extension_serves_stops_the_boot() {
+        use clap::Parser as _;
+        let settings = |handler: &str| {
+            config::Cli::try_parse_from([
+                "callstream",
+                "--insecure-no-signatures",
+                "--handler",
+                handler,
+            ])
+            .unwrap()
+            .settings()
+        };
+        let err = configure(&settings("wss://u:s3cret@bot.test/x"))
+            .unwrap_err()
+            .0;
+        assert!(
+            err.contains("wss://bot.test/x") && err.contains("not linked"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        assert!(configure(&settings("exec:true")).is_err());
+        assert!(configure(&settings("echo")).is_ok());
+
+        struct Fake;
+        impl extension::Extension for Fake {
+            fn serves(&self, spec: &handlers::HandlerSpec) -> bool {
+                matches!(spec, handlers::HandlerSpec::Exec(_))
+            }
+            fn install(
+                &self,
+                _: &Settings,
+                _: &mut connection::Config,
+            ) -> Result<extension::Installed, SettingsError> {
+                Ok(extension::Installed {
+                    handlers: callstream_core::handler::by_name("echo").unwrap(),
+                    finish: Some(Arc::new(|_| {})),
+                    metrics: Some(Arc::new(|t: &mut String| t.push_str("fake 1\n"))),
+                })
+            }
+        }
+        let (_, opts) = configure_with(&settings("exec:true"), &[&Fake]).unwrap();
+        assert_eq!((opts.hooks.finish.len(), opts.hooks.metrics.len()), (1, 1));
+        assert!(configure_with(&settings("ws://bot.test/"), &[&Fake]).is_err());
+    }
 
     /// A socket that takes what `takes` says, one answer per write.
     struct Socket {

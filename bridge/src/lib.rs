@@ -1,6 +1,13 @@
+//! # callstream-bridge
+//!
 //! The program bridge (docs/bridge.md): each call handed to a program of the
 //! operator's, over JSON lines (`--handler exec:<command>`, one process per
 //! call) or a WebSocket (`--handler ws://…`, one connection per call).
+//!
+//! A crate of its own, an [`Extension`] of the server layer: the
+//! `callstream` binary links it ([`BridgeExtension`]); the pumps do not, so
+//! its HTTP client, TLS stack and process control are only where a bridge
+//! can run.
 //!
 //! - [`protocol`]: the version 1 messages, both ways;
 //! - [`handler`]: the `Handler` on the pump thread, which never blocks: it
@@ -8,10 +15,12 @@
 //! - `link`: what the program's messages do to the call, through the
 //!   session's `RemoteControl`, and what a failure does;
 //! - [`exec`] and [`ws`]: the transports, on their own threads;
-//! - [`resample`]: any rate to the call's 8 kHz and back;
+//! - the core's `resample`: any rate to the call's 8 kHz and back;
 //! - [`after`]: the call after the stream (`transfer`, `end`, `hangup`).
 //!
-//! The core stays I/O-free: everything here is the server layer's.
+//! The core stays I/O-free: everything here is above it.
+#![warn(missing_docs)]
+
 pub mod after;
 pub mod exec;
 pub mod handler;
@@ -22,9 +31,17 @@ pub mod reaper;
 pub mod ws;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use callstream_core::connection;
 use callstream_core::handler::{Handler, HandlerFactory};
 use callstream_core::message::Start;
+use callstream_server::SettingsError;
+use callstream_server::config::Settings;
+use callstream_server::extension::{Extension, Installed};
+use callstream_server::handlers::HandlerSpec;
+
+pub use callstream_server::config::OnFailure;
 
 pub use after::{After, BridgeApp, Next, Rest};
 pub use exec::Children;
@@ -40,15 +57,100 @@ pub enum Transport {
     Ws(String),
 }
 
-/// What the call does when its bridge fails
-/// (`CALLSTREAM_BRIDGE_ON_FAILURE`, `--bridge-on-failure`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnFailure {
-    /// The call stays connected, in silence, until the caller hangs up.
-    Continue,
-    /// The stream is closed cleanly and the call ends (the default).
-    #[default]
-    Hangup,
+/// The bridge as the server layer's extension for `exec:` and `ws://`
+/// handlers: its failure policy, its decisions for after the stream
+/// (redirecting through Twilio's REST API when the account SID and auth
+/// token are set), installed as the engine's application so that
+/// `stream_ended` answers them; at the end of a drain it waits for its
+/// programs and kills what is left; it adds its counters to `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BridgeExtension;
+
+impl Extension for BridgeExtension {
+    fn serves(&self, spec: &HandlerSpec) -> bool {
+        transport(spec).is_some()
+    }
+
+    fn install(
+        &self,
+        s: &Settings,
+        c: &mut connection::Config,
+    ) -> Result<Installed, SettingsError> {
+        let Some(transport) = transport(&s.handler) else {
+            return Err(SettingsError(format!(
+                "{}: not a program bridge handler",
+                s.handler.loggable()
+            )));
+        };
+        // The auth token as cleaned at boot, not as configured.
+        let rest = match (&s.account_sid, c.auth_tokens.first()) {
+            (Some(sid), Some(token)) => {
+                let base = s.twilio_api_base_url.trim_end_matches('/').to_owned();
+                if !(base.starts_with("https://") || base.starts_with("http://")) {
+                    return Err(SettingsError(format!(
+                        "TWILIO_API_BASE_URL {base:?}: expected an http(s) URL"
+                    )));
+                }
+                Some(Rest {
+                    base,
+                    account_sid: sid.clone(),
+                    auth_token: token.clone(),
+                })
+            }
+            _ => None,
+        };
+        let after = Arc::new(After::new(rest));
+        c.app = Arc::new(BridgeApp {
+            stream: c.app.clone(),
+            after: after.clone(),
+        });
+        if matches!(transport, Transport::Exec(_)) {
+            // At boot, so that a refusal is logged before the first call.
+            reaper::become_subreaper();
+        }
+        let bridge = Arc::new(Bridge {
+            transport,
+            on_failure: s.bridge_on_failure,
+            after,
+            children: Arc::new(Children::default()),
+        });
+        let children = bridge.children.clone();
+        Ok(Installed {
+            handlers: bridge.factory(),
+            finish: Some(Arc::new(move |give_up_at| finish(&children, give_up_at))),
+            metrics: Some(Arc::new(|text: &mut String| {
+                text.push_str(&metrics::render());
+            })),
+        })
+    }
+}
+
+/// The bridge transport a handler setting names, if it names one.
+#[must_use]
+pub fn transport(spec: &HandlerSpec) -> Option<Transport> {
+    match spec {
+        HandlerSpec::Exec(c) => Some(Transport::Exec(c.clone())),
+        HandlerSpec::Remote(u) => Some(Transport::Ws(u.clone())),
+        _ => None,
+    }
+}
+
+/// The end of a drain: every program is reaped before the server returns;
+/// those still running when the drain period is nearly over are killed,
+/// and so is what they left outside their groups.
+fn finish(children: &Children, give_up_at: Option<Instant>) {
+    let until = give_up_at.unwrap_or_else(|| Instant::now() + exec::GRACE * 3);
+    if !children.wait_all(until) {
+        tracing::warn!(
+            programs = children.count(),
+            "bridge programs still running at the end of the drain period: SIGKILL"
+        );
+        children.kill_all();
+        if !children.wait_all(Instant::now() + Duration::from_secs(1)) {
+            tracing::error!(programs = children.count(), "bridge programs not reaped");
+        }
+    }
+    reaper::sweep();
 }
 
 /// A server's bridge: the transport, the failure policy, the decisions for

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use callstream_core::connection::{App, IncomingCall, StreamApp};
+use callstream_core::connection::{App, IncomingCall};
 use callstream_core::http::{Request, Response};
 use callstream_core::twiml::{self, TwimlError};
 
@@ -220,8 +220,8 @@ impl After {
 /// callstream's [`StreamApp`] with the answer to `stream_ended` from the
 /// program's decision.
 pub struct BridgeApp {
-    /// The incoming-call answer.
-    pub stream: StreamApp,
+    /// The application it wraps (the incoming-call answer, other routes).
+    pub stream: std::sync::Arc<dyn App>,
     /// The decisions.
     pub after: std::sync::Arc<After>,
 }

@@ -39,25 +39,7 @@ pub fn call_url(url: &str, facts: &Facts<'_>) -> String {
     )
 }
 
-/// `url` for the log: without its userinfo (`user:pass@`) and its query
-/// (`?key=…`), where a service's credentials go. Anything that is not a
-/// `ws://` or `wss://` URL comes back as it is.
-#[must_use]
-pub fn loggable_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    if !scheme.eq_ignore_ascii_case("ws") && !scheme.eq_ignore_ascii_case("wss") {
-        return url.to_owned();
-    }
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (before, after) = rest.split_at(end);
-    let authority_end = before.find('/').unwrap_or(before.len());
-    let (authority, path) = before.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let hidden = if after.is_empty() { "" } else { "?…" };
-    format!("{scheme}://{host}{path}{hidden}")
-}
+pub use callstream_server::handlers::loggable_url;
 
 fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
