@@ -7,13 +7,12 @@
 //! ([`Call::handle_timeout`]), give it commands ([`Call::play_pcm`],
 //! [`Call::play_ulaw`], [`Call::mark`], [`Call::clear`], [`Call::hangup`]).
 //!
-//! # The one rule
+//! # In the run loop
 //!
-//! After every `handle_*` and every command, drain [`Call::poll_output`]
-//! until it returns [`CallOutput::Timeout`]: send each [`CallOutput::Send`]
-//! as a text frame, in order; act on each [`CallOutput::Event`]; on
-//! [`CallOutput::Close`] close the socket with that code. Then call
-//! `handle_timeout` at the deadline (or earlier, on input). Time is only ever
+//! A call keeps the crate's [run loop](crate#run-loop); commands count as
+//! inputs. A drain of [`Call::poll_output`] ends at [`CallOutput::Timeout`];
+//! each [`CallOutput::Send`] is a text frame for the peer, in order, and
+//! [`CallOutput::Close`] closes the socket with its code. Time is only ever
 //! the `now` passed in, so a whole call can run in a test in microseconds.
 //!
 //! # Inbound

@@ -5,25 +5,22 @@
 //! what the socket read and the time; it hands back bytes to write, events
 //! for the application, the next deadline, and when to close.
 //!
-//! # The drain contract
+//! # In the run loop
 //!
-//! 1. Feed **one** input: [`handle_receive`](Connection::handle_receive)
-//!    (bytes read), [`handle_eof`](Connection::handle_eof) (the peer closed
-//!    its side), [`handle_timeout`](Connection::handle_timeout) (the last
-//!    deadline passed, or the [waker](Connection::set_waker) fired), or
-//!    [`shutdown`](Connection::shutdown) (the server is draining).
-//! 2. Drain: call [`poll_output`](Connection::poll_output) until it returns
-//!    [`Output::Timeout`] or [`Output::Close`]. [`Output::Event`]s are for the
-//!    application (logs, metrics, webhooks); work happens lazily inside
-//!    `poll_output`, one request or one message at a time, so nothing piles up.
-//! 3. Write [`transmit`](Connection::transmit) to the socket and report how
-//!    much went out with [`consume_transmit`](Connection::consume_transmit).
-//!    Bytes that do not fit stay there; when more than
-//!    [`Config::max_transmit`] wait (the peer is not reading), the connection
-//!    closes.
-//! 4. On `Timeout(t)`, wait for more bytes or until `t`. On `Close`, write
-//!    what is left of `transmit()` (best effort) and close the socket.
-//!    `Close` is final: every later `poll_output` returns it again.
+//! A connection keeps the crate's [run loop](crate#run-loop). What is its
+//! own: its inputs are [`handle_receive`](Connection::handle_receive),
+//! [`handle_eof`](Connection::handle_eof),
+//! [`handle_timeout`](Connection::handle_timeout) (a deadline, or the
+//! [waker](Connection::set_waker)) and [`shutdown`](Connection::shutdown);
+//! a drain of [`poll_output`](Connection::poll_output) ends at
+//! [`Output::Timeout`] or [`Output::Close`], which is final (every later
+//! call returns it again: write what is left of `transmit()`, best effort,
+//! and close the socket); [`Output::Event`]s are for the application (logs,
+//! metrics, webhooks), and work happens lazily inside `poll_output`, one
+//! request or one message at a time, so nothing piles up. Bytes that do not
+//! fit the socket stay in `transmit()`; when more than
+//! [`Config::max_transmit`] wait (the peer is not reading), the connection
+//! closes.
 //!
 //! Optional, for speed: when an adapter learns which connections have bytes
 //! waiting, before it reads them, it may prefetch the memory

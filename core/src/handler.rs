@@ -14,7 +14,7 @@
 //! remote command wakes the driver through the session's [`Waker`]; the
 //! driver then calls [`Session::handle_timeout`] (any `handle_*` will do),
 //! which applies the commands in the order they were given, and drains
-//! [`Session::poll_output`] as usual.
+//! [`Session::poll_output`] as the crate's [run loop](crate#run-loop) says.
 //!
 //! A complete handler: it greets the caller, answers each utterance with a
 //! tone computed on a worker thread, and hangs up when the caller presses `#`.
@@ -360,9 +360,8 @@ impl RemoteControl {
 }
 
 /// A [`Call`] wired to a [`Handler`]: the unit the connection engine runs
-/// per media stream. Same contract as [`Call`]: after every `handle_*`,
-/// drain [`Session::poll_output`] until `Timeout`; when the waker fires,
-/// call [`Session::handle_timeout`] and drain.
+/// per media stream. It keeps the crate's [run loop](crate#run-loop) as
+/// [`Call`] does; a wake is handled like a timeout.
 pub struct Session {
     call: Call,
     handler: Slot,

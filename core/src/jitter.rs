@@ -10,8 +10,9 @@
 //! never one twice, with `timestamp_ms` equal to `origin + k × 20` for the
 //! `k`-th frame handed out (the *cadence*: it never drifts, whatever order or
 //! size the input came in). `origin` is the `timestamp` of the first message
-//! that was handed on. After every `handle_receive`, call `poll_frame` until it returns `None`;
-//! when nothing new arrives, call it again at [`JitterBuffer::poll_timeout`].
+//! that was handed on. In the crate's [run loop](crate#run-loop) its
+//! poller is `poll_frame` (a drain ends at `None`) and its deadline
+//! [`JitterBuffer::poll_timeout`].
 //!
 //! # Playout time and arrival
 //!

@@ -4,9 +4,9 @@
 //! # Contract
 //!
 //! [`Pacer::enqueue`] queues μ-law audio, [`Pacer::mark`] queues a mark after
-//! it. After every call, and whenever [`Pacer::poll_timeout`] comes, call
-//! [`Pacer::poll_transmit`] until it returns `None`; each [`Outgoing`] is one
-//! message for Twilio, in order.
+//! it. In the crate's [run loop](crate#run-loop) its poller is
+//! [`Pacer::poll_transmit`] (a drain ends at `None`; each [`Outgoing`] is one
+//! message for Twilio, in order) and its deadline [`Pacer::poll_timeout`].
 //!
 //! # The schedule
 //!

@@ -10,9 +10,10 @@
 //!
 //! # Contract
 //!
-//! - Feed bytes with [`handle_receive`](WebSocket::handle_receive), then call
-//!   [`poll_event`](WebSocket::poll_event) until it returns `None`; write
-//!   [`transmit`](WebSocket::transmit) and report what was written with
+//! - The crate's [run loop](crate#run-loop): its input is
+//!   [`handle_receive`](WebSocket::handle_receive), its poller
+//!   [`poll_event`](WebSocket::poll_event) (a drain ends at `None`), its
+//!   bytes [`transmit`](WebSocket::transmit) and
 //!   [`consume_transmit`](WebSocket::consume_transmit).
 //! - Pings are answered with pongs without an event (RFC 6455 §5.5.2).
 //!   Fragmented messages come out whole. Binary messages are dropped and

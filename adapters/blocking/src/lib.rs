@@ -223,8 +223,8 @@ fn serve_connection(
     let mut shutdown_sent = false;
     let mut eof = false;
     loop {
-        let (close, deadline) = match driver.poll() {
-            Drained::Wait(t) => (false, Some(t)),
+        let (close, deadline) = match driver.poll_output() {
+            Drained::Timeout(t) => (false, Some(t)),
             Drained::Close => (true, None),
         };
         let pending = driver.transmit().len();
@@ -232,7 +232,7 @@ fn serve_connection(
             if let Err(e) = stream.write_all(driver.transmit()) {
                 tracing::debug!(%peer, error = %e, "write failed");
                 driver.handle_eof(Instant::now());
-                let _ = driver.poll();
+                let _ = driver.poll_output();
                 break;
             }
             driver.consume_transmit(pending);

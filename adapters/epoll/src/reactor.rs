@@ -338,8 +338,8 @@ impl Reactor {
         else {
             return;
         };
-        let close = match c.driver.poll() {
-            Drained::Wait(t) => {
+        let close = match c.driver.poll_output() {
+            Drained::Timeout(t) => {
                 self.timers.arm(key, t);
                 false
             }
@@ -351,7 +351,7 @@ impl Reactor {
         if let Err(e) = c.driver.write_now(&c.stream) {
             tracing::debug!(error = %e, "write failed");
             c.driver.handle_eof(now);
-            let _ = c.driver.poll();
+            let _ = c.driver.poll_output();
             return self.remove(key);
         }
         if close {

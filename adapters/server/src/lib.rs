@@ -6,15 +6,18 @@
 //! threads ([`recorder`]), the handler registry ([`handlers`]), and the state
 //! one server shares between its connections ([`Server`]).
 //!
-//! An adapter (`callstream-smol`, `callstream-blocking`, `callstream-epoll`) is a byte pump and a
+//! An adapter (`callstream-smol`, `callstream-blocking`, `callstream-epoll`,
+//! `callstream-uring`) is a byte pump and a
 //! timer over this layer: it accepts a socket, asks [`Server::admit`], makes a
 //! [`Driver`] for it, then loops — feed what the socket read
 //! ([`Driver::handle_receive`], [`Driver::handle_eof`]), the time
 //! ([`Driver::handle_timeout`]) or the shutdown ([`Driver::shutdown`]); drain
-//! ([`Driver::poll`]); write [`Driver::transmit`]; sleep until the deadline
-//! or more bytes. Everything the protocol decides is decided in the core (see
-//! its "Run loop"); everything the operator sees is decided here, once, so
-//! every adapter logs, counts, records and drains alike.
+//! ([`Driver::poll_output`]); write [`Driver::transmit`]; sleep until the
+//! deadline or more bytes: the core's [run loop](callstream_core#run-loop),
+//! in its verbs, with the server's decisions folded in. Everything the
+//! protocol decides is decided in the core; everything the operator sees is
+//! decided here, once, so every adapter logs, counts, records and drains
+//! alike.
 //!
 //! ```no_run
 //! use callstream_server::config::Cli;
@@ -918,7 +921,7 @@ impl Driver {
     /// buffers against the server's budget (shedding it when its growth
     /// crossed it) and leaves the pending set once it is a media stream.
     #[must_use]
-    pub fn poll(&mut self) -> Drained {
+    pub fn poll_output(&mut self) -> Drained {
         self.contain(Self::drain).unwrap_or(Drained::Close)
     }
 
@@ -1156,7 +1159,7 @@ mod tests {
         let admission = server.admit(peer).unwrap();
         let mut driver = admission.driver(peer, Instant::now(), None);
         driver.handle_receive(Instant::now(), UPGRADE);
-        let _ = driver.poll();
+        let _ = driver.poll_output();
         let answer = driver.transmit().to_vec();
         assert!(
             answer.starts_with(b"HTTP/1.1 101"),
@@ -1203,7 +1206,7 @@ mod tests {
         let mut driver = admission.driver(peer, t, None);
         let step = |driver: &mut Driver, t: Instant, bytes: &[u8]| {
             driver.handle_receive(t, bytes);
-            assert!(matches!(driver.poll(), Drained::Wait(_)));
+            assert!(matches!(driver.poll_output(), Drained::Timeout(_)));
             let n = driver.transmit().len();
             driver.consume_transmit(n);
         };
@@ -1249,12 +1252,12 @@ mod tests {
         let mut twilio = Twilio::new(Stream::default());
         for bytes in [UPGRADE.to_vec(), frame(&twilio.start(&[]))] {
             driver.handle_receive(t, &bytes);
-            assert!(matches!(driver.poll(), Drained::Wait(_)));
+            assert!(matches!(driver.poll_output(), Drained::Timeout(_)));
         }
         for _ in 0..5 {
             t += Duration::from_millis(20);
             driver.handle_receive(t, &frame(&twilio.media(&SILENCE)));
-            assert!(matches!(driver.poll(), Drained::Wait(_)));
+            assert!(matches!(driver.poll_output(), Drained::Timeout(_)));
         }
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(driver)));
         assert!(dropped.is_ok(), "the handler's panic escaped the driver");

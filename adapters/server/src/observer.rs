@@ -18,7 +18,7 @@ use std::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Drained {
     /// Wait for input, or until this instant.
-    Wait(Instant),
+    Timeout(Instant),
     /// Write what is left, then close the socket.
     Close,
 }
@@ -29,7 +29,7 @@ pub fn drain(conn: &mut Connection, obs: &mut Observer) -> Drained {
     let drained = loop {
         match conn.poll_output() {
             Output::Event(e) => obs.observe(e),
-            Output::Timeout(t) => break Drained::Wait(t),
+            Output::Timeout(t) => break Drained::Timeout(t),
             Output::Close => break Drained::Close,
         }
     };

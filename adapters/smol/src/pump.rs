@@ -231,8 +231,8 @@ async fn serve_connection(
     let mut shutting_down = false;
     let mut eof = false;
     loop {
-        let close = match driver.poll() {
-            Drained::Wait(t) => {
+        let close = match driver.poll_output() {
+            Drained::Timeout(t) => {
                 deadline.arm(t);
                 false
             }
@@ -244,7 +244,7 @@ async fn serve_connection(
         if let Err(e) = driver.write_now(stream.get_ref()) {
             tracing::debug!(%peer, error = %e, "write failed");
             driver.handle_eof(Instant::now());
-            let _ = driver.poll();
+            let _ = driver.poll_output();
             break;
         }
         if close {

@@ -367,7 +367,7 @@ impl Reactor {
             _ => {
                 if conn.state == State::Open {
                     conn.driver.handle_eof(now);
-                    let _ = conn.driver.poll();
+                    let _ = conn.driver.poll_output();
                 }
                 return self.remove(key);
             }
@@ -420,8 +420,8 @@ impl Reactor {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        let next = match c.driver.poll() {
-            Drained::Wait(t) => Next::Until(t),
+        let next = match c.driver.poll_output() {
+            Drained::Timeout(t) => Next::Until(t),
             Drained::Close if c.state == State::Open => c.close(now),
             Drained::Close => Next::Stay,
         };
