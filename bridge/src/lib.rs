@@ -276,10 +276,7 @@ pub mod metrics {
                 &UTTERANCES,
             ),
         ] {
-            s.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
+            callstream_server::metrics::counter(&mut s, name, help, v.load(Ordering::Relaxed));
         }
         s
     }

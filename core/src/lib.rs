@@ -29,7 +29,6 @@
 //! | [`vad`] | energy voice activity detection |
 //! | [`call`] | one state machine per media stream: marks, clear, barge-in |
 //! | [`handler`] | the application interface and the shipped handlers |
-//! | [`metrics`] | server-wide counters, rendered as Prometheus text |
 //!
 //! # Run loop
 //!
@@ -81,7 +80,6 @@ mod hot;
 pub mod http;
 pub mod jitter;
 pub mod message;
-pub mod metrics;
 pub mod pacer;
 pub mod public_url;
 pub mod resample;

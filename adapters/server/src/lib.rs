@@ -52,6 +52,7 @@ pub mod limits;
 pub mod listen;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod metrics_listener;
 pub mod observer;
 pub mod prefetch;
@@ -61,8 +62,8 @@ pub mod signals;
 pub mod timers;
 pub mod wake;
 
+use crate::metrics::Metrics;
 use callstream_core::connection::{self, Connection};
-use callstream_core::metrics::Metrics;
 use config::Settings;
 use observer::{Drained, Observer};
 use recorder::Recordings;
@@ -535,29 +536,51 @@ impl Server {
                 let hooks = opts.hooks.metrics.clone();
                 Arc::new(move || {
                     let mut text = m.render();
-                    text.push_str(&format!(
-                        "# HELP callstream_log_lines_dropped_total Log lines dropped because the log sink was slow or closed.\n# TYPE callstream_log_lines_dropped_total counter\ncallstream_log_lines_dropped_total {}\n",
-                        log::dropped_lines()
-                    ));
-                    text.push_str(&format!(
-                        "# HELP callstream_connections_shed_total Connections that were not calls, closed to make room (connection limit, pending limit, limit of streams without start, request memory budget).\n# TYPE callstream_connections_shed_total counter\ncallstream_connections_shed_total {}\n\
-                         # HELP callstream_pending_connections Open connections that are not media streams.\n# TYPE callstream_pending_connections gauge\ncallstream_pending_connections {}\n\
-                         # HELP callstream_unstarted_streams Media streams whose start has not come.\n# TYPE callstream_unstarted_streams gauge\ncallstream_unstarted_streams {}\n\
-                         # HELP callstream_request_buffer_bytes Bytes held by HTTP request buffers across connections.\n# TYPE callstream_request_buffer_bytes gauge\ncallstream_request_buffer_bytes {}\n",
+                    let t = &mut text;
+                    metrics::counter(
+                        t,
+                        "callstream_log_lines_dropped_total",
+                        "Log lines dropped because the log sink was slow or closed.",
+                        log::dropped_lines(),
+                    );
+                    metrics::counter(
+                        t,
+                        "callstream_connections_shed_total",
+                        "Connections that were not calls, closed to make room (connection limit, pending limit, limit of streams without start, request memory budget).",
                         p.shed_total(),
+                    );
+                    metrics::gauge(
+                        t,
+                        "callstream_pending_connections",
+                        "Open connections that are not media streams.",
                         p.pending(),
+                    );
+                    metrics::gauge(
+                        t,
+                        "callstream_unstarted_streams",
+                        "Media streams whose start has not come.",
                         p.unstarted(),
-                        p.memory()
-                    ));
-                    text.push_str(&format!(
-                        "# HELP callstream_accept_failures_total Accept calls that failed on the server's listeners (out of file descriptors or memory: a listener out of descriptors fails every try, whether a caller waits or not), each followed by a 50 ms pause in accepting.\n# TYPE callstream_accept_failures_total counter\ncallstream_accept_failures_total {}\n",
-                        a.total()
-                    ));
+                    );
+                    metrics::gauge(
+                        t,
+                        "callstream_request_buffer_bytes",
+                        "Bytes held by HTTP request buffers across connections.",
+                        p.memory(),
+                    );
+                    metrics::counter(
+                        t,
+                        "callstream_accept_failures_total",
+                        "Accept calls that failed on the server's listeners (out of file descriptors or memory: a listener out of descriptors fails every try, whether a caller waits or not), each followed by a 50 ms pause in accepting.",
+                        a.total(),
+                    );
                     if let Some((open, max)) = listen::descriptors() {
-                        text.push_str(&format!(
-                            "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {open}\n\
-                             # HELP process_max_fds The soft limit on open file descriptors; accepts fail (EMFILE) at it.\n# TYPE process_max_fds gauge\nprocess_max_fds {max}\n"
-                        ));
+                        metrics::gauge(t, "process_open_fds", "Open file descriptors.", open);
+                        metrics::gauge(
+                            t,
+                            "process_max_fds",
+                            "The soft limit on open file descriptors; accepts fail (EMFILE) at it.",
+                            max,
+                        );
                     }
                     for hook in &hooks {
                         hook(&mut text);
@@ -1041,8 +1064,8 @@ fn log_panic(obs: &Observer, payload: &(dyn std::any::Any + Send), what: &str) {
 /// stream as Twilio opens it, and the server's metrics read back.
 #[cfg(test)]
 pub(crate) mod testing {
+    use crate::metrics::Metrics;
     use callstream_core::connection;
-    use callstream_core::metrics::Metrics;
 
     /// The engine's configuration and the server's options from `flags`
     /// (after the program name), with signature checks off.

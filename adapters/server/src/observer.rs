@@ -5,10 +5,10 @@
 //! Logs never carry a token or a signature. Webhook parameters are logged by
 //! name from a fixed list of Twilio's fields, so a caller's arbitrary input
 //! cannot flood the log.
+use crate::metrics::Metrics;
 use crate::recorder::{CallRecording, Recordings};
 use callstream_core::call::{CallEvent, CallStats, StopReason};
 use callstream_core::connection::{Connection, Event, Output};
-use callstream_core::metrics::Metrics;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,6 +1,9 @@
-//! Server-wide counters and histograms, rendered as Prometheus text.
+//! Server-wide counters and histograms, rendered as Prometheus text: the one
+//! renderer of `/metrics` ([`counter`] and [`gauge`] write every series the
+//! server and its extensions add). The metric names are the product's, so
+//! they live here, above the protocol core.
 //!
-//! Sans-IO like the rest of the core: no clock, no I/O. Adapters record what the
+//! No clock, no I/O. The server records what the
 //! connection engine reports (every HTTP answer with its latency, handshake and
 //! signature failures, call starts and ends, frame counters) and serve
 //! [`Metrics::render`] on `GET /metrics` through
@@ -10,7 +13,7 @@
 //! request, never per media frame.
 //!
 //! ```
-//! use callstream_core::metrics::Metrics;
+//! use callstream_server::metrics::Metrics;
 //! use std::time::Duration;
 //! let m = Metrics::default();
 //! m.record_request("POST", "/webhook/call_status", 204, Duration::from_micros(80));
@@ -25,6 +28,22 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+/// Writes one gauge, with its help and type lines.
+pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+/// Writes one counter, with its help and type lines.
+pub fn counter(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
 
 /// Upper bounds (seconds) of the latency histogram buckets. Twilio gives up on
 /// a webhook after 15 s; the interesting range for a healthy server is far below 10 ms.
@@ -183,12 +202,6 @@ impl Metrics {
     #[must_use]
     pub fn render(&self) -> String {
         let mut o = String::with_capacity(4096);
-        let gauge = |o: &mut String, name: &str, help: &str, v: i64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
         gauge(
             &mut o,
             "callstream_active_connections",
