@@ -14,14 +14,12 @@
 //! the live programs so that a server shutdown can wait for them and kill
 //! what is left.
 //!
-//! The program's standard streams are socket pairs rather than pipes: once
-//! the program is reaped the server shuts its ends down, which wakes the
-//! stream threads at once even while an escaped process still holds the
-//! program's ends. No thread or descriptor of the server waits on it.
+//! The stream threads read and write through [`cancel`](super::cancel):
+//! once the program is reaped they are told to stop, and end at once even
+//! while an escaped process still holds the program's ends. No thread or
+//! descriptor of the server waits on it.
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +28,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
+use super::cancel::{self, Reader, Writer};
 use super::link::{Link, STDERR_TAIL, cut};
 use super::reaper;
 
@@ -151,8 +150,8 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     // However the bridge was made: processes the program detaches must come
     // back to this process to be ended with the call.
     reaper::become_subreaper();
-    let (streams, theirs) = match Streams::new() {
-        Ok(s) => s,
+    let (stop, canceller) = match cancel::cancel() {
+        Ok(c) => c,
         Err(e) => {
             link.fail(&format!("cannot make the program's standard streams: {e}"));
             return;
@@ -160,13 +159,10 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     };
     // Started and registered under the registry's lock: a sweep never sees
     // the new process unregistered.
+    let id = reaper::live().next_id();
     let spawned = {
         let mut live = reaper::live();
-        let id = live.next_id();
-        // The command holds the program's ends, and drops them once it has
-        // started: from then on only the program (and what it starts) holds
-        // them, so its exit is the server's end of input.
-        let spawned = program(command, facts, id, theirs).spawn();
+        let spawned = program(command, facts, id).spawn();
         if let Ok(child) = &spawned {
             live.add(child.id() as i32, id);
         }
@@ -182,26 +178,26 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     let pid = child.id() as i32;
     children.add(pid);
     tracing::info!(call_sid = %sid, pid, command = %cut(command), "BRIDGE_EXEC started");
-    let Streams {
-        stdin,
-        stdout,
-        stderr,
-        ..
-    } = &streams;
     let threads = [
-        stdin.try_clone().ok().and_then(|stdin| {
-            spawn("bridge-stdin", {
-                let l = link.clone();
-                move || write_loop(stdin, &l)
-            })
-        }),
-        stdout.try_clone().ok().and_then(|out| {
+        child
+            .stdin
+            .take()
+            .and_then(|stdin| Writer::new(stdin, stop.clone()).ok())
+            .and_then(|stdin| {
+                spawn("bridge-stdin", {
+                    let l = link.clone();
+                    move || write_loop(stdin, &l)
+                })
+            }),
+        child.stdout.take().and_then(|out| {
+            let out = Reader::new(out, stop.clone());
             spawn("bridge-stdout", {
                 let l = link.clone();
                 move || read_loop(out, &l)
             })
         }),
-        stderr.try_clone().ok().and_then(|err| {
+        child.stderr.take().and_then(|err| {
+            let err = Reader::new(err, stop.clone());
             spawn("bridge-stderr", {
                 let l = link.clone();
                 move || stderr_loop(err, &l)
@@ -213,55 +209,22 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
         link.fail("cannot start the bridge's threads");
     }
     supervise(&mut child, pid, &link);
-    reaper::live().remove(pid);
+    reaper::live().remove(pid, id);
     children.remove(pid);
     // What the program left outside its group goes with it too.
     reaper::sweep();
     // The threads end now, whoever still holds the program's ends: what it
     // wrote before it exited is still read; then end of input.
-    streams.shut_down();
+    drop(canceller);
     for t in threads.into_iter().flatten() {
         let _ = t.join();
-    }
-}
-
-/// The server's ends of the program's standard streams (socket pairs).
-struct Streams {
-    stdin: UnixStream,
-    stdout: UnixStream,
-    stderr: UnixStream,
-}
-
-impl Streams {
-    /// The server's ends, and the program's: stdin, stdout, stderr.
-    fn new() -> std::io::Result<(Streams, [UnixStream; 3])> {
-        let (stdin, their_in) = UnixStream::pair()?;
-        let (stdout, their_out) = UnixStream::pair()?;
-        let (stderr, their_err) = UnixStream::pair()?;
-        Ok((
-            Streams {
-                stdin,
-                stdout,
-                stderr,
-            },
-            [their_in, their_out, their_err],
-        ))
-    }
-
-    /// Wakes every thread on the server's ends: readers get what is
-    /// buffered, then end of input; a blocked writer gets a broken pipe.
-    fn shut_down(&self) {
-        let _ = self.stdin.shutdown(Shutdown::Both);
-        let _ = self.stdout.shutdown(Shutdown::Read);
-        let _ = self.stderr.shutdown(Shutdown::Read);
     }
 }
 
 /// The program's command: `sh -c`, its streams, its own process group, its
 /// mark, and the server's environment with the call's facts and without
 /// its secrets.
-fn program(command: &str, facts: &Facts<'_>, id: u64, theirs: [UnixStream; 3]) -> Command {
-    let [stdin, stdout, stderr] = theirs.map(std::os::fd::OwnedFd::from);
+fn program(command: &str, facts: &Facts<'_>, id: u64) -> Command {
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(command)
@@ -269,9 +232,9 @@ fn program(command: &str, facts: &Facts<'_>, id: u64, theirs: [UnixStream; 3]) -
         .env("CALLSTREAM_STREAM_SID", facts.stream_sid)
         .env("CALLSTREAM_ACCOUNT_SID", facts.account_sid)
         .env(reaper::PROGRAM_ID_ENV, id.to_string())
-        .stdin(Stdio::from(stdin))
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr));
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in facts.parameters {
         // A value with a NUL cannot be in an environment: left out.
         if !v.contains('\0') {
@@ -352,7 +315,7 @@ fn supervise(child: &mut Child, pid: i32, link: &Link) {
     link.gone(&format!("the program exited ({how})"));
 }
 
-fn write_loop(mut stdin: UnixStream, link: &Link) {
+fn write_loop(mut stdin: impl Write, link: &Link) {
     while let Ok(next) = link.outbox.pop(None) {
         let Some(o) = next else { continue };
         let (mut line, utterance_at) = link.line_for(o);
@@ -369,9 +332,7 @@ fn write_loop(mut stdin: UnixStream, link: &Link) {
             link.utterance_written(at);
         }
     }
-    // The program's end of input (the supervisor holds this end too, so
-    // dropping it would not be).
-    let _ = stdin.shutdown(Shutdown::Write);
+    // Dropping stdin is the program's end of input.
 }
 
 /// What reading one bounded line found.
@@ -443,7 +404,7 @@ pub fn skip_line<R: BufRead>(r: &mut R) -> std::io::Result<bool> {
     }
 }
 
-fn read_loop(out: UnixStream, link: &Link) {
+fn read_loop(out: impl Read, link: &Link) {
     let mut r = BufReader::with_capacity(64 * 1024, out);
     let mut buf = Vec::new();
     loop {
@@ -472,7 +433,7 @@ fn read_loop(out: UnixStream, link: &Link) {
     }
 }
 
-fn stderr_loop(err: UnixStream, link: &Link) {
+fn stderr_loop(err: impl Read, link: &Link) {
     let mut r = BufReader::new(err);
     let mut buf = Vec::new();
     let mut lines = 0u64;
@@ -544,8 +505,7 @@ mod tests {
             account_sid: "AC1",
             parameters: &params,
         };
-        let (_ours, theirs) = Streams::new().unwrap();
-        let cmd = program("true", &facts, 5, theirs);
+        let cmd = program("true", &facts, 5);
         let envs: Vec<(String, Option<String>)> = cmd
             .get_envs()
             .map(|(k, v)| {

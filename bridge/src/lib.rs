@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod after;
+pub mod cancel;
 pub mod exec;
 pub mod handler;
 mod link;

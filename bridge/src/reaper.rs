@@ -15,18 +15,23 @@
 //!   longer running is killed (SIGKILL) and reaped, and so in turn are the
 //!   processes handed over as it dies, until none is left.
 //!
+//! A handed-over process that dies by itself is a zombie of the server's,
+//! and a zombie has no environment to read: one is reaped when it is in the
+//! process group of a program the server started (the group outlives its
+//! leader), or, where the binary owns every child of its process
+//! ([`own_all_children`]: the `callstream` binary does), whatever it is.
+//!
 //! What is not marked is left alone, whoever's child it is: the program
 //! registry ([`Live`]) is the whole process's, so a server never touches
 //! another server's programs, nor children that other code in the process
 //! started. A process that clears its environment before it escapes cannot
 //! be told from those, and is left to run (where the host delegates cgroups,
 //! a cgroup per call would catch it too; many container platforms do not).
+//! Nor can one whose environment the kernel hides (a set-user-ID program).
 //!
 //! Whether or not a sweep catches everything, no thread or descriptor of
-//! the server waits on an escaped process: the program's standard streams
-//! are socket pairs whose server ends are shut down once the program is
-//! reaped ([`super::exec`]), which ends their threads at once even while an
-//! escaped process holds the other ends.
+//! the server waits on an escaped process: the program's stream threads
+//! stop when told to once the program is reaped ([`super::cancel`]).
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -47,18 +52,41 @@ const ROUNDS: usize = 32;
 /// to the next sweep (a process in uninterruptible sleep dies late).
 const DEATH_WAIT: Duration = Duration::from_millis(500);
 
+/// Program groups remembered after their program ended (their members'
+/// zombies are recognised by them).
+const GROUPS_KEPT: usize = 4096;
+
 /// The programs running in this process: pid → mark.
 #[derive(Default)]
 pub struct Live {
     programs: BTreeMap<i32, u64>,
     /// Marked processes killed but not yet reaped: pid → mark.
     dying: BTreeMap<i32, u64>,
+    /// The process groups of programs this process started, newest last
+    /// (a program leads its own group; its id is the program's pid).
+    groups: std::collections::VecDeque<i32>,
 }
 
 static LIVE: Mutex<Live> = Mutex::new(Live {
     programs: BTreeMap::new(),
     dying: BTreeMap::new(),
+    groups: std::collections::VecDeque::new(),
 });
+
+/// One sweep at a time: two would pick the same process, and the second
+/// would signal a pid the first had reaped (and the system may have reused).
+static SWEEPING: Mutex<()> = Mutex::new(());
+
+/// Set by [`own_all_children`].
+static OWN_ALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Declares that every child of this process is the bridge's (the
+/// `callstream` binary starts no other): a sweep then also reaps zombies it
+/// cannot attribute. A library embedded in a process with children of its
+/// own must not call it.
+pub fn own_all_children() {
+    OWN_ALL.store(true, Ordering::Relaxed);
+}
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -79,11 +107,18 @@ impl Live {
     /// The program `pid`, marked `id`, is running.
     pub fn add(&mut self, pid: i32, id: u64) {
         self.programs.insert(pid, id);
+        if self.groups.len() >= GROUPS_KEPT {
+            self.groups.pop_front();
+        }
+        self.groups.push_back(pid);
     }
 
-    /// The program `pid` was reaped.
-    pub fn remove(&mut self, pid: i32) {
-        self.programs.remove(&pid);
+    /// The program `pid`, marked `id`, was reaped (a later program that
+    /// got the same pid keeps its entry).
+    pub fn remove(&mut self, pid: i32, id: u64) {
+        if self.programs.get(&pid) == Some(&id) {
+            self.programs.remove(&pid);
+        }
     }
 
     fn is_live(&self, id: u64) -> bool {
@@ -112,11 +147,24 @@ pub fn become_subreaper() -> bool {
     })
 }
 
-/// What `/proc/<pid>/stat` says of a process: its parent.
-fn parent_of(stat: &str) -> Option<i32> {
-    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+/// What `/proc/<pid>/stat` says of a process: its state, parent and group.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    zombie: bool,
+    parent: i32,
+    group: i32,
+}
+
+fn stat_of(stat: &str) -> Option<Stat> {
+    // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    let mut f = rest.split_ascii_whitespace();
+    let state = f.next()?;
+    Some(Stat {
+        zombie: state == "Z",
+        parent: f.next()?.parse().ok()?,
+        group: f.next()?.parse().ok()?,
+    })
 }
 
 /// The mark in a process's environment, if it has one (a zombie has no
@@ -131,18 +179,29 @@ fn mark_of(pid: i32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// This process's children, from `/proc`.
-fn children() -> Vec<i32> {
+/// A child of this process, as a sweep sees it.
+struct Child {
+    pid: i32,
+    stat: Stat,
+    mark: Option<u64>,
+}
+
+/// This process's children, from `/proc`, with their marks: read without
+/// the registry's lock (a read of a process stuck in the kernel may take
+/// long; no program's start waits for it).
+fn children() -> Vec<Child> {
     let me = std::process::id() as i32;
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| parent_of(&s))
-                == Some(me)
+        .filter_map(|pid| {
+            let stat = stat_of(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+            (stat.parent == me).then(|| Child {
+                pid,
+                mark: if stat.zombie { None } else { mark_of(pid) },
+                stat,
+            })
         })
         .collect()
 }
@@ -152,23 +211,44 @@ fn children() -> Vec<i32> {
 /// is left (at most [`ROUNDS`] rounds). Returns how many were killed. Run
 /// it after a program is reaped, and at shutdown.
 pub fn sweep() -> usize {
+    let _one = SWEEPING.lock().unwrap_or_else(PoisonError::into_inner);
+    let own_all = OWN_ALL.load(Ordering::Relaxed);
     let mut killed = 0;
     for _ in 0..ROUNDS {
-        let doomed: Vec<(i32, u64)> = {
+        let found = children();
+        let (doomed, dead): (Vec<(i32, u64)>, Vec<i32>) = {
             let mut live = live();
             let mut doomed = Vec::new();
-            for pid in children() {
-                if live.programs.contains_key(&pid) {
+            let mut dead = Vec::new();
+            for c in found {
+                // A program (registered before the lock was let go by the
+                // code that started it), or a pid that became one since the
+                // scan: its supervisor reaps it.
+                if live.programs.contains_key(&c.pid) {
                     continue;
                 }
-                let mark = mark_of(pid).or_else(|| live.dying.get(&pid).copied());
+                if c.stat.zombie {
+                    // Its group, or the binary's word, says it is ours.
+                    if own_all
+                        || live.groups.contains(&c.stat.group)
+                        || live.dying.contains_key(&c.pid)
+                    {
+                        dead.push(c.pid);
+                    }
+                    continue;
+                }
+                let mark = c.mark.or_else(|| live.dying.get(&c.pid).copied());
                 if let Some(id) = mark.filter(|&id| !live.is_live(id)) {
-                    live.dying.insert(pid, id);
-                    doomed.push((pid, id));
+                    live.dying.insert(c.pid, id);
+                    doomed.push((c.pid, id));
                 }
             }
-            doomed
+            (doomed, dead)
         };
+        for pid in dead {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            live().dying.remove(&pid);
+        }
         if doomed.is_empty() {
             break;
         }
@@ -213,11 +293,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn state_parent_and_group_are_read_past_any_command_name() {
+        assert_eq!(
+            stat_of("42 (a) b) Z 9 77 1"),
+            Some(Stat {
+                zombie: true,
+                parent: 9,
+                group: 77
+            })
+        );
+        assert_eq!(stat_of("42 (sh) S 7"), None);
+    }
+
+    #[test]
     fn the_parent_is_read_past_any_command_name() {
-        assert_eq!(parent_of("42 (sh) S 7 42 42 0 -1"), Some(7));
-        assert_eq!(parent_of("42 (a) b (c) R 9 1 1"), Some(9));
-        assert_eq!(parent_of("42 (x y) Z 1 1"), Some(1));
-        assert_eq!(parent_of("garbage"), None);
+        let parent = |s: &str| stat_of(s).map(|s| s.parent);
+        assert_eq!(parent("42 (sh) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(parent("42 (a) b (c) R 9 1 1"), Some(9));
+        assert_eq!(parent("42 (x y) Z 1 1"), Some(1));
+        assert_eq!(parent("garbage"), None);
     }
 
     #[test]

@@ -120,3 +120,75 @@ fn a_process_a_program_detaches_ends_with_its_call_and_holds_nothing() {
     assert!(!exists(&warm_pid), "the first call's escapee outlived it");
     srv.stop().unwrap();
 }
+
+/// A helper the program orphans (its parent subshell exits at once) that
+/// then exits by itself during the call is a zombie of the server's: it is
+/// reaped with the call, by its process group (a zombie has no environment
+/// left to read a mark from), not left to fill the process table.
+#[test]
+fn an_orphaned_helper_that_exits_by_itself_is_reaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bot.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "( sh -c 'echo $$ > \"$1\"; sleep 0.2' sh '{}/helper.'\"$CALLSTREAM_CALL_SID\" & )\n\
+             cat > /dev/null\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let handler = format!("exec:sh '{}'", script.display());
+    let srv = RunningServer::start(|s| s.handler = handler.parse().expect("handler"));
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 300).unwrap();
+    call.start(&[]).unwrap();
+    let file = dir.path().join(format!("helper.{}", call.call_sid));
+    assert!(wait_for(
+        || std::fs::read_to_string(&file).is_ok_and(|p| p.ends_with('\n'))
+    ));
+    let pid = std::fs::read_to_string(&file).unwrap();
+    // The helper has exited (a zombie now, ours to reap) before the call ends.
+    assert!(wait_for(|| {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    }));
+    call.stop().unwrap();
+    assert!(
+        wait_for(|| !exists(&pid)),
+        "helper {} left a zombie",
+        pid.trim()
+    );
+    srv.stop().unwrap();
+}
+
+/// The program's standard streams are pipes: a shell bot may write
+/// through `/dev/stdout` and `/dev/stderr` (which cannot be opened on a
+/// socket) as it would anywhere.
+#[test]
+fn a_program_may_write_through_dev_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("bot.sh");
+    std::fs::write(
+        &script,
+        "echo starting > /dev/stderr\n\
+         printf '%s\\n' '{\"type\":\"mark\",\"name\":\"via-dev-stdout\"}' > /dev/stdout\n\
+         cat > /dev/null\n",
+    )
+    .unwrap();
+    let handler = format!("exec:sh '{}'", script.display());
+    let srv = RunningServer::start(|s| s.handler = handler.parse().expect("handler"));
+    let mut call = TwilioStream::connect(srv.addr, &StreamOpts::default(), 400).unwrap();
+    call.start(&[]).unwrap();
+    let mut got = Vec::new();
+    let mark = ServerMessage::Mark("via-dev-stdout".into());
+    let until = Instant::now() + PATIENCE;
+    while !got.contains(&mark) && Instant::now() < until {
+        call.read_until(Instant::now() + Duration::from_millis(100), &mut got)
+            .unwrap();
+    }
+    assert!(got.contains(&mark), "{got:?}");
+    call.stop().unwrap();
+    srv.stop().unwrap();
+}
