@@ -519,11 +519,10 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> std::io::Result<Arc<Server>> {
         memory::start_trimming();
-        let pressure = Arc::new(limits::Pressure::new(
-            opts.max_pending,
-            opts.max_unstarted,
-            opts.request_memory,
-        ));
+        let pressure = Arc::new(
+            limits::Pressure::new(opts.max_pending, opts.max_unstarted, opts.request_memory)
+                .with_max_streams(opts.max_connections),
+        );
         let accept_failures = Arc::new(listen::AcceptFailures::default());
         // The engine's own renderer if it has one, else the server's: its
         // counters plus the log, limits and bridge figures.
@@ -739,6 +738,7 @@ impl Server {
                 pressure: self.pressure.clone(),
                 pending: Some(key),
                 upgraded: false,
+                stream: false,
                 held: 0,
                 signal: shed.clone(),
             },
@@ -840,6 +840,8 @@ struct PressureGuard {
     pending: Option<u64>,
     /// It became a stream (and moved to the streams without `start`).
     upgraded: bool,
+    /// It holds a stream slot (counted until it is dropped).
+    stream: bool,
     held: usize,
     /// The connection's shed signal (it carries the bytes counted as on
     /// their way back once the connection is shed).
@@ -848,6 +850,9 @@ struct PressureGuard {
 
 impl Drop for PressureGuard {
     fn drop(&mut self) {
+        if self.stream {
+            self.pressure.stream_closed();
+        }
         if let Some(key) = self.pending.take() {
             self.pressure.settle(key);
         }
@@ -908,6 +913,11 @@ impl Driver {
     /// brought the pump here).
     fn enter(&mut self, now: Instant) {
         self.now = self.now.max(now);
+        // Every stream slot taken: an upgrade on this connection gets 503
+        // (health checks and webhooks are still answered).
+        if !self.guard.stream && self.guard.pressure.streams_full() {
+            self.conn.refuse_upgrades();
+        }
         if self.sheddable && self.shed.take() {
             self.conn.shed(self.now);
         }
@@ -967,6 +977,16 @@ impl Driver {
             held = left;
         }
         g.held = held;
+        if self.conn.is_stream() && !g.stream {
+            g.stream = true;
+            // Past every stream slot (a connection taken in before the slots
+            // filled, upgrading after): this one gives way.
+            if !g.pressure.stream_opened() {
+                g.pressure.shed_for_slots();
+                self.conn.shed(self.now);
+                drained = observer::drain(&mut self.conn, &mut self.obs);
+            }
+        }
         if let Some(key) = g.pending {
             if self.conn.is_call_started() || matches!(drained, Drained::Close) {
                 // Out of the pending set by its own hand, it is never shed:

@@ -170,6 +170,11 @@ impl State {
 pub(crate) struct Pressure {
     max_pending: usize,
     max_unstarted: usize,
+    /// Most media streams at once (`MAX_CONNECTIONS`): past it a
+    /// connection's upgrade is answered 503.
+    max_streams: usize,
+    /// Media streams open now (started or not).
+    streams: AtomicUsize,
     request_memory: usize,
     state: Mutex<State>,
     next: AtomicU64,
@@ -181,6 +186,8 @@ impl Pressure {
         Pressure {
             max_pending: max_pending.max(1),
             max_unstarted: max_unstarted.max(1),
+            max_streams: usize::MAX,
+            streams: AtomicUsize::new(0),
             request_memory,
             state: Mutex::new(State::default()),
             next: AtomicU64::new(0),
@@ -236,6 +243,31 @@ impl Pressure {
         self.state().settle(key)
     }
 
+    /// Sets the most media streams at once.
+    pub(crate) fn with_max_streams(mut self, max: usize) -> Pressure {
+        self.max_streams = max.max(1);
+        self
+    }
+
+    /// A connection became a media stream; false when that put the
+    /// streams past their limit (the caller sheds it).
+    pub(crate) fn stream_opened(&self) -> bool {
+        self.streams.fetch_add(1, Ordering::AcqRel) < self.max_streams
+    }
+
+    /// A media stream closed.
+    pub(crate) fn stream_closed(&self) {
+        let _ = self
+            .streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Whether every stream slot is taken: a connection's upgrade is then
+    /// answered 503.
+    pub(crate) fn streams_full(&self) -> bool {
+        self.streams.load(Ordering::Acquire) >= self.max_streams
+    }
+
     /// The pending connection `key` became a stream: it leaves the pending
     /// set for the streams that have not started; past their limit the
     /// oldest of those is shed. False when it was no longer pending (it was
@@ -247,8 +279,15 @@ impl Pressure {
                 return false;
             };
             state.pending_held = state.pending_held.saturating_sub(entry.held);
+            // The stream that has waited longest since its upgrade (not
+            // since its connection: one admitted long ago may upgrade late).
             let victim = if state.unstarted.len() >= self.max_unstarted {
-                state.unstarted.pop_first()
+                let oldest = state
+                    .unstarted
+                    .iter()
+                    .min_by_key(|(_, (since, _))| *since)
+                    .map(|(k, _)| *k);
+                oldest.and_then(|k| state.unstarted.remove_entry(&k))
             } else {
                 None
             };
@@ -274,14 +313,19 @@ impl Pressure {
                     state.doom(&v);
                     Some(v.signal)
                 }
-                None => match state.unstarted.first_key_value() {
-                    Some((_, (since, _)))
-                        if now.saturating_duration_since(*since) > START_GRACE =>
-                    {
-                        state.unstarted.pop_first().map(|(_, (_, v))| v)
-                    }
-                    _ => None,
-                },
+                None => {
+                    let waited = state
+                        .unstarted
+                        .iter()
+                        .filter(|(_, (since, _))| {
+                            now.saturating_duration_since(*since) > START_GRACE
+                        })
+                        .min_by_key(|(_, (since, _))| *since)
+                        .map(|(k, _)| *k);
+                    waited
+                        .and_then(|k| state.unstarted.remove(&k))
+                        .map(|(_, v)| v)
+                }
             }
         };
         match victim {
@@ -374,6 +418,11 @@ impl Pressure {
         self.count_shed("request memory budget reached");
     }
 
+    /// Counts a stream shed past the stream slots.
+    pub(crate) fn shed_for_slots(&self) {
+        self.count_shed("every stream slot taken");
+    }
+
     /// Connections shed so far.
     pub(crate) fn shed_total(&self) -> u64 {
         self.shed.load(Ordering::Relaxed)
@@ -448,6 +497,40 @@ mod tests {
         assert!(p.shed_oldest(late) && sd.take());
         assert!(!p.upgraded(d, t0));
         assert_eq!(p.unstarted(), 0);
+    }
+
+    #[test]
+    fn stream_slots_are_counted_and_full_at_the_limit() {
+        let p = Pressure::new(4, 4, usize::MAX).with_max_streams(2);
+        assert!(!p.streams_full());
+        assert!(p.stream_opened() && p.stream_opened());
+        assert!(p.streams_full());
+        assert!(!p.stream_opened(), "a third stream is past the slots");
+        p.stream_closed();
+        p.stream_closed();
+        assert!(!p.streams_full());
+        p.stream_closed();
+        p.stream_closed();
+        assert!(
+            p.stream_opened(),
+            "closing more than opened never underflows"
+        );
+    }
+
+    #[test]
+    fn the_stream_that_waited_longest_since_its_upgrade_goes_first() {
+        let t0 = Instant::now();
+        let late = t0 + START_GRACE + Duration::from_millis(10);
+        let p = Pressure::new(8, 8, usize::MAX);
+        // Admitted first, upgraded last.
+        let (a, sa) = p.register();
+        let (b, sb) = p.register();
+        assert!(p.upgraded(b, t0));
+        assert!(p.upgraded(a, t0 + START_GRACE));
+        // At `late`, only b has waited past the grace.
+        assert!(p.shed_oldest(late));
+        assert!(sb.take() && !sa.take());
+        assert!(!p.shed_oldest(late), "a is within its grace");
     }
 
     #[test]

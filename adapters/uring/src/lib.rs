@@ -332,13 +332,35 @@ pub fn buffers_from_env(value: Option<&str>) -> Result<Option<u16>, String> {
     }
 }
 
-/// Whether this process may run io_uring reactors: makes a ring with what
-/// a reactor needs (provided receive buffers: Linux 5.19+) and lets it go.
+/// Whether this process may run io_uring reactors: the kernel is 6.0 or
+/// later (multishot receives, which every connection arms, came then), and
+/// a ring with what a reactor needs (provided receive buffers) can be made.
 /// An error (EPERM from a seccomp profile or `kernel.io_uring_disabled`,
-/// ENOSYS from an old kernel, EINVAL from one without buffer rings) says
-/// why not; the `callstream` binary then runs on epoll.
+/// ENOSYS from an old kernel or a sandbox, EINVAL from one without buffer
+/// rings, Unsupported below 6.0) says why not; the `callstream` binary then
+/// runs on epoll.
 pub fn available() -> io::Result<()> {
+    let release = rustix::system::uname();
+    let release = release.release().to_string_lossy();
+    if !kernel_at_least(&release, 6, 0) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("Linux {release}: multishot receives need 6.0 or later"),
+        ));
+    }
     ring::Ring::new(1).map(drop)
+}
+
+/// Whether a kernel release (`6.18.44-fc`, `5.19.0-generic`) is at least
+/// `major.minor`; an unreadable one is not.
+fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }
 
 /// Runs the server with these settings until SIGTERM or SIGINT, then drains.
@@ -352,6 +374,16 @@ pub fn run(s: Settings) -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_are_compared_by_major_and_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v1300", 6, 0));
+        assert!(kernel_at_least("6.0.0", 6, 0));
+        assert!(!kernel_at_least("5.19.0-generic", 6, 0));
+        assert!(!kernel_at_least("5.4.0", 6, 0));
+        assert!(kernel_at_least("10.1", 6, 0));
+        assert!(!kernel_at_least("unknown", 6, 0));
+    }
 
     #[test]
     fn the_tick_is_whole_milliseconds_up_to_a_frame() {
