@@ -205,9 +205,20 @@ pub fn severity(level: &Level) -> &'static str {
 pub struct TextLines;
 
 /// Whether `c` would end, split or disguise a line on a terminal or in a
-/// log viewer.
+/// log viewer: control characters, the line and paragraph separators, the
+/// bidirectional overrides and isolates (which reorder what follows them
+/// on screen) and the invisible zero-width ones.
 fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{feff}'
+        )
 }
 
 fn push_escaped(out: &mut String, c: char) {
@@ -518,6 +529,13 @@ mod tests {
                 r#" line="\u{1b}[2Jcleared\rover\u{2028}sep""#,
                 r#" plain=word empty="" quote="say \"hi\" \\ bye""#,
             )
+        );
+        // Characters that reorder or hide text on screen are escaped too.
+        let text = text_of(|| tracing::info!(v = "a\u{202e}b\u{200b}c", "m\u{2066}"));
+        assert!(
+            text.trim_end()
+                .ends_with(r#"m\u{2066} v="a\u{202e}b\u{200b}c""#),
+            "{text}"
         );
         // Numbers, booleans and Debug values are fields like any other.
         let text = text_of(|| tracing::warn!(n = 3u64, ok = true, what = ?Some(1), "m"));
