@@ -148,13 +148,41 @@ fn tone_play(ms: u32, rate: u32) -> String {
     )
 }
 
+/// The real path, as a bot author meets it: Twilio posts the incoming call,
+/// the server answers TwiML, Twilio's `start` carries that TwiML's
+/// `<Parameter>`s (taken from the answer here, not written by hand), and the
+/// program reads them under the names the server wrote: `call_sid`, `from`,
+/// `to`, then the operator's own (`--stream-parameter`).
 #[test]
 fn the_program_gets_the_call_facts_in_start_and_its_environment() {
     let (srv, dir) = server_with(
         "echo $$ > $DIR/pid; IFS= read -r line; printf '%s\\n' \"$line\" > $DIR/start; env > $DIR/env; cat > /dev/null",
-        |_| {},
+        |s| s.stream_parameters = vec![("x-tenant".to_owned(), "acme".to_owned())],
     );
-    let t = call(&srv, 1);
+    let call_sid = callstream_twilio::Stream::numbered(1).call_sid;
+    let answer = post_signed(
+        srv.addr,
+        HOST,
+        "/webhook/incoming_call",
+        &[
+            ("CallSid", call_sid.as_str()),
+            ("AccountSid", ACCOUNT),
+            ("From", "+15551230000"),
+            ("To", "+15559870000"),
+            ("CallStatus", "ringing"),
+        ],
+    )
+    .expect("answer");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (url, params) = callstream_twilio::twiml::stream(&answer.body).expect("a <Stream>");
+    assert_eq!(url, format!("wss://{HOST}/ws/twilio-media"));
+    let params: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut t = TwilioStream::connect(srv.addr, &StreamOpts::default(), 1).expect("connect");
+    assert_eq!(t.call_sid, call_sid);
+    t.start(&params).expect("start");
     assert!(wait_for(
         || read_file(&dir.path().join("env")).contains("CALLSTREAM_PARAM_X_TENANT")
     ));
@@ -165,14 +193,25 @@ fn the_program_gets_the_call_facts_in_start_and_its_environment() {
     assert_eq!(start["call_sid"], t.call_sid.as_str());
     assert_eq!(start["stream_sid"], t.stream_sid.as_str());
     assert_eq!(start["account_sid"], ACCOUNT);
-    assert_eq!(start["parameters"]["From"], "+15551230000");
+    // Exactly the names docs/bridge.md gives, and no others.
+    let names: Vec<&String> = start["parameters"]
+        .as_object()
+        .expect("parameters")
+        .keys()
+        .collect();
+    assert_eq!(names, ["call_sid", "from", "to", "x-tenant"], "{start}");
+    assert_eq!(start["parameters"]["call_sid"], call_sid.as_str());
+    assert_eq!(start["parameters"]["from"], "+15551230000");
+    assert_eq!(start["parameters"]["to"], "+15559870000");
     assert_eq!(start["parameters"]["x-tenant"], "acme");
     let env = read_file(&dir.path().join("env"));
     for want in [
         format!("CALLSTREAM_CALL_SID={}", t.call_sid),
         format!("CALLSTREAM_STREAM_SID={}", t.stream_sid),
         format!("CALLSTREAM_ACCOUNT_SID={ACCOUNT}"),
+        format!("CALLSTREAM_PARAM_CALL_SID={call_sid}"),
         "CALLSTREAM_PARAM_FROM=+15551230000".to_owned(),
+        "CALLSTREAM_PARAM_TO=+15559870000".to_owned(),
         "CALLSTREAM_PARAM_X_TENANT=acme".to_owned(),
     ] {
         assert!(

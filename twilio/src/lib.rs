@@ -55,6 +55,7 @@ pub mod playout;
 pub mod response;
 pub mod signature;
 pub mod twilio;
+pub mod twiml;
 pub mod upgrade;
 pub mod webhook;
 pub mod wire;

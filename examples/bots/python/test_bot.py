@@ -90,7 +90,7 @@ START = {
     "call_sid": "CA" + "0" * 32,
     "stream_sid": "MZ" + "1" * 32,
     "account_sid": "AC" + "2" * 32,
-    "parameters": {"From": "+15550002222"},
+    "parameters": {"call_sid": "CA" + "0" * 32, "from": "+15550002222", "to": "+15550003333"},
 }
 
 
