@@ -41,9 +41,63 @@ pub fn call_url(url: &str, facts: &Facts<'_>) -> String {
 
 pub use callstream_server::handlers::loggable_url;
 
+/// `url` without its userinfo, and that userinfo (`user:password`,
+/// percent-decoded) when it has one.
+fn split_credentials(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_owned(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (
+            format!("{scheme}://{host}{tail}"),
+            Some(percent_decode(userinfo)),
+        ),
+        None => (url.to_owned(), None),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
-    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    // Credentials in the URL go as HTTP Basic authentication (RFC 7617),
+    // never in the request line or `Host`.
+    let (url, credentials) = split_credentials(url);
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    if let Some(userinfo) = credentials {
+        use base64::Engine as _;
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(userinfo)
+        );
+        let value = tungstenite::http::HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
+        request
+            .headers_mut()
+            .insert(tungstenite::http::header::AUTHORIZATION, value);
+    }
     let uri = request.uri();
     let host = uri
         .host()
@@ -194,6 +248,26 @@ pub fn run(url: &str, facts: &Facts<'_>, link: Arc<Link>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_for_basic_authentication() {
+        assert_eq!(
+            split_credentials("wss://user:p%40ss@h:443/bot?k=1"),
+            (
+                "wss://h:443/bot?k=1".to_owned(),
+                Some("user:p@ss".to_owned())
+            )
+        );
+        assert_eq!(
+            split_credentials("ws://h/bot?at=x@y"),
+            ("ws://h/bot?at=x@y".to_owned(), None)
+        );
+        assert_eq!(
+            split_credentials("ws://a@b@h/"),
+            ("ws://h/".to_owned(), Some("a@b".to_owned()))
+        );
+        assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
 
     #[test]
     fn logged_urls_keep_no_credentials() {

@@ -1192,3 +1192,43 @@ fn bench_bridge_cost_and_latency() {
         rtt[rtt.len() - 1]
     );
 }
+
+/// Credentials in a `ws://user:password@…` handler URL reach the service
+/// as HTTP Basic authentication (RFC 7617, the password percent-decoded),
+/// and never in `Host` or the request line.
+#[test]
+fn credentials_in_the_service_url_are_sent_as_basic_authentication() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let cb = move |req: &tungstenite::handshake::server::Request, resp| {
+            let header = |name: &str| {
+                req.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let _ = tx.send((
+                header("authorization"),
+                header("host"),
+                req.uri().to_string(),
+            ));
+            Ok(resp)
+        };
+        if let Ok(mut ws) = tungstenite::accept_hdr(s, cb) {
+            while ws.read().is_ok() {}
+        }
+    });
+    let url = format!("ws://bot-user:p%40ss%3Aword@{addr}/bot");
+    let srv = RunningServer::start(|s| s.handler = url.parse().expect("handler"));
+    let _t = call(&srv, 77);
+    let (auth, host, target) = rx.recv_timeout(PATIENCE).expect("the service was called");
+    let expected = base64::engine::general_purpose::STANDARD.encode("bot-user:p@ss:word");
+    assert_eq!(auth, format!("Basic {expected}"));
+    assert_eq!(host, addr.to_string());
+    assert!(target.starts_with("/bot?"), "{target}");
+    assert!(!target.contains("bot-user") && !host.contains("bot-user"));
+}
