@@ -1197,6 +1197,7 @@ fn bench_bridge_cost_and_latency() {
 /// as HTTP Basic authentication (RFC 7617, the password percent-decoded),
 /// and never in `Host` or the request line.
 #[test]
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 fn credentials_in_the_service_url_are_sent_as_basic_authentication() {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
