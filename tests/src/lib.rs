@@ -379,6 +379,33 @@ pub fn silence(frames: usize) -> Vec<u8> {
     vec![0xFF; frames * 160]
 }
 
+/// A value from the server's public `/metrics` (panics when it is missing).
+#[must_use]
+pub fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let m = http_raw(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: callstream.test\r\nConnection: close\r\n\r\n",
+    )
+    .expect("an answer to /metrics");
+    m.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from {}", m.body))
+}
+
+/// Waits (at most `limit`) until `f` holds; returns whether it held.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
 /// Which server implementation a test drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Adapter {

@@ -27,15 +27,8 @@ fn speech() -> Vec<u8> {
 }
 
 /// Waits until `f` holds (or [`PATIENCE`] passes); returns whether it held.
-fn wait_for(mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + PATIENCE;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
+fn wait_for(f: impl FnMut() -> bool) -> bool {
+    wait_until(PATIENCE, f)
 }
 
 fn read_file(p: &Path) -> String {

@@ -9,15 +9,8 @@ use std::time::{Duration, Instant};
 const CALLS: u32 = 10;
 const PATIENCE: Duration = Duration::from_secs(20);
 
-fn wait_for(mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + PATIENCE;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
+fn wait_for(f: impl FnMut() -> bool) -> bool {
+    wait_until(PATIENCE, f)
 }
 
 /// This process's threads that serve bridged programs.

@@ -753,16 +753,6 @@ fn echo_call_decodes_alike_under_live_audioop() {
     srv.stop().unwrap();
 }
 
-/// A value from the server's `/metrics`.
-fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let m = get(addr, "/metrics");
-    m.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from {}", m.body))
-}
-
 /// Waits (at most `limit`) until `metric` reads `want`; the last reading.
 fn metric_settles(addr: std::net::SocketAddr, name: &str, want: u64, limit: Duration) -> u64 {
     let until = Instant::now() + limit;

@@ -16,16 +16,6 @@ fn get(addr: SocketAddr, path: &str) -> HttpResponse {
     .expect("answer")
 }
 
-/// A value from the server's `/metrics`.
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let m = get(addr, "/metrics");
-    m.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from {}", m.body))
-}
-
 fn signed_status(addr: SocketAddr) -> HttpResponse {
     post_signed(
         addr,
