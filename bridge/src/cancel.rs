@@ -92,30 +92,23 @@ impl<R: Read + AsFd> Reader<R> {
 
 impl<R: Read + AsFd> Read for Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let cancelled = self.cancel.is_cancelled();
+        let fd = self.pipe.as_fd();
+        let mut cancelled = self.cancel.is_cancelled();
         if cancelled && self.drained >= DRAIN_AFTER_CANCEL {
             return Ok(0);
         }
-        // Before the cancel, wait for data; after it, take only what is
-        // there now.
-        if !self
-            .cancel
-            .wait(self.pipe.as_fd(), PollFlags::POLLIN, !cancelled)?
-        {
-            if self.cancel.is_cancelled() {
-                // Cancelled while waiting: what is there now, then the end.
-                if !self
-                    .cancel
-                    .wait(self.pipe.as_fd(), PollFlags::POLLIN, false)?
-                {
-                    return Ok(0);
-                }
-            } else {
-                return Ok(0);
-            }
+        // Before the cancel, wait for data (a wait that ends without it
+        // was the cancel); after it, take only what is there now.
+        let mut ready = self.cancel.wait(fd, PollFlags::POLLIN, !cancelled)?;
+        if !ready && !cancelled {
+            cancelled = true;
+            ready = self.cancel.wait(fd, PollFlags::POLLIN, false)?;
+        }
+        if !ready {
+            return Ok(0);
         }
         let n = self.pipe.read(buf)?;
-        if self.cancel.is_cancelled() {
+        if cancelled {
             self.drained += n;
         }
         Ok(n)

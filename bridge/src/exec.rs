@@ -159,7 +159,7 @@ pub fn run(command: &str, facts: &Facts<'_>, link: Arc<Link>, children: Arc<Chil
     };
     // Started and registered under the registry's lock: a sweep never sees
     // the new process unregistered.
-    let id = reaper::live().next_id();
+    let id = reaper::next_id();
     let spawned = {
         let mut live = reaper::live();
         let spawned = program(command, facts, id).spawn();

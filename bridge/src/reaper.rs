@@ -97,13 +97,13 @@ pub fn live() -> MutexGuard<'static, Live> {
     LIVE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Live {
-    /// A fresh mark for a program about to start.
-    #[must_use]
-    pub fn next_id(&self) -> u64 {
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
-    }
+/// A fresh mark for a program about to start.
+#[must_use]
+pub fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
 
+impl Live {
     /// The program `pid`, marked `id`, is running.
     pub fn add(&mut self, pid: i32, id: u64) {
         self.programs.insert(pid, id);

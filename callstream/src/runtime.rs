@@ -79,7 +79,7 @@ fn bind(wanted: Runtime, named: bool, server: Arc<Server>) -> io::Result<AnyPump
 }
 
 impl Pump for AnyPump {
-    fn runtime(&self) -> &'static str {
+    fn runtime(&self) -> Runtime {
         match self {
             AnyPump::Smol(p) => p.runtime(),
             AnyPump::Blocking(p) => p.runtime(),

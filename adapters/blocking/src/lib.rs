@@ -179,8 +179,8 @@ fn linger(stream: &mut TcpStream) {
 }
 
 impl Pump for BlockingServer {
-    fn runtime(&self) -> &'static str {
-        "blocking"
+    fn runtime(&self) -> callstream_server::config::Runtime {
+        callstream_server::config::Runtime::Blocking
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

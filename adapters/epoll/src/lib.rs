@@ -170,8 +170,8 @@ impl EpollServer {
 }
 
 impl Pump for EpollServer {
-    fn runtime(&self) -> &'static str {
-        "epoll"
+    fn runtime(&self) -> callstream_server::config::Runtime {
+        callstream_server::config::Runtime::Epoll
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

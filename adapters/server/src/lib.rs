@@ -396,9 +396,8 @@ pub fn exit(result: Result<(), Box<dyn std::error::Error>>) -> std::process::Exi
 
 /// A bound server on one of the pumps, ready to run: what [`serve`] drives.
 pub trait Pump: Sized {
-    /// The runtime's name, as `--runtime` takes it (`epoll`, `uring`,
-    /// `smol`, `blocking`), for the boot record.
-    fn runtime(&self) -> &'static str;
+    /// The runtime it is, for the boot record.
+    fn runtime(&self) -> config::Runtime;
     /// The bound address.
     fn local_addr(&self) -> std::io::Result<SocketAddr>;
     /// Begins the graceful shutdown when called, from any thread.
@@ -429,7 +428,7 @@ pub fn serve_with<P: Pump>(
     let (engine, options) = configure_with(s, extensions)?;
     let server = Server::new(options, engine)?;
     let pump = bind(server.clone())?;
-    log_boot(s, pump.local_addr()?, pump.runtime());
+    log_boot(s, pump.local_addr()?, pump.runtime().name());
     server.log_metrics();
     signals::on_shutdown(pump.shutdown_fn())?;
     pump.run()?;
@@ -977,7 +976,7 @@ impl Driver {
             held = left;
         }
         g.held = held;
-        if self.conn.is_stream() && !g.stream {
+        if !g.stream && self.conn.is_stream() {
             g.stream = true;
             // Past every stream slot (a connection taken in before the slots
             // filled, upgrading after): this one gives way.

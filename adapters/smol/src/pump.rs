@@ -175,8 +175,8 @@ impl SmolServer {
 }
 
 impl Pump for SmolServer {
-    fn runtime(&self) -> &'static str {
-        "smol"
+    fn runtime(&self) -> callstream_server::config::Runtime {
+        callstream_server::config::Runtime::Smol
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {

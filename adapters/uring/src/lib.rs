@@ -279,8 +279,8 @@ impl UringServer {
 }
 
 impl Pump for UringServer {
-    fn runtime(&self) -> &'static str {
-        "uring"
+    fn runtime(&self) -> callstream_server::config::Runtime {
+        callstream_server::config::Runtime::Uring
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
