@@ -428,6 +428,27 @@ pub enum Adapter {
 }
 
 /// A callstream server running in this process on an ephemeral port.
+/// A bound pump, run on a thread of its own.
+fn running<P: callstream_server::Pump + Send + 'static>(
+    bound: io::Result<P>,
+    metrics_addr: Option<SocketAddr>,
+) -> RunningServer {
+    let server = bound.expect("bind");
+    let addr = server.local_addr().expect("local addr");
+    let shutdown = std::sync::Mutex::new(Some(server.shutdown_fn()));
+    let thread = Some(std::thread::spawn(move || server.run()));
+    RunningServer {
+        addr,
+        metrics_addr,
+        shutdown: Box::new(move || {
+            if let Some(stop) = shutdown.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                stop();
+            }
+        }),
+        thread,
+    }
+}
+
 pub struct RunningServer {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -481,42 +502,12 @@ impl RunningServer {
         let shared = callstream_server::Server::new(opts, config).expect("server");
         let metrics_addr = shared.metrics_addr();
         match adapter {
-            Adapter::Smol => {
-                let server = callstream_smol::SmolServer::bind(shared).expect("bind");
-                let addr = server.local_addr().expect("local addr");
-                let h = server.shutdown_handle();
-                let thread = Some(std::thread::spawn(move || server.run()));
-                RunningServer {
-                    addr,
-                    metrics_addr,
-                    shutdown: Box::new(move || h.shutdown()),
-                    thread,
-                }
-            }
-            Adapter::Blocking => {
-                let server = callstream_blocking::BlockingServer::bind(shared).expect("bind");
-                let addr = server.local_addr().expect("local addr");
-                let h = server.shutdown_handle().expect("shutdown handle");
-                let thread = Some(std::thread::spawn(move || server.run()));
-                RunningServer {
-                    addr,
-                    metrics_addr,
-                    shutdown: Box::new(move || h.shutdown()),
-                    thread,
-                }
-            }
-            Adapter::Epoll => {
-                let server = callstream_epoll::EpollServer::bind(shared).expect("bind");
-                let addr = server.local_addr().expect("local addr");
-                let h = server.shutdown_handle();
-                let thread = Some(std::thread::spawn(move || server.run()));
-                RunningServer {
-                    addr,
-                    metrics_addr,
-                    shutdown: Box::new(move || h.shutdown()),
-                    thread,
-                }
-            }
+            Adapter::Smol => running(callstream_smol::SmolServer::bind(shared), metrics_addr),
+            Adapter::Blocking => running(
+                callstream_blocking::BlockingServer::bind(shared),
+                metrics_addr,
+            ),
+            Adapter::Epoll => running(callstream_epoll::EpollServer::bind(shared), metrics_addr),
             Adapter::Uring | Adapter::UringTuned { .. } => {
                 let uring = match adapter {
                     Adapter::UringTuned { tick, buffers } => callstream_uring::UringOptions {
@@ -525,16 +516,8 @@ impl RunningServer {
                     },
                     _ => callstream_uring::UringOptions::default(),
                 };
-                let server = callstream_uring::UringServer::bind_with(shared, uring).expect("bind");
-                let addr = server.local_addr().expect("local addr");
-                let h = server.shutdown_handle();
-                let thread = Some(std::thread::spawn(move || server.run()));
-                RunningServer {
-                    addr,
-                    metrics_addr,
-                    shutdown: Box::new(move || h.shutdown()),
-                    thread,
-                }
+                let server = callstream_uring::UringServer::bind_with(shared, uring);
+                running(server, metrics_addr)
             }
         }
     }

@@ -304,6 +304,7 @@ fn a_burst_of_connects_is_held_by_the_backlog_and_answered() {
     .unwrap()
     .settings();
     s.auth_token = Some(TOKEN.to_owned());
+    use callstream_server::Pump as _;
     let (config, opts) = callstream_server::configure(&s).unwrap();
     let server =
         callstream_smol::SmolServer::bind(callstream_server::Server::new(opts, config).unwrap())

@@ -80,11 +80,6 @@ impl BlockingServer {
         Ok(BlockingServer { listener, shared })
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// A handle that starts the graceful shutdown from anywhere.
     pub fn shutdown_handle(&self) -> io::Result<ShutdownHandle> {
         // The loopback of the listener's own family: 127.0.0.1 does not
@@ -96,9 +91,49 @@ impl BlockingServer {
             addr,
         })
     }
+}
+
+/// After the last answer, reads and discards briefly: dropping a socket with
+/// unread input makes the kernel send a reset, which can destroy a
+/// 400/408/413 before the client reads it.
+fn linger(stream: &mut TcpStream) {
+    let until = Instant::now() + close::LINGER;
+    let mut sink = [0u8; 4096];
+    let mut total = 0;
+    while total < close::LINGER_BYTES {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+impl Pump for BlockingServer {
+    fn runtime(&self) -> callstream_server::config::Runtime {
+        callstream_server::config::Runtime::Blocking
+    }
+
+    /// The bound address.
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
+        let handle = self.shutdown_handle();
+        move || match handle {
+            Ok(h) => h.shutdown(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot shut down: the listener's address is unknown")
+            }
+        }
+    }
 
     /// Accepts connections until shutdown, then waits for them to drain.
-    pub fn run(self) -> io::Result<()> {
+    fn run(self) -> io::Result<()> {
         let server = &self.shared.server;
         for stream in self.listener.incoming() {
             if self.shared.shutting_down.load(Ordering::SeqCst) {
@@ -156,49 +191,6 @@ impl BlockingServer {
         }
         server.finish(Some(give_up_at));
         Ok(())
-    }
-}
-
-/// After the last answer, reads and discards briefly: dropping a socket with
-/// unread input makes the kernel send a reset, which can destroy a
-/// 400/408/413 before the client reads it.
-fn linger(stream: &mut TcpStream) {
-    let until = Instant::now() + close::LINGER;
-    let mut sink = [0u8; 4096];
-    let mut total = 0;
-    while total < close::LINGER_BYTES {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            break;
-        }
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
-    }
-}
-
-impl Pump for BlockingServer {
-    fn runtime(&self) -> callstream_server::config::Runtime {
-        callstream_server::config::Runtime::Blocking
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        BlockingServer::local_addr(self)
-    }
-
-    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
-        let handle = self.shutdown_handle();
-        move || match handle {
-            Ok(h) => h.shutdown(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot shut down: the listener's address is unknown")
-            }
-        }
-    }
-
-    fn run(self) -> io::Result<()> {
-        BlockingServer::run(self)
     }
 }
 

@@ -1,27 +1,24 @@
 //! # callstream-epoll
 //!
-//! callstream's server on one epoll reactor per core. Each reactor thread
-//! owns the connections it accepted: it reads into their server-layer
-//! [`Driver`](callstream_server::Driver)s, writes what they give and wakes at
-//! their deadlines, with no lock and no cross-thread wake-up on the frame
-//! path. Settings, logs, metrics, recordings and the shutdown policy live in
-//! `callstream-server`, protocol decisions in `callstream-core`, so it
-//! behaves like the smol and blocking servers; the conformance tests run
-//! against all three.
+//! callstream's server on one epoll reactor per core: the
+//! [reactor loop](callstream_server::reactor::skeleton) of the server layer
+//! over epoll's system calls. Settings, logs, metrics, recordings and the
+//! shutdown policy live in `callstream-server`, protocol decisions in
+//! `callstream-core`, so it behaves like every other runtime; the
+//! conformance tests run against all of them.
 //!
-//! - **Listeners**: one per reactor, bound to the same address with
-//!   SO_REUSEPORT, so the kernel spreads new connections across cores. Every
-//!   reactor watches every listener with `EPOLLEXCLUSIVE`, its own first: a
-//!   connection wakes its listener's reactor when that one is waiting, and
-//!   another when it is busy (a handler that blocks its thread strands no
-//!   new caller).
+//! - **Listeners**: every reactor watches every listener with
+//!   `EPOLLEXCLUSIVE`, its own first: a connection wakes its listener's
+//!   reactor when that one is waiting, and another when it is busy (a
+//!   handler that blocks its thread strands no new caller).
 //! - **Sockets** are nonblocking and registered once, edge-triggered for
 //!   reading and writing: no `epoll_ctl` on the frame path. A write takes
-//!   what the socket takes now; the rest waits for the writable edge.
-//! - **Timers**: per reactor, one deadline per connection, re-armed only when
-//!   it moves earlier; the earliest is `epoll_wait`'s timeout.
-//! - **Remote control**: a handler's thread queues the connection on its
-//!   reactor and writes the reactor's eventfd.
+//!   what the socket takes now; the rest waits for the writable edge. A
+//!   short read empties the socket, so reading stops there (reading on until
+//!   `EAGAIN` would cost a system call a frame), unless the edge also
+//!   carried the peer's end: that edge is spent, so the socket is read to
+//!   its end.
+//! - **Wake-ups**: the reactor's eventfd is in its epoll set.
 //!
 //! It calls `epoll_wait` itself (through rustix) rather than through the
 //! `polling` crate, whose every wait also sets a timerfd, re-arms two
@@ -36,155 +33,193 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod conn;
-mod handle;
-mod reactor;
+use callstream_server::Driver;
+use callstream_server::config::{Runtime, Settings};
+use callstream_server::reactor::{Backend, Event, Handle, Reactors, Received, split};
+use rustix::event::epoll::{self, EventData, EventFlags};
+use std::io::{self, Read as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
 
-use callstream_server::config::Settings;
-use callstream_server::reactor::{Shutdown, join};
-use callstream_server::{Pump, Server};
-use handle::Handle;
-use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+pub use callstream_server::reactor::ShutdownHandle;
 
 /// A bound server of epoll reactors, ready to run.
-pub struct EpollServer {
-    server: Arc<Server>,
-    listeners: Arc<[TcpListener]>,
-    reactors: Arc<[Arc<Handle>]>,
-    /// When the shutdown was requested.
-    stop: Arc<OnceLock<Instant>>,
+pub type EpollServer = Reactors<Epoll>;
+
+/// Event data of the eventfd; listener `i` is `1 + i`. Connections carry a
+/// nonzero generation in the high half, so they never collide.
+const NOTIFY: u64 = 0;
+/// 8 KiB per read: a media message is under 400 bytes.
+const READ_BUF: usize = 8192;
+
+/// One reactor's epoll instance, as the reactor loop's backend.
+pub struct Epoll {
+    handle: Arc<Handle<OwnedFd>>,
+    /// The listeners are in the epoll set (not while accepting is paused).
+    watching: bool,
+    buf: Vec<u8>,
+    ready: Vec<epoll::Event>,
 }
 
-/// Stops a running server gracefully, from any thread.
-#[derive(Clone)]
-pub struct ShutdownHandle(Shutdown<Handle>);
+/// An edge of a connection that can be read: whether it carried the
+/// peer's end (RDHUP, HUP, ERR).
+type Ending = bool;
 
-impl ShutdownHandle {
-    /// Begins the graceful shutdown: no new connections; calls drain for the
-    /// configured period, then close with 1001. Calling it again does nothing
-    /// more.
-    pub fn shutdown(&self) {
-        self.0.shutdown();
+impl Epoll {
+    fn watch_listener(handle: &Handle<OwnedFd>, l: &TcpListener, i: usize) -> io::Result<()> {
+        let data = EventData::new_u64(1 + i as u64);
+        let flags = EventFlags::IN | EventFlags::EXCLUSIVE;
+        Ok(epoll::add(&handle.sys, l, data, flags)?)
     }
 }
 
-impl EpollServer {
-    /// Binds the listening sockets now ([`Options::threads`] of them), so
-    /// that the address, an ephemeral port included, is known before
-    /// [`EpollServer::run`].
-    ///
-    /// [`Options::threads`]: callstream_server::Options::threads
-    pub fn bind(server: Arc<Server>) -> io::Result<EpollServer> {
-        let threads = server.options().threads.max(1);
-        // A probe without SO_REUSEPORT first: it fails while anything listens
-        // on the port, another instance of this server included, which
-        // SO_REUSEPORT would otherwise let us split the traffic with
-        // silently. For port 0 it picks the port.
-        let probe = callstream_server::bind_listener(server.options().bind, "PORT")?;
-        let addr = probe.local_addr()?;
-        drop(probe);
-        let listeners = (0..threads)
-            .map(|_| {
-                callstream_server::listen::bind_shared(addr)
-                    .map_err(|e| callstream_server::listen_error(addr, "PORT", e))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        let reactors = (0..threads)
-            .map(|_| Handle::new().map(Arc::new))
-            .collect::<io::Result<Vec<_>>>()?;
+impl Backend for Epoll {
+    type Io = TcpStream;
+    type Input = Ending;
+    type Output = ();
+    type Sys = OwnedFd;
+    type Options = ();
+    const RUNTIME: Runtime = Runtime::Epoll;
+
+    fn handle() -> io::Result<Handle<OwnedFd>> {
+        let handle = Handle::new(epoll::create(epoll::CreateFlags::CLOEXEC)?, true)?;
+        let data = EventData::new_u64(NOTIFY);
+        epoll::add(&handle.sys, &handle, data, EventFlags::IN)?;
+        Ok(handle)
+    }
+
+    /// Exclusive wake-ups go in the order of registration: listener `i`'s
+    /// own reactor first.
+    fn watch(handles: &[Arc<Handle<OwnedFd>>], listeners: &[Arc<TcpListener>]) -> io::Result<()> {
         for (i, l) in listeners.iter().enumerate() {
-            // Its own reactor first: exclusive wake-ups go in this order.
-            for r in reactors.iter().cycle().skip(i).take(threads) {
-                r.listen(l, i)?;
+            for h in handles.iter().cycle().skip(i).take(handles.len()) {
+                Self::watch_listener(h, l, i)?;
             }
         }
-        Ok(EpollServer {
-            server,
-            listeners: listeners.into(),
-            reactors: reactors.into(),
-            stop: Arc::new(OnceLock::new()),
+        Ok(())
+    }
+
+    fn new(
+        _: usize,
+        handle: Arc<Handle<OwnedFd>>,
+        _: &Arc<[Arc<TcpListener>]>,
+        (): (),
+    ) -> io::Result<Epoll> {
+        Ok(Epoll {
+            handle,
+            watching: true,
+            buf: vec![0; READ_BUF],
+            ready: Vec::with_capacity(1024),
         })
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self.listeners.first() {
-            Some(l) => l.local_addr(),
-            None => Err(io::Error::other("no listener")),
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        events: &mut Vec<Event<Epoll>>,
+    ) -> io::Result<()> {
+        // rustix rounds up to whole milliseconds: never wakes early.
+        let timeout = timeout.and_then(|t| rustix::event::Timespec::try_from(t).ok());
+        self.ready.clear();
+        let spare = rustix::buffer::spare_capacity(&mut self.ready);
+        match epoll::wait(&self.handle.sys, spare, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-    }
-
-    /// A handle that starts the graceful shutdown from anywhere.
-    #[must_use]
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(Shutdown::new(self.reactors.clone(), self.stop.clone()))
-    }
-
-    /// Runs the reactors until a shutdown is requested and every connection
-    /// has closed, or the drain period is over.
-    pub fn run(self) -> io::Result<()> {
-        let handle = self.shutdown_handle();
-        let EpollServer {
-            server,
-            listeners,
-            reactors,
-            stop,
-        } = self;
-        let mut threads = Vec::new();
-        let mut result = Ok(());
-        for (i, r) in reactors.iter().enumerate() {
-            let reactor = reactor::Reactor::new(
-                i,
-                r.clone(),
-                server.clone(),
-                listeners.clone(),
-                stop.clone(),
-            );
-            let h = handle.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("callstream-{i}"))
-                .spawn(move || {
-                    let r = reactor.run();
-                    if r.is_err() {
-                        // The server cannot go on short of a reactor.
-                        h.shutdown();
-                    }
-                    r
-                });
-            match spawned {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    handle.shutdown();
-                    result = Err(e);
-                    break;
+        let ending = EventFlags::RDHUP | EventFlags::HUP | EventFlags::ERR;
+        for ev in &self.ready {
+            let (data, flags) = (ev.data.u64(), ev.flags);
+            events.push(match split(data) {
+                (_, 0) if data == NOTIFY => {
+                    self.handle.clear();
+                    Event::Notify
                 }
+                (i, 0) => Event::Acceptable(i - 1),
+                // An error is found out by reading.
+                _ if flags.intersects(EventFlags::IN | ending) => {
+                    Event::Input(data, flags.intersects(ending))
+                }
+                _ => Event::Output(data, ()),
+            });
+        }
+        Ok(())
+    }
+
+    fn listen(&mut self, listeners: &[Arc<TcpListener>]) -> io::Result<()> {
+        if !self.watching {
+            self.watching = true;
+            for (i, l) in listeners.iter().enumerate() {
+                let _ = Self::watch_listener(&self.handle, l, i);
             }
         }
-        // The reactors hold the listeners now: the last to shut down closes them.
-        drop(listeners);
-        result.and(join(&server, &stop, threads))
-    }
-}
-
-impl Pump for EpollServer {
-    fn runtime(&self) -> callstream_server::config::Runtime {
-        callstream_server::config::Runtime::Epoll
+        Ok(())
     }
 
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        EpollServer::local_addr(self)
+    fn pause(&mut self, listeners: &[Arc<TcpListener>]) {
+        if self.watching {
+            self.watching = false;
+            for l in listeners {
+                let _ = epoll::delete(&self.handle.sys, l);
+            }
+        }
     }
 
-    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
-        let handle = self.shutdown_handle();
-        move || handle.shutdown()
+    fn unlisten(&mut self, listeners: &[Arc<TcpListener>]) {
+        self.pause(listeners);
     }
 
-    fn run(self) -> io::Result<()> {
-        EpollServer::run(self)
+    fn register(&mut self, stream: TcpStream, token: u64) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        let flags = EventFlags::IN | EventFlags::OUT | EventFlags::RDHUP | EventFlags::ET;
+        epoll::add(&self.handle.sys, &stream, EventData::new_u64(token), flags)?;
+        Ok(stream)
+    }
+
+    fn receive(&mut self, io: &mut TcpStream, ending: Ending, drain: bool) -> Received<'_> {
+        loop {
+            return match io.read(&mut self.buf) {
+                Ok(n) if n > 0 => {
+                    let more = n == self.buf.len() || ending || drain;
+                    Received::Bytes(self.buf.get(..n).unwrap_or_default(), more)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Received::Nothing,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                _ => Received::End,
+            };
+        }
+    }
+
+    fn done(&mut self, _: Ending) {}
+
+    fn sent(&mut self, _: &mut TcpStream, _: u64, (): ()) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Never waits on the write: a peer that stops reading cannot freeze the
+    /// loop (the engine bounds what waits, and closes past its limit).
+    fn flush(&mut self, io: &mut TcpStream, _: u64, driver: &mut Driver) -> io::Result<()> {
+        driver.write_now(&*io)
+    }
+
+    fn sending(_: &TcpStream) -> bool {
+        false
+    }
+
+    fn half_close(io: &TcpStream) {
+        let _ = io.shutdown(Shutdown::Write);
+    }
+
+    /// What came while the last bytes went out was not read (its edge is
+    /// spent): read it now.
+    fn linger(&mut self, _: &TcpStream) -> Option<Ending> {
+        Some(false)
+    }
+
+    /// Closing the socket also takes it out of the epoll set.
+    fn release(&mut self, io: TcpStream) {
+        drop(io);
     }
 }
 

@@ -58,43 +58,12 @@ impl SmolServer {
         })
     }
 
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.get_ref().local_addr()
-    }
-
     /// A handle that starts the graceful shutdown from anywhere.
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             tx: self.shutdown_tx.clone(),
         }
-    }
-
-    /// Runs until a shutdown is requested and every connection has closed,
-    /// or the drain period is over.
-    pub fn run(self) -> io::Result<()> {
-        let ex = Arc::new(Executor::new());
-        let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
-        let threads = self.server.options().threads.max(1);
-        let workers: Vec<_> = (1..threads)
-            .map(|i| {
-                let ex = ex.clone();
-                let stop = stop_rx.clone();
-                std::thread::Builder::new()
-                    .name(format!("callstream-{i}"))
-                    .spawn(move || smol::block_on(ex.run(stop.recv())))
-            })
-            .collect::<io::Result<_>>()?;
-        // The accept loop is a task like any other, so any executor thread can
-        // run it: a handler that blocks one thread must not stop accepting.
-        let accept = ex.spawn(self.accept_loop(ex.clone()));
-        let result = smol::block_on(ex.run(accept));
-        drop(stop_tx);
-        for w in workers {
-            let _ = w.join();
-        }
-        result
     }
 
     async fn accept_loop(self, ex: Arc<Executor<'static>>) -> io::Result<()> {
@@ -179,8 +148,9 @@ impl Pump for SmolServer {
         callstream_server::config::Runtime::Smol
     }
 
+    /// The bound address.
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        SmolServer::local_addr(self)
+        self.listener.get_ref().local_addr()
     }
 
     fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
@@ -188,8 +158,30 @@ impl Pump for SmolServer {
         move || handle.shutdown()
     }
 
+    /// Runs until a shutdown is requested and every connection has closed,
+    /// or the drain period is over.
     fn run(self) -> io::Result<()> {
-        SmolServer::run(self)
+        let ex = Arc::new(Executor::new());
+        let (stop_tx, stop_rx) = smol::channel::unbounded::<()>();
+        let threads = self.server.options().threads.max(1);
+        let workers: Vec<_> = (1..threads)
+            .map(|i| {
+                let ex = ex.clone();
+                let stop = stop_rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("callstream-{i}"))
+                    .spawn(move || smol::block_on(ex.run(stop.recv())))
+            })
+            .collect::<io::Result<_>>()?;
+        // The accept loop is a task like any other, so any executor thread can
+        // run it: a handler that blocks one thread must not stop accepting.
+        let accept = ex.spawn(self.accept_loop(ex.clone()));
+        let result = smol::block_on(ex.run(accept));
+        drop(stop_tx);
+        for w in workers {
+            let _ = w.join();
+        }
+        result
     }
 }
 

@@ -42,21 +42,19 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod conn;
-mod handle;
-mod reactor;
+mod backend;
 #[allow(unsafe_code)]
 mod ring;
 
+pub use backend::Uring;
 use callstream_server::config::Settings;
-use callstream_server::reactor::{Shutdown, join};
-use callstream_server::{Pump, Server};
-use handle::Handle;
-use reactor::Reactor;
+use callstream_server::reactor::Reactors;
+pub use callstream_server::reactor::ShutdownHandle;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, OnceLock, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// A bound server of io_uring reactors, ready to run.
+pub type UringServer = Reactors<Uring>;
 
 /// The environment variable that sets the tick, in milliseconds.
 pub const TICK_ENV: &str = "CALLSTREAM_URING_TICK_MS";
@@ -105,7 +103,7 @@ impl UringOptions {
     }
 
     /// Within the bounds the kernel and the frame period set.
-    fn bounded(self) -> UringOptions {
+    pub(crate) fn bounded(self) -> UringOptions {
         UringOptions {
             tick: self.tick.min(MAX_TICK),
             receive_buffers: self
@@ -114,186 +112,6 @@ impl UringOptions {
                 .checked_next_power_of_two()
                 .unwrap_or(ring::MAX_BUF_COUNT),
         }
-    }
-}
-
-/// A reactor thread waiting for [`UringServer::run`]: its ring is made; the
-/// sender starts it, and dropping the sender ends it.
-type Waiting = (
-    std::thread::JoinHandle<io::Result<Vec<callstream_server::Admission>>>,
-    mpsc::Sender<()>,
-);
-
-/// A bound server of io_uring reactors, ready to run.
-pub struct UringServer {
-    server: Arc<Server>,
-    listeners: Arc<[Arc<TcpListener>]>,
-    reactors: Arc<[Arc<Handle>]>,
-    /// When the shutdown was requested.
-    stop: Arc<OnceLock<Instant>>,
-    threads: Vec<Waiting>,
-    options: UringOptions,
-}
-
-/// Stops a running server gracefully, from any thread.
-#[derive(Clone)]
-pub struct ShutdownHandle(Shutdown<Handle>);
-
-impl ShutdownHandle {
-    /// Begins the graceful shutdown: no new connections; calls drain for the
-    /// configured period, then close with 1001. Calling it again does nothing
-    /// more.
-    pub fn shutdown(&self) {
-        self.0.shutdown();
-    }
-}
-
-impl UringServer {
-    /// [`UringServer::bind_with`] the default [`UringOptions`].
-    pub fn bind(server: Arc<Server>) -> io::Result<UringServer> {
-        Self::bind_with(server, UringOptions::default())
-    }
-
-    /// Binds the listening sockets ([`Options::threads`] of them) and starts
-    /// the reactor threads, each making its ring (a ring takes submissions
-    /// from the thread that made it), all before returning: the address,
-    /// an ephemeral port included, is known, and every descriptor the
-    /// server needs to start is taken, before [`UringServer::run`]. The
-    /// threads wait for `run`; dropping the server unrun ends them.
-    ///
-    /// [`Options::threads`]: callstream_server::Options::threads
-    pub fn bind_with(server: Arc<Server>, options: UringOptions) -> io::Result<UringServer> {
-        let options = options.bounded();
-        let threads = server.options().threads.max(1);
-        let mut addr = server.options().bind;
-        let mut listeners = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let l = callstream_server::listen::bind_shared(addr)
-                .map_err(|e| callstream_server::listen_error(addr, "PORT", e))?;
-            // Port 0: the first socket learns the port, the rest join it.
-            addr = l.local_addr()?;
-            listeners.push(Arc::new(l));
-        }
-        let listeners: Arc<[Arc<TcpListener>]> = listeners.into();
-        let reactors: Arc<[Arc<Handle>]> = (0..threads)
-            .map(|_| Handle::new().map(Arc::new))
-            .collect::<io::Result<Vec<_>>>()?
-            .into();
-        let stop = Arc::new(OnceLock::new());
-        let handle = ShutdownHandle(Shutdown::new(reactors.clone(), stop.clone()));
-        let mut waiting = Vec::with_capacity(threads);
-        for (i, r) in reactors.iter().enumerate() {
-            let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-            let (go_tx, go_rx) = mpsc::channel::<()>();
-            let (r, server, listeners, stop, h) = (
-                r.clone(),
-                server.clone(),
-                listeners.clone(),
-                stop.clone(),
-                handle.clone(),
-            );
-            let thread = std::thread::Builder::new()
-                .name(format!("callstream-{i}"))
-                .spawn(move || {
-                    let reactor = match Reactor::new(i, r, server, listeners, stop, options) {
-                        Ok(reactor) => reactor,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return Ok(Vec::new());
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    if go_rx.recv().is_err() {
-                        return Ok(Vec::new());
-                    }
-                    let r = reactor.run();
-                    if r.is_err() {
-                        // The server cannot go on short of a reactor.
-                        h.shutdown();
-                    }
-                    r
-                })?;
-            // On an error the threads started so far end as `waiting` drops.
-            ready_rx
-                .recv()
-                .map_err(|_| io::Error::other("a reactor thread ended while starting"))??;
-            waiting.push((thread, go_tx));
-        }
-        Ok(UringServer {
-            server,
-            listeners,
-            reactors,
-            stop,
-            threads: waiting,
-            options,
-        })
-    }
-
-    /// The options in force (bounded as [`UringOptions`] says).
-    #[must_use]
-    pub fn options(&self) -> UringOptions {
-        self.options
-    }
-
-    /// The bound address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self.listeners.first() {
-            Some(l) => l.local_addr(),
-            None => Err(io::Error::other("no listener")),
-        }
-    }
-
-    /// A handle that starts the graceful shutdown from anywhere.
-    #[must_use]
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        ShutdownHandle(Shutdown::new(self.reactors.clone(), self.stop.clone()))
-    }
-
-    /// Runs the reactors until a shutdown is requested and every connection
-    /// has closed, or the drain period is over.
-    pub fn run(self) -> io::Result<()> {
-        if !self.options.tick.is_zero() {
-            tracing::info!(
-                tick_ms = self.options.tick.as_millis() as u64,
-                "each loop gathers completions for at least the tick"
-            );
-        }
-        let UringServer {
-            server,
-            listeners,
-            threads,
-            stop,
-            ..
-        } = self;
-        // The reactors hold the listeners: the last to let go closes them.
-        drop(listeners);
-        let threads = threads
-            .into_iter()
-            .map(|(thread, go)| {
-                let _ = go.send(());
-                thread
-            })
-            .collect();
-        join(&server, &stop, threads)
-    }
-}
-
-impl Pump for UringServer {
-    fn runtime(&self) -> callstream_server::config::Runtime {
-        callstream_server::config::Runtime::Uring
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        UringServer::local_addr(self)
-    }
-
-    fn shutdown_fn(&self) -> impl FnOnce() + Send + 'static {
-        let handle = self.shutdown_handle();
-        move || handle.shutdown()
-    }
-
-    fn run(self) -> io::Result<()> {
-        UringServer::run(self)
     }
 }
 
@@ -415,7 +233,7 @@ mod tests {
                 tick: Duration::ZERO,
                 receive_buffers: n,
             };
-            UringServer::bind_with(Server::new(opts, engine).unwrap(), uring)
+            UringServer::bind_with(callstream_server::Server::new(opts, engine).unwrap(), uring)
                 .unwrap()
                 .options()
                 .receive_buffers

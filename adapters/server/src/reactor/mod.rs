@@ -1,8 +1,21 @@
-//! What the reactor pumps share: the pumps that run one thread per core,
-//! each owning the connections it accepted in a slab (`callstream-epoll`,
-//! `callstream-uring`). How a reactor waits is its own; how it names its
-//! connections, lets other threads wake them, stops, and hands its open
-//! connections back when it ends is the same for both, and lives here.
+//! The reactor pumps' one loop: the pumps that run one thread per core, each
+//! owning the connections it accepted in a slab (`callstream-epoll`,
+//! `callstream-uring`). A pump is a [`Backend`]: the system calls that wait,
+//! watch the listeners, register a socket, receive and send. Everything else
+//! is written once, here: the loop and its connection table, admission,
+//! wake-ups from other threads, timers, the close and linger machine
+//! ([`skeleton`]), and the threads, their start, shutdown and join
+//! ([`Reactors`]).
+#[cfg(target_os = "linux")]
+pub mod skeleton;
+#[cfg(target_os = "linux")]
+mod threads;
+
+#[cfg(target_os = "linux")]
+pub use skeleton::{Backend, Event, Received};
+#[cfg(target_os = "linux")]
+pub use threads::{Handle, Reactors, ShutdownHandle};
+
 use crate::{Admission, Server};
 use callstream_core::handler::Waker;
 use std::io;
@@ -109,39 +122,6 @@ pub fn waker<H: Notify>(
             h.notify();
         }
     })
-}
-
-/// Stops running reactors gracefully, from any thread: records when the
-/// shutdown was asked for (once) and wakes every reactor, which then stops
-/// accepting and lets its calls drain.
-pub struct Shutdown<H> {
-    reactors: Arc<[Arc<H>]>,
-    stop: Arc<OnceLock<Instant>>,
-}
-
-impl<H> Clone for Shutdown<H> {
-    fn clone(&self) -> Self {
-        Shutdown {
-            reactors: self.reactors.clone(),
-            stop: self.stop.clone(),
-        }
-    }
-}
-
-impl<H: Notify> Shutdown<H> {
-    /// For these reactors, which look at `stop` after every wake-up.
-    pub fn new(reactors: Arc<[Arc<H>]>, stop: Arc<OnceLock<Instant>>) -> Self {
-        Shutdown { reactors, stop }
-    }
-
-    /// Begins the graceful shutdown; calling it again does nothing more.
-    pub fn shutdown(&self) {
-        if self.stop.set(Instant::now()).is_ok() {
-            for r in self.reactors.iter() {
-                r.notify();
-            }
-        }
-    }
 }
 
 /// Where a connection on a reactor is in its life. Its end is: write the
@@ -376,16 +356,21 @@ mod tests {
         assert!(drain.is_over(give_up, 3));
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn shutdown_is_recorded_once_and_wakes_every_reactor() {
-        let reactors: Arc<[Arc<Reactor>]> = vec![Arc::default(), Arc::default()].into();
+        let reactors: Vec<Arc<Reactor>> = vec![Arc::default(), Arc::default()];
+        let notify: Vec<Arc<dyn Notify>> = reactors
+            .iter()
+            .map(|r| r.clone() as Arc<dyn Notify>)
+            .collect();
         let stop = Arc::new(OnceLock::new());
-        let handle = Shutdown::new(reactors.clone(), stop.clone());
+        let handle = ShutdownHandle::new(notify.into(), stop.clone());
         handle.clone().shutdown();
         let at = *stop.get().expect("recorded");
         handle.shutdown();
         assert_eq!(stop.get(), Some(&at));
-        for r in reactors.iter() {
+        for r in &reactors {
             assert_eq!(r.notified.load(Ordering::SeqCst), 1);
         }
     }
