@@ -27,10 +27,14 @@
 # --seconds S --ramp MS` and printing one JSON line with `recv_media`,
 # `echo_ratio` and `echo.p99_ms`.
 #
-# BASE=<git revision> adds `callstream --runtime epoll` (one thread) built
-# from that revision (in a temporary worktree; a revision with the one
-# `callstream` binary) after each one-thread epoll run (and after its PGO
-# run, with PGO): a before-and-after in one sitting.
+# BASE=<git revision> adds `callstream --runtime epoll` and `--runtime
+# uring` (one thread) built from that revision (in a temporary worktree; a
+# revision with the one `callstream` binary) after each one-thread run of
+# the same runtime (and after its PGO run, with PGO): a before-and-after in
+# one sitting.
+#
+# SMOL=0 leaves smol out, MULTI=0 the runs with one thread per core: a
+# shorter sitting for the one-thread figures.
 #
 # PGO=<directory> adds, after each one-thread smol and epoll run, the same
 # runtime of the `callstream` built with profile-guided optimization in that
@@ -152,15 +156,18 @@ print(json.dumps(d))" | tee -a "$results"
 for calls in "${calls_list[@]}"; do
     for _ in $(seq "$rounds"); do
         run floor "$calls" 1 "$FLOOR" @PORT
-        run "callstream (smol)" "$calls" 1 CALLSTREAM_RUNTIME=smol "$bin/callstream"
-        [[ -z $pgo ]] || run "callstream (smol, PGO)" "$calls" 1 CALLSTREAM_RUNTIME=smol "$pgo/callstream"
-        run "callstream (smol)" "$calls" "" CALLSTREAM_RUNTIME=smol "$bin/callstream"
+        if [[ ${SMOL:-1} == 1 ]]; then
+            run "callstream (smol)" "$calls" 1 CALLSTREAM_RUNTIME=smol "$bin/callstream"
+            [[ -z $pgo ]] || run "callstream (smol, PGO)" "$calls" 1 CALLSTREAM_RUNTIME=smol "$pgo/callstream"
+            [[ ${MULTI:-1} == 0 ]] || run "callstream (smol)" "$calls" "" CALLSTREAM_RUNTIME=smol "$bin/callstream"
+        fi
         run "callstream (epoll)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$bin/callstream"
         [[ -z $pgo ]] || run "callstream (epoll, PGO)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$pgo/callstream"
         [[ -z $base_bin ]] || run "callstream (epoll, $BASE)" "$calls" 1 CALLSTREAM_RUNTIME=epoll "$base_bin"
-        run "callstream (epoll)" "$calls" "" CALLSTREAM_RUNTIME=epoll "$bin/callstream"
+        [[ ${MULTI:-1} == 0 ]] || run "callstream (epoll)" "$calls" "" CALLSTREAM_RUNTIME=epoll "$bin/callstream"
         if [[ ${URING:-1} == 1 ]]; then
             run "callstream (uring)" "$calls" 1 CALLSTREAM_RUNTIME=uring "$bin/callstream"
+            [[ -z $base_bin ]] || run "callstream (uring, $BASE)" "$calls" 1 CALLSTREAM_RUNTIME=uring "$base_bin"
         fi
     done
 done

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use callstream_core::call::{CallEvent, MarkOutcome, StopReason};
 use callstream_core::handler::{Control, Handler};
-use callstream_core::message::Start;
+use callstream_core::wire::StreamStart as Start;
 
 use super::link::Link;
 use super::outbox::Outbound;
@@ -147,7 +147,7 @@ impl BridgeHandler {
     fn start_link(&mut self, control: &Control<'_>) -> Arc<Link> {
         let link = Arc::new(
             Link::new(
-                self.start.call_sid.to_string(),
+                self.start.call_id.clone(),
                 control.remote(),
                 self.bridge.on_failure,
                 self.bridge.after.clone(),
@@ -157,15 +157,15 @@ impl BridgeHandler {
         metrics::CALLS.fetch_add(1, Ordering::Relaxed);
         let params: Vec<(String, String)> = self
             .start
-            .custom_parameters
+            .parameters
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let line = ToProgram::Start {
             version: VERSION,
-            call_sid: self.start.call_sid.as_ref(),
-            stream_sid: self.start.stream_sid.as_ref(),
-            account_sid: self.start.account_sid.as_ref(),
+            call_sid: &self.start.call_id,
+            stream_sid: &self.start.stream_id,
+            account_sid: &self.start.account_id,
             parameters: Parameters(&params),
         }
         .to_line();

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use callstream_core::connection;
 use callstream_core::handler::{Handler, HandlerFactory};
-use callstream_core::message::Start;
+use callstream_core::wire::StreamStart as Start;
 use callstream_server::SettingsError;
 use callstream_server::config::Settings;
 use callstream_server::extension::{Extension, Installed};
@@ -193,9 +193,9 @@ impl Bridge {
         let transport = self.transport.clone();
         let children = self.children.clone();
         let (call, stream, account) = (
-            start.call_sid.to_string(),
-            start.stream_sid.to_string(),
-            start.account_sid.to_string(),
+            start.call_id.clone(),
+            start.stream_id.clone(),
+            start.account_id.clone(),
         );
         let params = params.to_vec();
         let l = link.clone();

@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callstream_core::connection::{self, Config, Connection, Output};
+use callstream_core::connection::{self, Config, Connection, Output, Route, Routes};
 use callstream_core::public_url::PublicBase;
 use callstream_core::signature;
 use callstream_core::websocket::{Event, WebSocket};
@@ -63,10 +63,18 @@ fn status_webhook() -> Vec<u8> {
     .into_bytes()
 }
 
+/// The two paths these benchmarks request.
+fn routes() -> Routes {
+    Routes::new()
+        .route("/webhook/stream_status", Route::StreamStatus)
+        .route("/ws/twilio-media", Route::MediaStream)
+}
+
 fn config() -> Arc<Config> {
     Arc::new(Config {
         auth_tokens: vec![TOKEN.to_owned()],
         public_base_url: Some(PublicBase::parse("https://voice.example.com").unwrap()),
+        routes: routes(),
         ..Config::unsigned()
     })
 }
@@ -170,6 +178,7 @@ fn echo_call(c: &mut Criterion) {
             CallConfig::default(),
             handler::by_name("echo").unwrap(),
         )),
+        routes: routes(),
         ..Config::unsigned()
     });
     group.bench_function("echo_call_frame_in_and_out", |b| {

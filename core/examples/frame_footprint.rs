@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callstream_core::call::CallConfig;
-use callstream_core::connection::{Config, Connection, Output};
+use callstream_core::connection::{Config, Connection, Output, Route, Routes};
 use callstream_core::handler;
 use callstream_twilio::frame::text_frame;
 use callstream_twilio::message::Stream;
@@ -50,6 +50,7 @@ fn main() {
             CallConfig::default(),
             handler::by_name("echo").expect("the echo handler"),
         )),
+        routes: Routes::new().route("/ws/twilio-media", Route::MediaStream),
         ..Config::unsigned()
     });
     // One connected pair per call: (Twilio's end, the server's end).

@@ -1,8 +1,16 @@
-//! One state machine per media stream: Twilio's text messages and time in;
-//! text messages for Twilio, events and a deadline out.
+//! One state machine per media stream: audio and control in and out, in the
+//! words of a provider's [wire format](crate::wire); events and a deadline
+//! out.
+//!
+//! The machine speaks audio and control only (a stream started, caller
+//! audio, a key, a mark acknowledged, the stream stopped; audio, marks and
+//! clears going out). A [`Wire`] turns the provider's messages into those
+//! facts and writes the machine's: Twilio's Media Streams JSON
+//! ([`TwilioWire`]) unless [`Call::with_wire`] names another. An embedder
+//! without a wire at all feeds facts with [`Call::handle_fact`].
 //!
 //! [`Call`] is usable on its own, behind any WebSocket server: feed it every
-//! text frame Twilio sends ([`Call::handle_text`]), tell it when the socket
+//! text frame the provider sends ([`Call::handle_text`]), tell it when the socket
 //! closed ([`Call::handle_closed`]) and when its deadline passed
 //! ([`Call::handle_timeout`]), give it commands ([`Call::play_pcm`],
 //! [`Call::play_ulaw`], [`Call::mark`], [`Call::clear`], [`Call::hangup`]).
@@ -108,10 +116,11 @@ use std::time::{Duration, Instant};
 use crate::codec::{self, FRAME_MS};
 pub use crate::jitter::AudioFrame;
 use crate::jitter::{JitterBuffer, JitterConfig};
-use crate::message::{self, Inbound, Start, Track};
 use crate::pacer::{Outgoing, Pacer, PacerConfig};
 use crate::sid::StreamSid;
 use crate::vad::{Vad, VadConfig, VadEvent};
+use crate::wire::twilio::TwilioWire;
+use crate::wire::{Fact, Message, StreamStart, Wire};
 
 /// WebSocket close code for a normal closure (RFC 6455 §7.4.1).
 pub const NORMAL_CLOSURE: u16 = 1000;
@@ -386,11 +395,12 @@ pub struct CallStats {
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]
 pub enum CallEvent {
-    /// Twilio's `connected` message.
+    /// The provider's greeting (Twilio's `connected` message).
     Connected,
-    /// Twilio's `start`: the call, stream and account SIDs, tracks, custom
-    /// parameters (in document order) and media format.
-    Started(Start),
+    /// The stream started: the call, stream and account ids, tracks, the
+    /// answer document's parameters (in document order) and media format
+    /// (Twilio's `start`).
+    Started(StreamStart),
     /// 20 ms of the caller's audio.
     Audio(AudioFrame),
     /// The caller pressed a key.
@@ -462,7 +472,10 @@ pub struct Call {
     now: Instant,
     phase: Phase,
     connected: bool,
-    stream_sid: Option<StreamSid>,
+    /// The provider's protocol; out only while it reads a message.
+    wire: Option<Box<dyn Wire>>,
+    /// The stream's id, once it started.
+    stream_id: Option<String>,
     started_at: Option<Instant>,
     /// Stream time of the first inbound frame.
     audio_origin_ms: Option<u64>,
@@ -473,7 +486,6 @@ pub struct Call {
     /// (Twilio echoes in this order), open or already resolved.
     sent_marks: VecDeque<SentMark>,
     out: VecDeque<CallOutput>,
-    payload: Vec<u8>,
     /// Text buffers handed back by the driver ([`Call::recycle`]), reused
     /// for the next messages out.
     spare: Vec<String>,
@@ -493,14 +505,21 @@ impl Call {
         }
     }
 
-    /// A call that has seen nothing yet, at `now`.
+    /// A call on Twilio's Media Streams that has seen nothing yet, at `now`.
     pub fn new(config: CallConfig, now: Instant) -> Self {
+        Call::with_wire(config, Box::new(TwilioWire::new()), now)
+    }
+
+    /// A call on the provider `wire` speaks, that has seen nothing yet, at
+    /// `now`.
+    pub fn with_wire(config: CallConfig, wire: Box<dyn Wire>, now: Instant) -> Self {
         Call {
             barge_in: config.barge_in,
             now,
             phase: Phase::Open,
             connected: false,
-            stream_sid: None,
+            wire: Some(wire),
+            stream_id: None,
             started_at: None,
             audio_origin_ms: None,
             jitter: JitterBuffer::new(config.jitter.clone()),
@@ -508,26 +527,26 @@ impl Call {
             vad: config.vad.map(Vad::new),
             sent_marks: VecDeque::new(),
             out: VecDeque::new(),
-            payload: Vec::new(),
             spare: Vec::new(),
             stats: CallStats::default(),
             config,
         }
     }
 
-    /// One text frame from Twilio, received at `now`.
+    /// One text frame from the provider, received at `now`.
     pub fn handle_text(&mut self, now: Instant, text: &str) {
         self.handle_text_if(now, text, |_| true);
     }
 
-    /// [`Call::handle_text`] with a look at the parsed message first: when
-    /// `admit` returns false the message is dropped unseen. The driver's own
-    /// checks (the stream's account, say) read the one parse the call makes.
+    /// [`Call::handle_text`] with a look at what the message says first:
+    /// when `admit` returns false the message is dropped unseen. The
+    /// driver's own checks (the stream's account, say) read the one parse
+    /// the call makes.
     pub fn handle_text_if(
         &mut self,
         now: Instant,
         text: &str,
-        admit: impl FnOnce(&Inbound<'_>) -> bool,
+        admit: impl FnOnce(&Fact<'_>) -> bool,
     ) {
         self.advance(now);
         if !self.accepts_input() {
@@ -537,15 +556,29 @@ impl Call {
             self.warn(Warning::TooLong { len: text.len() });
             return;
         }
-        match message::parse(text) {
-            Ok(msg) => {
-                if admit(&msg) {
-                    self.on_message(msg);
+        let Some(mut wire) = self.wire.take() else {
+            return;
+        };
+        // A usual payload decodes on the stack, which is warm, rather than
+        // into this call's memory, which is not.
+        let mut stack = [0u8; STACK_PAYLOAD];
+        match wire.read(text, &mut stack) {
+            Ok(fact) => {
+                if admit(&fact) {
+                    self.on_fact(fact);
                 }
             }
-            Err(e) => self.warn(Warning::Malformed {
-                error: e.to_string(),
-            }),
+            Err(warning) => self.warn(warning),
+        }
+        self.wire = Some(wire);
+    }
+
+    /// One fact of the stream, at `now`, from a driver that reads the
+    /// provider's messages itself (or has no provider: a test, a relay).
+    pub fn handle_fact(&mut self, now: Instant, fact: Fact<'_>) {
+        self.advance(now);
+        if self.accepts_input() {
+            self.on_fact(fact);
         }
     }
 
@@ -681,9 +714,9 @@ impl Call {
         self.pacer.is_playing(self.now)
     }
 
-    /// The stream, once `start` named it.
-    pub fn stream_sid(&self) -> Option<StreamSid> {
-        self.stream_sid
+    /// The stream's id, once it started (Twilio: its `streamSid`).
+    pub fn stream_id(&self) -> Option<&str> {
+        self.stream_id.as_deref()
     }
 
     /// The latest time given.
@@ -736,24 +769,9 @@ impl Call {
         self.emit(CallEvent::Warning(warning));
     }
 
-    /// Checks a message's stream: `Some(())` when it is ours.
-    fn ours(&mut self, sid: StreamSid) -> Option<()> {
-        match self.stream_sid {
-            None => {
-                self.warn(Warning::BeforeStart);
-                None
-            }
-            Some(ours) if ours != sid => {
-                self.warn(Warning::WrongStreamSid { got: sid });
-                None
-            }
-            Some(_) => Some(()),
-        }
-    }
-
-    fn on_message(&mut self, msg: Inbound<'_>) {
-        match msg {
-            Inbound::Connected(_) => {
+    fn on_fact(&mut self, fact: Fact<'_>) {
+        match fact {
+            Fact::Connected => {
                 if self.connected {
                     self.warn(Warning::DuplicateConnected);
                 } else {
@@ -761,78 +779,47 @@ impl Call {
                     self.emit(CallEvent::Connected);
                 }
             }
-            Inbound::Start(start) => {
-                if self.stream_sid.is_some() {
+            Fact::Start(start) => {
+                if self.stream_id.is_some() {
                     self.warn(Warning::DuplicateStart);
                 } else {
-                    // Twilio streams only 8 kHz μ-law mono; anything else would be
-                    // decoded as such anyway, so say so once.
-                    let f = &start.media_format;
+                    // The machine hears 8 kHz μ-law mono; anything else would
+                    // be decoded as such anyway, so say so once.
+                    let f = &start.format;
                     if !f.is_ulaw_8k_mono() {
                         let format =
                             format!("{} {} Hz × {}", f.encoding, f.sample_rate, f.channels);
                         self.warn(Warning::UnsupportedFormat { format });
                     }
-                    self.stream_sid = Some(start.stream_sid);
+                    self.stream_id = Some(start.stream_id.clone());
                     self.started_at = Some(self.now);
                     self.emit(CallEvent::Started(start));
                 }
             }
-            Inbound::Media(media) => {
-                if self.ours(media.stream_sid).is_none() {
-                    return;
-                }
-                // A one-way stream may carry our outbound track too: not the caller.
-                if media.track != Track::Inbound {
-                    return;
-                }
-                // A usual payload decodes on the stack, which is warm, rather
-                // than into this call's memory, which is not.
-                let len = media.decoded_len();
-                let mut stack = [0u8; STACK_PAYLOAD];
-                let buf = match stack.get_mut(..len) {
-                    Some(buf) => buf,
-                    None => {
-                        self.payload.resize(len, 0);
-                        &mut self.payload[..]
-                    }
-                };
-                match media.decode_payload(buf) {
-                    Ok(n) => {
-                        let _ = self.jitter.handle_receive(
-                            self.now,
-                            media.chunk,
-                            media.timestamp,
-                            &buf[..n.min(buf.len())],
-                        );
-                        self.sync_jitter_stats();
-                    }
-                    Err(e) => self.warn(Warning::Malformed {
-                        error: e.to_string(),
-                    }),
-                }
+            // Facts of the stream before it started: a wire refuses them,
+            // and so does the machine for a driver without one.
+            Fact::Audio { .. } | Fact::Dtmf(_) | Fact::Mark(_) | Fact::Stop | Fact::OtherTrack
+                if self.stream_id.is_none() =>
+            {
+                self.warn(Warning::BeforeStart);
             }
-            Inbound::Dtmf(dtmf) => {
-                if self.ours(dtmf.stream_sid).is_none() {
-                    return;
-                }
+            Fact::Audio {
+                chunk,
+                timestamp_ms,
+                ulaw,
+            } => {
+                let _ = self
+                    .jitter
+                    .handle_receive(self.now, chunk, timestamp_ms, ulaw);
+                self.sync_jitter_stats();
+            }
+            Fact::OtherTrack => {}
+            Fact::Dtmf(digit) => {
                 self.stats.dtmf += 1;
-                self.emit(CallEvent::Dtmf { digit: dtmf.digit });
+                self.emit(CallEvent::Dtmf { digit });
             }
-            Inbound::Mark(mark) => {
-                if self.ours(mark.stream_sid).is_none() {
-                    return;
-                }
-                self.on_mark_echo(mark.name);
-            }
-            Inbound::Stop(stop) => {
-                if self.ours(stop.stream_sid).is_none() {
-                    return;
-                }
-                self.end(StopReason::Stop);
-            }
-            #[allow(unreachable_patterns)]
-            _ => {}
+            Fact::Mark(name) => self.on_mark_echo(name),
+            Fact::Stop => self.end(StopReason::Stop),
         }
     }
 
@@ -965,10 +952,8 @@ impl Call {
         self.refresh_played();
         self.resolve_open_marks();
         self.trim_owed();
-        if let Some(sid) = self.stream_sid {
-            let mut text = String::with_capacity(80);
-            message::write_clear(&mut text, &sid);
-            self.out.push_back(CallOutput::Send(text));
+        if self.stream_id.is_some() {
+            self.send(Message::Clear);
         }
         self.stats.clears += 1;
     }
@@ -1000,18 +985,19 @@ impl Call {
             self.finish();
             return Pumped::Queued;
         }
-        if let Some(sid) = self.stream_sid {
+        if let (Some(_), Some(wire)) = (&self.stream_id, &self.wire) {
             // The message is written from the pacer's own bytes: no copy of
             // them in this call's memory first.
             let (spare, tap) = (&mut self.spare, self.config.tap);
             let next = self.pacer.poll_transmit_with(self.now, |ulaw| {
-                let mut text = spare_text(spare, 80 + ulaw.len() * 4 / 3);
-                message::write_media(&mut text, &sid, ulaw);
+                let media = Message::Media(ulaw);
+                let mut text = spare_text(spare, wire.size_hint(media));
+                wire.write(media, &mut text);
                 let tapped = tap.then(|| ulaw.iter().map(|&b| codec::decode(b)).collect());
                 (text, tapped)
             });
             if let Some((o, media)) = next {
-                return Pumped::Out(self.on_outgoing(sid, o, media));
+                return Pumped::Out(self.on_outgoing(o, media));
             }
         }
         if let Phase::HangingUp { deadline } = self.phase
@@ -1067,7 +1053,6 @@ impl Call {
     /// already); what follows it (the tap's copy) is queued.
     fn on_outgoing(
         &mut self,
-        sid: StreamSid,
         o: Outgoing,
         media: Option<(String, Option<Vec<i16>>)>,
     ) -> CallOutput {
@@ -1087,8 +1072,7 @@ impl Call {
                 CallOutput::Send(text)
             }
             Outgoing::Mark { name, done_at } => {
-                let mut text = spare_text(&mut self.spare, 80 + name.len());
-                message::write_mark(&mut text, &sid, &name);
+                let text = self.written(Message::Mark(&name));
                 self.sent_marks.push_back(SentMark {
                     name,
                     done_at,
@@ -1097,6 +1081,22 @@ impl Call {
                 CallOutput::Send(text)
             }
         }
+    }
+
+    /// `message` in the provider's words, in a spare text buffer.
+    fn written(&mut self, message: Message<'_>) -> String {
+        let Some(wire) = &self.wire else {
+            return String::new();
+        };
+        let mut text = spare_text(&mut self.spare, wire.size_hint(message));
+        wire.write(message, &mut text);
+        text
+    }
+
+    /// Queues `message` for the provider.
+    fn send(&mut self, message: Message<'_>) {
+        let text = self.written(message);
+        self.out.push_back(CallOutput::Send(text));
     }
 
     fn finish(&mut self) {
@@ -1129,7 +1129,7 @@ impl Call {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         };
-        if self.stream_sid.is_some() {
+        if self.stream_id.is_some() {
             consider(self.pacer.poll_timeout());
         }
         if let Phase::HangingUp { deadline } = self.phase {

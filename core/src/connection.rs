@@ -29,13 +29,17 @@
 //! line in turn (`BENCHMARKS.md`, "Prefetching a call's state").
 //!
 //! ```
-//! use callstream_core::connection::{Config, Connection, Output};
+//! use callstream_core::connection::{Config, Connection, Output, Route, Routes};
 //! use std::sync::Arc;
 //! use std::time::Instant;
 //!
 //! // What an adapter does; here the "socket" is two byte vectors.
 //! let now = Instant::now();
-//! let mut conn = Connection::new(Arc::new(Config::default()), now);
+//! let config = Config {
+//!     routes: Routes::new().route("/healthz", Route::Healthz),
+//!     ..Config::default()
+//! };
+//! let mut conn = Connection::new(Arc::new(config), now);
 //! let mut wire_out = Vec::new();
 //! let mut closed = false;
 //! conn.handle_receive(now, b"GET /healthz HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
@@ -59,20 +63,23 @@
 //!
 //! # What it serves
 //!
-//! Every path with and without a trailing `/`, never redirected (a 3xx is
-//! Twilio error 31920 on the upgrade, 11200 on a webhook):
+//! The paths of the application's route table ([`Config::routes`]), each
+//! with and without a trailing `/`, never redirected (a 3xx is Twilio error
+//! 31920 on the upgrade, 11200 on a webhook). The engine carries no paths of
+//! its own; what it does at each [`Route`]:
 //!
 //! | route | methods | answer |
 //! |---|---|---|
-//! | `/healthz` | GET | 200 `ok` |
-//! | `/version` | GET | 200 JSON `{"name":"callstream","version":…}` |
-//! | `/metrics` | GET | 200 Prometheus text, when [`Config::metrics`] is set (404 otherwise) |
-//! | `/webhook/incoming_call` | POST, GET | 200 TwiML: `<Connect><Stream>` to `/ws/twilio-media` (signed) |
-//! | `/webhook/incoming_call_preview` | GET | the same TwiML for a sample call (unsigned) |
-//! | `/webhook/stream_status`, `/webhook/stream_ended`, `/webhook/call_status`, `/webhook/handle_recording` | POST | 204 at once, parameters out as [`Event::Webhook`] (signed) |
-//! | `/ws/twilio-media` | GET | the WebSocket upgrade (signed), then the media stream |
+//! | [`Route::Healthz`] | GET | 200 `ok` |
+//! | [`Route::Version`] | GET | 200 JSON, the application's [`Config::version`] (404 without one) |
+//! | [`Route::Metrics`] | GET | 200 Prometheus text, when [`Config::metrics`] is set (404 otherwise) |
+//! | [`Route::IncomingCall`] | POST, GET | 200 TwiML, the application's answer ([`App::incoming_call`]; signed) |
+//! | [`Route::IncomingCallPreview`] | GET | the same TwiML for a sample call (unsigned) |
+//! | [`Route::StreamStatus`], [`Route::StreamEnded`], [`Route::CallStatus`], [`Route::HandleRecording`] | POST | 204 at once, parameters out as [`Event::Webhook`] (signed; the `<Connect action>` answer is [`App::stream_ended`]) |
+//! | [`Route::MediaStream`] | GET | the WebSocket upgrade (signed), then the media stream |
 //!
-//! Anything else is 404; a known path with another method is 405 with `Allow`.
+//! Anything else goes to [`App::route`], else 404; a known path with another
+//! method is 405 with `Allow`.
 //! Requests are parsed by [`http::RequestParser`] under [`Config::limits`]
 //! (431, 413, 408 then close, idle close, 400 and close); see [`crate::http`].
 //!
@@ -143,12 +150,16 @@ pub use crate::handler::Waker;
 /// (`Arc`) by every connection.
 ///
 /// ```
-/// use callstream_core::connection::{Config, StreamApp};
+/// use callstream_core::connection::{Config, Route, Routes, StreamApp};
 /// use std::sync::Arc;
 /// let config = Config {
 ///     auth_tokens: vec!["token".into()],
+///     routes: Routes::new()
+///         .route("/voice", Route::IncomingCall)
+///         .route("/media", Route::MediaStream),
 ///     app: Arc::new(StreamApp {
 ///         greeting: Some("Hello!".into()),
+///         call_parameters: vec![("caller".into(), "From".into())],
 ///         ..StreamApp::default()
 ///     }),
 ///     ..Config::default()
@@ -182,9 +193,16 @@ pub struct Config {
     /// When set, webhooks whose `AccountSid` is another account get 403, and a
     /// media stream that starts for another account is closed (1008).
     pub account_sid: Option<AccountSid>,
+    /// Which path serves which route. Default: none (every path is 404,
+    /// or the application's [`App::route`]).
+    pub routes: Routes,
     /// What the application answers: the incoming-call TwiML, the
-    /// `<Connect action>` webhook, its own routes. Default: [`StreamApp`].
+    /// `<Connect action>` webhook, its own routes. Default: a
+    /// [`StreamApp`] with no greeting and no parameters.
     pub app: Arc<dyn App>,
+    /// The body of [`Route::Version`], served as `application/json`.
+    /// `None`: the route is 404.
+    pub version: Option<String>,
     /// HTTP limits: head and body sizes, header count, timeouts.
     pub limits: Limits,
     /// Renders `GET /metrics` (Prometheus text). `None`: the route is 404.
@@ -228,7 +246,9 @@ impl Default for Config {
             shared_keys: Vec::new(),
             trust_forwarded: false,
             account_sid: None,
+            routes: Routes::default(),
             app: Arc::new(StreamApp::default()),
+            version: None,
             limits: Limits::default(),
             metrics: None,
             session: None,
@@ -338,75 +358,55 @@ pub enum Output {
     Close,
 }
 
-/// A route the engine serves (its canonical path is [`Route::as_str`]).
+/// What the engine does at a path: the kinds of request it serves. Which
+/// path serves which is the application's ([`Routes`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Route {
-    /// `/healthz`
+    /// A health check: 200 `ok`.
     Healthz,
-    /// `/version`
+    /// The application's version document ([`Config::version`]).
     Version,
-    /// `/metrics`
+    /// Prometheus text ([`Config::metrics`]).
     Metrics,
-    /// `/webhook/incoming_call`
+    /// Twilio's incoming-call webhook: the application's TwiML (signed).
     IncomingCall,
-    /// `/webhook/incoming_call_preview`
+    /// The TwiML for a sample call (unsigned).
     IncomingCallPreview,
-    /// `/webhook/stream_status`
+    /// The `<Stream statusCallback>` webhook (signed).
     StreamStatus,
-    /// `/webhook/stream_ended`
+    /// The `<Connect action>` webhook: what the call does after its stream
+    /// (signed).
     StreamEnded,
-    /// `/webhook/call_status`
+    /// The call's status callback (signed).
     CallStatus,
-    /// `/webhook/handle_recording`
+    /// The recording status callback (signed).
     HandleRecording,
-    /// `/ws/twilio-media`
+    /// The media stream's WebSocket upgrade (signed).
     MediaStream,
     /// Any other path (answered 404). One label, so that metrics stay bounded.
     Unknown,
 }
 
 impl Route {
-    const ALL: [Route; 10] = [
-        Route::Healthz,
-        Route::Version,
-        Route::Metrics,
-        Route::IncomingCall,
-        Route::IncomingCallPreview,
-        Route::StreamStatus,
-        Route::StreamEnded,
-        Route::CallStatus,
-        Route::HandleRecording,
-        Route::MediaStream,
-    ];
-
-    /// The canonical path, e.g. `/webhook/call_status`; `unknown` for
-    /// [`Route::Unknown`].
+    /// A stable name for logs and labels, e.g. `call_status`; `unknown` for
+    /// [`Route::Unknown`]. Not a path: the application names the paths
+    /// ([`Routes`]).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            Route::Healthz => "/healthz",
-            Route::Version => "/version",
-            Route::Metrics => "/metrics",
-            Route::IncomingCall => "/webhook/incoming_call",
-            Route::IncomingCallPreview => "/webhook/incoming_call_preview",
-            Route::StreamStatus => "/webhook/stream_status",
-            Route::StreamEnded => "/webhook/stream_ended",
-            Route::CallStatus => "/webhook/call_status",
-            Route::HandleRecording => "/webhook/handle_recording",
-            Route::MediaStream => "/ws/twilio-media",
+            Route::Healthz => "healthz",
+            Route::Version => "version",
+            Route::Metrics => "metrics",
+            Route::IncomingCall => "incoming_call",
+            Route::IncomingCallPreview => "incoming_call_preview",
+            Route::StreamStatus => "stream_status",
+            Route::StreamEnded => "stream_ended",
+            Route::CallStatus => "call_status",
+            Route::HandleRecording => "handle_recording",
+            Route::MediaStream => "media_stream",
             Route::Unknown => "unknown",
         }
-    }
-
-    /// The route for a request path: exact, or with one trailing `/`.
-    #[must_use]
-    pub fn from_path(path: &str) -> Route {
-        let path = path.strip_suffix('/').unwrap_or(path);
-        Route::ALL
-            .into_iter()
-            .find(|r| r.as_str() == path)
-            .unwrap_or(Route::Unknown)
     }
 
     /// Whether Twilio signs requests to this route.
@@ -421,6 +421,85 @@ impl Route {
                 | Route::HandleRecording
                 | Route::MediaStream
         )
+    }
+}
+
+/// The application's route table: which path serves which [`Route`]. The
+/// engine carries no paths of its own; a path not in the table is
+/// [`Route::Unknown`] (the application's [`App::route`], else 404).
+///
+/// ```
+/// use callstream_core::connection::{Route, Routes};
+/// let routes = Routes::new()
+///     .route("/healthz", Route::Healthz)
+///     .route("/twilio/voice", Route::IncomingCall)
+///     .route("/twilio/media", Route::MediaStream);
+/// assert_eq!(routes.find("/twilio/voice/"), Route::IncomingCall);
+/// assert_eq!(routes.path(Route::MediaStream), Some("/twilio/media"));
+/// assert_eq!(routes.find("/elsewhere"), Route::Unknown);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    table: Vec<(String, Route)>,
+}
+
+impl Routes {
+    /// An empty table: every path is [`Route::Unknown`].
+    #[must_use]
+    pub fn new() -> Routes {
+        Routes::default()
+    }
+
+    /// Serves `route` at `path` (absolute, without a trailing `/`: a request
+    /// may add one). A route has one path: naming it again moves it.
+    ///
+    /// # Panics
+    /// When `path` does not start with `/`, ends with one (other than `/`
+    /// itself), holds a `?` or `#`, or `route` is [`Route::Unknown`]: a
+    /// table is written by the application, not read from a request.
+    #[must_use]
+    pub fn route(mut self, path: impl Into<String>, route: Route) -> Routes {
+        let path = path.into();
+        assert!(
+            path.starts_with('/')
+                && (path == "/" || !path.ends_with('/'))
+                && !path.contains(['?', '#']),
+            "a route's path is absolute, without a trailing slash, query or fragment: {path:?}"
+        );
+        assert!(
+            route != Route::Unknown,
+            "Route::Unknown is served by no path"
+        );
+        self.table.retain(|(p, r)| *r != route && *p != path);
+        self.table.push((path, route));
+        self
+    }
+
+    /// The route for a request path: exact, or with one trailing `/`.
+    #[must_use]
+    pub fn find(&self, path: &str) -> Route {
+        let path = match path.strip_suffix('/') {
+            Some("") | None => path,
+            Some(p) => p,
+        };
+        self.table
+            .iter()
+            .find(|(p, _)| p == path)
+            .map_or(Route::Unknown, |(_, r)| *r)
+    }
+
+    /// The path that serves `route`, if any does.
+    #[must_use]
+    pub fn path(&self, route: Route) -> Option<&str> {
+        self.table
+            .iter()
+            .find(|(_, r)| *r == route)
+            .map(|(p, _)| p.as_str())
+    }
+
+    /// Every (path, route), in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Route)> {
+        self.table.iter().map(|(p, r)| (p.as_str(), *r))
     }
 }
 

@@ -102,7 +102,7 @@ use std::time::Instant;
 use crate::call::{
     Call, CallConfig, CallEvent, CallOutput, CallStats, CommandError, MAX_MARK_NAME, Warning,
 };
-use crate::message::Start;
+use crate::wire::StreamStart;
 
 mod shipped;
 pub use shipped::{Echo, Parrot, ParrotConfig, Silent};
@@ -120,10 +120,10 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// Makes the handler for a call when its `start` arrives, from the call's
 /// context: SIDs, tracks and the TwiML `<Parameter>`s
-/// ([`Start::parameter`](crate::message::Start::parameter)). A handler that
+/// ([`StreamStart::parameter`]). A handler that
 /// runs a program or opens a connection per call starts it here, knowing
 /// whose call it is.
-pub type HandlerFactory = Arc<dyn Fn(&Start) -> Box<dyn Handler> + Send + Sync>;
+pub type HandlerFactory = Arc<dyn Fn(&StreamStart) -> Box<dyn Handler> + Send + Sync>;
 
 /// Makes the [`Session`] for a new media stream, given the time and the
 /// driver's waker. The connection engine calls it when a stream opens.
@@ -424,7 +424,7 @@ impl Session {
         &mut self,
         now: Instant,
         text: &str,
-        admit: impl FnOnce(&crate::message::Inbound<'_>) -> bool,
+        admit: impl FnOnce(&crate::wire::Fact<'_>) -> bool,
     ) {
         self.apply_remote(now);
         self.call.handle_text_if(now, text, admit);
@@ -571,11 +571,15 @@ pub fn session_factory(config: CallConfig, handlers: HandlerFactory) -> SessionF
 /// The shipped handler called `name`: `"echo"`, `"parrot"` or `"silent"`.
 pub fn by_name(name: &str) -> Option<HandlerFactory> {
     match name {
-        "echo" => Some(Arc::new(|_: &Start| Box::new(Echo) as Box<dyn Handler>)),
-        "parrot" => Some(Arc::new(|_: &Start| {
+        "echo" => Some(Arc::new(|_: &StreamStart| {
+            Box::new(Echo) as Box<dyn Handler>
+        })),
+        "parrot" => Some(Arc::new(|_: &StreamStart| {
             Box::new(Parrot::default()) as Box<dyn Handler>
         })),
-        "silent" => Some(Arc::new(|_: &Start| Box::new(Silent) as Box<dyn Handler>)),
+        "silent" => Some(Arc::new(|_: &StreamStart| {
+            Box::new(Silent) as Box<dyn Handler>
+        })),
         _ => None,
     }
 }

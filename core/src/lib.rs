@@ -27,7 +27,8 @@
 //! | [`pacer`] | outbound pacing on absolute 20 ms deadlines |
 //! | [`resample`] | sample-rate conversion, streamed in chunks without a seam |
 //! | [`vad`] | energy voice activity detection |
-//! | [`call`] | one state machine per media stream: marks, clear, barge-in |
+//! | [`call`] | one state machine per media stream: audio and control, marks, clear, barge-in |
+//! | [`wire`] | a provider's media stream messages as the call machine's facts (Twilio's JSON: [`wire::twilio`]) |
 //! | [`handler`] | the application interface and the shipped handlers |
 //!
 //! # Run loop
@@ -89,3 +90,4 @@ pub mod twiml;
 pub mod vad;
 pub mod verify;
 pub mod websocket;
+pub mod wire;

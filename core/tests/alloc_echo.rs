@@ -108,6 +108,10 @@ fn upgraded(account_sid: Option<AccountSid>, t: Instant) -> Connection {
             handler::by_name("echo").unwrap(),
         )),
         account_sid,
+        routes: callstream_core::connection::Routes::new().route(
+            "/ws/twilio-media",
+            callstream_core::connection::Route::MediaStream,
+        ),
         ..Config::unsigned()
     });
     let mut conn = Connection::new(config, t);

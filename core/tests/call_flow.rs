@@ -31,19 +31,12 @@ fn start_reports_sids_and_parameters_in_order() {
     let CallEvent::Started(s) = &events[1] else {
         panic!("{events:?}")
     };
-    assert_eq!(s.stream_sid.as_str(), SID);
-    assert_eq!(s.call_sid.as_str(), CALL);
-    assert_eq!(s.account_sid.as_str(), ACCOUNT);
-    let names: Vec<&str> = s
-        .custom_parameters
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect();
+    assert_eq!(s.stream_id, SID);
+    assert_eq!(s.call_id, CALL);
+    assert_eq!(s.account_id, ACCOUNT);
+    let names: Vec<&str> = s.parameters.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names, ["zeta", "alpha", "mid"]);
-    assert_eq!(
-        call.stream_sid().map(|s| s.as_str().to_string()),
-        Some(SID.to_string())
-    );
+    assert_eq!(call.stream_id(), Some(SID));
 }
 
 #[test]

@@ -16,7 +16,10 @@ impl App for Transfer {
     fn incoming_call(&self, call: &IncomingCall<'_>) -> Result<String, TwimlError> {
         twiml::Response::new()
             .say(format!("Hello {}", call.param("From")))
-            .connect(twiml::Connect::new().stream(twiml::Stream::new(call.stream_url())?))
+            .connect(
+                twiml::Connect::new()
+                    .stream(twiml::Stream::new(call.stream_url().unwrap_or_default())?),
+            )
             .to_xml()
     }
 
@@ -50,7 +53,7 @@ fn config() -> Config {
         public_base_url: Some(
             callstream_core::public_url::PublicBase::parse("https://voice.example.com").unwrap(),
         ),
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 

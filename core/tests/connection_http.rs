@@ -26,7 +26,7 @@ const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 fn signed() -> Config {
     Config {
         auth_tokens: vec![TOKEN.to_owned()],
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 
@@ -68,7 +68,7 @@ fn owned(params: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn healthz_with_and_without_trailing_slash() {
     for path in ["/healthz", "/healthz/"] {
-        let mut peer = Peer::new(Config::unsigned());
+        let mut peer = Peer::new(connection_support::unsigned());
         peer.send(&get(path));
         assert_eq!(peer.take_text(), HEALTHZ_OK, "{path}");
         assert!(!peer.closed, "keep-alive");
@@ -82,7 +82,7 @@ fn healthz_with_and_without_trailing_slash() {
 
 #[test]
 fn version_is_json_with_name_and_version() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&get("/version"));
     let body = format!(
         "{{\"name\":\"callstream\",\"version\":\"{}\"}}",
@@ -102,13 +102,13 @@ fn version_is_json_with_name_and_version() {
 
 #[test]
 fn metrics_only_when_configured() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&get("/metrics"));
     assert!(peer.take_text().starts_with("HTTP/1.1 404 Not Found\r\n"));
 
     let config = Config {
         metrics: Some(Arc::new(|| "callstream_active_calls 0\n".to_owned())),
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     };
     let mut peer = Peer::new(config);
     peer.send(&get("/metrics/"));
@@ -121,7 +121,7 @@ fn metrics_only_when_configured() {
 
 #[test]
 fn unknown_path_is_404_and_the_connection_stays_open() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&get("/nope"));
     assert_eq!(
         peer.take_text(),
@@ -153,7 +153,7 @@ fn wrong_method_is_405_with_allow() {
         ("POST", "/ws/twilio-media", "GET"),
     ];
     for (method, path, allow) in cases {
-        let mut peer = Peer::new(Config::unsigned());
+        let mut peer = Peer::new(connection_support::unsigned());
         peer.send(
             format!("{method} {path} HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n")
                 .as_bytes(),
@@ -254,7 +254,7 @@ fn signature_header_name_in_any_case() {
 fn secondary_token_is_accepted() {
     let config = Config {
         auth_tokens: vec!["other".into(), TOKEN.into()],
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     };
     let mut peer = Peer::new(config);
     peer.send(&post("/webhook/stream_ended", &STATUS_PARAMS, None));
@@ -263,7 +263,7 @@ fn secondary_token_is_accepted() {
 
 #[test]
 fn signatures_off_is_reported_once_per_config() {
-    let config = Arc::new(Config::unsigned());
+    let config = Arc::new(connection_support::unsigned());
     let mut first = Peer::shared(config.clone());
     first.send(&post(
         "/webhook/call_status",
@@ -292,7 +292,7 @@ fn signatures_off_is_reported_once_per_config() {
 
 #[test]
 fn the_default_without_a_token_refuses_signed_routes_only() {
-    let config = Config::default();
+    let config = connection_support::defaults();
     let mut peer = Peer::new(config);
     peer.send(&post(
         "/webhook/call_status",
@@ -339,7 +339,7 @@ fn another_account_gets_403() {
 
 #[test]
 fn front_is_reported_once_per_config() {
-    let config = Arc::new(Config::unsigned());
+    let config = Arc::new(connection_support::unsigned());
     let mut peer = Peer::shared(config.clone());
     let request = b"GET /healthz HTTP/1.1\r\nHost: example.com\r\nVia: 1.1 google\r\n\
 X-Cloud-Trace-Context: 105445aa7843bc8bf206b12000100000/1\r\n\r\n";
@@ -354,7 +354,7 @@ X-Cloud-Trace-Context: 105445aa7843bc8bf206b12000100000/1\r\n\r\n";
     other.send(request);
     assert_eq!(other.take_app_events(), []);
 
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n");
     assert_eq!(
         peer.take_app_events(),
@@ -393,7 +393,7 @@ fn connection_close_and_http10_close_after_the_answer() {
         "GET /healthz HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
         "GET /healthz HTTP/1.0\r\n\r\n",
     ] {
-        let mut peer = Peer::new(Config::unsigned());
+        let mut peer = Peer::new(connection_support::unsigned());
         peer.send(request.as_bytes());
         assert_eq!(
             peer.take_text(),
@@ -407,7 +407,7 @@ fn connection_close_and_http10_close_after_the_answer() {
 
 #[test]
 fn requests_after_connection_close_are_not_answered() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let mut bytes = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec();
     bytes.extend(get("/version"));
     peer.send(&bytes);
@@ -433,7 +433,7 @@ fn a_request_split_at_every_byte_offset_gives_the_same_result() {
 
 #[test]
 fn malformed_request_is_400_then_close() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"GET /healthz HTTP/1.1\r\nHost example.com\r\n\r\n");
     let text = peer.take_text();
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
@@ -452,7 +452,7 @@ fn malformed_request_is_400_then_close() {
 
 #[test]
 fn head_over_the_limit_is_431_then_close() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let limit = Limits::default().max_head_bytes;
     let filler = "a".repeat(limit);
     peer.send(format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n").as_bytes());
@@ -463,7 +463,7 @@ fn head_over_the_limit_is_431_then_close() {
 
 #[test]
 fn too_many_headers_is_431_then_close() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let max = Limits::default().max_headers;
     let headers: String = (0..max).map(|i| format!("X-{i}: v\r\n")).collect();
     // Host plus `max` more: one over.
@@ -472,7 +472,7 @@ fn too_many_headers_is_431_then_close() {
     assert!(peer.closed);
 
     // Exactly `max` lines is fine.
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let headers: String = (1..max).map(|i| format!("X-{i}: v\r\n")).collect();
     peer.send(format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes());
     assert_eq!(peer.take_text(), HEALTHZ_OK);
@@ -480,7 +480,7 @@ fn too_many_headers_is_431_then_close() {
 
 #[test]
 fn body_over_the_limit_is_413_then_close() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let limit = Limits::default().max_body_bytes;
     peer.send(
         format!(
@@ -499,7 +499,7 @@ fn body_over_the_limit_is_413_then_close() {
 
 #[test]
 fn incomplete_request_gets_408_then_close() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
     let timeout = Limits::default().head_timeout;
     peer.wait(timeout - Duration::from_millis(1));
@@ -518,7 +518,7 @@ fn incomplete_request_gets_408_then_close() {
 
 #[test]
 fn idle_keep_alive_connection_closes_after_the_idle_limit() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&get("/healthz"));
     peer.take_wire();
     let idle = Limits::default().idle_timeout;
@@ -533,7 +533,7 @@ fn idle_keep_alive_connection_closes_after_the_idle_limit() {
 
 #[test]
 fn eof_after_a_request_answers_it_then_closes() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.conn.handle_receive(peer.now, &get("/healthz"));
     peer.conn.handle_eof(peer.now);
     peer.drain();
@@ -544,12 +544,12 @@ fn eof_after_a_request_answers_it_then_closes() {
 
 #[test]
 fn shutdown_closes_idle_connections_and_finishes_requests_in_progress() {
-    let mut idle = Peer::new(Config::unsigned());
+    let mut idle = Peer::new(connection_support::unsigned());
     idle.shutdown();
     assert!(idle.closed);
     assert_eq!(idle.close_reason(), Some(CloseReason::Shutdown));
 
-    let mut busy = Peer::new(Config::unsigned());
+    let mut busy = Peer::new(connection_support::unsigned());
     let request = get("/healthz");
     busy.send(&request[..10]).shutdown();
     assert!(!busy.closed);
@@ -563,7 +563,7 @@ fn shutdown_closes_idle_connections_and_finishes_requests_in_progress() {
 fn a_peer_that_does_not_read_is_cut_off() {
     let mut peer = Peer::new(Config {
         max_transmit: 1000,
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     });
     peer.reading = false;
     let many: Vec<u8> = (0..30).flat_map(|_| get("/healthz")).collect();
@@ -590,7 +590,7 @@ fn a_peer_that_does_not_read_is_cut_off() {
 
 #[test]
 fn invalid_host_is_400_and_never_reflected() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(
         b"POST /webhook/incoming_call HTTP/1.1\r\nHost: evil.com/<script>\r\nContent-Length: 0\r\n\r\n",
     );
@@ -611,7 +611,7 @@ fn with_base(base: &str) -> Config {
     Config {
         auth_tokens: vec![TOKEN.to_owned()],
         public_base_url: Some(callstream_core::public_url::PublicBase::parse(base).unwrap()),
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 
@@ -812,7 +812,7 @@ fn preview_is_unsigned_and_shows_a_sample_call() {
 fn without_a_base_the_twiml_follows_host_and_trusted_forwarded_proto() {
     let config = Config {
         trust_forwarded: true,
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     };
     let mut peer = Peer::new(config);
     peer.send(
@@ -829,7 +829,7 @@ X-Forwarded-Proto: https\r\nVia: 1.1 google\r\n\r\n",
 
 #[test]
 fn without_a_base_or_trusted_proto_the_twiml_assumes_tls_in_front() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&get("/webhook/incoming_call_preview"));
     let text = peer.take_text();
     assert!(
@@ -844,7 +844,7 @@ fn a_plain_http_public_base_is_a_configuration_error() {
     for (config, request) in [
         (with_base("http://voice.example.com"), get("/webhook/incoming_call_preview")),
         (
-            Config { trust_forwarded: true, ..Config::unsigned() },
+            Config { trust_forwarded: true, ..connection_support::unsigned() },
             b"GET /webhook/incoming_call_preview HTTP/1.1\r\nHost: x.example\r\nX-Forwarded-Proto: http\r\n\r\n"
                 .to_vec(),
         ),
@@ -876,7 +876,7 @@ fn call_values_that_break_twiml_are_400_and_not_reflected() {
 
 #[test]
 fn undecodable_form_body_is_400() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"POST /webhook/call_status HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\na=%ff");
     let text = peer.take_text();
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
@@ -888,7 +888,7 @@ fn undecodable_form_body_is_400() {
 
 #[test]
 fn body_that_stops_arriving_gets_408_then_close() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"POST /webhook/call_status HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nCall");
     let timeout = Limits::default().body_timeout;
     peer.wait(timeout - Duration::from_millis(1));
@@ -904,7 +904,7 @@ fn body_that_stops_arriving_gets_408_then_close() {
 
 #[test]
 fn a_new_connection_that_sends_nothing_is_closed_without_a_word() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let timeout = Limits::default().head_timeout;
     assert_eq!(peer.deadline, Some(peer.now + timeout));
     peer.wait(timeout);

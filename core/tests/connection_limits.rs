@@ -46,7 +46,7 @@ fn with_session() -> Config {
             CallConfig::default(),
             handler::by_name("silent").unwrap(),
         )),
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 
@@ -60,7 +60,7 @@ fn close_code(wire: &[u8]) -> Option<u16> {
 
 #[test]
 fn a_stream_without_start_is_closed_at_the_start_timeout() {
-    for config in [Config::unsigned(), with_session()] {
+    for config in [connection_support::unsigned(), with_session()] {
         let limit = config.stream_start_timeout;
         assert_eq!(limit, Duration::from_secs(10));
         let mut peer = stream(config);
@@ -79,7 +79,7 @@ fn a_stream_without_start_is_closed_at_the_start_timeout() {
 
 #[test]
 fn a_started_call_outlives_the_start_timeout() {
-    for config in [Config::unsigned(), with_session()] {
+    for config in [connection_support::unsigned(), with_session()] {
         let mut peer = stream(config);
         peer.send(&text_frame(CONNECTED))
             .send(&text_frame(&start()));
@@ -94,7 +94,7 @@ fn a_started_call_outlives_the_start_timeout() {
 
 #[test]
 fn pings_alone_do_not_keep_a_started_stream_open() {
-    let config = Config::unsigned();
+    let config = connection_support::unsigned();
     let idle = config.stream_idle_timeout;
     let mut peer = stream(config);
     peer.send(&text_frame(CONNECTED))
@@ -112,7 +112,7 @@ fn pings_alone_do_not_keep_a_started_stream_open() {
 
 #[test]
 fn a_frame_dribbled_byte_by_byte_does_not_keep_a_stream_open() {
-    let config = Config::unsigned();
+    let config = connection_support::unsigned();
     let idle = config.stream_idle_timeout;
     let mut peer = stream(config);
     peer.send(&text_frame(CONNECTED))
@@ -132,7 +132,7 @@ fn a_frame_dribbled_byte_by_byte_does_not_keep_a_stream_open() {
 
 #[test]
 fn shedding_answers_a_request_in_progress_with_503() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"POST /webhook/call_status HTTP/1.1\r\nHost: a.example\r\nContent-Le");
     peer.conn.shed(peer.now);
     peer.drain();
@@ -147,7 +147,7 @@ fn shedding_answers_a_request_in_progress_with_503() {
 
 #[test]
 fn shedding_closes_an_idle_connection_quietly_and_never_a_stream() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(b"GET /healthz HTTP/1.1\r\nHost: a.example\r\n\r\n");
     assert!(peer.take_text().starts_with("HTTP/1.1 200"));
     peer.conn.shed(peer.now);
@@ -155,7 +155,7 @@ fn shedding_closes_an_idle_connection_quietly_and_never_a_stream() {
     assert!(peer.take_wire().is_empty());
     assert_eq!(peer.close_reason(), Some(CloseReason::Shed));
 
-    let mut call = stream(Config::unsigned());
+    let mut call = stream(connection_support::unsigned());
     call.send(&text_frame(CONNECTED))
         .send(&text_frame(&start()));
     call.conn.shed(call.now);
@@ -166,7 +166,7 @@ fn shedding_closes_an_idle_connection_quietly_and_never_a_stream() {
 
 #[test]
 fn a_parked_body_holds_what_arrived_not_what_was_announced() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let head = "POST /webhook/call_status HTTP/1.1\r\nHost: a.example\r\n\
 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65000\r\n\r\n";
     peer.send(head.as_bytes()).send(b"CallSid=CA");
@@ -178,7 +178,7 @@ Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65000\r\n\r\n
 
 #[test]
 fn buffers_shrink_back_between_requests() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     let body = "x".repeat(60_000);
     let request = format!(
         "POST /webhook/nowhere HTTP/1.1\r\nHost: a.example\r\nContent-Length: {}\r\n\r\n{body}",

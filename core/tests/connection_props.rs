@@ -19,7 +19,7 @@ fn config(signed: bool) -> Config {
         } else {
             Vec::new()
         },
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 

@@ -43,7 +43,7 @@ fn stop(seq: u64) -> String {
 fn with_handler(factory: handler::HandlerFactory) -> Config {
     Config {
         session: Some(handler::session_factory(CallConfig::default(), factory)),
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 
@@ -103,9 +103,9 @@ fn events_of_the_call_come_out_and_no_stream_messages() {
         "{events:?}"
     );
     assert!(
-        events.iter().any(
-            |e| matches!(e, Event::Call(CallEvent::Started(s)) if s.stream_sid.as_str() == SID)
-        ),
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Call(CallEvent::Started(s)) if s.stream_id == SID)),
         "{events:?}"
     );
     assert!(!events.iter().any(|e| matches!(e, Event::StreamMessage(_))));
@@ -226,9 +226,10 @@ impl Handler for Grab {
 fn a_remote_hangup_wakes_the_connection_and_closes_the_stream() {
     let slot = Arc::new(Mutex::new(None));
     let grab = slot.clone();
-    let factory: handler::HandlerFactory = Arc::new(move |_: &callstream_core::message::Start| {
-        Box::new(Grab(grab.clone())) as Box<dyn Handler>
-    });
+    let factory: handler::HandlerFactory =
+        Arc::new(move |_: &callstream_core::wire::StreamStart| {
+            Box::new(Grab(grab.clone())) as Box<dyn Handler>
+        });
     let wakes = Arc::new(AtomicUsize::new(0));
     let mut peer = Peer::new(with_handler(factory));
     let counter = wakes.clone();
@@ -350,7 +351,7 @@ impl Handler for Greeter {
 #[test]
 fn the_call_deadline_is_the_connections_deadline() {
     let factory: handler::HandlerFactory =
-        Arc::new(|_: &callstream_core::message::Start| Box::new(Greeter) as Box<dyn Handler>);
+        Arc::new(|_: &callstream_core::wire::StreamStart| Box::new(Greeter) as Box<dyn Handler>);
     let mut peer = call(with_handler(factory));
     // Audio is queued, so the pacer names a slot well before the idle limit;
     // at each deadline more frames go out, until the second is sent.

@@ -34,7 +34,7 @@ fn config() -> Config {
         auth_tokens: vec![TOKEN.to_owned()],
         shared_keys: vec![SharedKey::new(KEY_ID, SECRET)],
         public_base_url: Some(PublicBase::parse("https://voice.example.com").unwrap()),
-        ..Config::default()
+        ..connection_support::defaults()
     }
 }
 
@@ -329,7 +329,7 @@ fn forwarded_config() -> Config {
     Config {
         auth_tokens: vec![TOKEN.to_owned()],
         trust_forwarded: true,
-        ..Config::default()
+        ..connection_support::defaults()
     }
 }
 

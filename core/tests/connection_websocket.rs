@@ -43,7 +43,7 @@ fn signed() -> Config {
     Config {
         auth_tokens: vec![TOKEN.to_owned()],
         public_base_url: Some(base()),
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     }
 }
 
@@ -169,7 +169,7 @@ fn upgrade_signature_from_host_and_trusted_forwarded_proto() {
     let config = Config {
         auth_tokens: vec![TOKEN.to_owned()],
         trust_forwarded: true,
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     };
     let mut peer = Peer::new(config);
     peer.send(&twilio_upgrade(
@@ -181,7 +181,7 @@ fn upgrade_signature_from_host_and_trusted_forwarded_proto() {
     // Untrusted, TLS in front is unknown: wss:// and ws:// are both tried.
     let config = Config {
         auth_tokens: vec![TOKEN.to_owned()],
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     };
     let mut peer = Peer::new(config);
     peer.send(&twilio_upgrade(
@@ -194,7 +194,7 @@ fn upgrade_signature_from_host_and_trusted_forwarded_proto() {
     let config = Config {
         auth_tokens: vec![TOKEN.to_owned()],
         trust_forwarded: true,
-        ..Config::unsigned()
+        ..connection_support::unsigned()
     };
     let mut peer = Peer::new(config);
     let request = String::from_utf8(twilio_upgrade(
@@ -242,7 +242,7 @@ fn wrong_or_missing_upgrade_signature_is_403_and_close() {
 
 #[test]
 fn no_tokens_accepts_unsigned_upgrades_and_says_so() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(
         format!(
             "GET /ws/twilio-media HTTP/1.1\r\nHost: {HOST}\r\nConnection: Upgrade\r\n\
@@ -278,7 +278,7 @@ fn offered_subprotocol_is_echoed_as_spelled() {
             "audio.twilio.com",
         ),
     ] {
-        let mut peer = Peer::new(Config::unsigned());
+        let mut peer = Peer::new(connection_support::unsigned());
         peer.send(&upgrade_with(offer, "13"));
         let text = peer.take_text();
         assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
@@ -292,7 +292,7 @@ fn offered_subprotocol_is_echoed_as_spelled() {
         }));
     }
     // Another subprotocol alone: accepted, nothing named (never required).
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&upgrade_with("Sec-WebSocket-Protocol: chat\r\n", "13"));
     let text = peer.take_text();
     assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
@@ -301,7 +301,7 @@ fn offered_subprotocol_is_echoed_as_spelled() {
 
 #[test]
 fn extensions_are_not_negotiated() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&upgrade_with(
         "Sec-WebSocket-Extensions: permessage-deflate\r\n",
         "13",
@@ -313,7 +313,7 @@ fn extensions_are_not_negotiated() {
 
 #[test]
 fn wrong_version_is_426_with_the_supported_version() {
-    let mut peer = Peer::new(Config::unsigned());
+    let mut peer = Peer::new(connection_support::unsigned());
     peer.send(&upgrade_with("", "8"));
     let text = peer.take_text();
     assert!(
@@ -356,7 +356,7 @@ fn invalid_upgrades_are_400_with_a_reason() {
         ),
     ];
     for request in requests {
-        let mut peer = Peer::new(Config::unsigned());
+        let mut peer = Peer::new(connection_support::unsigned());
         peer.send(request.as_bytes());
         let text = peer.take_text();
         assert!(
@@ -480,7 +480,7 @@ fn shutdown_sends_1001_and_waits_for_the_answer() {
 fn shutdown_gives_up_after_the_close_timeout() {
     let mut peer = upgraded_peer();
     peer.shutdown();
-    let timeout = Config::unsigned().close_timeout;
+    let timeout = connection_support::unsigned().close_timeout;
     assert_eq!(peer.deadline, Some(peer.now + timeout));
     peer.wait(timeout - Duration::from_millis(1));
     assert!(!peer.closed);
@@ -494,7 +494,7 @@ fn silent_stream_is_closed_after_the_idle_limit() {
     let mut peer = upgraded_peer();
     // A started call (one that never starts is closed sooner).
     peer.send(&text_frame(START_OTHER_ACCOUNT));
-    let idle = Config::unsigned().stream_idle_timeout;
+    let idle = connection_support::unsigned().stream_idle_timeout;
     peer.wait(idle / 2);
     peer.send(&text_frame(CONNECTED));
     peer.wait(idle - Duration::from_millis(1));

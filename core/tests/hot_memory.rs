@@ -51,6 +51,10 @@ fn names_the_parser_then_the_call_and_where_its_echo_goes() {
             CallConfig::default(),
             handler::by_name("echo").expect("echo"),
         )),
+        routes: callstream_core::connection::Routes::new().route(
+            "/ws/twilio-media",
+            callstream_core::connection::Route::MediaStream,
+        ),
         ..Config::unsigned()
     });
     let mut now = Instant::now();

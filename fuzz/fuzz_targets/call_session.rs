@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use callstream_core::call::{Call, CallConfig, CallEvent, CallOutput};
 use callstream_core::handler::{Parrot, Session};
-use callstream_core::sid::StreamSid;
 use libfuzzer_sys::fuzz_target;
 
 const SIDS: [&str; 2] = [
@@ -78,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     let mut stopped = false;
     let mut closed = false;
     let mut seq = 0u64;
-    let mut started: Option<StreamSid> = None;
+    let mut started: Option<String> = None;
     while !input.0.is_empty() {
         seq += 1;
         let sid = SIDS[usize::from(input.byte() & 1)];
@@ -140,7 +139,7 @@ fuzz_target!(|data: &[u8]| {
             match session.poll_output() {
                 CallOutput::Send(text) => {
                     assert!(!closed, "sent after close");
-                    let Some(sid) = started else {
+                    let Some(sid) = &started else {
                         panic!("sent before start: {text:?}");
                     };
                     if let Err(w) = callstream_twilio::check_text(&text, Some(sid.as_str())) {
@@ -150,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
                 CallOutput::Event(CallEvent::Started(start)) => {
                     assert!(started.is_none(), "started twice");
                     assert!(!stopped, "event after Stopped");
-                    started = Some(start.stream_sid);
+                    started = Some(start.stream_id);
                 }
                 CallOutput::Close { .. } => {
                     assert!(!closed, "closed twice");

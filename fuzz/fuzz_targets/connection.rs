@@ -68,7 +68,11 @@ fn drain(conn: &mut Connection, wire: &mut Wire, now: Instant) -> Option<Instant
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the configuration (see the module docs).
     let flags = data.first().copied().unwrap_or(0);
-    let defaults = Config::unsigned();
+    let defaults = Config {
+        routes: callstream_server::routes::table(),
+        version: Some(callstream_server::routes::VERSION_JSON.to_owned()),
+        ..Config::unsigned()
+    };
     let config = Arc::new(Config {
         auth_tokens: if flags & 1 == 1 {
             vec!["12345".to_owned()]

@@ -525,7 +525,7 @@ fn a_blocked_handler_does_not_stall_the_server(adapter: Adapter) {
             let echo = callstream_core::handler::by_name("echo").unwrap();
             let first = std::sync::atomic::AtomicBool::new(true);
             let handlers: callstream_core::handler::HandlerFactory =
-                Arc::new(move |start: &callstream_core::message::Start| {
+                Arc::new(move |start: &callstream_core::wire::StreamStart| {
                     if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
                         let tx = stuck_tx.lock().unwrap().clone();
                         Box::new(Stuck(release_rx.clone(), tx)) as Box<dyn Handler>
@@ -599,7 +599,7 @@ fn a_panicking_handler_ends_only_its_call(adapter: Adapter) {
         move |c| {
             let echo = callstream_core::handler::by_name("echo").unwrap();
             let handlers: callstream_core::handler::HandlerFactory =
-                Arc::new(move |start: &callstream_core::message::Start| {
+                Arc::new(move |start: &callstream_core::wire::StreamStart| {
                     if start.parameter("role") == Some("bomb") {
                         Box::new(Bomb) as Box<dyn Handler>
                     } else {
@@ -692,7 +692,7 @@ fn audio_from_another_thread_reaches_the_caller(adapter: Adapter) {
         |_| {},
         |c| {
             let handlers: callstream_core::handler::HandlerFactory =
-                Arc::new(|_: &callstream_core::message::Start| {
+                Arc::new(|_: &callstream_core::wire::StreamStart| {
                     Box::new(Worker) as Box<dyn Handler>
                 });
             c.session = Some(session_factory(Default::default(), handlers));

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// An echo handler that notes which reactor thread started its call.
 fn noting_threads(seen: Arc<Mutex<BTreeSet<String>>>) -> HandlerFactory {
     let echo = callstream_core::handler::by_name("echo").expect("echo is shipped");
-    Arc::new(move |start: &callstream_core::message::Start| {
+    Arc::new(move |start: &callstream_core::wire::StreamStart| {
         let name = std::thread::current().name().unwrap_or("?").to_owned();
         seen.lock().unwrap().insert(name);
         echo(start)
@@ -98,10 +98,11 @@ fn a_blocked_reactor_strands_no_new_caller() {
         Adapter::Epoll,
         |s| s.threads = Some(2),
         move |c| {
-            let handlers: HandlerFactory = Arc::new(move |_: &callstream_core::message::Start| {
-                let tx = stuck_tx.lock().unwrap().clone();
-                Box::new(Stuck(tx, release_rx.clone())) as Box<dyn Handler>
-            });
+            let handlers: HandlerFactory =
+                Arc::new(move |_: &callstream_core::wire::StreamStart| {
+                    let tx = stuck_tx.lock().unwrap().clone();
+                    Box::new(Stuck(tx, release_rx.clone())) as Box<dyn Handler>
+                });
             c.session = Some(session_factory(Default::default(), handlers));
         },
     );
@@ -150,7 +151,7 @@ fn remote_wakes_reach_their_own_connection() {
         |s| s.threads = Some(2),
         move |c| {
             let handlers: HandlerFactory =
-                Arc::new(move |start: &callstream_core::message::Start| {
+                Arc::new(move |start: &callstream_core::wire::StreamStart| {
                     let name = std::thread::current().name().unwrap_or("?").to_owned();
                     s.lock().unwrap().insert(name);
                     let fill = start

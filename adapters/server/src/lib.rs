@@ -58,6 +58,7 @@ pub mod observer;
 pub mod prefetch;
 pub mod reactor;
 pub mod recorder;
+pub mod routes;
 pub mod signals;
 pub mod timers;
 pub mod wake;
@@ -203,7 +204,9 @@ pub fn configure_with(
     }
     c.trust_forwarded = s.trust_forwarded_headers;
     c.close_timeout = CLOSE_TIMEOUT;
-    c.app = Arc::new(stream_app(s)?);
+    c.routes = routes::table();
+    c.version = Some(routes::VERSION_JSON.to_owned());
+    c.app = Arc::new(stream_app(s, &c.routes)?);
     let call = callstream_core::call::CallConfig {
         tap: s.recordings_dir.is_some(),
         ..Default::default()
@@ -247,7 +250,10 @@ pub fn configure_with(
 
 /// callstream's own answer to calls, checked now: a greeting language or
 /// voice Twilio cannot take fails the boot rather than every call (500).
-fn stream_app(s: &Settings) -> Result<connection::StreamApp, SettingsError> {
+fn stream_app(
+    s: &Settings,
+    routes: &connection::Routes,
+) -> Result<connection::StreamApp, SettingsError> {
     use callstream_core::twiml;
     if let Some(l) = s
         .greeting_language
@@ -271,6 +277,10 @@ fn stream_app(s: &Settings) -> Result<connection::StreamApp, SettingsError> {
         greeting: s.greeting.clone(),
         greeting_language: s.greeting_language.clone(),
         greeting_voice: s.greeting_voice.clone(),
+        call_parameters: routes::CALL_PARAMETERS
+            .iter()
+            .map(|&(name, from)| (name.to_owned(), from.to_owned()))
+            .collect(),
         extra_parameters: s.stream_parameters.clone(),
     };
     // The whole answer for a sample call: GREETING and STREAM_PARAMETERS too.
@@ -280,6 +290,7 @@ fn stream_app(s: &Settings) -> Result<connection::StreamApp, SettingsError> {
         let call = connection::IncomingCall {
             params: &[],
             base,
+            routes,
             preview: true,
         };
         connection::App::incoming_call(&app, &call).map_err(|e| {

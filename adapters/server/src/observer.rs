@@ -205,12 +205,12 @@ impl Observer {
                 latency,
             } => {
                 self.metrics
-                    .record_request(&method, route.as_str(), status, latency);
+                    .record_request(&method, crate::routes::label(route), status, latency);
                 let latency_ms = latency.as_secs_f64() * 1e3;
                 if route.is_signed() || status >= 400 {
-                    tracing::info!(%peer, %method, route = route.as_str(), status, latency_ms, "HTTP");
+                    tracing::info!(%peer, %method, route = crate::routes::label(route), status, latency_ms, "HTTP");
                 } else {
-                    tracing::debug!(%peer, %method, route = route.as_str(), status, latency_ms, "HTTP");
+                    tracing::debug!(%peer, %method, route = crate::routes::label(route), status, latency_ms, "HTTP");
                 }
             }
             Event::Malformed { status, reason } => {
@@ -225,7 +225,7 @@ impl Observer {
                     .filter(|(k, _)| LOGGED_FIELDS.contains(&k.as_str()))
                     .map(|(k, v)| format!("{k}={}", logged_field(k, v)))
                     .collect();
-                tracing::info!(%peer, route = route.as_str(), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
+                tracing::info!(%peer, route = crate::routes::label(route), params = params.len(), fields = %fields.join(" "), "WEBHOOK");
             }
             Event::SignatureRejected {
                 route,
@@ -233,18 +233,18 @@ impl Observer {
                 reason,
                 ..
             } => {
-                self.metrics.signature_failed(route.as_str());
+                self.metrics.signature_failed(crate::routes::label(route));
                 match reason {
                     callstream_core::verify::Reason::NoAuthToken => tracing::warn!(
-                        %peer, route = route.as_str(),
+                        %peer, route = crate::routes::label(route),
                         "no auth token configured: answered 403. Set TWILIO_AUTH_TOKEN (or CALLSTREAM_INSECURE_NO_SIGNATURES=1 for local experiments only)"
                     ),
                     callstream_core::verify::Reason::Mismatch => tracing::warn!(
-                        %peer, route = route.as_str(), urls_tried = %urls_tried.join(" | "),
+                        %peer, route = crate::routes::label(route), urls_tried = %urls_tried.join(" | "),
                         "X-Twilio-Signature did not match: answered 403. If Twilio signed a different URL (a proxy changed host or scheme), set PUBLIC_BASE_URL to the URL configured in Twilio"
                     ),
                     other => tracing::warn!(
-                        %peer, route = route.as_str(), reason = %other, urls_tried = %urls_tried.join(" | "),
+                        %peer, route = crate::routes::label(route), reason = %other, urls_tried = %urls_tried.join(" | "),
                         "request signature refused: answered 403"
                     ),
                 }
@@ -255,7 +255,7 @@ impl Observer {
                 );
             }
             Event::AccountRejected { route, account_sid } => {
-                tracing::warn!(%peer, route = route.as_str(), %account_sid, "request for another Twilio account: answered 403");
+                tracing::warn!(%peer, route = crate::routes::label(route), %account_sid, "request for another Twilio account: answered 403");
             }
             Event::FrontDetected { what } => {
                 tracing::info!(%peer, front = %what, "requests arrive through a front or proxy");
@@ -286,16 +286,16 @@ impl Observer {
         let peer = self.peer;
         match e {
             CallEvent::Started(start) => {
-                let call_sid = start.call_sid.to_string();
-                let stream_sid = start.stream_sid.to_string();
+                let call_sid = start.call_id.clone();
+                let stream_sid = start.stream_id.clone();
                 let params: Vec<String> = start
-                    .custom_parameters
+                    .parameters
                     .iter()
                     .take(32)
                     .map(|(k, v)| format!("{}={}", cut(k), cut(v)))
                     .collect();
                 tracing::info!(
-                    %peer, %call_sid, %stream_sid, account_sid = %start.account_sid, tracks = ?start.tracks,
+                    %peer, %call_sid, %stream_sid, account_sid = %start.account_id, tracks = ?start.tracks,
                     parameters = %params.join(" "), "WS_START"
                 );
                 self.metrics.call_started();
@@ -429,7 +429,11 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             let now = Instant::now();
-            let mut conn = Connection::new(Arc::new(Config::unsigned()), now);
+            let config = Config {
+                routes: crate::routes::table(),
+                ..Config::unsigned()
+            };
+            let mut conn = Connection::new(Arc::new(config), now);
             let mut obs = Observer::new(
                 SocketAddr::from(([127, 0, 0, 1], 5000)),
                 Arc::new(Metrics::default()),
@@ -508,6 +512,7 @@ mod tests {
                 CallConfig::default(),
                 handler::by_name("echo").unwrap(),
             )),
+            routes: crate::routes::table(),
             ..Config::unsigned()
         };
         let metrics = Arc::new(Metrics::default());

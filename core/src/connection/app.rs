@@ -3,26 +3,28 @@
 //! webhook), and any routes of its own. The engine verifies every request
 //! Twilio signs before it asks the application anything.
 //!
-//! [`StreamApp`] is callstream's own answer (a greeting, then the call's audio
-//! to `/ws/twilio-media`); an embedder implements [`App`] for another.
+//! [`StreamApp`] answers with the building blocks most applications want (a
+//! greeting, then the call's audio to the [`Route::MediaStream`] path, with
+//! parameters taken from the call); an embedder configures it, or
+//! implements [`App`] for another answer.
 
 use crate::http::{Request, Response};
 use crate::public_url::PublicBase;
 use crate::twiml::{self, TwimlError};
 
-use super::Route;
+use super::{Route, Routes};
 
 /// What the application decides. Every method is called on the connection's
 /// thread between two socket reads: return quickly, never block.
 pub trait App: Send + Sync {
-    /// The TwiML for a verified incoming call (`/webhook/incoming_call`), or
-    /// for the sample call of `/webhook/incoming_call_preview`. An error
+    /// The TwiML for a verified incoming call ([`Route::IncomingCall`]), or
+    /// for the sample call of [`Route::IncomingCallPreview`]. An error
     /// whose cause is the request's values is answered 400, one that the
     /// configuration causes 500 (the engine tells them apart by building the
     /// sample call too).
     fn incoming_call(&self, call: &IncomingCall<'_>) -> Result<String, TwimlError>;
 
-    /// The answer to the `<Connect action>` webhook (`/webhook/stream_ended`,
+    /// The answer to the `<Connect action>` webhook ([`Route::StreamEnded`],
     /// verified): the TwiML for what the call does next (`<Dial>` to
     /// transfer, `<Say>` then `<Hangup/>`), or `None` for 204 (the call
     /// ends). Default: `None`.
@@ -49,6 +51,8 @@ pub struct IncomingCall<'a> {
     /// The public base URL the call reached (configured, or rebuilt from the
     /// request behind trusted proxies).
     pub base: &'a PublicBase,
+    /// The application's route table, to name its URLs.
+    pub routes: &'a Routes,
     /// Whether this is the unsigned sample call of the preview route.
     pub preview: bool,
 }
@@ -63,24 +67,29 @@ impl IncomingCall<'_> {
             .map_or("", |(_, v)| v.as_str())
     }
 
-    /// The absolute URL of one of the engine's routes, e.g.
-    /// `https://host/webhook/stream_ended`.
+    /// The absolute URL of `route`, e.g. `https://host/webhook/stream_ended`,
+    /// if a path serves it.
     #[must_use]
-    pub fn url(&self, route: Route) -> String {
-        self.base.http_url(route.as_str())
+    pub fn url(&self, route: Route) -> Option<String> {
+        self.routes.path(route).map(|p| self.base.http_url(p))
     }
 
-    /// The `wss://` URL of the media stream route.
+    /// The `wss://` URL of the media stream route, if a path serves it.
     #[must_use]
-    pub fn stream_url(&self) -> String {
-        self.base.ws_url(Route::MediaStream.as_str())
+    pub fn stream_url(&self) -> Option<String> {
+        self.routes
+            .path(Route::MediaStream)
+            .map(|p| self.base.ws_url(p))
     }
 }
 
-/// callstream's own answer: an optional `<Say>` greeting, then `<Connect
-/// action=…/webhook/stream_ended>` with a `<Stream>` to `/ws/twilio-media`,
-/// status callbacks to `/webhook/stream_status`, and the parameters
-/// `call_sid`, `from`, `to` and [`StreamApp::extra_parameters`].
+/// An answer that streams the call: an optional `<Say>` greeting, then
+/// `<Connect action>` (the [`Route::StreamEnded`] URL, where one is routed)
+/// with a `<Stream>` to the [`Route::MediaStream`] URL, status callbacks to
+/// the [`Route::StreamStatus`] URL (where routed), and as `<Parameter>`s
+/// [`StreamApp::call_parameters`] then [`StreamApp::extra_parameters`].
+/// Without a media stream path it cannot answer: a configuration error
+/// (500).
 #[derive(Clone, Debug, Default)]
 pub struct StreamApp {
     /// Said to the caller before the stream connects.
@@ -92,17 +101,27 @@ pub struct StreamApp {
     /// The greeting's `<Say voice>` (e.g. `Polly.Joanna-Neural`); `None`:
     /// Twilio's default. Checked by the TwiML builder ([`twiml::is_voice_name`]).
     pub greeting_voice: Option<String>,
-    /// More `<Parameter>`s for every `<Stream>`, after `call_sid`, `from`, `to`.
+    /// `<Parameter>`s taken from the call: (the stream parameter's name, the
+    /// Twilio webhook parameter whose value it takes), e.g. `("from",
+    /// "From")`. A parameter the call lacks is given empty.
+    pub call_parameters: Vec<(String, String)>,
+    /// More `<Parameter>`s for every `<Stream>`, after the call's.
     pub extra_parameters: Vec<(String, String)>,
 }
 
 impl App for StreamApp {
     fn incoming_call(&self, call: &IncomingCall<'_>) -> Result<String, TwimlError> {
-        let mut stream = twiml::Stream::new(call.stream_url())?
-            .status_callback(call.url(Route::StreamStatus))
-            .parameter("call_sid", call.param("CallSid"))?
-            .parameter("from", call.param("From"))?
-            .parameter("to", call.param("To"))?;
+        let url = call.stream_url().ok_or(TwimlError::InvalidStreamUrl {
+            url: String::new(),
+            reason: "no path is routed to the media stream",
+        })?;
+        let mut stream = twiml::Stream::new(url)?;
+        if let Some(url) = call.url(Route::StreamStatus) {
+            stream = stream.status_callback(url);
+        }
+        for (name, from) in &self.call_parameters {
+            stream = stream.parameter(name.as_str(), call.param(from))?;
+        }
         for (name, value) in &self.extra_parameters {
             stream = stream.parameter(name.as_str(), value.as_str())?;
         }
@@ -117,12 +136,10 @@ impl App for StreamApp {
             }
             response = response.say(say);
         }
-        response
-            .connect(
-                twiml::Connect::new()
-                    .action(call.url(Route::StreamEnded))
-                    .stream(stream),
-            )
-            .to_xml()
+        let mut connect = twiml::Connect::new();
+        if let Some(url) = call.url(Route::StreamEnded) {
+            connect = connect.action(url);
+        }
+        response.connect(connect.stream(stream)).to_xml()
     }
 }

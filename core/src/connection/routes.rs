@@ -10,13 +10,6 @@ use crate::public_url::{self, PublicBase, RequestParts};
 use crate::twiml;
 use crate::verify::{Check, Reason, SignedRequest};
 
-/// `GET /version`: the crate's name and version, fixed at build time.
-const VERSION_JSON: &str = concat!(
-    "{\"name\":\"callstream\",\"version\":\"",
-    env!("CARGO_PKG_VERSION"),
-    "\"}"
-);
-
 /// TwiML must not be cached: every call gets its own parameters.
 const XML: &str = "application/xml; charset=utf-8";
 
@@ -121,7 +114,7 @@ impl Connection {
 
     fn handle_request(&mut self, request: Request, started: Instant) {
         self.detect_front(&request);
-        let route = Route::from_path(request.path());
+        let route = self.config.routes.find(request.path());
         let answer = self.route(route, &request);
         let latency = self.now.saturating_duration_since(started);
         // The answer to HEAD is the head alone: a keep-alive client stops
@@ -218,6 +211,9 @@ impl Connection {
             Route::Metrics if self.config.metrics.is_none() => {
                 return Answer::Http(Response::not_found());
             }
+            Route::Version if self.config.version.is_none() => {
+                return Answer::Http(Response::not_found());
+            }
             Route::IncomingCall => &["GET", "POST"],
             Route::StreamStatus
             | Route::StreamEnded
@@ -246,7 +242,7 @@ impl Connection {
                 Response::new(200)
                     .header("Content-Type", "application/json")
                     .header("Cache-Control", "no-store")
-                    .body(VERSION_JSON),
+                    .body(self.config.version.clone().unwrap_or_default()),
             ),
             Route::Metrics => {
                 let text = self
@@ -271,8 +267,8 @@ impl Connection {
         }
     }
 
-    /// `/webhook/incoming_call`: verify, then answer the TwiML that connects
-    /// the call to `/ws/twilio-media`.
+    /// The incoming-call webhook: verify, then answer the application's
+    /// TwiML.
     fn incoming_call(&mut self, request: &Request) -> Answer {
         let params = match self.verify(Route::IncomingCall, request) {
             Ok(params) => params,
@@ -301,6 +297,7 @@ impl Connection {
         let xml = self.config.app.incoming_call(&IncomingCall {
             params,
             base: &base,
+            routes: &self.config.routes,
             preview,
         });
         match xml {
@@ -318,6 +315,7 @@ impl Connection {
                 let sample = IncomingCall {
                     params: &sample,
                     base: &base,
+                    routes: &self.config.routes,
                     preview: true,
                 };
                 match self.config.app.incoming_call(&sample) {
@@ -637,7 +635,13 @@ mod tests {
     /// Feeds `input`, drains, and returns everything written.
     fn exchange(input: &[u8]) -> String {
         let now = Instant::now();
-        let mut conn = Connection::new(Arc::new(Config::default()), now);
+        let config = Config {
+            routes: crate::connection::Routes::new()
+                .route("/healthz", crate::connection::Route::Healthz)
+                .route("/ws/twilio-media", crate::connection::Route::MediaStream),
+            ..Config::default()
+        };
+        let mut conn = Connection::new(Arc::new(config), now);
         conn.handle_receive(now, input);
         while let Output::Event(_) = conn.poll_output() {}
         String::from_utf8(conn.transmit().to_vec()).unwrap()

@@ -15,6 +15,7 @@ use crate::call::{CallOutput, CallStats};
 use crate::handler::Session;
 use crate::message::{self, Inbound};
 use crate::websocket::{self, Text, WebSocket};
+use crate::wire::Fact;
 
 /// Close code for a stream refused by policy (another account's call).
 const POLICY: u16 = 1008;
@@ -175,7 +176,7 @@ impl StreamPhase {
             return false;
         }
         match &self.session {
-            Some(session) => session.call().stream_sid().is_some() && !session.call().is_ended(),
+            Some(session) => session.call().stream_id().is_some() && !session.call().is_ended(),
             None => self.started,
         }
     }
@@ -345,9 +346,9 @@ impl StreamPhase {
             let mut foreign = None;
             match &config.account_sid {
                 Some(ours) if !self.started => {
-                    session.handle_text_if(now, &text, |inbound| match inbound {
-                        Inbound::Start(start) if start.account_sid != *ours => {
-                            foreign = Some(start.account_sid);
+                    session.handle_text_if(now, &text, |fact| match fact {
+                        Fact::Start(start) if start.account_id != ours.as_str() => {
+                            foreign = Some(start.account_id.clone());
                             false
                         }
                         _ => true,
@@ -357,10 +358,10 @@ impl StreamPhase {
             }
             self.session_dirty = true;
             // The call machine parsed it: a `start` names the stream.
-            self.started |= foreign.is_some() || session.call().stream_sid().is_some();
+            self.started |= foreign.is_some() || session.call().stream_id().is_some();
             self.ws.recycle(text);
             if let Some(account_sid) = foreign {
-                self.refuse(now, config, account_sid.to_string(), events);
+                self.refuse(now, config, account_sid, events);
             }
             return None;
         }

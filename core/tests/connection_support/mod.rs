@@ -6,9 +6,62 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callstream_core::connection::{CloseReason, Config, Connection, Event, Output};
+use callstream_core::connection::{
+    CloseReason, Config, Connection, Event, Output, Route, Routes, StreamApp,
+};
 
 pub const TOKEN: &str = "12345";
+
+/// The paths these tests request: the layout the callstream server serves.
+pub fn routes() -> Routes {
+    Routes::new()
+        .route("/healthz", Route::Healthz)
+        .route("/version", Route::Version)
+        .route("/metrics", Route::Metrics)
+        .route("/webhook/incoming_call", Route::IncomingCall)
+        .route("/webhook/incoming_call_preview", Route::IncomingCallPreview)
+        .route("/webhook/stream_status", Route::StreamStatus)
+        .route("/webhook/stream_ended", Route::StreamEnded)
+        .route("/webhook/call_status", Route::CallStatus)
+        .route("/webhook/handle_recording", Route::HandleRecording)
+        .route("/ws/twilio-media", Route::MediaStream)
+}
+
+/// A stream answer with the call's SID and numbers as parameters.
+pub fn stream_app() -> StreamApp {
+    StreamApp {
+        call_parameters: [("call_sid", "CallSid"), ("from", "From"), ("to", "To")]
+            .map(|(name, from)| (name.to_owned(), from.to_owned()))
+            .to_vec(),
+        ..StreamApp::default()
+    }
+}
+
+/// The version document these tests expect.
+pub const VERSION: &str = concat!(
+    "{\"name\":\"callstream\",\"version\":\"",
+    env!("CARGO_PKG_VERSION"),
+    "\"}"
+);
+
+/// The engine as these tests configure it: [`routes`], [`stream_app`] and
+/// [`VERSION`] on the engine's defaults.
+pub fn defaults() -> Config {
+    Config {
+        routes: routes(),
+        app: Arc::new(stream_app()),
+        version: Some(VERSION.to_owned()),
+        ..Config::default()
+    }
+}
+
+/// [`defaults`], accepting unsigned requests.
+pub fn unsigned() -> Config {
+    Config {
+        insecure_no_signatures: true,
+        ..defaults()
+    }
+}
 
 pub struct Peer {
     pub conn: Connection,

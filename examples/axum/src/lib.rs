@@ -141,7 +141,7 @@ async fn run_stream(mut socket: WebSocket) {
     let wake = Arc::new(tokio::sync::Notify::new());
     let waker = wake.clone();
     let handlers = handler::by_name("echo").unwrap_or_else(|| {
-        Arc::new(|_: &callstream_core::message::Start| {
+        Arc::new(|_: &callstream_core::wire::StreamStart| {
             Box::new(handler::Silent) as Box<dyn handler::Handler>
         })
     });

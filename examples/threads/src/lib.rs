@@ -8,10 +8,13 @@
 //! [`Connection::poll_output`], write [`Connection::transmit`], and read
 //! again until the deadline it named. The engine answers the webhooks,
 //! checks Twilio's signatures, upgrades the media stream and runs the
-//! call's handler; this file only moves bytes and keeps time.
+//! call's handler; this file only moves bytes and keeps time. The paths
+//! are the application's: here `/twilio/voice` answers Twilio's
+//! incoming-call webhook with TwiML that streams the call to
+//! `/twilio/media`.
 //!
 //! ```no_run
-//! use callstream_core::connection::Config;
+//! use callstream_core::connection::{Config, Route, Routes, StreamApp};
 //! use callstream_core::handler;
 //! use callstream_core::public_url::PublicBase;
 //! use std::sync::Arc;
@@ -19,6 +22,14 @@
 //! let config = Config {
 //!     auth_tokens: vec!["your auth token".into()],
 //!     public_base_url: Some(PublicBase::parse("https://voice.example.com").unwrap()),
+//!     routes: Routes::new()
+//!         .route("/healthz", Route::Healthz)
+//!         .route("/twilio/voice", Route::IncomingCall)
+//!         .route("/twilio/media", Route::MediaStream),
+//!     app: Arc::new(StreamApp {
+//!         call_parameters: vec![("caller".into(), "From".into())],
+//!         ..StreamApp::default()
+//!     }),
 //!     session: Some(handler::session_factory(
 //!         Default::default(),
 //!         handler::by_name("echo").unwrap(),

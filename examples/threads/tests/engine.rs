@@ -1,7 +1,7 @@
 //! The example as Twilio drives it: webhooks signed and answered, an
 //! unsigned one refused, the media upgrade, and an echo call whose frames
 //! come back, all through `Connection` on the example's threads.
-use callstream_core::connection::Config;
+use callstream_core::connection::{Config, Route, Routes, StreamApp};
 use callstream_core::handler;
 use callstream_core::public_url::PublicBase;
 use callstream_tests::*;
@@ -16,6 +16,14 @@ fn start() -> std::net::SocketAddr {
             Default::default(),
             handler::by_name("echo").unwrap(),
         )),
+        routes: Routes::new()
+            .route("/healthz", Route::Healthz)
+            .route("/twilio/voice", Route::IncomingCall)
+            .route("/twilio/media", Route::MediaStream),
+        app: Arc::new(StreamApp {
+            call_parameters: vec![("caller".into(), "From".into())],
+            ..StreamApp::default()
+        }),
         ..Config::default()
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -38,17 +46,31 @@ fn webhooks_and_an_echo_call_through_the_engine_on_threads() {
         ("AccountSid", ACCOUNT),
         ("From", "+14155550100"),
     ];
-    let twiml = post_signed(addr, "callstream.test", "/webhook/incoming_call", &call).unwrap();
+    let twiml = post_signed(addr, "callstream.test", "/twilio/voice", &call).unwrap();
     assert_eq!(twiml.status, 200, "{}", twiml.body);
     assert!(
-        twiml.body.contains("wss://callstream.test/ws/twilio-media"),
+        twiml
+            .body
+            .contains(r#"<Stream url="wss://callstream.test/twilio/media">"#)
+            && twiml
+                .body
+                .contains(r#"<Parameter name="caller" value="+14155550100"/>"#),
         "{}",
         twiml.body
     );
-    let forged = post_signed(addr, "other.example", "/webhook/incoming_call", &call).unwrap();
+    let forged = post_signed(addr, "other.example", "/twilio/voice", &call).unwrap();
     assert_eq!(forged.status, 403);
+    let elsewhere = post_signed(addr, "callstream.test", "/webhook/incoming_call", &call).unwrap();
+    assert_eq!(
+        elsewhere.status, 404,
+        "only the application's paths are served"
+    );
 
-    let mut stream = TwilioStream::connect(addr, &StreamOpts::default(), 1).unwrap();
+    let opts = StreamOpts {
+        path: "/twilio/media",
+        ..StreamOpts::default()
+    };
+    let mut stream = TwilioStream::connect(addr, &opts, 1).unwrap();
     stream.start(&[]).unwrap();
     // Every μ-law code but 0x7F, negative zero, which decodes to the same
     // sample as 0xFF and comes back as that.
