@@ -43,6 +43,9 @@ pub struct BridgeHandler {
     heard_from: u64,
     /// A barge-in waiting for the marks it cleared (they follow it).
     barge_in: Option<(u64, Vec<String>)>,
+    /// Marks a clear took from the link's queue before the call saw them:
+    /// they resolve `cleared` after the call's own.
+    queue_cleared: Vec<String>,
     dropped_frames: u64,
 }
 
@@ -57,6 +60,7 @@ impl BridgeHandler {
             ending: None,
             heard_from: 0,
             barge_in: None,
+            queue_cleared: Vec::new(),
             dropped_frames: 0,
         }
     }
@@ -67,26 +71,33 @@ impl BridgeHandler {
         }
     }
 
+    /// A barge-in (with the marks it cleared), or the marks a clear took
+    /// from the link's queue: told to the program once the call's own
+    /// cleared marks have come.
     fn flush_barge_in(&mut self, link: &Link) {
-        if let Some((heard_ms, cleared)) = self.barge_in.take() {
-            self.event(
-                link,
-                ToProgram::BargeIn {
+        let queued = std::mem::take(&mut self.queue_cleared);
+        let cleared = match self.barge_in.take() {
+            Some((heard_ms, mut cleared)) => {
+                cleared.extend(queued);
+                let line = ToProgram::BargeIn {
                     heard_ms,
                     cleared: &cleared,
                 }
+                .to_line();
+                self.event(link, line);
+                cleared
+            }
+            None => queued,
+        };
+        for name in &cleared {
+            self.event(
+                link,
+                ToProgram::Mark {
+                    name,
+                    outcome: "cleared",
+                }
                 .to_line(),
             );
-            for name in &cleared {
-                self.event(
-                    link,
-                    ToProgram::Mark {
-                        name,
-                        outcome: "cleared",
-                    }
-                    .to_line(),
-                );
-            }
         }
     }
 
@@ -144,6 +155,18 @@ impl BridgeHandler {
         }
     }
 
+    /// Applies what the link holds for the call; a clear of the program's
+    /// starts `heard_ms` again.
+    fn feed(&mut self, link: &Link, control: &mut Control<'_>) {
+        link.apply_pending(control);
+        let clears = control.clears();
+        let dropped = link.feed(control);
+        self.queue_cleared.extend(dropped);
+        if control.clears() != clears {
+            self.heard_from = control.played_ms();
+        }
+    }
+
     fn start_link(&mut self, control: &Control<'_>) -> Arc<Link> {
         let link = Arc::new(
             Link::new(
@@ -186,12 +209,15 @@ impl Handler for BridgeHandler {
             }
             (None, _) => return,
         };
+        // A barge-in is told once the marks it cleared have come; the
+        // speech that caused it comes just before it.
         if !matches!(
             event,
             CallEvent::MarkDone {
                 outcome: MarkOutcome::Cleared,
                 ..
-            }
+            } | CallEvent::SpeechStarted { .. }
+                | CallEvent::BargeIn
         ) {
             self.flush_barge_in(&link);
         }
@@ -232,8 +258,9 @@ impl Handler for BridgeHandler {
                 );
             }
             CallEvent::BargeIn => {
-                // The session cleared the reply: a `play` still feeding it stops.
-                link.cleared();
+                // The session cleared the reply; what waited of it in the
+                // link's queue went with it (the feed saw the clear), and
+                // its marks are told with this barge-in.
                 let heard_ms = control.played_ms().saturating_sub(self.heard_from);
                 self.heard_from = control.played_ms();
                 self.barge_in = Some((heard_ms, Vec::new()));
@@ -269,8 +296,14 @@ impl Handler for BridgeHandler {
             }
             _ => {}
         }
-        link.apply_pending(control);
-        link.publish(control.queued_ms());
+        self.feed(&link, control);
+    }
+
+    /// The program's audio, marks or clear wait for the call.
+    fn on_wake(&mut self, control: &mut Control<'_>) {
+        if let Some(link) = self.link.clone() {
+            self.feed(&link, control);
+        }
     }
 }
 

@@ -2,9 +2,10 @@
 //! the transport's threads: what each program message does to the call
 //! (applied through the session's `RemoteControl`, which wakes the
 //! connection), how outbound messages are written, and what a failure does.
+use std::collections::VecDeque;
 use std::io::Read as _;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use callstream_core::handler::{Control, RemoteControl, RemoteError};
@@ -17,13 +18,19 @@ use callstream_core::resample::{self, Resampler};
 
 /// The call's audio rate.
 const CALL_RATE: u32 = 8000;
-/// Audio handed to the call at a time (1 s): bounded commands, and the first
-/// second of a long reply starts playing while the rest is resampled.
+/// Audio kept in one piece of the link's queue (1 s).
 const PLAY_CHUNK: usize = 8000;
-/// Audio the program may have queued ahead of the caller before its `play`s
-/// wait (the call's own queue holds 60 s): a flood slows the program.
-const MAX_AHEAD_MS: u64 = 20_000;
-/// How often a waiting `play` looks again.
+/// Audio the pump keeps queued in the call ahead of what plays; the rest
+/// waits in the link's queue, in order with the marks.
+const FEED_AHEAD_MS: u64 = 1000;
+/// Audio the program may have waiting in the link's queue (2 minutes at
+/// 8 kHz, 1.9 MB); a `play` past it is refused with an `error`.
+pub const MAX_PENDING_MS: u64 = 120_000;
+/// Below this much queued audio, with nothing more waiting, the call is
+/// about to fall silent: the tail of the resampled stream goes out.
+const DRY_MS: u64 = 40;
+/// How often a thread that must not lose a clear or hangup looks again for
+/// room in the call's command queue.
 const PLAY_POLL: Duration = Duration::from_millis(10);
 /// Longest WAV file `play` reads (the same as a `play` line).
 pub const MAX_WAV_BYTES: u64 = 16 * 1024 * 1024;
@@ -39,6 +46,37 @@ const KEPT_CONVERTERS: usize = 4;
 /// Cuts program text for the log (at [`MAX_LOGGED`] characters).
 pub fn cut(s: &str) -> String {
     callstream_core::excerpt::cut(s, MAX_LOGGED).into_owned()
+}
+
+/// Audio and marks from the program, in its order, waiting for the call:
+/// the pump moves them into the call ([`Link::feed`]) while less than
+/// [`FEED_AHEAD_MS`] is queued there, so no line the program writes waits
+/// behind its audio.
+#[derive(Default)]
+struct Pending {
+    items: VecDeque<Item>,
+    /// 8 kHz samples waiting.
+    samples: usize,
+}
+
+enum Item {
+    /// 8 kHz samples, and how many of them went to the call already.
+    Audio(Vec<i16>, usize),
+    Mark(String),
+    /// The program's clear: the call drops what it holds. What waited here
+    /// before it is gone already; these are its marks, which resolve
+    /// `cleared`.
+    Clear(Vec<String>),
+}
+
+/// The program's `play`s at one rate, converted as one stream: chunks of
+/// any size join without a seam, and no sample is lost.
+#[derive(Default)]
+struct PlayStream {
+    resampler: Option<Resampler>,
+    /// The clear generation the stream belongs to: after a clear, what the
+    /// resampler holds is of the reply that was cut.
+    generation: u64,
 }
 
 /// The link.
@@ -58,23 +96,24 @@ pub struct Link {
     /// stream (frame after frame without a seam at their edges), at the
     /// rate it was made for.
     to_program: Mutex<Option<Resampler>>,
-    /// Converters for whole messages (`play`, `utterance`), kept so that
-    /// their tables are made once per call and rate pair, newest last.
+    /// Converters for whole utterances, kept so that their tables are made
+    /// once per call and rate pair, newest last.
     converters: Mutex<Vec<Resampler>>,
+    /// The program's audio on its way to the call (lock it before
+    /// `pending`).
+    play_stream: Mutex<PlayStream>,
+    /// What waits for the call, in the program's order.
+    pending: Mutex<Pending>,
     /// Whether a line has been read (config is only taken first).
     first_seen: AtomicBool,
-    /// Audio queued in the call, published by the handler at each event,
-    /// with a count of the events (to tell when a `play` has landed).
-    queued_ms: AtomicU64,
-    epoch: AtomicU64,
-    /// Audio pushed by `play` that the published queue may not include
-    /// yet, and the epoch of the last push.
-    unconfirmed_ms: AtomicU64,
-    pushed_at: AtomicU64,
+    /// The protocol version the program speaks (it may say in `config`).
+    version: AtomicU32,
     /// Bumped at every clear of the call's audio (a barge-in, the program's
-    /// `clear`, a failure or the end): a `play` still feeding audio from
-    /// before it stops, since what it holds is the reply that was cut.
+    /// `clear`, a failure or the end): what the play stream holds from
+    /// before it is dropped.
     clear_generation: AtomicU64,
+    /// The call's clears the pump has seen ([`Control::clears`]).
+    clears_seen: AtomicU64,
     /// A clear or hangup that found the call's command queue full (1024
     /// commands: a program can fill it with marks) from a thread that must
     /// not wait: the handler applies it at its next event.
@@ -113,12 +152,12 @@ impl Link {
             audio: AtomicBool::new(false),
             to_program: Mutex::new(None),
             converters: Mutex::new(Vec::new()),
+            play_stream: Mutex::default(),
+            pending: Mutex::default(),
             first_seen: AtomicBool::new(false),
-            queued_ms: AtomicU64::new(0),
-            epoch: AtomicU64::new(0),
-            unconfirmed_ms: AtomicU64::new(0),
-            pushed_at: AtomicU64::new(0),
+            version: AtomicU32::new(protocol::VERSION),
             clear_generation: AtomicU64::new(0),
+            clears_seen: AtomicU64::new(0),
             clear_wanted: AtomicBool::new(false),
             hangup_wanted: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -142,16 +181,110 @@ impl Link {
         self.rate.load(Ordering::Relaxed)
     }
 
-    /// The handler's view of the call after an event (pump thread).
-    pub fn publish(&self, queued_ms: u64) {
-        self.queued_ms.store(queued_ms, Ordering::Relaxed);
-        self.epoch.fetch_add(1, Ordering::Release);
+    /// The call's audio is cleared: what waits for the call is dropped, and
+    /// the play stream starts again. Returns the names of the marks dropped,
+    /// in order: they resolve `cleared`.
+    pub fn cleared(&self) -> Vec<String> {
+        self.clear_generation.fetch_add(1, Ordering::AcqRel);
+        Self::drain(&mut self.pending())
     }
 
-    /// The call's audio was cleared (a barge-in, pump thread): a `play`
-    /// under way stops feeding the rest of its reply.
-    pub fn cleared(&self) {
-        self.clear_generation.fetch_add(1, Ordering::AcqRel);
+    /// Empties `p`; the names of the marks it held.
+    fn drain(p: &mut Pending) -> Vec<String> {
+        p.samples = 0;
+        let mut names = Vec::new();
+        for item in p.items.drain(..) {
+            match item {
+                Item::Mark(name) => names.push(name),
+                Item::Clear(marks) => names.extend(marks),
+                Item::Audio(..) => {}
+            }
+        }
+        names
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        // Every change is whole under the lock: a panic elsewhere left it so.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn play_stream(&self) -> MutexGuard<'_, PlayStream> {
+        self.play_stream.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves what waits into the call while less than [`FEED_AHEAD_MS`] is
+    /// queued there, audio and marks in the program's order (pump thread, at
+    /// every event and wake). When the call is about to fall silent with
+    /// nothing more waiting, the tail the play stream's resampler holds goes
+    /// out too.
+    ///
+    /// When the call was cleared since the last feed (a barge-in, the
+    /// program's clear), what waits was of the reply that was cut: it is
+    /// dropped, and the names of its marks returned (they resolve
+    /// `cleared`).
+    pub fn feed(&self, control: &mut Control<'_>) -> Vec<String> {
+        let clears = control.clears();
+        let mut dropped = if self.clears_seen.swap(clears, Ordering::AcqRel) == clears {
+            Vec::new()
+        } else {
+            self.cleared()
+        };
+        self.feed_pending(control, &mut dropped);
+        dropped
+    }
+
+    fn feed_pending(&self, control: &mut Control<'_>, dropped: &mut Vec<String>) {
+        let mut p = self.pending();
+        while let Some(item) = p.items.front_mut() {
+            match item {
+                Item::Clear(marks) => {
+                    dropped.append(marks);
+                    p.items.pop_front();
+                    control.clear();
+                    self.clears_seen.store(control.clears(), Ordering::Release);
+                }
+                Item::Mark(name) => {
+                    let name = std::mem::take(name);
+                    p.items.pop_front();
+                    if let Err(e) = control.mark(&name) {
+                        self.refused_on_pump("mark", &e.to_string());
+                    }
+                }
+                Item::Audio(pcm, sent) => {
+                    let queued = control.queued_ms();
+                    if queued >= FEED_AHEAD_MS {
+                        // Woken to top it up, whatever else the call does.
+                        control.notify_queue_below(FEED_AHEAD_MS / 2);
+                        return;
+                    }
+                    let room = ((FEED_AHEAD_MS - queued) * u64::from(CALL_RATE) / 1000) as usize;
+                    let n = room.clamp(160, PLAY_CHUNK).min(pcm.len() - *sent);
+                    if let Err(e) = control.play_pcm(&pcm[*sent..*sent + n]) {
+                        self.refused_on_pump("play", &e.to_string());
+                    }
+                    *sent += n;
+                    if *sent == pcm.len() {
+                        p.items.pop_front();
+                    }
+                    p.samples = p.samples.saturating_sub(n);
+                }
+            }
+        }
+        drop(p);
+        // Not while the reading thread converts: it is about to queue more.
+        let Ok(mut stream) = self.play_stream.try_lock() else {
+            return;
+        };
+        if stream.resampler.is_none() {
+            return;
+        }
+        if control.queued_ms() >= DRY_MS {
+            control.notify_queue_below(DRY_MS);
+        } else if let Some(mut r) = stream.resampler.take() {
+            let mut tail = Vec::new();
+            r.flush_i16(&mut tail);
+            let _ = control.play_pcm(&tail);
+        }
     }
 
     /// The call has ended (pump thread): the program's exit is expected now.
@@ -215,7 +348,8 @@ impl Link {
     /// Clears the call's audio. Never lost: with the call's command queue
     /// full, waits for room (`wait`) or leaves it to the handler.
     fn clear_call(&self, wait: bool) {
-        self.cleared();
+        // Ending: the marks dropped from the queue resolve with the call.
+        let _ = self.cleared();
         if !self.deliver(RemoteControl::clear, wait) {
             self.clear_wanted.store(true, Ordering::Release);
         }
@@ -263,24 +397,67 @@ impl Link {
     }
 
     /// A line the program sent that could not be used: logged once per kind
-    /// of problem per call, counted always.
+    /// of problem per call, counted always, and answered with an `error`
+    /// naming the line's type (`of`) and why.
     pub fn garbage(&self, kind: &'static str, detail: &str) {
-        metrics::BAD_LINES.fetch_add(1, Ordering::Relaxed);
-        let mut w = self.warned.lock().unwrap_or_else(|p| p.into_inner());
-        if !w.contains(&kind) {
-            w.push(kind);
-            tracing::warn!(call_sid = %self.call_sid, kind, detail = %cut(detail), "BRIDGE_BAD_LINE dropped (further lines of this kind are counted, not logged)");
-        }
+        self.refuse(None, kind, detail);
     }
 
-    /// One line (or text frame) from the program.
+    fn refuse(&self, of: Option<&str>, kind: &'static str, detail: &str) {
+        metrics::BAD_LINES.fetch_add(1, Ordering::Relaxed);
+        if self.warn_once(kind) {
+            tracing::warn!(call_sid = %self.call_sid, kind, of = of.unwrap_or("-"), detail = %cut(detail), "BRIDGE_BAD_LINE dropped (further lines of this kind are counted, not logged)");
+        }
+        self.tell_error(of, &format!("{kind}: {detail}"));
+    }
+
+    /// Whether `kind` is new for this call (then it is remembered).
+    fn warn_once(&self, kind: &'static str) -> bool {
+        let mut w = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if w.contains(&kind) || w.len() >= 64 {
+            return false;
+        }
+        w.push(kind);
+        true
+    }
+
+    /// An `error` to a program that speaks version 2.
+    fn tell_error(&self, of: Option<&str>, reason: &str) {
+        if self.version.load(Ordering::Relaxed) < 2 {
+            return;
+        }
+        let reason = callstream_core::excerpt::cut(reason, 200);
+        let line = ToProgram::Error {
+            of,
+            reason: &reason,
+        }
+        .to_line();
+        // Best effort: a program that does not read its errors loses them,
+        // never the call.
+        let _ = self.outbox.push_event(super::outbox::Outbound::Line(line));
+    }
+
+    /// A command the pump could not apply (the call's queue is full, a mark
+    /// over its limit): the program hears of it.
+    fn refused_on_pump(&self, of: &'static str, why: &str) {
+        self.refuse(Some(of), "command refused", why);
+    }
+
+    /// One line (or text frame) from the program. Never waits on the call:
+    /// audio and marks go to the link's queue, which the pump empties into
+    /// the call; a clear, hangup, transfer or end acts at once.
     pub fn handle_line(&self, line: &[u8]) {
         let first = !self.first_seen.swap(true, Ordering::AcqRel);
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        match protocol::parse(line) {
-            Ok(msg) => self.apply(msg, first),
+        match protocol::parse_with_fields(line) {
+            Ok((msg, unknown)) => {
+                if !unknown.is_empty() && self.warn_once("unknown field") {
+                    tracing::warn!(call_sid = %self.call_sid, fields = %unknown.join(","), "BRIDGE unknown fields ignored (logged once per call)");
+                }
+                self.apply(msg, first);
+            }
             Err(e) => {
                 let detail = match &e {
                     LineError::NotJson => {
@@ -288,7 +465,8 @@ impl Link {
                     }
                     other => other.to_string(),
                 };
-                self.garbage(e.kind(), &detail);
+                let of = protocol::type_of(line);
+                self.refuse(of.as_deref(), e.kind(), &detail);
             }
         }
     }
@@ -296,30 +474,71 @@ impl Link {
     fn apply(&self, msg: FromProgram, first: bool) {
         let sid = self.call_sid.as_str();
         match msg {
-            FromProgram::Config { rate, audio } => {
+            FromProgram::Config {
+                rate,
+                audio,
+                version,
+            } => {
                 if first {
                     self.rate.store(rate, Ordering::Relaxed);
                     self.audio.store(audio, Ordering::Release);
-                    tracing::debug!(call_sid = sid, rate, audio, "BRIDGE_CONFIG");
+                    if let Some(v) = version {
+                        self.version.store(v, Ordering::Relaxed);
+                    }
+                    tracing::debug!(call_sid = sid, rate, audio, version = ?version, "BRIDGE_CONFIG");
                 } else {
-                    self.garbage("config not first", "config is only taken as the first line");
+                    self.refuse(
+                        Some("config"),
+                        "config not first",
+                        "config is only taken as the first line",
+                    );
                 }
             }
-            FromProgram::Play { rate, pcm } => self.play(&self.convert(&pcm, rate, CALL_RATE)),
-            FromProgram::PlayWav { path } if !self.wav_allowed => self.garbage(
+            FromProgram::Play { rate, pcm } => self.queue_audio(&pcm, rate),
+            FromProgram::PlayWav { path } if !self.wav_allowed => self.refuse(
+                Some("play"),
                 "wav over ws",
                 &format!("{path}: a service plays pcm; wav names a file on callstream's machine, for local programs"),
             ),
             FromProgram::PlayWav { path } => match read_wav(&path) {
-                Ok((rate, pcm)) => self.play(&self.convert(&pcm, rate, CALL_RATE)),
-                Err(e) => self.garbage("bad wav", &format!("{path}: {e}")),
+                Ok((rate, pcm)) => self.queue_audio(&pcm, rate),
+                Err(e) => self.refuse(Some("play"), "bad wav", &format!("{path}: {e}")),
+            },
+            FromProgram::SendDigits { digits } => match callstream_core::dtmf::tones(&digits) {
+                Ok(tones) => self.queue_audio(&tones, CALL_RATE),
+                Err(e) => self.refuse(Some("send_digits"), "bad digits", &e.to_string()),
             },
             FromProgram::Mark { name } => {
-                if let Err(e) = self.remote.mark(&name) {
-                    self.command_refused("mark", &e);
+                if name.len() > callstream_core::call::MAX_MARK_NAME {
+                    self.refuse(
+                        Some("mark"),
+                        "mark name too long",
+                        &format!("{} bytes", name.len()),
+                    );
+                } else {
+                    // The audio before the mark plays before it: the tail
+                    // the play stream holds goes first.
+                    let mut stream = self.play_stream();
+                    if let Some(mut r) = stream.resampler.take() {
+                        let mut tail = Vec::new();
+                        r.flush_i16(&mut tail);
+                        let n = tail.len();
+                        self.enqueue(Item::Audio(tail, 0), n);
+                    }
+                    self.enqueue(Item::Mark(name), 0);
                 }
             }
-            FromProgram::Clear => self.clear_call(true),
+            FromProgram::Clear => {
+                // In order: what waits before the clear is dropped now, what
+                // comes after it plays.
+                {
+                    let mut p = self.pending();
+                    let marks = Self::drain(&mut p);
+                    p.items.push_back(Item::Clear(marks));
+                }
+                self.clear_generation.fetch_add(1, Ordering::AcqRel);
+                self.remote.wake();
+            }
             FromProgram::Transcript { text } => {
                 tracing::info!(call_sid = sid, text = %cut(&text), "ASR_TEXT");
             }
@@ -338,79 +557,104 @@ impl Link {
             FromProgram::Hangup => self.finish(Next::Hangup),
             FromProgram::Transfer { to } => {
                 if callstream_core::twiml::Dial::number(to.as_str()).is_err() {
-                    self.garbage("bad transfer number", &format!("{to:?} is not E.164"));
+                    self.refuse(
+                        Some("transfer"),
+                        "bad transfer number",
+                        &format!("{to:?} is not E.164"),
+                    );
                     return;
                 }
                 self.finish(Next::Dial(to));
             }
             FromProgram::End { say } => self.finish(Next::Say(say)),
             FromProgram::Unknown { kind } => {
-                tracing::debug!(call_sid = sid, kind = %kind, "BRIDGE unknown message type ignored");
+                if self.warn_once("unknown type") {
+                    tracing::warn!(call_sid = sid, kind = %cut(&kind), "BRIDGE unknown message type ignored (logged once per call)");
+                }
+                metrics::BAD_LINES.fetch_add(1, Ordering::Relaxed);
+                self.tell_error(Some(&kind), "unknown message type: ignored");
             }
             #[allow(unreachable_patterns)]
             _ => {}
         }
     }
 
-    fn command_refused(&self, what: &str, e: &RemoteError) {
-        if *e != RemoteError::Ended {
-            self.garbage("command refused", &format!("{what}: {e}"));
+    /// The program's audio at `rate`, converted to the call's rate as part
+    /// of one stream, into the link's queue.
+    fn queue_audio(&self, samples: &[i16], rate: u32) {
+        if self.expects_end() {
+            return;
         }
-    }
-
-    /// Queues 8 kHz audio in the call, a second at a time, waiting while the
-    /// program is far ahead of the caller (so a flood slows the program).
-    /// A clear while it waits (the caller talked over the reply) ends it:
-    /// the rest of the reply is not pushed after the clear.
-    fn play(&self, pcm: &[i16]) {
+        let mut stream = self.play_stream();
         let generation = self.clear_generation.load(Ordering::Acquire);
-        // Only the reading thread plays: the counters are its own, kept
-        // across messages (a flood is many small plays).
-        let mut unconfirmed_ms = self.unconfirmed_ms.load(Ordering::Relaxed);
-        let mut pushed_at = self.pushed_at.load(Ordering::Relaxed);
-        for chunk in pcm.chunks(PLAY_CHUNK) {
-            loop {
-                if self.remote.is_ended()
-                    || self.expects_end()
-                    || self.clear_generation.load(Ordering::Acquire) != generation
-                {
-                    return;
-                }
-                // Two events after a push, the session has applied it: the
-                // published queue length includes it.
-                if self.epoch.load(Ordering::Acquire) >= pushed_at + 2 {
-                    unconfirmed_ms = 0;
-                }
-                let ahead = self.queued_ms.load(Ordering::Relaxed) + unconfirmed_ms;
-                if ahead < MAX_AHEAD_MS {
-                    match self.remote.play_pcm(chunk) {
-                        Ok(()) => break,
-                        Err(RemoteError::Full) => {}
-                        Err(e) => return self.command_refused("play", &e),
-                    }
-                }
-                std::thread::sleep(PLAY_POLL);
+        if stream.generation != generation {
+            stream.resampler = None;
+            stream.generation = generation;
+        }
+        let mut out = Vec::with_capacity(samples.len() * CALL_RATE as usize / rate as usize + 64);
+        if stream.resampler.as_ref().map(Resampler::from_rate) != Some(rate) {
+            // A new rate: the old stream's tail first.
+            if let Some(mut old) = stream.resampler.take() {
+                old.flush_i16(&mut out);
             }
-            unconfirmed_ms += chunk.len() as u64 * 1000 / u64::from(CALL_RATE);
-            pushed_at = self.epoch.load(Ordering::Acquire);
-            self.unconfirmed_ms.store(unconfirmed_ms, Ordering::Relaxed);
-            self.pushed_at.store(pushed_at, Ordering::Relaxed);
+            if rate != CALL_RATE {
+                stream.resampler = Resampler::new(rate, CALL_RATE).ok();
+            }
+        }
+        match stream.resampler.as_mut() {
+            Some(r) => r.process_i16(samples, &mut out),
+            None => out.extend_from_slice(samples),
+        }
+        // Queued with the stream locked: the pump's flush of the tail cannot
+        // get ahead of this audio.
+        for chunk in out.chunks(PLAY_CHUNK) {
+            if !self.enqueue(Item::Audio(chunk.to_vec(), 0), chunk.len()) {
+                return;
+            }
         }
         metrics::PLAYS.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Puts `item` in the link's queue and wakes the pump to feed it;
+    /// `false` when the queue holds [`MAX_PENDING_MS`] already (the program
+    /// hears of it).
+    fn enqueue(&self, item: Item, samples: usize) -> bool {
+        {
+            let mut p = self.pending();
+            let limit = (MAX_PENDING_MS * u64::from(CALL_RATE) / 1000) as usize;
+            if p.samples + samples > limit {
+                drop(p);
+                self.refuse(
+                    Some("play"),
+                    "queue full",
+                    &format!(
+                        "{} s of audio already wait for the call",
+                        MAX_PENDING_MS / 1000
+                    ),
+                );
+                return false;
+            }
+            p.samples += samples;
+            p.items.push_back(item);
+        }
+        self.remote.wake();
+        true
+    }
+
     /// hangup, transfer or end: the first one decides what the call does
-    /// after the stream; the stream is closed at once (audio still queued is
-    /// not played: docs/bridge.md says to wait for the last mark).
+    /// after the stream. The audio stops at once (what is queued is not
+    /// played: docs/bridge.md says to wait for the last mark); a REST
+    /// redirect, which may take seconds, follows on a call already silent;
+    /// then the stream closes.
     fn finish(&self, next: Next) {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
         tracing::info!(call_sid = %self.call_sid, next = %next, "BRIDGE_END");
-        self.after.decide(&self.call_sid, next);
         // The reading thread may wait for room: after this, nothing it reads
         // matters.
         self.clear_call(true);
+        self.after.decide(&self.call_sid, next);
         self.hangup_call(true);
     }
 
@@ -611,6 +855,161 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         false
+    }
+
+    /// A started call and a link on it (nothing fills its queue).
+    fn started_call() -> (Session, Arc<Link>) {
+        let (session, link, _) = {
+            let t0 = Instant::now();
+            let slot = Arc::new(OnceLock::new());
+            let mut session = Session::new(
+                Call::new(CallConfig::default(), t0),
+                Box::new(Pending(slot.clone())),
+                None,
+            );
+            session.handle_text(t0, &format!(
+                r#"{{"event":"start","sequenceNumber":"1","streamSid":"{SID}","start":{{"accountSid":"AC00000000000000000000000000000001","streamSid":"{SID}","callSid":"CA00000000000000000000000000000001","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
+            ));
+            let link = Arc::new(Link::new(
+                "CA1".to_owned(),
+                session.remote(),
+                OnFailure::Continue,
+                Arc::new(After::new(None)),
+            ));
+            let _ = slot.set(link.clone());
+            (session, link, t0)
+        };
+        (session, link)
+    }
+
+    /// What waits in the link: its audio, and where each mark stands in it.
+    fn waiting(link: &Link) -> (Vec<i16>, Vec<(String, usize)>) {
+        let p = link.pending();
+        let (mut audio, mut marks) = (Vec::new(), Vec::new());
+        for item in &p.items {
+            match item {
+                Item::Audio(pcm, sent) => audio.extend_from_slice(&pcm[*sent..]),
+                Item::Mark(name) => marks.push((name.clone(), audio.len())),
+                Item::Clear(_) => marks.push(("<clear>".into(), audio.len())),
+            }
+        }
+        (audio, marks)
+    }
+
+    fn play_line(pcm: &[i16], rate: u32) -> Vec<u8> {
+        format!(
+            r#"{{"type":"play","rate":{rate},"pcm":"{}"}}"#,
+            protocol::encode_pcm(pcm)
+        )
+        .into_bytes()
+    }
+
+    /// Signal to noise of `got` against `want`, in dB.
+    fn snr_db(want: &[i16], got: &[i16]) -> f64 {
+        let n = want.len().min(got.len());
+        let signal: f64 = want[..n].iter().map(|&v| f64::from(v).powi(2)).sum();
+        let noise: f64 = want[..n]
+            .iter()
+            .zip(&got[..n])
+            .map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2))
+            .sum();
+        10.0 * (signal / noise.max(1e-9)).log10()
+    }
+
+    #[test]
+    fn plays_streamed_in_chunks_join_as_the_whole_stream_and_a_mark_follows_all_of_it() {
+        for rate in [16_000u32, 24_000] {
+            // Two seconds of a sweep with speech-like level changes.
+            let n = rate as usize * 2;
+            let signal: Vec<i16> = (0..n)
+                .map(|i| {
+                    let t = i as f64 / f64::from(rate);
+                    let f = 200.0 + 1500.0 * t;
+                    let level = 6000.0 + 4000.0 * (t * 7.0).sin();
+                    (level * (std::f64::consts::TAU * f * t).sin()) as i16
+                })
+                .collect();
+            let whole = resample::resample_i16(&signal, rate, CALL_RATE).unwrap();
+            let (_session, link) = started_call();
+            // Chunks of odd, uneven sizes, as a streaming TTS writes them.
+            let mut at = 0;
+            for size in [333usize, 1000, 47, 4096, 1, 2500].iter().cycle() {
+                if at >= n {
+                    break;
+                }
+                let end = (at + size).min(n);
+                link.handle_line(&play_line(&signal[at..end], rate));
+                at = end;
+            }
+            link.handle_line(br#"{"type":"mark","name":"end"}"#);
+            let (streamed, marks) = waiting(&link);
+            assert_eq!(streamed, whole, "{rate} Hz: the chunks join as one stream");
+            assert_eq!(marks, [("end".to_owned(), whole.len())], "{rate} Hz");
+            // What resampling each chunk on its own gives, for contrast.
+            let mut apart = Vec::new();
+            let mut at = 0;
+            for size in [333usize, 1000, 47, 4096, 1, 2500].iter().cycle() {
+                if at >= n {
+                    break;
+                }
+                let end = (at + size).min(n);
+                apart.extend(resample::resample_i16(&signal[at..end], rate, CALL_RATE).unwrap());
+                at = end;
+            }
+            assert!(
+                snr_db(&whole, &apart) < 45.0,
+                "{rate} Hz: chunks resampled apart are audibly worse"
+            );
+        }
+    }
+
+    #[test]
+    fn a_clear_drops_what_waits_before_it_and_keeps_what_follows() {
+        let (_session, link) = started_call();
+        link.handle_line(&play_line(&[100; 800], 8000));
+        link.handle_line(br#"{"type":"mark","name":"a"}"#);
+        link.handle_line(br#"{"type":"clear"}"#);
+        link.handle_line(&play_line(&[200; 160], 8000));
+        link.handle_line(br#"{"type":"mark","name":"b"}"#);
+        let (audio, marks) = waiting(&link);
+        assert_eq!(audio, vec![200; 160]);
+        assert_eq!(marks, [("<clear>".to_owned(), 0), ("b".to_owned(), 160)]);
+        let p = link.pending();
+        let Some(Item::Clear(dropped)) = p.items.front() else {
+            panic!("the clear leads")
+        };
+        assert_eq!(dropped, &["a".to_owned()]);
+    }
+
+    #[test]
+    fn refused_lines_are_answered_with_an_error_unless_the_program_speaks_version_1() {
+        let (_session, link) = started_call();
+        link.handle_line(br#"{"type":"transfer","to":"12"}"#);
+        link.handle_line(br#"{"type":"hang_up"}"#);
+        link.handle_line(br#"{"type":"play","rate":3,"pcm":""}"#);
+        let mut lines = Vec::new();
+        while let Ok(Some(o)) = link.outbox.pop(Some(Duration::ZERO)) {
+            lines.push(link.line_for(o).0);
+        }
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with(r#"{"type":"error","of":"transfer","reason":"bad transfer number: \"12\" is not E.164"#), "{}", lines[0]);
+        assert_eq!(
+            lines[1],
+            r#"{"type":"error","of":"hang_up","reason":"unknown message type: ignored"}"#
+        );
+        assert!(
+            lines[2].starts_with(r#"{"type":"error","of":"play","reason":"bad rate"#),
+            "{}",
+            lines[2]
+        );
+
+        let (_session, old) = started_call();
+        old.handle_line(br#"{"type":"config","version":1}"#);
+        old.handle_line(br#"{"type":"hang_up"}"#);
+        assert!(
+            matches!(old.outbox.pop(Some(Duration::ZERO)), Ok(None)),
+            "version 1: no error"
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The bridge's protocol, version 1 (docs/bridge.md): the messages callstream
+//! The bridge's protocol, version 2 (docs/bridge.md): the messages callstream
 //! writes to a program ([`ToProgram`], one JSON object a line or text frame)
 //! and the ones it reads back ([`FromProgram`], parsed from a line whose
 //! every problem is a typed [`LineError`]).
@@ -12,8 +12,12 @@ use serde::ser::SerializeMap;
 
 use callstream_core::resample::{MAX_RATE, MIN_RATE};
 
-/// The protocol version in `start`.
-pub const VERSION: u32 = 1;
+/// The protocol version in `start`. A program may declare the version it
+/// speaks in `config` (1 or 2); version 1 programs get no `error`.
+pub const VERSION: u32 = 2;
+
+/// Most characters of `send_digits`.
+pub const MAX_DIGITS: usize = 64;
 
 /// Rates a program may ask for in `config`.
 pub const CONFIG_RATES: [u32; 3] = [8000, 16000, 24000];
@@ -80,6 +84,13 @@ pub enum ToProgram<'a> {
         /// Base64 of 16-bit LE mono PCM.
         pcm: String,
     },
+    /// A line from the program was refused or ignored (version 2).
+    Error {
+        /// The `type` of the line, when it had one.
+        of: Option<&'a str>,
+        /// Why.
+        reason: &'a str,
+    },
 }
 
 impl ToProgram<'_> {
@@ -124,6 +135,8 @@ pub enum FromProgram {
         rate: u32,
         /// Whether raw frames are wanted.
         audio: bool,
+        /// The protocol version the program speaks, when it says.
+        version: Option<u32>,
     },
     /// Audio to queue, at `rate`.
     Play {
@@ -144,6 +157,11 @@ pub enum FromProgram {
     },
     /// Drop queued audio.
     Clear,
+    /// Play these keys as DTMF tones, in order with the audio.
+    SendDigits {
+        /// `0`–`9`, `*`, `#`, `A`–`D`; `w` waits half a second.
+        digits: String,
+    },
     /// What the program heard (logged as `ASR_TEXT`).
     Transcript {
         /// The words.
@@ -273,6 +291,54 @@ pub fn decode_pcm(text: &str) -> Result<Vec<i16>, LineError> {
         .collect())
 }
 
+/// The fields each message type has (beside `type`).
+fn known_fields(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "config" => &["rate", "audio", "version"],
+        "play" => &["rate", "pcm", "wav"],
+        "mark" => &["name"],
+        "send_digits" => &["digits"],
+        "transcript" | "reply" => &["text"],
+        "log" => &["level", "message"],
+        "transfer" => &["to"],
+        "end" => &["say"],
+        _ => &[],
+    }
+}
+
+/// The `type` of a line that may not parse as a message, for an `error`
+/// naming it (at most 40 characters).
+#[must_use]
+pub fn type_of(line: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let kind = value.get("type")?.as_str()?;
+    Some(kind.chars().take(40).collect())
+}
+
+/// [`parse`], and the fields of the line its type does not have (at most
+/// 8, each at most 40 characters): a later version's, or a misspelling.
+pub fn parse_with_fields(line: &[u8]) -> Result<(FromProgram, Vec<String>), LineError> {
+    let message = parse(line)?;
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|_| LineError::NotJson)?;
+    let (Some(o), Some(kind)) = (
+        value.as_object(),
+        value.get("type").and_then(|t| t.as_str()),
+    ) else {
+        return Ok((message, Vec::new()));
+    };
+    if matches!(message, FromProgram::Unknown { .. }) {
+        return Ok((message, Vec::new()));
+    }
+    let known = known_fields(kind);
+    let unknown = o
+        .keys()
+        .filter(|k| *k != "type" && !known.contains(&k.as_str()))
+        .take(8)
+        .map(|k| k.chars().take(40).collect())
+        .collect();
+    Ok((message, unknown))
+}
+
 /// Parses one line (without its newline; surrounding whitespace is allowed).
 pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|_| LineError::NotJson)?;
@@ -305,7 +371,23 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
                     field: "audio",
                 })?,
             };
-            FromProgram::Config { rate, audio }
+            let version = match o.get("version") {
+                None => None,
+                Some(v) => match v.as_u64() {
+                    Some(n @ 1..=2) => Some(n as u32),
+                    _ => {
+                        return Err(LineError::BadField {
+                            message: "config",
+                            field: "version",
+                        });
+                    }
+                },
+            };
+            FromProgram::Config {
+                rate,
+                audio,
+                version,
+            }
         }
         "play" => {
             if let Some(path) = o.get("wav") {
@@ -326,6 +408,21 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
             name: string(&o, "mark", "name")?,
         },
         "clear" => FromProgram::Clear,
+        "send_digits" => {
+            let digits = string(&o, "send_digits", "digits")?;
+            let valid =
+                |c: char| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d' | 'w' | 'W');
+            if digits.is_empty()
+                || digits.chars().count() > MAX_DIGITS
+                || !digits.chars().all(valid)
+            {
+                return Err(LineError::BadField {
+                    message: "send_digits",
+                    field: "digits",
+                });
+            }
+            FromProgram::SendDigits { digits }
+        }
         "transcript" => FromProgram::Transcript {
             text: string(&o, "transcript", "text")?,
         },
@@ -393,7 +490,7 @@ mod tests {
         .to_line();
         assert_eq!(
             start,
-            r#"{"type":"start","version":1,"call_sid":"CA1","stream_sid":"MZ1","account_sid":"AC1","parameters":{"b":"1","a":"2"}}"#
+            r#"{"type":"start","version":2,"call_sid":"CA1","stream_sid":"MZ1","account_sid":"AC1","parameters":{"b":"1","a":"2"}}"#
         );
         assert_eq!(
             ToProgram::SpeechStarted.to_line(),
@@ -417,14 +514,22 @@ mod tests {
             ok(r#"{"type":"config","rate":8000,"audio":true}"#),
             FromProgram::Config {
                 rate: 8000,
-                audio: true
+                audio: true,
+                version: None
             }
         );
         assert_eq!(
-            ok(r#"{"type":"config"}"#),
+            ok(r#"{"type":"config","version":1}"#),
             FromProgram::Config {
                 rate: 16000,
-                audio: false
+                audio: false,
+                version: Some(1)
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"send_digits","digits":"12w#"}"#),
+            FromProgram::SendDigits {
+                digits: "12w#".into()
             }
         );
         assert_eq!(
@@ -479,6 +584,40 @@ mod tests {
             FromProgram::Unknown {
                 kind: "later".into()
             }
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_named_and_bad_digits_refused() {
+        let (m, unknown) =
+            parse_with_fields(br#"{"type":"mark","name":"m","nmae":"x","after":1}"#).unwrap();
+        assert_eq!(m, FromProgram::Mark { name: "m".into() });
+        assert_eq!(unknown, ["after", "nmae"]);
+        let (_, none) = parse_with_fields(br#"{"type":"hang_up","x":1}"#).unwrap();
+        assert!(none.is_empty(), "an unknown type is reported as such");
+        for bad in ["", "12x", "1 2", &"1".repeat(65)] {
+            let line = format!(r#"{{"type":"send_digits","digits":"{bad}"}}"#);
+            assert_eq!(
+                parse(line.as_bytes()),
+                Err(LineError::BadField {
+                    message: "send_digits",
+                    field: "digits"
+                }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            type_of(br#"{"type":"play","rate":"x"}"#).as_deref(),
+            Some("play")
+        );
+        assert_eq!(type_of(b"not json"), None);
+        assert_eq!(
+            ToProgram::Error {
+                of: Some("transfer"),
+                reason: "\"123\" is not E.164"
+            }
+            .to_line(),
+            r#"{"type":"error","of":"transfer","reason":"\"123\" is not E.164"}"#
         );
     }
 

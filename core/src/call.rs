@@ -442,6 +442,12 @@ pub enum CallEvent {
     Warning(Warning),
     /// An outbound frame and when it plays (only with [`CallConfig::tap`]).
     AudioOut(AudioOut),
+    /// The audio queued fell below what [`Call::notify_queue_below`] asked
+    /// (once per ask): time to queue more.
+    QueueLow {
+        /// Milliseconds still queued.
+        queued_ms: u64,
+    },
 }
 
 /// A mark Twilio holds (or held): sent, its echo not yet seen.
@@ -476,6 +482,8 @@ pub struct Call {
     wire: Option<Box<dyn Wire>>,
     /// The stream's id, once it started.
     stream_id: Option<String>,
+    /// [`Call::notify_queue_below`]'s mark, until it is reached.
+    low_water_ms: Option<u64>,
     started_at: Option<Instant>,
     /// Stream time of the first inbound frame.
     audio_origin_ms: Option<u64>,
@@ -520,6 +528,7 @@ impl Call {
             connected: false,
             wire: Some(wire),
             stream_id: None,
+            low_water_ms: None,
             started_at: None,
             audio_origin_ms: None,
             jitter: JitterBuffer::new(config.jitter.clone()),
@@ -650,6 +659,25 @@ impl Call {
         if self.phase == Phase::Open {
             let deadline = now.checked_add(self.config.hangup_timeout).unwrap_or(now);
             self.phase = Phase::HangingUp { deadline };
+        }
+    }
+
+    /// Emits [`CallEvent::QueueLow`] once, when the audio queued falls below
+    /// `ms` (at once if it is already below): a driver that feeds the call
+    /// from a queue of its own tops it up then, whatever else happens on
+    /// the call. A later ask replaces an earlier one.
+    pub fn notify_queue_below(&mut self, ms: u64) {
+        self.low_water_ms = Some(ms);
+        self.check_low_water();
+    }
+
+    fn check_low_water(&mut self) {
+        if let Some(ms) = self.low_water_ms {
+            let queued_ms = self.queued_ms();
+            if queued_ms < ms {
+                self.low_water_ms = None;
+                self.emit(CallEvent::QueueLow { queued_ms });
+            }
         }
     }
 
@@ -1060,6 +1088,7 @@ impl Call {
             Outgoing::Media { play_at } => {
                 let (text, tapped) = media.unwrap_or_default();
                 self.stats.frames_sent += 1;
+                self.check_low_water();
                 if let Some(samples) = tapped {
                     let play_at_ms = self.started_at.map_or(0, |s| {
                         play_at.saturating_duration_since(s).as_millis() as u64

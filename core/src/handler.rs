@@ -134,6 +134,15 @@ pub type SessionFactory = Arc<dyn Fn(Instant, Option<Waker>) -> Session + Send +
 pub trait Handler: Send {
     /// Called for every event of the call, in order.
     fn on_event(&mut self, event: &CallEvent, control: &mut Control<'_>);
+
+    /// Called when another thread asked for the handler
+    /// ([`RemoteControl::wake`]), after the commands queued before were
+    /// applied: a handler that feeds the call from a queue of its own (audio
+    /// in order with marks, say) does it here, at once rather than at the
+    /// next event. Default: nothing.
+    fn on_wake(&mut self, control: &mut Control<'_>) {
+        let _ = control;
+    }
 }
 
 /// Most commands waiting from other threads at once.
@@ -199,6 +208,19 @@ impl Control<'_> {
         self.call.queued_ms()
     }
 
+    /// Asks for [`CallEvent::QueueLow`] once the audio queued falls below
+    /// `ms` (see [`Call::notify_queue_below`]).
+    pub fn notify_queue_below(&mut self, ms: u64) {
+        self.call.notify_queue_below(ms);
+    }
+
+    /// Clears so far (the application's and barge-ins): a handler that
+    /// keeps audio of its own for the call tells from it that the call
+    /// dropped what it held.
+    pub fn clears(&self) -> u64 {
+        self.call.stats().clears
+    }
+
     /// Whether our audio is queued or still playing.
     pub fn is_playing(&self) -> bool {
         self.call.is_playing()
@@ -248,6 +270,8 @@ struct Shared {
     /// cleared with it held by the session, so the frame path of a call
     /// nobody steers from outside reads one flag and takes no lock.
     queued: AtomicBool,
+    /// [`RemoteControl::wake`] asked for the handler.
+    woken: AtomicBool,
     ended: AtomicBool,
     waker: Option<Waker>,
 }
@@ -331,6 +355,17 @@ impl RemoteControl {
         self.send(Command::Hangup)
     }
 
+    /// Has the session call [`Handler::on_wake`] at its next wake, after the
+    /// commands queued before. Several wakes before it runs are one.
+    pub fn wake(&self) {
+        if self.is_ended() || self.shared.woken.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(wake) = &self.shared.waker {
+            wake();
+        }
+    }
+
     /// Whether the call has ended (further commands fail with `Ended`).
     pub fn is_ended(&self) -> bool {
         self.shared.ended.load(Ordering::Acquire)
@@ -405,6 +440,7 @@ impl Session {
             shared: Arc::new(Shared {
                 inbox: Mutex::new(Inbox::default()),
                 queued: AtomicBool::new(false),
+                woken: AtomicBool::new(false),
                 ended: AtomicBool::new(false),
                 waker,
             }),
@@ -447,6 +483,24 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.apply_remote(now);
         self.call.handle_timeout(now);
+        if self.remotes.get() && self.shared.woken.swap(false, Ordering::AcqRel) {
+            self.wake_handler();
+        }
+    }
+
+    /// [`Handler::on_wake`], unless the call ended.
+    fn wake_handler(&mut self) {
+        if self.call.is_ended() {
+            return;
+        }
+        if let Slot::Ready(handler) = &mut self.handler {
+            let mut control = Control {
+                call: &mut self.call,
+                shared: &self.shared,
+                remotes: &self.remotes,
+            };
+            handler.on_wake(&mut control);
+        }
     }
 
     /// The next thing to do, the call's own outputs after the handler saw each

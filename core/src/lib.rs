@@ -11,6 +11,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`codec`] | G.711 μ-law, bit-exact with Python's `audioop` |
+//! | [`dtmf`] | keys as DTMF tones, to send digits from a call's audio |
 //! | [`sid`] | Twilio SIDs (`MZ…`, `CA…`, `AC…`) as validated, copyable values |
 //! | [`message`] | the JSON messages of a media stream, parsed and written |
 //! | [`twiml`] | a typed TwiML builder that enforces Twilio's rules |
@@ -73,6 +74,7 @@
 pub mod call;
 pub mod codec;
 pub mod connection;
+pub mod dtmf;
 pub mod excerpt;
 pub mod form;
 pub mod handler;

@@ -239,3 +239,81 @@ fn failures_applying_remote_commands_are_reported() {
         ))]
     );
 }
+
+/// Feeds the call from a queue of its own at each wake, and counts the
+/// wakes it saw with how many marks the call held then.
+struct Feeder {
+    queue: Arc<Mutex<Vec<String>>>,
+    woken: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Handler for Feeder {
+    fn on_event(&mut self, _: &CallEvent, _: &mut Control<'_>) {}
+
+    fn on_wake(&mut self, control: &mut Control<'_>) {
+        let names: Vec<String> = std::mem::take(&mut *self.queue.lock().unwrap());
+        for name in &names {
+            control.play_pcm(&tone(20)).unwrap();
+            control.mark(name).unwrap();
+        }
+        self.woken.lock().unwrap().push(names.len());
+    }
+}
+
+#[test]
+fn a_wake_runs_the_handler_once_after_the_commands_before_it() {
+    let t0 = Instant::now();
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let waker: Waker = {
+        let wakes = Arc::clone(&wakes);
+        Arc::new(move || {
+            wakes.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let queue = Arc::new(Mutex::new(Vec::new()));
+    let woken = Arc::new(Mutex::new(Vec::new()));
+    let handler = Feeder {
+        queue: queue.clone(),
+        woken: woken.clone(),
+    };
+    let mut session = Session::new(
+        Call::new(CallConfig::default(), t0),
+        Box::new(handler),
+        Some(waker),
+    );
+    session.handle_text(t0, &connected());
+    session.handle_text(t0, &start(&[]));
+    let remote = session.remote();
+    // A mark queued by the remote before the wake goes first.
+    remote.mark("remote").unwrap();
+    queue
+        .lock()
+        .unwrap()
+        .extend(["a".to_owned(), "b".to_owned()]);
+    remote.wake();
+    remote.wake();
+    assert_eq!(
+        wakes.load(Ordering::SeqCst),
+        2,
+        "the mark's wake, then one for both wakes"
+    );
+    session.handle_timeout(t0);
+    assert_eq!(*woken.lock().unwrap(), [2]);
+    // Sent in order: the remote's mark, then the handler's audio and marks.
+    let mut marks = Vec::new();
+    loop {
+        match session.poll_output() {
+            callstream_core::call::CallOutput::Send(text) => {
+                if let ServerMessage::Mark(name) = check_outbound(&text) {
+                    marks.push(name);
+                }
+            }
+            callstream_core::call::CallOutput::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    assert_eq!(marks, ["remote", "a", "b"]);
+    // No wake asked: a timeout does not run the handler.
+    session.handle_timeout(t0 + Duration::from_millis(5));
+    assert_eq!(woken.lock().unwrap().len(), 1);
+}

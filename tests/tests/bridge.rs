@@ -182,7 +182,7 @@ fn the_program_gets_the_call_facts_in_start_and_its_environment() {
     let start: serde_json::Value =
         serde_json::from_str(&read_file(&dir.path().join("start"))).expect("start is JSON");
     assert_eq!(start["type"], "start");
-    assert_eq!(start["version"], 1);
+    assert_eq!(start["version"], 2);
     assert_eq!(start["call_sid"], t.call_sid.as_str());
     assert_eq!(start["stream_sid"], t.stream_sid.as_str());
     assert_eq!(start["account_sid"], ACCOUNT);
@@ -324,12 +324,12 @@ fn marks_dtmf_and_barge_in_reach_the_program_with_what_was_heard() {
 }
 
 #[test]
-fn a_barge_in_stops_a_long_play_from_feeding_the_rest_of_its_reply() {
-    // 40 s of tone in one play (more than the bridge lets a program run
-    // ahead, so the play is still feeding it when the caller cuts in), then
-    // a mark the program reaches only once the play is done.
+fn a_barge_in_drops_what_waits_of_the_reply_and_its_marks_resolve_cleared() {
+    // 40 s of tone in one play (far more than the bridge queues in the call,
+    // so most of it still waits in the bridge when the caller cuts in), then
+    // a mark for the end of that reply.
     let script = format!(
-        "echo $$ > $DIR/pid\nread -r line\nprintf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"after\"}}'\ncat > /dev/null\n",
+        "echo $$ > $DIR/pid\nread -r line\nprintf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"after\"}}'\ncat > $DIR/in\n",
         tone_play(40_000, 8000)
     );
     let (srv, dir) = server_with(&script, |_| {});
@@ -341,16 +341,32 @@ fn a_barge_in_stops_a_long_play_from_feeding_the_rest_of_its_reply() {
         .iter()
         .position(|m| *m == ServerMessage::Clear)
         .expect("no clear: barge-in did not happen");
-    assert!(read_until_mark(&mut t, "after", &mut got), "{got:?}");
-    let mark = got
-        .iter()
-        .position(|m| *m == ServerMessage::Mark("after".into()))
-        .expect("mark");
-    let replayed = media_bytes(&got[clear..mark]).len();
+    // Two seconds more of the call: nothing of the cut reply plays.
+    got.extend(t.stream_audio(&silence(100)).expect("stream"));
+    let _ = t.read_until(Instant::now() + Duration::from_millis(500), &mut got);
+    let replayed = media_bytes(&got[clear..]).len();
     assert_eq!(
         replayed, 0,
         "{replayed} bytes of the cut reply were played after the clear"
     );
+    assert!(
+        !got.contains(&ServerMessage::Mark("after".into())),
+        "the mark of the cut reply reached Twilio"
+    );
+    let input = dir.path().join("in");
+    assert!(
+        wait_for(
+            || read_file(&input).contains(r#"{"type":"mark","name":"after","outcome":"cleared"}"#)
+        ),
+        "{}",
+        read_file(&input)
+    );
+    let text = read_file(&input);
+    let barge = text
+        .lines()
+        .find(|l| l.contains("barge_in"))
+        .expect("barge_in");
+    assert!(barge.contains(r#""cleared":["after"]"#), "{barge}");
     t.stop().expect("stop");
     assert_reaped(dir.path(), "pid");
 }
@@ -652,24 +668,55 @@ fn an_endless_stderr_line_is_skipped_without_being_held() {
 }
 
 #[test]
-fn a_flooding_program_is_read_only_as_fast_as_the_caller_listens() {
-    // Two minutes of audio written as fast as sh can: far more than the
-    // bridge lets a program run ahead.
+fn a_flood_is_bounded_and_a_clear_behind_it_acts_at_once() {
+    // Three minutes of audio written as fast as sh can, then a clear: the
+    // bridge queues two minutes, refuses the rest with an error, and the
+    // clear behind all of it stops the audio within a few frames.
     let script = format!(
-        "echo $$ > $DIR/pid; read -r line; i=0; while [ $i -lt 120 ]; do printf '%s\\n' '{}'; i=$((i+1)); done; touch $DIR/wrote-all; cat > /dev/null",
+        "echo $$ > $DIR/pid; read -r line; i=0; while [ $i -lt 180 ]; do printf '%s\\n' '{}'; i=$((i+1)); done; touch $DIR/wrote-all; while read -r l; do case \"$l\" in *dtmf*) break;; esac; echo \"$l\" >> $DIR/seen; done; printf '%s\\n' '{{\"type\":\"clear\"}}'; cat > $DIR/in",
         tone_play(1000, 8000)
     );
     let (srv, dir) = server_with(&script, |_| {});
     let mut t = call(&srv, 9);
     let mut got = Vec::new();
     t.read_media(8000 * 2, PATIENCE, &mut got).expect("media");
-    assert!(media_bytes(&got).len() >= 16000, "audio flows");
     assert!(
-        !dir.path().join("wrote-all").exists(),
-        "the program was not slowed down"
+        media_bytes(&got).len() >= 16000,
+        "audio flows: {} bytes, {:?}",
+        media_bytes(&got).len(),
+        got.iter()
+            .filter(|m| !matches!(m, ServerMessage::Media(_)))
+            .collect::<Vec<_>>()
     );
-    // The call's end does not wait for the blocked program.
+    assert!(
+        wait_for(|| dir.path().join("wrote-all").exists()),
+        "the program was held: it must not wait on its audio"
+    );
+    // Any event gets the program's clear going (it waits for one line).
+    t.dtmf('1').expect("dtmf");
+    let before = got.len();
+    let end = Instant::now() + PATIENCE;
+    while !got[before..].contains(&ServerMessage::Clear) && Instant::now() < end {
+        got.extend(t.stream_audio(&silence(20)).expect("stream"));
+    }
+    let clear = before
+        + got[before..]
+            .iter()
+            .position(|m| *m == ServerMessage::Clear)
+            .expect("the clear behind the flood never came");
+    got.extend(t.stream_audio(&silence(50)).expect("stream"));
+    let _ = t.read_until(Instant::now() + Duration::from_millis(300), &mut got);
+    assert_eq!(media_bytes(&got[clear..]).len(), 0, "audio after the clear");
     t.stop().expect("stop");
+    let input = dir.path().join("in");
+    assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+    let refused = read_file(&dir.path().join("seen"))
+        .lines()
+        .filter(|l| l.starts_with(r#"{"type":"error","of":"play","reason":"queue full"#))
+        .count();
+    // The plays past two minutes waiting (a second or two went on into the
+    // call meanwhile, making room for as many more).
+    assert!((55..=60).contains(&refused), "{refused} plays refused");
     assert_reaped(dir.path(), "pid");
     drop(srv);
 }
@@ -1225,4 +1272,61 @@ fn credentials_in_the_service_url_are_sent_as_basic_authentication() {
     assert_eq!(host, addr.to_string());
     assert!(target.starts_with("/bot?"), "{target}");
     assert!(!target.contains("bot-user") && !host.contains("bot-user"));
+}
+
+/// The media of a program's `send_digits "159#"` and the mark after it.
+fn digits_on_the_wire() -> Vec<u8> {
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; printf '%s\\n' '{\"type\":\"send_digits\",\"digits\":\"159#\"}' '{\"type\":\"mark\",\"name\":\"digits\"}'; cat > /dev/null",
+        |_| {},
+    );
+    let mut t = call(&srv, 40);
+    let mut got = Vec::new();
+    assert!(read_until_mark(&mut t, "digits", &mut got), "{got:?}");
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+    media_bytes(&got)
+}
+
+#[test]
+fn send_digits_plays_the_keys_tones_in_order_with_the_audio() {
+    let wire = digits_on_the_wire();
+    let tones = callstream_core::dtmf::tones("159#").expect("keys");
+    let want: Vec<u8> = tones
+        .iter()
+        .map(|&s| callstream_core::codec::encode(s))
+        .collect();
+    assert_eq!(wire, want, "the tones, sample for sample, before the mark");
+}
+
+#[test]
+#[ignore = "needs multimon-ng (a DTMF decoder): .ci/run installs it and runs this"]
+fn send_digits_is_heard_by_a_dtmf_decoder_we_did_not_write() {
+    let wire = digits_on_the_wire();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("digits.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).expect("wav");
+    for &b in &wire {
+        w.write_sample(callstream_core::codec::decode(b))
+            .expect("sample");
+    }
+    w.finalize().expect("wav");
+    let out = std::process::Command::new("multimon-ng")
+        .args(["-q", "-a", "DTMF", "-t", "wav"])
+        .arg(&path)
+        .output()
+        .expect("multimon-ng runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let heard: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("DTMF: "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(heard, "159#", "{text}");
 }

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import wave
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 # pocketsphinx's bundled en-us acoustic model is trained on 16 kHz speech.
 RECOGNISER_RATE = 16000
 
@@ -216,6 +216,10 @@ class Bot:
                 return self.on_mark(msg)
             if kind == "barge_in":
                 return self.on_barge_in(msg)
+            if kind == "error":
+                # A line of ours was refused: worth a line in our own log.
+                log(f"callstream refused our {msg.get('of')!r}: {msg.get('reason', '')}")
+                return []
             if kind == "stop":
                 self.done = True
                 log(f"call {self.call_sid} stopped: {msg.get('reason', '')}")
@@ -230,7 +234,7 @@ class Bot:
         self.call_sid = str(msg.get("call_sid") or self.call_sid)
         version = msg.get("version")
         out = []
-        if version != PROTOCOL_VERSION:
+        if not isinstance(version, int) or version < PROTOCOL_VERSION:
             out.append({"type": "log", "level": "warn", "message": f"bot speaks version {PROTOCOL_VERSION}, server says {version}"})
         return out + self.say(GREETING)
 

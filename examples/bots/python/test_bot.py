@@ -86,7 +86,7 @@ def utterance(text, rate=16000):
 
 START = {
     "type": "start",
-    "version": 1,
+    "version": 2,
     "call_sid": "CA" + "0" * 32,
     "stream_sid": "MZ" + "1" * 32,
     "account_sid": "AC" + "2" * 32,
