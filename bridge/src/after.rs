@@ -25,25 +25,92 @@ pub const DECISION_TTL: Duration = Duration::from_secs(600);
 /// Longest the REST redirect may take, connect included.
 pub const REST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A transfer: where to, shown as whom, ringing how long.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transfer {
+    /// An E.164 number or a `sip:`/`sips:` URI.
+    pub to: String,
+    /// The number the callee sees (E.164).
+    pub caller_id: Option<String>,
+    /// Seconds to ring (5 to 600; Twilio's default 30).
+    pub timeout: Option<u32>,
+}
+
+impl Transfer {
+    /// A transfer to `to`, as the call's number, with Twilio's ring time.
+    #[must_use]
+    pub fn to(to: impl Into<String>) -> Transfer {
+        Transfer {
+            to: to.into(),
+            ..Transfer::default()
+        }
+    }
+}
+
+/// A goodbye: what is said, in which voice and language.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Goodbye {
+    /// The words (`<Say>`); none: just hang up.
+    pub say: Option<String>,
+    /// The `<Say voice>`.
+    pub voice: Option<String>,
+    /// The `<Say language>`.
+    pub language: Option<String>,
+}
+
 /// What the call does after the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
-    /// `<Dial>` this E.164 number.
-    Dial(String),
+    /// `<Dial>` a number or SIP URI.
+    Dial(Transfer),
     /// `<Say>` this (if anything), then `<Hangup/>`.
-    Say(Option<String>),
+    Say(Goodbye),
     /// `<Hangup/>`.
     Hangup,
 }
 
 impl Next {
-    /// The TwiML document.
+    /// The TwiML document; an error for a target, caller ID, ring time,
+    /// voice or language Twilio would refuse.
     pub fn twiml(&self) -> Result<String, TwimlError> {
         let r = twiml::Response::new();
         match self {
-            Next::Dial(to) => r.dial(twiml::Dial::number(to.as_str())?),
-            Next::Say(Some(text)) => r.say(text.as_str()).hangup(),
-            Next::Say(None) | Next::Hangup => r.hangup(),
+            Next::Dial(t) => {
+                let sip =
+                    t.to.get(..4)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("sip:"))
+                        || t.to
+                            .get(..5)
+                            .is_some_and(|p| p.eq_ignore_ascii_case("sips:"));
+                let mut dial = if sip {
+                    twiml::Dial::sip(t.to.as_str())?
+                } else {
+                    twiml::Dial::number(t.to.as_str())?
+                };
+                if let Some(id) = &t.caller_id {
+                    // A caller ID is a number the account owns: E.164.
+                    twiml::Dial::number(id.as_str())?;
+                    dial = dial.caller_id(id.as_str());
+                }
+                if let Some(seconds) = t.timeout {
+                    dial = dial.timeout(seconds)?;
+                }
+                r.dial(dial)
+            }
+            Next::Say(g) => match &g.say {
+                Some(text) => {
+                    let mut say = twiml::Say::new(text.as_str());
+                    if let Some(v) = &g.voice {
+                        say = say.voice(v.as_str());
+                    }
+                    if let Some(l) = &g.language {
+                        say = say.language(l.as_str());
+                    }
+                    r.say(say).hangup()
+                }
+                None => r.hangup(),
+            },
+            Next::Hangup => r.hangup(),
         }
         .to_xml()
     }
@@ -52,9 +119,9 @@ impl Next {
 impl fmt::Display for Next {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Next::Dial(to) => write!(f, "transfer to {to}"),
-            Next::Say(Some(_)) => f.write_str("end with a goodbye"),
-            Next::Say(None) => f.write_str("end"),
+            Next::Dial(t) => write!(f, "transfer to {}", t.to),
+            Next::Say(Goodbye { say: Some(_), .. }) => f.write_str("end with a goodbye"),
+            Next::Say(_) => f.write_str("end"),
             Next::Hangup => f.write_str("hangup"),
         }
     }
@@ -261,16 +328,19 @@ mod tests {
     #[test]
     fn the_documented_twiml() {
         assert!(
-            Next::Dial("+14155550100".into())
+            Next::Dial(Transfer::to("+14155550100"))
                 .twiml()
                 .unwrap()
                 .ends_with("<Response><Dial><Number>+14155550100</Number></Dial></Response>")
         );
         assert!(
-            Next::Say(Some("Goodbye & thanks".into()))
-                .twiml()
-                .unwrap()
-                .ends_with("<Response><Say>Goodbye &amp; thanks</Say><Hangup/></Response>")
+            Next::Say(Goodbye {
+                say: Some("Goodbye & thanks".into()),
+                ..Goodbye::default()
+            })
+            .twiml()
+            .unwrap()
+            .ends_with("<Response><Say>Goodbye &amp; thanks</Say><Hangup/></Response>")
         );
         assert!(
             Next::Hangup
@@ -278,7 +348,50 @@ mod tests {
                 .unwrap()
                 .ends_with("<Response><Hangup/></Response>")
         );
-        assert!(Next::Dial("5550100".into()).twiml().is_err());
+        assert!(Next::Dial(Transfer::to("5550100")).twiml().is_err());
+        let sip = Next::Dial(Transfer {
+            to: "sip:agent@pbx.example.com".into(),
+            caller_id: Some("+14155550100".into()),
+            timeout: Some(15),
+        });
+        assert!(
+            sip.twiml().unwrap().ends_with(
+                r#"<Dial callerId="+14155550100" timeout="15"><Sip>sip:agent@pbx.example.com</Sip></Dial></Response>"#
+            ),
+            "{:?}",
+            sip.twiml()
+        );
+        for bad in [
+            Transfer {
+                caller_id: Some("anonymous".into()),
+                ..Transfer::to("+14155550100")
+            },
+            Transfer {
+                timeout: Some(2),
+                ..Transfer::to("+14155550100")
+            },
+            Transfer::to("sip:"),
+        ] {
+            assert!(Next::Dial(bad.clone()).twiml().is_err(), "{bad:?}");
+        }
+        let said = Next::Say(Goodbye {
+            say: Some("Shalom".into()),
+            voice: Some("Google.he-IL-Standard-A".into()),
+            language: Some("he-IL".into()),
+        });
+        assert!(
+            said.twiml().unwrap().contains(
+                r#"<Say language="he-IL" voice="Google.he-IL-Standard-A">Shalom</Say><Hangup/>"#
+            ),
+            "{:?}",
+            said.twiml()
+        );
+        let bad_voice = Next::Say(Goodbye {
+            say: Some("x".into()),
+            voice: Some("no voice!".into()),
+            language: None,
+        });
+        assert!(bad_voice.twiml().is_err());
     }
 
     #[test]
@@ -308,7 +421,14 @@ mod tests {
         let a = After::new(None);
         let t0 = Instant::now();
         a.keep("CA1", Next::Hangup, t0);
-        a.keep("CA1", Next::Say(None), t0 + Duration::from_secs(1));
-        assert_eq!(a.take_at("CA1", t0 + DECISION_TTL), Some(Next::Say(None)));
+        a.keep(
+            "CA1",
+            Next::Say(Goodbye::default()),
+            t0 + Duration::from_secs(1),
+        );
+        assert_eq!(
+            a.take_at("CA1", t0 + DECISION_TTL),
+            Some(Next::Say(Goodbye::default()))
+        );
     }
 }

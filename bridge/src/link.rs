@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use callstream_core::handler::{Control, RemoteControl, RemoteError};
 
-use super::after::{After, Next};
+use super::after::{After, Goodbye, Next, Transfer};
 use super::outbox::{Outbound, Outbox};
 use super::protocol::{self, FromProgram, LineError, ToProgram};
 use super::{OnFailure, metrics};
@@ -555,18 +555,36 @@ impl Link {
                 }
             }
             FromProgram::Hangup => self.finish(Next::Hangup),
-            FromProgram::Transfer { to } => {
-                if callstream_core::twiml::Dial::number(to.as_str()).is_err() {
-                    self.refuse(
-                        Some("transfer"),
-                        "bad transfer number",
-                        &format!("{to:?} is not E.164"),
-                    );
-                    return;
+            FromProgram::Transfer {
+                to,
+                caller_id,
+                timeout,
+            } => {
+                let next = Next::Dial(Transfer {
+                    to,
+                    caller_id,
+                    timeout,
+                });
+                match next.twiml() {
+                    Ok(_) => self.finish(next),
+                    Err(e) => self.refuse(Some("transfer"), "bad transfer", &e.to_string()),
                 }
-                self.finish(Next::Dial(to));
             }
-            FromProgram::End { say } => self.finish(Next::Say(say)),
+            FromProgram::End {
+                say,
+                voice,
+                language,
+            } => {
+                let next = Next::Say(Goodbye {
+                    say,
+                    voice,
+                    language,
+                });
+                match next.twiml() {
+                    Ok(_) => self.finish(next),
+                    Err(e) => self.refuse(Some("end"), "bad end", &e.to_string()),
+                }
+            }
             FromProgram::Unknown { kind } => {
                 if self.warn_once("unknown type") {
                     tracing::warn!(call_sid = sid, kind = %cut(&kind), "BRIDGE unknown message type ignored (logged once per call)");
@@ -992,7 +1010,7 @@ mod tests {
             lines.push(link.line_for(o).0);
         }
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[0].starts_with(r#"{"type":"error","of":"transfer","reason":"bad transfer number: \"12\" is not E.164"#), "{}", lines[0]);
+        assert!(lines[0].starts_with(r#"{"type":"error","of":"transfer","reason":"bad transfer: <Dial><Number> \"12\" is not an E.164 number"#), "{}", lines[0]);
         assert_eq!(
             lines[1],
             r#"{"type":"error","of":"hang_up","reason":"unknown message type: ignored"}"#

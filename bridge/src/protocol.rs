@@ -181,15 +181,23 @@ pub enum FromProgram {
     },
     /// End the call.
     Hangup,
-    /// Connect the caller to `to` (E.164) and leave the call.
+    /// Connect the caller to `to` (E.164 or a SIP URI) and leave the call.
     Transfer {
-        /// The number.
+        /// The number or SIP URI.
         to: String,
+        /// The number the callee sees (E.164), if not the call's.
+        caller_id: Option<String>,
+        /// Seconds to let the callee ring (5 to 600).
+        timeout: Option<u32>,
     },
     /// Say this, then hang up.
     End {
         /// What Twilio says (`<Say>`), if anything.
         say: Option<String>,
+        /// The `<Say voice>`.
+        voice: Option<String>,
+        /// The `<Say language>`.
+        language: Option<String>,
     },
     /// A type this version does not know: ignored (later versions add them).
     Unknown {
@@ -263,6 +271,21 @@ fn string(o: &Obj, message: &'static str, field: &'static str) -> Result<String,
         .ok_or(LineError::BadField { message, field })
 }
 
+/// A string field that may be absent (or null).
+fn optional_string(
+    o: &Obj,
+    message: &'static str,
+    field: &'static str,
+) -> Result<Option<String>, LineError> {
+    match o.get(field) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .map(|s| Some(s.to_owned()))
+            .ok_or(LineError::BadField { message, field }),
+    }
+}
+
 fn rate(o: &Obj, message: &'static str) -> Result<u32, LineError> {
     let r = o
         .get("rate")
@@ -300,8 +323,8 @@ fn known_fields(kind: &str) -> &'static [&'static str] {
         "send_digits" => &["digits"],
         "transcript" | "reply" => &["text"],
         "log" => &["level", "message"],
-        "transfer" => &["to"],
-        "end" => &["say"],
+        "transfer" => &["to", "caller_id", "timeout"],
+        "end" => &["say", "voice", "language"],
         _ => &[],
     }
 }
@@ -440,19 +463,21 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
         "hangup" => FromProgram::Hangup,
         "transfer" => FromProgram::Transfer {
             to: string(&o, "transfer", "to")?,
+            caller_id: optional_string(&o, "transfer", "caller_id")?,
+            timeout: match o.get("timeout") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(v.as_u64().and_then(|t| u32::try_from(t).ok()).ok_or(
+                    LineError::BadField {
+                        message: "transfer",
+                        field: "timeout",
+                    },
+                )?),
+            },
         },
         "end" => FromProgram::End {
-            say: match o.get("say") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(v) => Some(
-                    v.as_str()
-                        .ok_or(LineError::BadField {
-                            message: "end",
-                            field: "say",
-                        })?
-                        .to_owned(),
-                ),
-            },
+            say: optional_string(&o, "end", "say")?,
+            voice: optional_string(&o, "end", "voice")?,
+            language: optional_string(&o, "end", "language")?,
         },
         other => FromProgram::Unknown {
             kind: other.chars().take(40).collect(),
@@ -554,14 +579,33 @@ mod tests {
         assert_eq!(
             ok(r#"{"type":"transfer","to":"+14155550100"}"#),
             FromProgram::Transfer {
-                to: "+14155550100".into()
+                to: "+14155550100".into(),
+                caller_id: None,
+                timeout: None
             }
         );
-        assert_eq!(ok(r#"{"type":"end"}"#), FromProgram::End { say: None });
         assert_eq!(
-            ok(r#"{"type":"end","say":"Bye"}"#),
+            ok(r#"{"type":"transfer","to":"sip:a@b","caller_id":"+14155550100","timeout":20}"#),
+            FromProgram::Transfer {
+                to: "sip:a@b".into(),
+                caller_id: Some("+14155550100".into()),
+                timeout: Some(20)
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"end"}"#),
             FromProgram::End {
-                say: Some("Bye".into())
+                say: None,
+                voice: None,
+                language: None
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"end","say":"Bye","voice":"Polly.Amy","language":"en-GB"}"#),
+            FromProgram::End {
+                say: Some("Bye".into()),
+                voice: Some("Polly.Amy".into()),
+                language: Some("en-GB".into())
             }
         );
         assert_eq!(

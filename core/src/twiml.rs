@@ -182,6 +182,17 @@ pub enum TwimlError {
         /// The number given (its first 80 characters).
         number: String,
     },
+    /// A `<Dial><Sip>` that is not a `sip:` or `sips:` URI of at most 255
+    /// characters without spaces.
+    InvalidSipUri {
+        /// The URI given (its first 80 characters).
+        uri: String,
+    },
+    /// A `<Dial timeout>` outside Twilio's 5 to 600 seconds.
+    InvalidDialTimeout {
+        /// The seconds given.
+        seconds: u32,
+    },
     /// A method other than `GET` or `POST`.
     InvalidMethod {
         /// The method given (its first 80 characters).
@@ -264,6 +275,14 @@ impl fmt::Display for TwimlError {
                     "<Dial><Number> {number:?} is not an E.164 number (+ and 2 to 15 digits)"
                 )
             }
+            TwimlError::InvalidSipUri { uri } => write!(
+                f,
+                "<Dial><Sip> {uri:?} is not a sip: or sips: URI (at most 255 characters, no spaces)"
+            ),
+            TwimlError::InvalidDialTimeout { seconds } => write!(
+                f,
+                "<Dial timeout> {seconds} is outside Twilio's 5 to 600 seconds"
+            ),
             TwimlError::InvalidMethod { method } => {
                 write!(f, "method {method:?} is neither GET nor POST")
             }
@@ -755,11 +774,14 @@ impl From<String> for Redirect {
     }
 }
 
-/// `<Dial><Number>`: connects the caller to a phone number (a transfer).
+/// `<Dial><Number>` or `<Dial><Sip>`: connects the caller to a phone
+/// number or a SIP endpoint (a transfer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dial {
     number: String,
+    sip: bool,
     caller_id: Option<String>,
+    timeout: Option<u32>,
 }
 
 impl Dial {
@@ -776,8 +798,44 @@ impl Dial {
         }
         Ok(Dial {
             number,
+            sip: false,
             caller_id: None,
+            timeout: None,
         })
+    }
+
+    /// Dials the SIP URI `uri` (`sip:` or `sips:`, at most 255 characters,
+    /// no spaces or control characters).
+    pub fn sip(uri: impl Into<String>) -> Result<Dial, TwimlError> {
+        let uri = uri.into();
+        let lower = uri.get(..5).map(str::to_ascii_lowercase);
+        let scheme = matches!(lower.as_deref(), Some("sips:"))
+            || uri.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("sip:"));
+        if !scheme
+            || uri.len() > 255
+            || uri.len() <= 5
+            || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(TwimlError::InvalidSipUri {
+                uri: uri.chars().take(80).collect(),
+            });
+        }
+        Ok(Dial {
+            number: uri,
+            sip: true,
+            caller_id: None,
+            timeout: None,
+        })
+    }
+
+    /// The `timeout` attribute: seconds to let the callee's phone ring
+    /// (Twilio takes 5 to 600; its default is 30).
+    pub fn timeout(mut self, seconds: u32) -> Result<Dial, TwimlError> {
+        if !(5..=600).contains(&seconds) {
+            return Err(TwimlError::InvalidDialTimeout { seconds });
+        }
+        self.timeout = Some(seconds);
+        Ok(self)
     }
 
     /// The `callerId` attribute: the number the callee sees.
@@ -792,9 +850,17 @@ impl Dial {
         if let Some(id) = &self.caller_id {
             attr(out, "callerId", id, "Dial@callerId")?;
         }
-        out.push_str("><Number>");
-        escape(out, &self.number, Context::Text, "Number")?;
-        out.push_str("</Number></Dial>");
+        if let Some(t) = self.timeout {
+            attr(out, "timeout", &t.to_string(), "Dial@timeout")?;
+        }
+        let noun = if self.sip { "Sip" } else { "Number" };
+        out.push_str("><");
+        out.push_str(noun);
+        out.push('>');
+        escape(out, &self.number, Context::Text, noun)?;
+        out.push_str("</");
+        out.push_str(noun);
+        out.push_str("></Dial>");
         Ok(())
     }
 }
@@ -1036,6 +1102,36 @@ fn excerpt(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dial_takes_a_sip_uri_a_timeout_and_a_caller_id() {
+        let xml = Response::new()
+            .dial(
+                Dial::sip("sip:agent@pbx.example.com;transport=tls")
+                    .unwrap()
+                    .caller_id("+14155550100")
+                    .timeout(20)
+                    .unwrap(),
+            )
+            .to_xml()
+            .unwrap();
+        assert!(
+            xml.ends_with(r#"<Dial callerId="+14155550100" timeout="20"><Sip>sip:agent@pbx.example.com;transport=tls</Sip></Dial></Response>"#),
+            "{xml}"
+        );
+        for bad in ["tel:+1415", "sip:", "sip:a b@c", "http://x"] {
+            assert!(Dial::sip(bad).is_err(), "{bad}");
+        }
+        assert!(Dial::sip(format!("sip:{}", "a".repeat(260))).is_err());
+        assert!(Dial::sip("SIPS:x@y").is_ok());
+        let n = Dial::number("+14155550100").unwrap();
+        assert_eq!(
+            n.clone().timeout(4),
+            Err(TwimlError::InvalidDialTimeout { seconds: 4 })
+        );
+        assert!(n.clone().timeout(600).is_ok());
+        assert!(n.timeout(601).is_err());
+    }
 
     #[test]
     fn say_language_and_voice_are_checked() {

@@ -163,6 +163,9 @@ fn the_program_gets_the_call_facts_in_start_and_its_environment() {
             ("From", "+15551230000"),
             ("To", "+15559870000"),
             ("CallStatus", "ringing"),
+            ("Direction", "inbound"),
+            ("CallerName", "Ada Lovelace"),
+            ("ForwardedFrom", "+15550001111"),
         ],
     )
     .expect("answer");
@@ -192,10 +195,25 @@ fn the_program_gets_the_call_facts_in_start_and_its_environment() {
         .expect("parameters")
         .keys()
         .collect();
-    assert_eq!(names, ["call_sid", "from", "to", "x-tenant"], "{start}");
+    assert_eq!(
+        names,
+        [
+            "call_sid",
+            "caller_name",
+            "direction",
+            "forwarded_from",
+            "from",
+            "to",
+            "x-tenant"
+        ],
+        "{start}"
+    );
     assert_eq!(start["parameters"]["call_sid"], call_sid.as_str());
     assert_eq!(start["parameters"]["from"], "+15551230000");
     assert_eq!(start["parameters"]["to"], "+15559870000");
+    assert_eq!(start["parameters"]["direction"], "inbound");
+    assert_eq!(start["parameters"]["caller_name"], "Ada Lovelace");
+    assert_eq!(start["parameters"]["forwarded_from"], "+15550001111");
     assert_eq!(start["parameters"]["x-tenant"], "acme");
     let env = read_file(&dir.path().join("env"));
     for want in [
@@ -205,6 +223,7 @@ fn the_program_gets_the_call_facts_in_start_and_its_environment() {
         format!("CALLSTREAM_PARAM_CALL_SID={call_sid}"),
         "CALLSTREAM_PARAM_FROM=+15551230000".to_owned(),
         "CALLSTREAM_PARAM_TO=+15559870000".to_owned(),
+        "CALLSTREAM_PARAM_CALLER_NAME=Ada Lovelace".to_owned(),
         "CALLSTREAM_PARAM_X_TENANT=acme".to_owned(),
     ] {
         assert!(
@@ -1329,4 +1348,52 @@ fn send_digits_is_heard_by_a_dtmf_decoder_we_did_not_write() {
         .map(str::trim)
         .collect();
     assert_eq!(heard, "159#", "{text}");
+}
+
+#[test]
+fn a_transfer_to_sip_carries_its_caller_id_and_ring_time_and_end_its_voice() {
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"sip:agent@pbx.example.com\",\"caller_id\":\"+14155550199\",\"timeout\":15}'; cat > /dev/null",
+        |_| {},
+    );
+    let mut t = call(&srv, 41);
+    let mut got = Vec::new();
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "the stream was not closed"
+    );
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body.ends_with(r#"<Response><Dial callerId="+14155550199" timeout="15"><Sip>sip:agent@pbx.example.com</Sip></Dial></Response>"#),
+        "{}",
+        r.body
+    );
+    assert_reaped(dir.path(), "pid");
+
+    // A bad ring time is refused with an error and the call goes on; the
+    // end that follows says goodbye in its voice and language.
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"+14155550100\",\"timeout\":1}'; read -r error; echo \"$error\" > $DIR/error; printf '%s\\n' '{\"type\":\"end\",\"say\":\"Au revoir\",\"voice\":\"Polly.Celine\",\"language\":\"fr-FR\"}'; cat > /dev/null",
+        |_| {},
+    );
+    let mut t = call(&srv, 42);
+    let mut got = Vec::new();
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "the stream was not closed"
+    );
+    let error = read_file(&dir.path().join("error"));
+    assert!(
+        error.starts_with(
+            r#"{"type":"error","of":"transfer","reason":"bad transfer: <Dial timeout> 1"#
+        ),
+        "{error}"
+    );
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body.ends_with(r#"<Response><Say language="fr-FR" voice="Polly.Celine">Au revoir</Say><Hangup/></Response>"#),
+        "{}",
+        r.body
+    );
+    assert_reaped(dir.path(), "pid");
 }

@@ -20,10 +20,18 @@ pub const TABLE: [(&str, Route); 10] = [
 ];
 
 /// The `<Parameter>`s every stream carries, from the call's webhook: the
-/// call's SID, the caller and the number called (docs/bridge.md's
-/// `start.parameters`).
-pub const CALL_PARAMETERS: [(&str, &str); 3] =
-    [("call_sid", "CallSid"), ("from", "From"), ("to", "To")];
+/// call's SID, the caller and the number called, the call's direction, the
+/// caller's name (with Twilio's caller name lookup on) and the number that
+/// forwarded the call (docs/bridge.md's `start.parameters`; empty when the
+/// webhook did not say).
+pub const CALL_PARAMETERS: [(&str, &str); 6] = [
+    ("call_sid", "CallSid"),
+    ("from", "From"),
+    ("to", "To"),
+    ("direction", "Direction"),
+    ("caller_name", "CallerName"),
+    ("forwarded_from", "ForwardedFrom"),
+];
 
 /// `GET /version`: the server's name and version, fixed at build time.
 pub const VERSION_JSON: &str = concat!(
