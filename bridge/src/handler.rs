@@ -47,6 +47,10 @@ pub struct BridgeHandler {
     /// they resolve `cleared` after the call's own.
     queue_cleared: Vec<String>,
     dropped_frames: u64,
+    /// Raw frames handed to the program so far (its `seq`), and those
+    /// dropped since the last one that went.
+    audio_seq: u64,
+    dropped_since: u64,
 }
 
 impl BridgeHandler {
@@ -62,6 +66,8 @@ impl BridgeHandler {
             barge_in: None,
             queue_cleared: Vec::new(),
             dropped_frames: 0,
+            audio_seq: 0,
+            dropped_since: 0,
         }
     }
 
@@ -123,14 +129,21 @@ impl BridgeHandler {
     }
 
     fn on_audio(&mut self, link: &Link, ts: u64, samples: &[i16]) {
-        if link.audio.load(Ordering::Acquire)
-            && !link.outbox.push_audio(samples.to_vec())
-            && !link.outbox.is_closed()
-        {
-            self.dropped_frames += 1;
-            metrics::AUDIO_DROPPED.fetch_add(1, Ordering::Relaxed);
-            if self.dropped_frames == 1 {
-                tracing::warn!(call_sid = %link.call_sid, "BRIDGE_AUDIO_DROPPED the program reads raw audio too slowly: frames are dropped (counted in /metrics)");
+        if link.audio.load(Ordering::Acquire) {
+            let seq = self.audio_seq;
+            self.audio_seq += 1;
+            if link
+                .outbox
+                .push_audio(samples.to_vec(), seq, self.dropped_since)
+            {
+                self.dropped_since = 0;
+            } else if !link.outbox.is_closed() {
+                self.dropped_since += 1;
+                self.dropped_frames += 1;
+                metrics::AUDIO_DROPPED.fetch_add(1, Ordering::Relaxed);
+                if self.dropped_frames == 1 {
+                    tracing::warn!(call_sid = %link.call_sid, "BRIDGE_AUDIO_DROPPED the program reads raw audio too slowly: frames are dropped (counted in /metrics)");
+                }
             }
         }
         if let Some(turn) = &mut self.turn {
@@ -235,7 +248,11 @@ impl Handler for BridgeHandler {
                     .drain(..)
                     .filter(|(ts, _)| *ts >= from)
                     .collect();
-                self.turn = Some(turn);
+                // A program that recognises the raw frames itself asked
+                // for no whole turns.
+                if link.utterances.load(Ordering::Acquire) {
+                    self.turn = Some(turn);
+                }
             }
             CallEvent::SpeechEnded { at_ms, .. } => {
                 if let Some(turn) = self.turn.take() {

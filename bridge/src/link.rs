@@ -92,6 +92,10 @@ pub struct Link {
     rate: AtomicU32,
     /// Whether it asked for raw audio.
     pub audio: AtomicBool,
+    /// Whether it wants whole turns (`utterance`).
+    pub utterances: AtomicBool,
+    /// Turn-taking it asked for, until the pump applies it.
+    turn: Mutex<Option<protocol::Turn>>,
     /// The caller's raw audio on its way to the program, converted as one
     /// stream (frame after frame without a seam at their edges), at the
     /// rate it was made for.
@@ -150,6 +154,8 @@ impl Link {
             after,
             rate: AtomicU32::new(protocol::DEFAULT_RATE),
             audio: AtomicBool::new(false),
+            utterances: AtomicBool::new(true),
+            turn: Mutex::new(None),
             to_program: Mutex::new(None),
             converters: Mutex::new(Vec::new()),
             play_stream: Mutex::default(),
@@ -223,6 +229,7 @@ impl Link {
     /// dropped, and the names of its marks returned (they resolve
     /// `cleared`).
     pub fn feed(&self, control: &mut Control<'_>) -> Vec<String> {
+        self.apply_turn(control);
         let clears = control.clears();
         let mut dropped = if self.clears_seen.swap(clears, Ordering::AcqRel) == clears {
             Vec::new()
@@ -231,6 +238,27 @@ impl Link {
         };
         self.feed_pending(control, &mut dropped);
         dropped
+    }
+
+    /// The program's turn-taking, once (pump thread): barge-in on or off,
+    /// the detector's end-of-turn silence and least speech.
+    fn apply_turn(&self, control: &mut Control<'_>) {
+        let Some(turn) = self.turn.try_lock().ok().and_then(|mut t| t.take()) else {
+            return;
+        };
+        if let Some(on) = turn.barge_in {
+            control.set_barge_in(on);
+        }
+        if turn.end_of_turn_ms.is_some() || turn.min_speech_ms.is_some() {
+            let mut vad = control.vad_config().cloned().unwrap_or_default();
+            if let Some(ms) = turn.end_of_turn_ms {
+                vad.hangover_ms = ms;
+            }
+            if let Some(ms) = turn.min_speech_ms {
+                vad.min_speech_ms = ms;
+            }
+            control.set_vad(Some(vad));
+        }
     }
 
     fn feed_pending(&self, control: &mut Control<'_>, dropped: &mut Vec<String>) {
@@ -478,14 +506,21 @@ impl Link {
                 rate,
                 audio,
                 version,
+                utterances,
+                turn,
             } => {
                 if first {
                     self.rate.store(rate, Ordering::Relaxed);
                     self.audio.store(audio, Ordering::Release);
+                    self.utterances.store(utterances, Ordering::Release);
                     if let Some(v) = version {
                         self.version.store(v, Ordering::Relaxed);
                     }
-                    tracing::debug!(call_sid = sid, rate, audio, version = ?version, "BRIDGE_CONFIG");
+                    if turn != protocol::Turn::default() {
+                        *self.turn.lock().unwrap_or_else(|p| p.into_inner()) = Some(turn);
+                        self.remote.wake();
+                    }
+                    tracing::debug!(call_sid = sid, rate, audio, utterances, version = ?version, turn = ?turn, "BRIDGE_CONFIG");
                 } else {
                     self.refuse(
                         Some("config"),
@@ -732,11 +767,13 @@ impl Link {
                 .to_line();
                 (line, Some(at))
             }
-            Outbound::Audio(samples) => {
+            Outbound::Audio(samples, seq, dropped) => {
                 let pcm = self.stream_to_program(&samples, rate);
                 let line = ToProgram::Audio {
                     rate,
                     pcm: protocol::encode_pcm(&pcm),
+                    seq,
+                    dropped,
                 }
                 .to_line();
                 (line, None)

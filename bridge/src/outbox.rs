@@ -25,8 +25,9 @@ pub enum Outbound {
     /// A caller turn, 8 kHz samples, and when the turn ended (the detector's
     /// decision reached the bridge), for the latency measurement.
     Utterance(Vec<i16>, Instant),
-    /// 20 ms of the caller, 8 kHz.
-    Audio(Vec<i16>),
+    /// 20 ms of the caller, 8 kHz; its number among the call's frames, and
+    /// how many were dropped just before it.
+    Audio(Vec<i16>, u64, u64),
     /// `stop`, the last message.
     Stop(String),
 }
@@ -94,13 +95,13 @@ impl Outbox {
     }
 
     /// Queues a raw audio frame; `false` when it was dropped.
-    pub fn push_audio(&self, samples: Vec<i16>) -> bool {
+    pub fn push_audio(&self, samples: Vec<i16>, seq: u64, dropped: u64) -> bool {
         let mut s = self.lock();
         if s.closed || s.frames >= MAX_AUDIO_FRAMES {
             return false;
         }
         s.frames += 1;
-        s.queue.push_back(Outbound::Audio(samples));
+        s.queue.push_back(Outbound::Audio(samples, seq, dropped));
         drop(s);
         self.ready.notify_one();
         true
@@ -115,7 +116,7 @@ impl Outbox {
         loop {
             if let Some(o) = s.queue.pop_front() {
                 match o {
-                    Outbound::Audio(_) => s.frames -= 1,
+                    Outbound::Audio(..) => s.frames -= 1,
                     Outbound::Stop(_) => {}
                     _ => s.events -= 1,
                 }
@@ -167,9 +168,9 @@ mod tests {
     fn audio_past_its_limit_is_dropped_without_touching_events() {
         let o = Outbox::default();
         for _ in 0..MAX_AUDIO_FRAMES {
-            assert!(o.push_audio(vec![0; 160]));
+            assert!(o.push_audio(vec![0; 160], 0, 0));
         }
-        assert!(!o.push_audio(vec![0; 160]));
+        assert!(!o.push_audio(vec![0; 160], 0, 0));
         assert!(o.push_event(Outbound::Line("x".into())).is_ok());
     }
 
@@ -181,7 +182,7 @@ mod tests {
         }
         o.close_with_stop("done".into());
         assert_eq!(o.push_event(Outbound::Line("x".into())), Err(Refused));
-        assert!(!o.push_audio(vec![0]));
+        assert!(!o.push_audio(vec![0], 0, 0));
         let mut n = 0;
         let mut last = None;
         while let Ok(Some(m)) = o.pop(None) {

@@ -83,6 +83,11 @@ pub enum ToProgram<'a> {
         rate: u32,
         /// Base64 of 16-bit LE mono PCM.
         pcm: String,
+        /// The frame's number among the call's frames, from 0.
+        seq: u64,
+        /// Frames dropped just before this one (the program read too
+        /// slowly).
+        dropped: u64,
     },
     /// A line from the program was refused or ignored (version 2).
     Error {
@@ -125,6 +130,18 @@ pub fn encode_pcm(samples: &[i16]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Turn-taking a program sets for its call in `config`; `None`: the
+/// server's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// Whether the caller's speech cuts our audio.
+    pub barge_in: Option<bool>,
+    /// Silence that ends a turn, in ms (100 to 5000).
+    pub end_of_turn_ms: Option<u32>,
+    /// Speech before a turn (and a barge-in) starts, in ms (20 to 2000).
+    pub min_speech_ms: Option<u32>,
+}
+
 /// A message from the program.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -137,6 +154,10 @@ pub enum FromProgram {
         audio: bool,
         /// The protocol version the program speaks, when it says.
         version: Option<u32>,
+        /// Whether whole turns are wanted (default true).
+        utterances: bool,
+        /// Turn-taking for this call, where the program says.
+        turn: Turn,
     },
     /// Audio to queue, at `rate`.
     Play {
@@ -317,7 +338,15 @@ pub fn decode_pcm(text: &str) -> Result<Vec<i16>, LineError> {
 /// The fields each message type has (beside `type`).
 fn known_fields(kind: &str) -> &'static [&'static str] {
     match kind {
-        "config" => &["rate", "audio", "version"],
+        "config" => &[
+            "rate",
+            "audio",
+            "version",
+            "utterances",
+            "barge_in",
+            "end_of_turn_ms",
+            "min_speech_ms",
+        ],
         "play" => &["rate", "pcm", "wav"],
         "mark" => &["name"],
         "send_digits" => &["digits"],
@@ -406,10 +435,38 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
                     }
                 },
             };
+            let flag = |field: &'static str, default: bool| match o.get(field) {
+                None => Ok(default),
+                Some(v) => v.as_bool().ok_or(LineError::BadField {
+                    message: "config",
+                    field,
+                }),
+            };
+            let ms = |field: &'static str, range: std::ops::RangeInclusive<u64>| match o.get(field)
+            {
+                None => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(n) if range.contains(&n) => Ok(Some(n as u32)),
+                    _ => Err(LineError::BadField {
+                        message: "config",
+                        field,
+                    }),
+                },
+            };
+            let turn = Turn {
+                barge_in: match o.get("barge_in") {
+                    None => None,
+                    Some(_) => Some(flag("barge_in", true)?),
+                },
+                end_of_turn_ms: ms("end_of_turn_ms", 100..=5000)?,
+                min_speech_ms: ms("min_speech_ms", 20..=2000)?,
+            };
             FromProgram::Config {
                 rate,
                 audio,
                 version,
+                utterances: flag("utterances", true)?,
+                turn,
             }
         }
         "play" => {
@@ -540,7 +597,9 @@ mod tests {
             FromProgram::Config {
                 rate: 8000,
                 audio: true,
-                version: None
+                version: None,
+                utterances: true,
+                turn: Turn::default()
             }
         );
         assert_eq!(
@@ -548,9 +607,35 @@ mod tests {
             FromProgram::Config {
                 rate: 16000,
                 audio: false,
-                version: Some(1)
+                version: Some(1),
+                utterances: true,
+                turn: Turn::default()
             }
         );
+        assert_eq!(
+            ok(
+                r#"{"type":"config","utterances":false,"barge_in":false,"end_of_turn_ms":700,"min_speech_ms":120}"#
+            ),
+            FromProgram::Config {
+                rate: 16000,
+                audio: false,
+                version: None,
+                utterances: false,
+                turn: Turn {
+                    barge_in: Some(false),
+                    end_of_turn_ms: Some(700),
+                    min_speech_ms: Some(120)
+                }
+            }
+        );
+        for bad in [
+            r#""end_of_turn_ms":50"#,
+            r#""min_speech_ms":5000"#,
+            r#""barge_in":"no""#,
+        ] {
+            let line = format!(r#"{{"type":"config",{bad}}}"#);
+            assert!(parse(line.as_bytes()).is_err(), "{bad}");
+        }
         assert_eq!(
             ok(r#"{"type":"send_digits","digits":"12w#"}"#),
             FromProgram::SendDigits {

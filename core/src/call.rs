@@ -681,6 +681,18 @@ impl Call {
         }
     }
 
+    /// Listens with the voice activity detector `config` from now on
+    /// (`None`: no detection, so no speech events and no barge-in). The
+    /// detector starts afresh: a turn under way is not carried over.
+    pub fn set_vad(&mut self, config: Option<VadConfig>) {
+        self.vad = config.map(Vad::new);
+    }
+
+    /// The detector's tuning, when one listens.
+    pub fn vad_config(&self) -> Option<&VadConfig> {
+        self.vad.as_ref().map(Vad::config)
+    }
+
     /// Turns barge-in on or off from now on.
     pub fn set_barge_in(&mut self, on: bool) {
         self.barge_in = on;

@@ -193,6 +193,17 @@ impl Control<'_> {
         self.call.hangup(now);
     }
 
+    /// Listens with the detector `config` from now on (see
+    /// [`Call::set_vad`]).
+    pub fn set_vad(&mut self, config: Option<crate::vad::VadConfig>) {
+        self.call.set_vad(config);
+    }
+
+    /// The detector's tuning, when one listens.
+    pub fn vad_config(&self) -> Option<&crate::vad::VadConfig> {
+        self.call.vad_config()
+    }
+
     /// Turns barge-in on or off.
     pub fn set_barge_in(&mut self, on: bool) {
         self.call.set_barge_in(on);

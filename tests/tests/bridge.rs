@@ -1397,3 +1397,93 @@ fn a_transfer_to_sip_carries_its_caller_id_and_ring_time_and_end_its_voice() {
     );
     assert_reaped(dir.path(), "pid");
 }
+
+#[test]
+fn per_call_turn_settings_raw_frames_numbered_and_no_utterances() {
+    // Raw frames only, no whole turns, no barge-in: the caller talks over
+    // a long tone and it plays on.
+    let script = format!(
+        "echo $$ > $DIR/pid; printf '%s\\n' '{{\"type\":\"config\",\"rate\":8000,\"audio\":true,\"utterances\":false,\"barge_in\":false}}'; read -r line; printf '%s\\n' '{}'; cat > $DIR/in",
+        tone_play(8000, 8000)
+    );
+    let (srv, dir) = server_with(&script, |_| {});
+    let mut t = call(&srv, 43);
+    let mut got = Vec::new();
+    t.read_media(4000, PATIENCE, &mut got).expect("media");
+    got.extend(t.stream_audio(&speech()).expect("stream"));
+    assert!(!got.contains(&ServerMessage::Clear), "barge-in is off");
+    let input = dir.path().join("in");
+    assert!(wait_for(|| read_file(&input).contains("speech_started")));
+    t.stop().expect("stop");
+    assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+    let lines: Vec<serde_json::Value> = read_file(&input)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert!(
+        !lines.iter().any(|l| l["type"] == "utterance"),
+        "no utterance"
+    );
+    assert!(
+        !lines.iter().any(|l| l["type"] == "barge_in"),
+        "no barge-in"
+    );
+    let frames: Vec<(u64, u64)> = lines
+        .iter()
+        .filter(|l| l["type"] == "audio")
+        .map(|l| {
+            (
+                l["seq"].as_u64().expect("seq"),
+                l["dropped"].as_u64().expect("dropped"),
+            )
+        })
+        .collect();
+    assert!(frames.len() > 50, "{} frames", frames.len());
+    for (i, (seq, dropped)) in frames.iter().enumerate() {
+        assert_eq!(
+            (*seq, *dropped),
+            (i as u64, 0),
+            "frames numbered from 0, none dropped"
+        );
+    }
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
+fn a_longer_end_of_turn_keeps_a_pause_inside_one_turn() {
+    // Two phrases with about two seconds of silence between them (the
+    // fixture's own around 700 ms more): two turns with the default
+    // 300 ms end of turn, one with 4000 ms.
+    let phrase = speech();
+    let mut caller = phrase.clone();
+    caller.extend(silence(35));
+    caller.extend(&phrase);
+    caller.extend(silence(20));
+    let mut counts = Vec::new();
+    for config in [
+        r#"{"type":"config","rate":8000}"#,
+        r#"{"type":"config","rate":8000,"end_of_turn_ms":4000}"#,
+    ] {
+        let (srv, dir) = server_with(
+            &format!("echo $$ > $DIR/pid; printf '%s\\n' '{config}'; cat > $DIR/in"),
+            |_| {},
+        );
+        let mut t = call(&srv, 44);
+        t.stream_audio(&caller).expect("stream");
+        t.stop().expect("stop");
+        let input = dir.path().join("in");
+        assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+        counts.push(
+            read_file(&input)
+                .lines()
+                .filter(|l| l.contains(r#""type":"speech_started""#))
+                .count(),
+        );
+        assert_reaped(dir.path(), "pid");
+    }
+    assert_eq!(
+        counts,
+        [2, 1],
+        "turns with 300 ms and with 4000 ms of end of turn"
+    );
+}
