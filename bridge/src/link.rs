@@ -26,6 +26,9 @@ const FEED_AHEAD_MS: u64 = 1000;
 /// Audio the program may have waiting in the link's queue (2 minutes at
 /// 8 kHz, 1.9 MB); a `play` past it is refused with an `error`.
 pub const MAX_PENDING_MS: u64 = 120_000;
+/// Pieces (audio chunks, marks, clears) that may wait in the link's queue:
+/// a program that writes marks in a loop is refused past it.
+pub const MAX_PENDING_ITEMS: usize = 1024;
 /// Below this much queued audio, with nothing more waiting, the call is
 /// about to fall silent: the tail of the resampled stream goes out.
 const DRY_MS: u64 = 40;
@@ -191,8 +194,9 @@ impl Link {
     /// the play stream starts again. Returns the names of the marks dropped,
     /// in order: they resolve `cleared`.
     pub fn cleared(&self) -> Vec<String> {
+        let mut p = self.pending();
         self.clear_generation.fetch_add(1, Ordering::AcqRel);
-        Self::drain(&mut self.pending())
+        Self::drain(&mut p)
     }
 
     /// Empties `p`; the names of the marks it held.
@@ -229,6 +233,14 @@ impl Link {
     /// dropped, and the names of its marks returned (they resolve
     /// `cleared`).
     pub fn feed(&self, control: &mut Control<'_>) -> Vec<String> {
+        if self.expects_end() {
+            // The call is ending: nothing more goes into it, and `stop` is
+            // the program's last message (queued marks do not resolve).
+            let mut p = self.pending();
+            p.items.clear();
+            p.samples = 0;
+            return Vec::new();
+        }
         self.apply_turn(control);
         let clears = control.clears();
         let mut dropped = if self.clears_seen.swap(clears, Ordering::AcqRel) == clears {
@@ -300,10 +312,12 @@ impl Link {
         }
         drop(p);
         // Not while the reading thread converts: it is about to queue more.
+        // (The stream before the queue: the reader's order.)
         let Ok(mut stream) = self.play_stream.try_lock() else {
             return;
         };
-        if stream.resampler.is_none() {
+        self.fresh_stream(&mut stream);
+        if stream.resampler.is_none() || !self.pending().items.is_empty() {
             return;
         }
         if control.queued_ms() >= DRY_MS {
@@ -462,7 +476,9 @@ impl Link {
         .to_line();
         // Best effort: a program that does not read its errors loses them,
         // never the call.
-        let _ = self.outbox.push_event(super::outbox::Outbound::Line(line));
+        let _ = self
+            .outbox
+            .push_best_effort(super::outbox::Outbound::Line(line));
     }
 
     /// A command the pump could not apply (the call's queue is full, a mark
@@ -475,10 +491,10 @@ impl Link {
     /// audio and marks go to the link's queue, which the pump empties into
     /// the call; a clear, hangup, transfer or end acts at once.
     pub fn handle_line(&self, line: &[u8]) {
-        let first = !self.first_seen.swap(true, Ordering::AcqRel);
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        let first = !self.first_seen.swap(true, Ordering::AcqRel);
         match protocol::parse_with_fields(line) {
             Ok((msg, unknown)) => {
                 if !unknown.is_empty() && self.warn_once("unknown field") {
@@ -529,18 +545,18 @@ impl Link {
                     );
                 }
             }
-            FromProgram::Play { rate, pcm } => self.queue_audio(&pcm, rate),
+            FromProgram::Play { rate, pcm } => self.queue_audio(&pcm, rate, "play"),
             FromProgram::PlayWav { path } if !self.wav_allowed => self.refuse(
                 Some("play"),
                 "wav over ws",
                 &format!("{path}: a service plays pcm; wav names a file on callstream's machine, for local programs"),
             ),
             FromProgram::PlayWav { path } => match read_wav(&path) {
-                Ok((rate, pcm)) => self.queue_audio(&pcm, rate),
+                Ok((rate, pcm)) => self.queue_audio(&pcm, rate, "play"),
                 Err(e) => self.refuse(Some("play"), "bad wav", &format!("{path}: {e}")),
             },
             FromProgram::SendDigits { digits } => match callstream_core::dtmf::tones(&digits) {
-                Ok(tones) => self.queue_audio(&tones, CALL_RATE),
+                Ok(tones) => self.queue_audio(&tones, CALL_RATE, "send_digits"),
                 Err(e) => self.refuse(Some("send_digits"), "bad digits", &e.to_string()),
             },
             FromProgram::Mark { name } => {
@@ -552,15 +568,20 @@ impl Link {
                     );
                 } else {
                     // The audio before the mark plays before it: the tail
-                    // the play stream holds goes first.
+                    // the play stream holds goes first (unless a clear
+                    // since made it a cut reply's).
                     let mut stream = self.play_stream();
+                    let generation = self.fresh_stream(&mut stream);
+                    let mut items = Vec::with_capacity(2);
+                    let mut samples = 0;
                     if let Some(mut r) = stream.resampler.take() {
                         let mut tail = Vec::new();
                         r.flush_i16(&mut tail);
-                        let n = tail.len();
-                        self.enqueue(Item::Audio(tail, 0), n);
+                        samples = tail.len();
+                        items.push(Item::Audio(tail, 0));
                     }
-                    self.enqueue(Item::Mark(name), 0);
+                    items.push(Item::Mark(name));
+                    self.enqueue(items, samples, generation, "mark");
                 }
             }
             FromProgram::Clear => {
@@ -568,10 +589,10 @@ impl Link {
                 // comes after it plays.
                 {
                     let mut p = self.pending();
+                    self.clear_generation.fetch_add(1, Ordering::AcqRel);
                     let marks = Self::drain(&mut p);
                     p.items.push_back(Item::Clear(marks));
                 }
-                self.clear_generation.fetch_add(1, Ordering::AcqRel);
                 self.remote.wake();
             }
             FromProgram::Transcript { text } => {
@@ -610,6 +631,13 @@ impl Link {
                 voice,
                 language,
             } => {
+                if say.is_none() && (voice.is_some() || language.is_some()) {
+                    return self.refuse(
+                        Some("end"),
+                        "bad end",
+                        "voice and language are for say: there is nothing to say",
+                    );
+                }
                 let next = Next::Say(Goodbye {
                     say,
                     voice,
@@ -633,17 +661,13 @@ impl Link {
     }
 
     /// The program's audio at `rate`, converted to the call's rate as part
-    /// of one stream, into the link's queue.
-    fn queue_audio(&self, samples: &[i16], rate: u32) {
+    /// of one stream, into the link's queue (whole, or refused whole).
+    fn queue_audio(&self, samples: &[i16], rate: u32, of: &'static str) {
         if self.expects_end() {
             return;
         }
         let mut stream = self.play_stream();
-        let generation = self.clear_generation.load(Ordering::Acquire);
-        if stream.generation != generation {
-            stream.resampler = None;
-            stream.generation = generation;
-        }
+        let generation = self.fresh_stream(&mut stream);
         let mut out = Vec::with_capacity(samples.len() * CALL_RATE as usize / rate as usize + 64);
         if stream.resampler.as_ref().map(Resampler::from_rate) != Some(rate) {
             // A new rate: the old stream's tail first.
@@ -660,35 +684,58 @@ impl Link {
         }
         // Queued with the stream locked: the pump's flush of the tail cannot
         // get ahead of this audio.
-        for chunk in out.chunks(PLAY_CHUNK) {
-            if !self.enqueue(Item::Audio(chunk.to_vec(), 0), chunk.len()) {
-                return;
-            }
+        let n = out.len();
+        let items = out
+            .chunks(PLAY_CHUNK)
+            .map(|c| Item::Audio(c.to_vec(), 0))
+            .collect();
+        if self.enqueue(items, n, generation, of) {
+            metrics::PLAYS.fetch_add(1, Ordering::Relaxed);
         }
-        metrics::PLAYS.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Puts `item` in the link's queue and wakes the pump to feed it;
-    /// `false` when the queue holds [`MAX_PENDING_MS`] already (the program
-    /// hears of it).
-    fn enqueue(&self, item: Item, samples: usize) -> bool {
+    /// The play stream's clear generation, after starting it afresh if a
+    /// clear since made what it holds a cut reply's.
+    fn fresh_stream(&self, stream: &mut PlayStream) -> u64 {
+        let generation = self.clear_generation.load(Ordering::Acquire);
+        if stream.generation != generation {
+            stream.resampler = None;
+            stream.generation = generation;
+        }
+        generation
+    }
+
+    /// Puts `items` (`samples` of audio among them) in the link's queue and
+    /// wakes the pump to feed them. Refused whole, with an `error` naming
+    /// `of`, when the queue holds [`MAX_PENDING_MS`] of audio or
+    /// [`MAX_PENDING_ITEMS`] pieces; dropped when a clear came since the
+    /// audio was converted (`generation`: it belongs to the cut reply).
+    fn enqueue(&self, items: Vec<Item>, samples: usize, generation: u64, of: &'static str) -> bool {
         {
             let mut p = self.pending();
+            if self.clear_generation.load(Ordering::Acquire) != generation {
+                return false;
+            }
             let limit = (MAX_PENDING_MS * u64::from(CALL_RATE) / 1000) as usize;
-            if p.samples + samples > limit {
+            let why = if p.samples + samples > limit {
+                Some(format!(
+                    "{} s of audio already wait for the call",
+                    MAX_PENDING_MS / 1000
+                ))
+            } else if p.items.len() + items.len() > MAX_PENDING_ITEMS {
+                Some(format!(
+                    "{MAX_PENDING_ITEMS} lines already wait for the call"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 drop(p);
-                self.refuse(
-                    Some("play"),
-                    "queue full",
-                    &format!(
-                        "{} s of audio already wait for the call",
-                        MAX_PENDING_MS / 1000
-                    ),
-                );
+                self.refuse(Some(of), "queue full", &why);
                 return false;
             }
             p.samples += samples;
-            p.items.push_back(item);
+            p.items.extend(items);
         }
         self.remote.wake();
         true
@@ -1065,6 +1112,58 @@ mod tests {
             matches!(old.outbox.pop(Some(Duration::ZERO)), Ok(None)),
             "version 1: no error"
         );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_lines_and_refuses_a_play_whole() {
+        let (_session, link) = started_call();
+        // A blank line first does not use up the config's place.
+        link.handle_line(b"  ");
+        link.handle_line(br#"{"type":"config","version":2}"#);
+        assert!(link.warned.lock().unwrap().is_empty(), "config taken");
+        for i in 0..MAX_PENDING_ITEMS {
+            link.handle_line(format!(r#"{{"type":"mark","name":"m{i}"}}"#).as_bytes());
+        }
+        link.handle_line(br#"{"type":"mark","name":"one-too-many"}"#);
+        let (_, marks) = waiting(&link);
+        assert_eq!(marks.len(), MAX_PENDING_ITEMS);
+        assert!(!marks.iter().any(|(n, _)| n == "one-too-many"));
+
+        let (_session, link) = started_call();
+        let limit = (MAX_PENDING_MS * 8) as usize;
+        link.handle_line(&play_line(&vec![1; limit - 100], 8000));
+        // 200 samples do not fit: the whole play is refused, none of it waits.
+        link.handle_line(&play_line(&[2; 200], 8000));
+        let (audio, _) = waiting(&link);
+        assert_eq!(audio.len(), limit - 100);
+        assert!(!audio.contains(&2));
+        // Errors never take more than half of the program's queue.
+        for _ in 0..100 {
+            link.handle_line(br#"{"type":"nope"}"#);
+        }
+        let mut errors = 0;
+        while let Ok(Some(_)) = link.outbox.pop(Some(Duration::ZERO)) {
+            errors += 1;
+        }
+        assert_eq!(errors, crate::outbox::MAX_EVENTS / 2);
+    }
+
+    #[test]
+    fn a_clear_leaves_no_tail_of_the_cut_reply() {
+        let (_session, link) = started_call();
+        let tone: Vec<i16> = (0..1600)
+            .map(|i| ((i % 40) * 500 - 10_000) as i16)
+            .collect();
+        link.handle_line(&play_line(&tone, 16_000));
+        link.handle_line(br#"{"type":"clear"}"#);
+        link.handle_line(br#"{"type":"mark","name":"after"}"#);
+        let (audio, marks) = waiting(&link);
+        assert!(
+            audio.is_empty(),
+            "{} samples of the cut reply's tail",
+            audio.len()
+        );
+        assert_eq!(marks, [("<clear>".to_owned(), 0), ("after".to_owned(), 0)]);
     }
 
     #[test]

@@ -59,8 +59,19 @@ impl Outbox {
 
     /// Queues an event (anything but raw audio).
     pub fn push_event(&self, o: Outbound) -> Result<(), Refused> {
+        self.push_within(o, MAX_EVENTS)
+    }
+
+    /// Queues a message the program may lose (an `error`) while fewer than
+    /// half of [`MAX_EVENTS`] wait: it never takes the room of one that
+    /// must not be lost.
+    pub fn push_best_effort(&self, o: Outbound) -> Result<(), Refused> {
+        self.push_within(o, MAX_EVENTS / 2)
+    }
+
+    fn push_within(&self, o: Outbound, limit: usize) -> Result<(), Refused> {
         let mut s = self.lock();
-        if s.closed || s.events >= MAX_EVENTS {
+        if s.closed || s.events >= limit {
             return Err(Refused);
         }
         s.events += 1;

@@ -484,6 +484,8 @@ pub struct Call {
     stream_id: Option<String>,
     /// [`Call::notify_queue_below`]'s mark, until it is reached.
     low_water_ms: Option<u64>,
+    /// Frames the stream had when the detector began to listen.
+    vad_offset_frames: u64,
     started_at: Option<Instant>,
     /// Stream time of the first inbound frame.
     audio_origin_ms: Option<u64>,
@@ -529,6 +531,7 @@ impl Call {
             wire: Some(wire),
             stream_id: None,
             low_water_ms: None,
+            vad_offset_frames: 0,
             started_at: None,
             audio_origin_ms: None,
             jitter: JitterBuffer::new(config.jitter.clone()),
@@ -682,10 +685,19 @@ impl Call {
     }
 
     /// Listens with the voice activity detector `config` from now on
-    /// (`None`: no detection, so no speech events and no barge-in). The
-    /// detector starts afresh: a turn under way is not carried over.
+    /// (`None`: no detection, so no speech events and no barge-in). A
+    /// detector that listens already is retuned in place ([`Vad::retune`]):
+    /// the noise it learnt and a turn under way carry over.
     pub fn set_vad(&mut self, config: Option<VadConfig>) {
-        self.vad = config.map(Vad::new);
+        match (config, self.vad.as_mut()) {
+            (Some(config), Some(vad)) => vad.retune(config),
+            (Some(config), None) => {
+                // Its frames count from now: its events are dated from here.
+                self.vad_offset_frames = self.stats.frames_in;
+                self.vad = Some(Vad::new(config));
+            }
+            (None, _) => self.vad = None,
+        }
     }
 
     /// The detector's tuning, when one listens.
@@ -1066,7 +1078,10 @@ impl Call {
             .vad
             .as_mut()
             .and_then(|v| v.handle_frame(&frame.samples));
-        let at_ms = |at_frame: u64| origin.saturating_add(at_frame.saturating_mul(FRAME_MS));
+        let offset = self.vad_offset_frames;
+        let at_ms = |at_frame: u64| {
+            origin.saturating_add(at_frame.saturating_add(offset).saturating_mul(FRAME_MS))
+        };
         match vad {
             Some(VadEvent::SpeechStarted { at_frame }) => {
                 self.emit(CallEvent::SpeechStarted {

@@ -464,6 +464,25 @@ pub struct Vad {
 }
 
 impl Vad {
+    /// Retunes the detector mid-stream to `config`: thresholds, least
+    /// speech and hangover change from the next frame; what it has learnt
+    /// (the noise floor, the speech under way) and its frame count stay.
+    /// The floor's window stays as it was.
+    pub fn retune(&mut self, config: VadConfig) {
+        let fresh = Vad::new(VadConfig {
+            floor_window_ms: self.config.floor_window_ms,
+            ..config
+        });
+        self.config = fresh.config;
+        self.start_ratio = fresh.start_ratio;
+        self.stop_ratio = fresh.stop_ratio;
+        self.faint_ratio = fresh.faint_ratio;
+        self.min_energy = fresh.min_energy;
+        self.floor_min = fresh.floor_min;
+        self.min_speech_samples = fresh.min_speech_samples;
+        self.hangover_samples = fresh.hangover_samples;
+    }
+
     /// A detector with no history, tuned by `config` (clamped, see
     /// [`VadConfig::clamped`]).
     #[must_use]

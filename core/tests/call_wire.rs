@@ -240,3 +240,68 @@ fn the_twilio_wire_keeps_to_its_stream() {
         format!(r#"{{"event":"mark","streamSid":"{SID}","mark":{{"name":"m"}}}}"#)
     );
 }
+
+/// The speech events of the VAD fixture's first utterance through a call;
+/// `retune` is applied at frame 25, before the speech.
+fn speech_events(retune: impl Fn(&mut Call)) -> Vec<CallEvent> {
+    let speech = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/vad/clean.ulaw"
+    ))
+    .expect("fixture");
+    let t0 = Instant::now();
+    let mut call = Call::new(CallConfig::default(), t0);
+    call.handle_fact(t0, Fact::Start(start("V1")));
+    let mut events = Vec::new();
+    for (i, frame) in speech[..26_000].chunks(160).enumerate() {
+        if i == 25 {
+            retune(&mut call);
+        }
+        let at = t0 + Duration::from_millis(20 * i as u64);
+        call.handle_fact(
+            at,
+            Fact::Audio {
+                chunk: i as u64 + 1,
+                timestamp_ms: 20 * i as u64,
+                ulaw: frame,
+            },
+        );
+        call.handle_timeout(at + Duration::from_millis(100));
+        let (_, out, _) = drain(&mut call);
+        events.extend(out.into_iter().filter(|e| {
+            matches!(
+                e,
+                CallEvent::SpeechStarted { .. } | CallEvent::SpeechEnded { .. }
+            )
+        }));
+    }
+    events
+}
+
+#[test]
+fn a_detector_set_mid_call_dates_its_events_in_stream_time() {
+    let plain = speech_events(|_| {});
+    assert!(
+        matches!(plain.first(), Some(CallEvent::SpeechStarted { at_ms, .. }) if *at_ms > 500),
+        "{plain:?}"
+    );
+    // Retuned in place with the same tuning: the same events, same times.
+    let retuned = speech_events(|call| {
+        let same = call.vad_config().cloned();
+        call.set_vad(same);
+    });
+    assert_eq!(retuned, plain);
+    // Off, then on again from frame 25: the speech (after it) is dated as
+    // the stream has it, not from the detector's own start.
+    let restarted = speech_events(|call| {
+        let config = call.vad_config().cloned();
+        call.set_vad(None);
+        call.set_vad(config);
+    });
+    let start = |events: &[CallEvent]| match events.first() {
+        Some(CallEvent::SpeechStarted { at_ms, .. }) => *at_ms,
+        other => panic!("{other:?}"),
+    };
+    let (a, b) = (start(&plain), start(&restarted));
+    assert!(a.abs_diff(b) <= 40, "{a} ms and {b} ms");
+}

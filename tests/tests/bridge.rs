@@ -1487,3 +1487,66 @@ fn a_longer_end_of_turn_keeps_a_pause_inside_one_turn() {
         "turns with 300 ms and with 4000 ms of end of turn"
     );
 }
+
+#[test]
+fn over_websocket_events_and_a_clear_pass_a_long_queued_reply() {
+    // A service that queues a 30 s reply at start, and clears it when the
+    // caller presses a key: the key must reach it, and its clear the call,
+    // while the reply is still queued.
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/bot", l.local_addr().expect("addr"));
+    let (tx, seen) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let Ok(mut ws) = tungstenite::accept(s) else {
+            return;
+        };
+        while let Ok(m) = ws.read() {
+            let tungstenite::Message::Text(t) = m else {
+                continue;
+            };
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
+            let _ = tx.send(t.as_str().to_owned());
+            let reply = match v["type"].as_str() {
+                Some("start") => tone_play(30_000, 8000),
+                Some("dtmf") => r#"{"type":"clear"}"#.to_owned(),
+                Some("stop") => break,
+                _ => continue,
+            };
+            let _ = ws.send(tungstenite::Message::text(reply));
+        }
+    });
+    let srv = RunningServer::start(|s| {
+        s.handler = url.parse().expect("handler");
+    });
+    let mut t = call(&srv, 45);
+    let mut got = Vec::new();
+    t.read_media(8000, PATIENCE, &mut got).expect("media");
+    t.dtmf('7').expect("dtmf");
+    let end = Instant::now() + PATIENCE;
+    while !got.contains(&ServerMessage::Clear) && Instant::now() < end {
+        got.extend(t.stream_audio(&silence(5)).expect("stream"));
+    }
+    let clear = got
+        .iter()
+        .position(|m| *m == ServerMessage::Clear)
+        .expect("the service's clear never reached the call");
+    // The key reached the service while 29 s of its reply were queued.
+    assert!(
+        seen.try_iter().any(|l| l.contains(r#""type":"dtmf""#)),
+        "the key did not reach the service"
+    );
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    let _ = t.read_until(Instant::now() + Duration::from_millis(300), &mut got);
+    assert_eq!(media_bytes(&got[clear..]).len(), 0, "audio after the clear");
+    // The clear came within a few frames of the key, not after the reply.
+    let frames_between = got[..clear]
+        .iter()
+        .filter(|m| matches!(m, ServerMessage::Media(_)))
+        .count();
+    assert!(
+        frames_between < 8000 / 160 + 50,
+        "{frames_between} frames before the clear"
+    );
+    t.stop().expect("stop");
+}
