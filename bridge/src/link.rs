@@ -82,6 +82,16 @@ struct PlayStream {
     generation: u64,
 }
 
+impl PlayStream {
+    /// Ends the stream: the samples its resampler still holds, appended to
+    /// `out` (none when no resampler runs).
+    fn finish_into(&mut self, out: &mut Vec<i16>) {
+        if let Some(mut r) = self.resampler.take() {
+            r.flush_i16(out);
+        }
+    }
+}
+
 /// The link.
 pub struct Link {
     /// The call, for every log line.
@@ -322,9 +332,9 @@ impl Link {
         }
         if control.queued_ms() >= DRY_MS {
             control.notify_queue_below(DRY_MS);
-        } else if let Some(mut r) = stream.resampler.take() {
+        } else {
             let mut tail = Vec::new();
-            r.flush_i16(&mut tail);
+            stream.finish_into(&mut tail);
             let _ = control.play_pcm(&tail);
         }
     }
@@ -390,7 +400,8 @@ impl Link {
     /// Clears the call's audio. Never lost: with the call's command queue
     /// full, waits for room (`wait`) or leaves it to the handler.
     fn clear_call(&self, wait: bool) {
-        // Ending: the marks dropped from the queue resolve with the call.
+        // Ending: the queue is dropped; its marks do not resolve (`stop` is
+        // the program's last message).
         let _ = self.cleared();
         if !self.deliver(RemoteControl::clear, wait) {
             self.clear_wanted.store(true, Ordering::Release);
@@ -572,12 +583,11 @@ impl Link {
                     // since made it a cut reply's).
                     let mut stream = self.play_stream();
                     let generation = self.fresh_stream(&mut stream);
+                    let mut tail = Vec::new();
+                    stream.finish_into(&mut tail);
+                    let samples = tail.len();
                     let mut items = Vec::with_capacity(2);
-                    let mut samples = 0;
-                    if let Some(mut r) = stream.resampler.take() {
-                        let mut tail = Vec::new();
-                        r.flush_i16(&mut tail);
-                        samples = tail.len();
+                    if samples > 0 {
                         items.push(Item::Audio(tail, 0));
                     }
                     items.push(Item::Mark(name));
@@ -671,9 +681,7 @@ impl Link {
         let mut out = Vec::with_capacity(samples.len() * CALL_RATE as usize / rate as usize + 64);
         if stream.resampler.as_ref().map(Resampler::from_rate) != Some(rate) {
             // A new rate: the old stream's tail first.
-            if let Some(mut old) = stream.resampler.take() {
-                old.flush_i16(&mut out);
-            }
+            stream.finish_into(&mut out);
             if rate != CALL_RATE {
                 stream.resampler = Resampler::new(rate, CALL_RATE).ok();
             }

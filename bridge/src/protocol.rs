@@ -369,15 +369,17 @@ pub fn type_of(line: &[u8]) -> Option<String> {
 
 /// [`parse`], and the fields of the line its type does not have (at most
 /// 8, each at most 40 characters): a later version's, or a misspelling.
+/// The line is read once.
 pub fn parse_with_fields(line: &[u8]) -> Result<(FromProgram, Vec<String>), LineError> {
-    let message = parse(line)?;
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|_| LineError::NotJson)?;
-    let (Some(o), Some(kind)) = (
-        value.as_object(),
-        value.get("type").and_then(|t| t.as_str()),
-    ) else {
-        return Ok((message, Vec::new()));
+    let serde_json::Value::Object(o) = value else {
+        return Err(LineError::NotObject);
     };
+    let kind = o
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or(LineError::NoType)?;
+    let message = message(&o, kind)?;
     if matches!(message, FromProgram::Unknown { .. }) {
         return Ok((message, Vec::new()));
     }
@@ -393,14 +395,11 @@ pub fn parse_with_fields(line: &[u8]) -> Result<(FromProgram, Vec<String>), Line
 
 /// Parses one line (without its newline; surrounding whitespace is allowed).
 pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
-    let value: serde_json::Value = serde_json::from_slice(line).map_err(|_| LineError::NotJson)?;
-    let serde_json::Value::Object(o) = value else {
-        return Err(LineError::NotObject);
-    };
-    let kind = o
-        .get("type")
-        .and_then(|t| t.as_str())
-        .ok_or(LineError::NoType)?;
+    parse_with_fields(line).map(|(message, _)| message)
+}
+
+/// The message of type `kind` an object holds.
+fn message(o: &Obj, kind: &str) -> Result<FromProgram, LineError> {
     Ok(match kind {
         "config" => {
             let rate = match o.get("rate") {
@@ -479,17 +478,17 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
                     path: path.to_owned(),
                 }
             } else {
-                let rate = rate(&o, "play")?;
-                let pcm = decode_pcm(&string(&o, "play", "pcm")?)?;
+                let rate = rate(o, "play")?;
+                let pcm = decode_pcm(&string(o, "play", "pcm")?)?;
                 FromProgram::Play { rate, pcm }
             }
         }
         "mark" => FromProgram::Mark {
-            name: string(&o, "mark", "name")?,
+            name: string(o, "mark", "name")?,
         },
         "clear" => FromProgram::Clear,
         "send_digits" => {
-            let digits = string(&o, "send_digits", "digits")?;
+            let digits = string(o, "send_digits", "digits")?;
             let valid =
                 |c: char| matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d' | 'w' | 'W');
             if digits.is_empty()
@@ -504,10 +503,10 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
             FromProgram::SendDigits { digits }
         }
         "transcript" => FromProgram::Transcript {
-            text: string(&o, "transcript", "text")?,
+            text: string(o, "transcript", "text")?,
         },
         "reply" => FromProgram::Reply {
-            text: string(&o, "reply", "text")?,
+            text: string(o, "reply", "text")?,
         },
         "log" => FromProgram::Log {
             level: o
@@ -515,12 +514,12 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
                 .and_then(|l| l.as_str())
                 .unwrap_or("info")
                 .to_owned(),
-            message: string(&o, "log", "message")?,
+            message: string(o, "log", "message")?,
         },
         "hangup" => FromProgram::Hangup,
         "transfer" => FromProgram::Transfer {
-            to: string(&o, "transfer", "to")?,
-            caller_id: optional_string(&o, "transfer", "caller_id")?,
+            to: string(o, "transfer", "to")?,
+            caller_id: optional_string(o, "transfer", "caller_id")?,
             timeout: match o.get("timeout") {
                 None | Some(serde_json::Value::Null) => None,
                 Some(v) => Some(v.as_u64().and_then(|t| u32::try_from(t).ok()).ok_or(
@@ -532,9 +531,9 @@ pub fn parse(line: &[u8]) -> Result<FromProgram, LineError> {
             },
         },
         "end" => FromProgram::End {
-            say: optional_string(&o, "end", "say")?,
-            voice: optional_string(&o, "end", "voice")?,
-            language: optional_string(&o, "end", "language")?,
+            say: optional_string(o, "end", "say")?,
+            voice: optional_string(o, "end", "voice")?,
+            language: optional_string(o, "end", "language")?,
         },
         other => FromProgram::Unknown {
             kind: other.chars().take(40).collect(),

@@ -110,6 +110,37 @@ fn read_until_mark(t: &mut TwilioStream, name: &str, got: &mut Vec<ServerMessage
     false
 }
 
+/// Streams the caller's silence (`frames` at a time) until a `clear` comes
+/// after `got[from..]`, or [`PATIENCE`] passes; where it stands in `got`.
+fn stream_until_clear(
+    t: &mut TwilioStream,
+    got: &mut Vec<ServerMessage>,
+    from: usize,
+    frames: usize,
+) -> Option<usize> {
+    let end = Instant::now() + PATIENCE;
+    while !got[from..].contains(&ServerMessage::Clear) && Instant::now() < end {
+        got.extend(t.stream_audio(&silence(frames)).expect("stream"));
+    }
+    got[from..]
+        .iter()
+        .position(|m| *m == ServerMessage::Clear)
+        .map(|i| from + i)
+}
+
+/// `frames` more of the caller's silence and a moment to read: the media
+/// bytes Twilio got after `got[clear]`.
+fn media_after(
+    t: &mut TwilioStream,
+    got: &mut Vec<ServerMessage>,
+    clear: usize,
+    frames: usize,
+) -> usize {
+    got.extend(t.stream_audio(&silence(frames)).expect("stream"));
+    let _ = t.read_until(Instant::now() + Duration::from_millis(500), got);
+    media_bytes(&got[clear..]).len()
+}
+
 fn stream_ended(srv: &RunningServer, call_sid: &str) -> HttpResponse {
     post_signed(
         srv.addr,
@@ -361,9 +392,7 @@ fn a_barge_in_drops_what_waits_of_the_reply_and_its_marks_resolve_cleared() {
         .position(|m| *m == ServerMessage::Clear)
         .expect("no clear: barge-in did not happen");
     // Two seconds more of the call: nothing of the cut reply plays.
-    got.extend(t.stream_audio(&silence(100)).expect("stream"));
-    let _ = t.read_until(Instant::now() + Duration::from_millis(500), &mut got);
-    let replayed = media_bytes(&got[clear..]).len();
+    let replayed = media_after(&mut t, &mut got, clear, 100);
     assert_eq!(
         replayed, 0,
         "{replayed} bytes of the cut reply were played after the clear"
@@ -714,18 +743,13 @@ fn a_flood_is_bounded_and_a_clear_behind_it_acts_at_once() {
     // Any event gets the program's clear going (it waits for one line).
     t.dtmf('1').expect("dtmf");
     let before = got.len();
-    let end = Instant::now() + PATIENCE;
-    while !got[before..].contains(&ServerMessage::Clear) && Instant::now() < end {
-        got.extend(t.stream_audio(&silence(20)).expect("stream"));
-    }
-    let clear = before
-        + got[before..]
-            .iter()
-            .position(|m| *m == ServerMessage::Clear)
-            .expect("the clear behind the flood never came");
-    got.extend(t.stream_audio(&silence(50)).expect("stream"));
-    let _ = t.read_until(Instant::now() + Duration::from_millis(300), &mut got);
-    assert_eq!(media_bytes(&got[clear..]).len(), 0, "audio after the clear");
+    let clear = stream_until_clear(&mut t, &mut got, before, 20)
+        .expect("the clear behind the flood never came");
+    assert_eq!(
+        media_after(&mut t, &mut got, clear, 50),
+        0,
+        "audio after the clear"
+    );
     t.stop().expect("stop");
     let input = dir.path().join("in");
     assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
@@ -1523,22 +1547,18 @@ fn over_websocket_events_and_a_clear_pass_a_long_queued_reply() {
     let mut got = Vec::new();
     t.read_media(8000, PATIENCE, &mut got).expect("media");
     t.dtmf('7').expect("dtmf");
-    let end = Instant::now() + PATIENCE;
-    while !got.contains(&ServerMessage::Clear) && Instant::now() < end {
-        got.extend(t.stream_audio(&silence(5)).expect("stream"));
-    }
-    let clear = got
-        .iter()
-        .position(|m| *m == ServerMessage::Clear)
+    let clear = stream_until_clear(&mut t, &mut got, 0, 5)
         .expect("the service's clear never reached the call");
     // The key reached the service while 29 s of its reply were queued.
     assert!(
         seen.try_iter().any(|l| l.contains(r#""type":"dtmf""#)),
         "the key did not reach the service"
     );
-    got.extend(t.stream_audio(&silence(25)).expect("stream"));
-    let _ = t.read_until(Instant::now() + Duration::from_millis(300), &mut got);
-    assert_eq!(media_bytes(&got[clear..]).len(), 0, "audio after the clear");
+    assert_eq!(
+        media_after(&mut t, &mut got, clear, 25),
+        0,
+        "audio after the clear"
+    );
     // The clear came within a few frames of the key, not after the reply.
     let frames_between = got[..clear]
         .iter()

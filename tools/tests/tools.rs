@@ -40,6 +40,15 @@ fn sim(flags: &[&str]) -> (bool, Value) {
 }
 
 /// Runs `check`; returns whether all passed and the outcomes.
+/// `check` against a server broken as `kind`: it must fail; its outcomes
+/// and table.
+fn check_fails_against(kind: Broken) -> (Vec<check::Outcome>, String) {
+    let bad = BrokenServer::start(kind);
+    let (ok, outcomes, table) = check(&[&format!("http://{}", bad.addr)]);
+    assert!(!ok, "{table}");
+    (outcomes, table)
+}
+
 fn check(flags: &[&str]) -> (bool, Vec<check::Outcome>, String) {
     let mut argv = vec!["check"];
     argv.extend_from_slice(flags);
@@ -401,9 +410,7 @@ fn failures(outcomes: &[check::Outcome]) -> Vec<(String, Option<u16>)> {
 
 #[test]
 fn check_names_a_redirecting_server() {
-    let bad = BrokenServer::start(Broken::Redirect);
-    let (ok, outcomes, table) = check(&[&format!("http://{}", bad.addr)]);
-    assert!(!ok);
+    let (outcomes, table) = check_fails_against(Broken::Redirect);
     let f = failures(&outcomes);
     assert_eq!(f.len(), 8, "{table}");
     assert!(
@@ -427,9 +434,7 @@ fn check_names_a_redirecting_server() {
 
 #[test]
 fn check_names_a_server_that_requires_a_subprotocol() {
-    let bad = BrokenServer::start(Broken::RequiresSubprotocol);
-    let (ok, outcomes, table) = check(&[&format!("http://{}", bad.addr)]);
-    assert!(!ok);
+    let (outcomes, table) = check_fails_against(Broken::RequiresSubprotocol);
     assert_eq!(
         failures(&outcomes),
         [
@@ -444,9 +449,7 @@ fn check_names_a_server_that_requires_a_subprotocol() {
 
 #[test]
 fn check_names_a_slow_server() {
-    let bad = BrokenServer::start(Broken::Slow);
-    let (ok, outcomes, table) = check(&[&format!("http://{}", bad.addr)]);
-    assert!(!ok);
+    let (outcomes, table) = check_fails_against(Broken::Slow);
     let f = failures(&outcomes);
     assert_eq!(f.len(), 4, "{table}");
     assert!(
@@ -459,9 +462,7 @@ fn check_names_a_slow_server() {
 
 #[test]
 fn check_names_bad_twiml() {
-    let bad = BrokenServer::start(Broken::BadTwiml);
-    let (ok, outcomes, table) = check(&[&format!("http://{}", bad.addr)]);
-    assert!(!ok);
+    let (outcomes, table) = check_fails_against(Broken::BadTwiml);
     assert_eq!(
         failures(&outcomes),
         [(

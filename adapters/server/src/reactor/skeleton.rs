@@ -315,12 +315,20 @@ impl<B: Backend> Reactor<B> {
         }
         let open: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in open {
-            if let Some(c) = self.conns.get_mut(key)
-                && c.state == State::Open
-            {
-                c.driver.shutdown(now);
+            self.input(key, now, Driver::shutdown);
+        }
+    }
+
+    /// Gives `input` to connection `key`'s engine, if it still runs, and
+    /// services it; whether it ran.
+    fn input(&mut self, key: usize, now: Instant, input: fn(&mut Driver, Instant)) -> bool {
+        match self.conns.get_mut(key) {
+            Some(c) if c.state == State::Open => {
+                input(&mut c.driver, now);
                 self.service(key, now);
+                true
             }
+            _ => false,
         }
     }
 
@@ -396,23 +404,17 @@ impl<B: Backend> Reactor<B> {
             Some(&*c.queued)
         });
         for key in run {
-            if let Some(c) = self.conns.get_mut(key)
-                && c.state == State::Open
-            {
-                c.driver.handle_timeout(now);
-                self.service(key, now);
-            }
+            self.input(key, now, Driver::handle_timeout);
         }
     }
 
     fn on_timer(&mut self, key: usize, now: Instant) {
+        if self.input(key, now, Driver::handle_timeout) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if c.state == State::Open {
-            c.driver.handle_timeout(now);
-            return self.service(key, now);
-        }
         // A closing connection's deadline: giving up on the last bytes
         // half-closes the socket (no linger).
         let next = c.state.expire(now);
