@@ -27,7 +27,9 @@ pub fn load(path: &Path) -> io::Result<Vec<u8>> {
     let ulaw = if ext == "ulaw" || ext == "mulaw" {
         std::fs::read(path)?
     } else {
-        let reader = hound::WavReader::open(path)
+        let mut wav = std::fs::read(path)?;
+        trust_the_data_not_the_header(&mut wav);
+        let reader = hound::WavReader::new(io::Cursor::new(wav))
             .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
         wav_to_ulaw(reader).map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?
     };
@@ -71,6 +73,42 @@ pub fn wav_to_ulaw<R: io::Read>(reader: hound::WavReader<R>) -> hound::Result<Ve
     let pcm = callstream_core::resample::resample(&mono, spec.sample_rate, SAMPLE_RATE)
         .map_err(|e| hound::Error::IoError(io::Error::new(io::ErrorKind::InvalidData, e)))?;
     Ok(encode(&pcm))
+}
+
+/// A WAV written to a pipe (`espeak-ng --stdout`, `sox … -t wav -`)
+/// cannot know its length, so its header claims the largest size it can
+/// and the data ends early. Where the `data` chunk claims more bytes than
+/// follow, this sets its size (and the RIFF size) to what is there, whole
+/// sample frames only, so that the file reads as what it holds.
+fn trust_the_data_not_the_header(wav: &mut [u8]) {
+    let u32_at = |b: &[u8], at: usize| {
+        b.get(at..at + 4)
+            .map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
+    };
+    if wav.len() < 12 || &wav[..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
+        return;
+    }
+    let mut block_align = 1;
+    let mut at = 12;
+    while let (Some(id), Some(size)) = (wav.get(at..at + 4), u32_at(wav, at + 4)) {
+        let body = at + 8;
+        if id == b"fmt " {
+            block_align = wav
+                .get(body + 12..body + 14)
+                .map_or(1, |b| usize::from(u16::from_le_bytes([b[0], b[1]])).max(1));
+        } else if id == b"data" {
+            let there = wav.len() - body;
+            if size > there {
+                let size = there - there % block_align;
+                let riff = u32::try_from(body + size - 8).unwrap_or(u32::MAX);
+                wav[at + 4..at + 8]
+                    .copy_from_slice(&u32::try_from(size).unwrap_or(u32::MAX).to_le_bytes());
+                wav[4..8].copy_from_slice(&riff.to_le_bytes());
+            }
+            return;
+        }
+        at = body.saturating_add(size).saturating_add(size & 1);
+    }
 }
 
 /// Floating-point samples in -1..1 as μ-law (clipped at full scale).
@@ -205,6 +243,32 @@ mod tests {
         });
         let ulaw = wav_to_ulaw(hound::WavReader::new(io::Cursor::new(bytes)).unwrap()).unwrap();
         assert_eq!(ulaw, vec![0xFF; 800]);
+    }
+
+    #[test]
+    fn a_wav_written_to_a_pipe_ends_where_its_data_ends() {
+        // As espeak-ng --stdout writes it: the header claims 0x7ffff000
+        // bytes of data, then 1000 samples of 8 kHz 16-bit PCM follow.
+        let mut bytes = b"RIFF\x24\xf0\xff\x7fWAVEfmt ".to_vec();
+        bytes.extend_from_slice(&16u32.to_le_bytes());
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // mono
+        bytes.extend_from_slice(&8000u32.to_le_bytes());
+        bytes.extend_from_slice(&16000u32.to_le_bytes());
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&16u16.to_le_bytes());
+        bytes.extend_from_slice(b"data\x00\xf0\xff\x7f");
+        for i in 0..1000i16 {
+            bytes.extend_from_slice(&(i * 8).to_le_bytes());
+        }
+        assert!(
+            wav_to_ulaw(hound::WavReader::new(io::Cursor::new(bytes.clone())).unwrap()).is_err()
+        );
+        trust_the_data_not_the_header(&mut bytes);
+        let ulaw = wav_to_ulaw(hound::WavReader::new(io::Cursor::new(bytes)).unwrap()).unwrap();
+        assert_eq!(ulaw.len(), 1000);
+        // The last sample, 7992, through μ-law (steps of 256 up there).
+        assert!((i32::from(codec::decode(ulaw[999])) - 7992).abs() <= 256);
     }
 
     #[test]
