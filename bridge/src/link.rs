@@ -263,7 +263,7 @@ impl Link {
     }
 
     /// The program's turn-taking, once (pump thread): barge-in on or off,
-    /// the detector's end-of-turn silence and least speech.
+    /// the detector's sensitivity, end-of-turn silence and least speech.
     fn apply_turn(&self, control: &mut Control<'_>) {
         let Some(turn) = self.turn.try_lock().ok().and_then(|mut t| t.take()) else {
             return;
@@ -271,8 +271,14 @@ impl Link {
         if let Some(on) = turn.barge_in {
             control.set_barge_in(on);
         }
-        if turn.end_of_turn_ms.is_some() || turn.min_speech_ms.is_some() {
+        if turn.end_of_turn_ms.is_some()
+            || turn.min_speech_ms.is_some()
+            || turn.sensitivity.is_some()
+        {
             let mut vad = control.vad_config().cloned().unwrap_or_default();
+            if let Some(s) = turn.sensitivity {
+                vad = vad.with_sensitivity(s);
+            }
             if let Some(ms) = turn.end_of_turn_ms {
                 vad.hangover_ms = ms;
             }

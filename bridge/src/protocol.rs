@@ -132,7 +132,7 @@ pub fn encode_pcm(samples: &[i16]) -> String {
 
 /// Turn-taking a program sets for its call in `config`; `None`: the
 /// server's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Turn {
     /// Whether the caller's speech cuts our audio.
     pub barge_in: Option<bool>,
@@ -140,6 +140,9 @@ pub struct Turn {
     pub end_of_turn_ms: Option<u32>,
     /// Speech before a turn (and a barge-in) starts, in ms (20 to 2000).
     pub min_speech_ms: Option<u32>,
+    /// How faint a voice still counts as speech, 0.0 to 1.0 (0.5: the
+    /// detector's defaults; see `VadConfig::with_sensitivity`).
+    pub sensitivity: Option<f32>,
 }
 
 /// A message from the program.
@@ -346,6 +349,7 @@ fn known_fields(kind: &str) -> &'static [&'static str] {
             "barge_in",
             "end_of_turn_ms",
             "min_speech_ms",
+            "sensitivity",
         ],
         "play" => &["rate", "pcm", "wav"],
         "mark" => &["name"],
@@ -459,6 +463,18 @@ fn message(o: &Obj, kind: &str) -> Result<FromProgram, LineError> {
                 },
                 end_of_turn_ms: ms("end_of_turn_ms", 100..=5000)?,
                 min_speech_ms: ms("min_speech_ms", 20..=2000)?,
+                sensitivity: match o.get("sensitivity") {
+                    None => None,
+                    Some(v) => match v.as_f64() {
+                        Some(x) if (0.0..=1.0).contains(&x) => Some(x as f32),
+                        _ => {
+                            return Err(LineError::BadField {
+                                message: "config",
+                                field: "sensitivity",
+                            });
+                        }
+                    },
+                },
             };
             FromProgram::Config {
                 rate,
@@ -613,7 +629,7 @@ mod tests {
         );
         assert_eq!(
             ok(
-                r#"{"type":"config","utterances":false,"barge_in":false,"end_of_turn_ms":700,"min_speech_ms":120}"#
+                r#"{"type":"config","utterances":false,"barge_in":false,"end_of_turn_ms":700,"min_speech_ms":120,"sensitivity":0.75}"#
             ),
             FromProgram::Config {
                 rate: 16000,
@@ -623,7 +639,8 @@ mod tests {
                 turn: Turn {
                     barge_in: Some(false),
                     end_of_turn_ms: Some(700),
-                    min_speech_ms: Some(120)
+                    min_speech_ms: Some(120),
+                    sensitivity: Some(0.75)
                 }
             }
         );
@@ -631,6 +648,8 @@ mod tests {
             r#""end_of_turn_ms":50"#,
             r#""min_speech_ms":5000"#,
             r#""barge_in":"no""#,
+            r#""sensitivity":1.5"#,
+            r#""sensitivity":"high""#,
         ] {
             let line = format!(r#"{{"type":"config",{bad}}}"#);
             assert!(parse(line.as_bytes()).is_err(), "{bad}");

@@ -333,6 +333,40 @@ impl VadConfig {
     }
 }
 
+impl VadConfig {
+    /// The default thresholds moved along one knob, for settings a person
+    /// turns: `sensitivity` 0.0 hears only clear, loud speech (a noisy line,
+    /// a caller on speakerphone in a street), 0.5 is the default
+    /// configuration, 1.0 hears quiet and distant speech on a clean line.
+    /// It moves [`start_db`](VadConfig::start_db) (15 → 9 → 5 dB),
+    /// [`stop_db`](VadConfig::stop_db) (5 → 3.5 → 2.5 dB) and
+    /// [`min_level_dbfs`](VadConfig::min_level_dbfs) (-35 → -45 → -55 dBFS),
+    /// linearly on each half; the durations are left as they are. Values
+    /// outside 0–1 are clamped; one that is not finite means 0.5.
+    #[must_use]
+    pub fn with_sensitivity(self, sensitivity: f32) -> VadConfig {
+        let s = if sensitivity.is_finite() {
+            sensitivity.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        // (at 0.0, at 0.5, at 1.0)
+        let along = |(low, mid, high): (f32, f32, f32)| {
+            if s <= 0.5 {
+                low + (mid - low) * (s / 0.5)
+            } else {
+                mid + (high - mid) * ((s - 0.5) / 0.5)
+            }
+        };
+        VadConfig {
+            start_db: along((15.0, 9.0, 5.0)),
+            stop_db: along((5.0, 3.5, 2.5)),
+            min_level_dbfs: along((-35.0, -45.0, -55.0)),
+            ..self
+        }
+    }
+}
+
 /// A change in the caller's speech, reported by [`Vad::handle_frame`].
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -933,6 +967,44 @@ mod tests {
         );
         assert!(!vad.is_speech());
         assert_eq!(vad.frames(), 60);
+    }
+
+    /// Events for 10 frames of digital silence, 20 of a tone of amplitude
+    /// `a` (its RMS level), 30 of silence.
+    fn level_run(config: VadConfig, a: i16) -> Vec<VadEvent> {
+        let mut vad = Vad::new(config);
+        let loud = tone(a, FRAME_SAMPLES);
+        let quiet = [0i16; FRAME_SAMPLES];
+        (0..60)
+            .filter_map(|i| vad.handle_frame(if (10..30).contains(&i) { &loud } else { &quiet }))
+            .collect()
+    }
+
+    #[test]
+    fn sensitivity_moves_the_level_that_counts_as_speech() {
+        let d = VadConfig::default();
+        assert_eq!(d.with_sensitivity(0.5), d);
+        assert_eq!(d.with_sensitivity(f32::NAN), d);
+        assert_eq!(d.with_sensitivity(7.0), d.with_sensitivity(1.0));
+        let deaf = d.with_sensitivity(0.0);
+        assert_eq!(
+            (deaf.start_db, deaf.stop_db, deaf.min_level_dbfs),
+            (15.0, 5.0, -35.0)
+        );
+        let keen = d.with_sensitivity(1.0);
+        assert_eq!(
+            (keen.start_db, keen.stop_db, keen.min_level_dbfs),
+            (5.0, 2.5, -55.0)
+        );
+        let q = d.with_sensitivity(0.25);
+        assert_eq!((q.start_db, q.min_level_dbfs), (12.0, -40.0));
+        // A voice at -50 dBFS (amplitude 104): under the default's -45 dBFS
+        // gate, heard at full sensitivity.
+        assert!(level_run(d, 104).is_empty());
+        assert_eq!(level_run(keen, 104).len(), 2);
+        // A voice at -40 dBFS (amplitude 328): heard by default, not at 0.
+        assert_eq!(level_run(d, 328).len(), 2);
+        assert!(level_run(deaf, 328).is_empty());
     }
 
     #[test]

@@ -374,6 +374,40 @@ fn marks_dtmf_and_barge_in_reach_the_program_with_what_was_heard() {
 }
 
 #[test]
+fn barge_in_off_by_the_server_setting_lets_the_reply_play_through() {
+    // As above, the caller talks over three seconds of tone, on a server
+    // started with barge-in off: no clear, the mark comes back played, and
+    // the program still hears the turn.
+    let script = format!(
+        "echo $$ > $DIR/pid\nprintf '%s\\n' '{}' '{{\"type\":\"mark\",\"name\":\"long\"}}'\ncat > $DIR/in\n",
+        tone_play(3000, 16000)
+    );
+    let (srv, dir) = server_with(&script, |s| s.barge_in = false);
+    let mut t = call(&srv, 4);
+    let mut got = Vec::new();
+    t.read_media(8000, PATIENCE, &mut got).expect("media");
+    got.extend(t.stream_audio(&speech()[4000..16000]).expect("stream"));
+    assert!(
+        read_until_mark(&mut t, "long", &mut got),
+        "the mark never came: {got:?}"
+    );
+    assert!(!got.contains(&ServerMessage::Clear), "cleared: {got:?}");
+    t.mark_echo("long").expect("echo");
+    let input = dir.path().join("in");
+    assert!(
+        wait_for(|| read_file(&input).contains(r#""outcome":"played""#)),
+        "{}",
+        read_file(&input)
+    );
+    let text = read_file(&input);
+    assert!(text.contains(r#""type":"speech_started""#), "{text}");
+    assert!(!text.contains(r#""type":"barge_in""#), "{text}");
+    t.stop().expect("stop");
+    assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn a_barge_in_drops_what_waits_of_the_reply_and_its_marks_resolve_cleared() {
     // 40 s of tone in one play (far more than the bridge queues in the call,
     // so most of it still waits in the bridge when the caller cuts in), then
@@ -1473,42 +1507,81 @@ fn per_call_turn_settings_raw_frames_numbered_and_no_utterances() {
     assert_reaped(dir.path(), "pid");
 }
 
+/// Streams `caller` to a program that writes `config` and records what it
+/// is sent, on a server changed by `tweak`; returns how many turns the
+/// program was told began (`speech_started`).
+fn turns_heard(
+    config: &str,
+    tweak: impl FnOnce(&mut callstream_server::config::Settings),
+    caller: &[u8],
+) -> usize {
+    let (srv, dir) = server_with(
+        &format!("echo $$ > $DIR/pid; printf '%s\\n' '{config}'; cat > $DIR/in"),
+        tweak,
+    );
+    let mut t = call(&srv, 44);
+    t.stream_audio(caller).expect("stream");
+    t.stop().expect("stop");
+    let input = dir.path().join("in");
+    assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+    assert_reaped(dir.path(), "pid");
+    read_file(&input)
+        .lines()
+        .filter(|l| l.contains(r#""type":"speech_started""#))
+        .count()
+}
+
 #[test]
 fn a_longer_end_of_turn_keeps_a_pause_inside_one_turn() {
     // Two phrases with about two seconds of silence between them (the
     // fixture's own around 700 ms more): two turns with the default
-    // 300 ms end of turn, one with 4000 ms.
+    // 300 ms end of turn, one with 4000 ms, whether the program asks for it
+    // or the server's setting gives it; the program's own wins.
     let phrase = speech();
     let mut caller = phrase.clone();
     caller.extend(silence(35));
     caller.extend(&phrase);
     caller.extend(silence(20));
-    let mut counts = Vec::new();
-    for config in [
-        r#"{"type":"config","rate":8000}"#,
-        r#"{"type":"config","rate":8000,"end_of_turn_ms":4000}"#,
-    ] {
-        let (srv, dir) = server_with(
-            &format!("echo $$ > $DIR/pid; printf '%s\\n' '{config}'; cat > $DIR/in"),
-            |_| {},
-        );
-        let mut t = call(&srv, 44);
-        t.stream_audio(&caller).expect("stream");
-        t.stop().expect("stop");
-        let input = dir.path().join("in");
-        assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
-        counts.push(
-            read_file(&input)
-                .lines()
-                .filter(|l| l.contains(r#""type":"speech_started""#))
-                .count(),
-        );
-        assert_reaped(dir.path(), "pid");
-    }
+    let plain = r#"{"type":"config","rate":8000}"#;
+    let long = r#"{"type":"config","rate":8000,"end_of_turn_ms":4000}"#;
+    let short = r#"{"type":"config","rate":8000,"end_of_turn_ms":300}"#;
+    let counts = [
+        turns_heard(plain, |_| {}, &caller),
+        turns_heard(long, |_| {}, &caller),
+        turns_heard(plain, |s| s.end_of_turn_ms = 4000, &caller),
+        turns_heard(short, |s| s.end_of_turn_ms = 4000, &caller),
+    ];
     assert_eq!(
         counts,
-        [2, 1],
-        "turns with 300 ms and with 4000 ms of end of turn"
+        [2, 1, 1, 2],
+        "turns: server default, program's 4000 ms, server's 4000 ms, program's 300 ms over the server's 4000 ms"
+    );
+}
+
+#[test]
+fn sensitivity_hears_a_faint_caller_per_call_or_by_default() {
+    // The phrase 32 dB down (about -53 dBFS): under the detector's default
+    // -45 dBFS gate, heard at full sensitivity, whether the program or the
+    // server's setting asks for it.
+    use callstream_core::codec;
+    let faint: Vec<u8> = speech()
+        .iter()
+        .map(|&b| codec::encode((f32::from(codec::decode(b)) * 0.025) as i16))
+        .collect();
+    let mut caller = silence(10);
+    caller.extend(faint);
+    caller.extend(silence(25));
+    let plain = r#"{"type":"config","rate":8000}"#;
+    let keen = r#"{"type":"config","rate":8000,"sensitivity":1.0}"#;
+    let counts = [
+        turns_heard(plain, |_| {}, &caller),
+        turns_heard(keen, |_| {}, &caller),
+        turns_heard(plain, |s| s.vad_sensitivity = 1.0, &caller),
+    ];
+    assert_eq!(
+        counts,
+        [0, 1, 1],
+        "turns: default, the program's sensitivity 1.0, the server's"
     );
 }
 

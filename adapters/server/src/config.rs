@@ -164,6 +164,25 @@ pub struct Settings {
     /// Seconds calls may keep running after SIGTERM before they are closed with 1001.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 10)]
     pub drain_seconds: u64,
+    /// Silence that ends the caller's turn, in milliseconds (100–5000):
+    /// longer waits through a caller's pauses, shorter answers sooner. A
+    /// bridged program may set its own per call (docs/bridge.md).
+    #[arg(long, env = "CALLSTREAM_END_OF_TURN_MS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(100..=5000))]
+    pub end_of_turn_ms: u32,
+    /// Speech needed before it counts as the caller talking (and cuts our
+    /// audio), in milliseconds (20–2000): raise it where coughs and clicks
+    /// interrupt the bot.
+    #[arg(long, env = "CALLSTREAM_MIN_SPEECH_MS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(20..=2000))]
+    pub min_speech_ms: u32,
+    /// Whether the caller talking over our audio clears it (barge-in):
+    /// `true` or `false`.
+    #[arg(long, env = "CALLSTREAM_BARGE_IN", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub barge_in: bool,
+    /// How faint a voice still counts as speech, 0.0–1.0: 0 hears only
+    /// clear, loud speech (noisy lines), 0.5 the detector's defaults, 1 quiet
+    /// and distant speech on clean lines.
+    #[arg(long, env = "CALLSTREAM_VAD_SENSITIVITY", default_value_t = 0.5, value_parser = parse_sensitivity)]
+    pub vad_sensitivity: f32,
     /// Executor threads (default: one per core).
     #[arg(long, env = "CALLSTREAM_THREADS")]
     pub threads: Option<usize>,
@@ -231,6 +250,13 @@ pub fn parse_shared_key(
     let (secret, warning) =
         callstream_core::verify::clean_secret(secret).map_err(|e| e.to_string())?;
     Ok((callstream_core::verify::SharedKey::new(id, secret), warning))
+}
+
+fn parse_sensitivity(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 0.0 to 1.0")),
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -330,6 +356,67 @@ mod tests {
         assert!(!s.insecure_no_signatures);
         assert_eq!(s.bridge_on_failure, OnFailure::Hangup);
         assert_eq!(s.twilio_api_base_url, "https://api.twilio.com");
+    }
+
+    #[test]
+    fn every_setting_is_in_the_readme_table_with_its_flag_and_variable() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../../README.md");
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+        let mut missing = Vec::new();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let flag = format!("`--{long}`");
+            let found = rows.iter().any(|r| match arg.get_env() {
+                Some(env) => {
+                    r.contains(&flag) && r.contains(&format!("`{}`", env.to_string_lossy()))
+                }
+                None => r.contains(&flag),
+            });
+            if !found {
+                missing.push(long.to_owned());
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "settings without a README row (flag and variable): {missing:?}"
+        );
+    }
+
+    #[test]
+    fn turn_taking_settings() {
+        let s = Cli::try_parse_from(["callstream"]).unwrap().settings();
+        assert_eq!((s.end_of_turn_ms, s.min_speech_ms), (300, 60));
+        assert!(s.barge_in);
+        assert!((s.vad_sensitivity - 0.5).abs() < f32::EPSILON);
+        let s = Cli::try_parse_from([
+            "callstream",
+            "--end-of-turn-ms",
+            "800",
+            "--min-speech-ms",
+            "200",
+            "--barge-in",
+            "false",
+            "--vad-sensitivity",
+            "0.8",
+        ])
+        .unwrap()
+        .settings();
+        assert_eq!((s.end_of_turn_ms, s.min_speech_ms), (800, 200));
+        assert!(!s.barge_in);
+        assert!((s.vad_sensitivity - 0.8).abs() < f32::EPSILON);
+        for bad in [
+            ["--end-of-turn-ms", "50"],
+            ["--min-speech-ms", "3000"],
+            ["--barge-in", "maybe"],
+            ["--vad-sensitivity", "2"],
+            ["--vad-sensitivity", "loud"],
+        ] {
+            assert!(
+                Cli::try_parse_from(["callstream", bad[0], bad[1]]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -209,6 +209,15 @@ pub fn configure_with(
     c.app = Arc::new(stream_app(s, &c.routes)?);
     let call = callstream_core::call::CallConfig {
         tap: s.recordings_dir.is_some(),
+        vad: Some(
+            callstream_core::vad::VadConfig {
+                hangover_ms: s.end_of_turn_ms,
+                min_speech_ms: s.min_speech_ms,
+                ..Default::default()
+            }
+            .with_sensitivity(s.vad_sensitivity),
+        ),
+        barge_in: s.barge_in,
         ..Default::default()
     };
     hardening(s, &mut c)?;
