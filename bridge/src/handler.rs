@@ -20,6 +20,10 @@ use super::{Bridge, Transport, metrics};
 /// Audio kept before the detector's start of speech, and after its end, so
 /// the recogniser hears the whole first and last sound.
 pub const MARGIN_MS: u64 = 200;
+/// How far before the moment it reports speech the detector may date its
+/// start, beyond the least speech it needs: its onset look-back (100 ms)
+/// and the short run it may merge (120 ms), and a frame.
+const ONSET_SLACK_MS: u64 = 240;
 /// Longest utterance: past it, the turn is cut there (and the rest is lost).
 pub const MAX_UTTERANCE_MS: u64 = 60_000;
 const FRAME_MS: u64 = 20;
@@ -32,7 +36,8 @@ pub struct BridgeHandler {
     bridge: Arc<Bridge>,
     start: Start,
     link: Option<Arc<Link>>,
-    /// The last [`MARGIN_MS`] of the caller, while not in a turn.
+    /// The caller's last frames while not in a turn: [`MARGIN_MS`] before
+    /// the earliest start of speech the detector could yet report.
     recent: VecDeque<(u64, Vec<i16>)>,
     /// The turn being recorded.
     turn: Option<Frames>,
@@ -128,7 +133,8 @@ impl BridgeHandler {
         }
     }
 
-    fn on_audio(&mut self, link: &Link, ts: u64, samples: &[i16]) {
+    /// `keep_ms`: how much of the caller to keep while not in a turn.
+    fn on_audio(&mut self, link: &Link, ts: u64, samples: &[i16], keep_ms: u64) {
         if link.audio.load(Ordering::Acquire) {
             let seq = self.audio_seq;
             self.audio_seq += 1;
@@ -152,7 +158,7 @@ impl BridgeHandler {
             }
         } else {
             self.recent.push_back((ts, samples.to_vec()));
-            while self.recent.len() as u64 * FRAME_MS > MARGIN_MS {
+            while self.recent.len() as u64 * FRAME_MS > keep_ms {
                 self.recent.pop_front();
             }
         }
@@ -235,7 +241,16 @@ impl Handler for BridgeHandler {
             self.flush_barge_in(&link);
         }
         match event {
-            CallEvent::Audio(frame) => self.on_audio(&link, frame.timestamp_ms, &frame.samples),
+            CallEvent::Audio(frame) => {
+                // Speech is reported once the detector has heard its least
+                // speech, and dated back to where it began: keep the margin
+                // before that.
+                let least = control
+                    .vad_config()
+                    .map_or(0, |v| u64::from(v.min_speech_ms));
+                let keep = MARGIN_MS + least + ONSET_SLACK_MS;
+                self.on_audio(&link, frame.timestamp_ms, &frame.samples, keep);
+            }
             CallEvent::SpeechStarted { at_ms, .. } => {
                 self.event(&link, ToProgram::SpeechStarted.to_line());
                 let from = at_ms.saturating_sub(MARGIN_MS);
@@ -305,7 +320,7 @@ impl Handler for BridgeHandler {
                     match reason {
                         StopReason::Stop => "the caller hung up".to_owned(),
                         StopReason::Closed => "the stream closed".to_owned(),
-                        StopReason::Hangup => "hangup".to_owned(),
+                        StopReason::Hangup => "callstream hung up".to_owned(),
                         other => other.to_string(),
                     }
                 };

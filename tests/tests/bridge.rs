@@ -490,6 +490,129 @@ fn transfer_closes_the_stream_and_stream_ended_dials() {
     assert_reaped(dir.path(), "pid");
 }
 
+/// The rows of the docs' table that starts after `heading`: the cells of
+/// each row, backquotes removed.
+fn doc_table(doc: &str, heading: &str) -> Vec<Vec<String>> {
+    doc.split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {heading:?} in the docs"))
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn what_the_docs_say_stream_ended_answers_is_what_it_answers() {
+    // docs/bridge.md "After the stream": each program line of the table,
+    // written by a program behind the real server, and the TwiML (or the
+    // status) the docs give for it. The session example's `stop` line is
+    // what the program then reads.
+    let doc = read_file(&repo().join("docs/bridge.md"));
+    let rows = doc_table(&doc, "## After the stream");
+    assert!(rows.len() >= 5, "{rows:?}");
+    let stop_line = doc
+        .lines()
+        .find(|l| l.starts_with(r#"< {"type":"stop""#))
+        .expect("the session example's stop")
+        .trim_start_matches("< ")
+        .to_owned();
+    for (n, row) in rows.iter().enumerate() {
+        let (line, answer) = (&row[0], &row[1]);
+        let (srv, dir) = server_with(
+            &format!("echo $$ > $DIR/pid; read -r start; printf '%s\\n' '{line}'; cat > $DIR/in"),
+            |_| {},
+        );
+        let mut t = call(&srv, 60 + n as u32);
+        let mut got = Vec::new();
+        assert!(read_until_closed(&mut t, &mut got), "{line}: no close");
+        let r = stream_ended(&srv, &t.call_sid);
+        if let Ok(status) = answer.parse::<u16>() {
+            assert_eq!(r.status, status, "{line}: {}", r.body);
+        } else {
+            assert_eq!(r.status, 200, "{line}: {}", r.body);
+            assert!(
+                r.body.ends_with(answer.as_str()),
+                "{line}: the docs say {answer}, the server answered {}",
+                r.body
+            );
+        }
+        let input = dir.path().join("in");
+        assert!(
+            wait_for(|| read_file(&input).contains(&stop_line)),
+            "{line}: the program read {} (the docs: {stop_line})",
+            read_file(&input)
+        );
+        assert_reaped(dir.path(), "pid");
+    }
+}
+
+#[test]
+fn an_utterance_carries_the_documented_margin_before_and_after_the_speech() {
+    // The fixture's phrase begins after 600 ms of digital silence: an
+    // utterance at 8 kHz holds MARGIN_MS of that silence before the first
+    // sample of speech, and as much after its end, as docs/bridge.md says.
+    let doc = read_file(&repo().join("docs/bridge.md"));
+    let said = format!(
+        "with {} ms of audio before and after the speech",
+        callstream_bridge::handler::MARGIN_MS
+    );
+    assert!(doc.contains(&said), "docs/bridge.md does not say {said:?}");
+    let (srv, dir) = server_with(
+        "echo $$ > $DIR/pid; printf '%s\\n' '{\"type\":\"config\",\"rate\":8000}'; cat > $DIR/in",
+        |_| {},
+    );
+    let mut t = call(&srv, 70);
+    t.stream_audio(&speech()).expect("stream");
+    t.stream_audio(&silence(50)).expect("stream");
+    t.stop().expect("stop");
+    let input = dir.path().join("in");
+    assert!(wait_for(|| read_file(&input).contains(r#""type":"stop""#)));
+    let text = read_file(&input);
+    let utterance: serde_json::Value = text
+        .lines()
+        .find(|l| l.contains(r#""type":"utterance""#))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .expect("an utterance");
+    let pcm: Vec<i16> = base64::engine::general_purpose::STANDARD
+        .decode(utterance["pcm"].as_str().expect("pcm"))
+        .expect("base64")
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    // Speech as the detector's gate sees it: 20 ms frames (the utterance
+    // is made of whole frames) above -45 dBFS RMS.
+    let frames: Vec<bool> = pcm
+        .chunks(160)
+        .map(|f| {
+            let power = f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64;
+            10.0 * (power / (32768.0f64 * 32768.0)).log10() > -45.0
+        })
+        .collect();
+    let first = frames.iter().position(|&v| v).expect("speech");
+    let last = frames.iter().rposition(|&v| v).expect("speech");
+    let (before, after) = (first as u64 * 20, (frames.len() - 1 - last) as u64 * 20);
+    let margin = callstream_bridge::handler::MARGIN_MS;
+    // The detector dates speech to the frame; its start may take in a
+    // frame or two of a word's quiet onset, its end the decay after.
+    assert!(
+        (margin..=margin + 60).contains(&before),
+        "{before} ms before the speech"
+    );
+    assert!(
+        (margin..=margin + 60).contains(&after),
+        "{after} ms after the speech"
+    );
+    assert_reaped(dir.path(), "pid");
+}
+
 #[test]
 fn end_says_goodbye_and_a_bad_transfer_number_is_ignored() {
     let (srv, _dir) = server_with(
