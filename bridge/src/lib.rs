@@ -222,6 +222,7 @@ impl Bridge {
 
 /// The bridge's counters, for `/metrics` and the benchmarks.
 pub mod metrics {
+    use callstream_server::metrics::AtomicHistogram;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     /// Calls bridged.
@@ -240,6 +241,19 @@ pub mod metrics {
     pub static UTTERANCE_US: AtomicU64 = AtomicU64::new(0);
     /// Largest such delay, µs.
     pub static UTTERANCE_US_MAX: AtomicU64 = AtomicU64::new(0);
+    /// Bounds of the bridge's latency histograms, seconds: fine around the
+    /// 20 ms a frame lasts.
+    const BOUNDS: [f64; 12] = [
+        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    ];
+    /// The caller's turn ended (the detector decided) → its `utterance`
+    /// written to the program, whole.
+    pub static UTTERANCE_LATENCY: AtomicHistogram = AtomicHistogram::new(&BOUNDS);
+    /// A `play` read from the program → its first audio handed to the call
+    /// with none of ours queued (so it goes out in that same turn of the
+    /// loop). A play behind audio still playing waits for it by design and
+    /// is not counted.
+    pub static PLAY_LATENCY: AtomicHistogram = AtomicHistogram::new(&BOUNDS);
 
     /// The counters in Prometheus' text format.
     #[must_use]
@@ -279,6 +293,16 @@ pub mod metrics {
         ] {
             callstream_server::metrics::counter(&mut s, name, help, v.load(Ordering::Relaxed));
         }
+        UTTERANCE_LATENCY.render(
+            &mut s,
+            "callstream_bridge_utterance_seconds",
+            "The caller's turn ended (the detector decided) to its utterance written to the program.",
+        );
+        PLAY_LATENCY.render(
+            &mut s,
+            "callstream_bridge_play_seconds",
+            "A play read from the program to its first audio handed to the call, when none of ours was queued.",
+        );
         s
     }
 }

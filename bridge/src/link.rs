@@ -63,8 +63,9 @@ struct Pending {
 }
 
 enum Item {
-    /// 8 kHz samples, and how many of them went to the call already.
-    Audio(Vec<i16>, usize),
+    /// 8 kHz samples, how many of them went to the call already, and for
+    /// the first chunk of a `play`, when the line was read.
+    Audio(Vec<i16>, usize, Option<Instant>),
     Mark(String),
     /// The program's clear: the call drops what it holds. What waited here
     /// before it is gone already; these are its marks, which resolve
@@ -306,7 +307,7 @@ impl Link {
                         self.refused_on_pump("mark", &e.to_string());
                     }
                 }
-                Item::Audio(pcm, sent) => {
+                Item::Audio(pcm, sent, read_at) => {
                     let queued = control.queued_ms();
                     if queued >= FEED_AHEAD_MS {
                         // Woken to top it up, whatever else the call does.
@@ -317,6 +318,9 @@ impl Link {
                     let n = room.clamp(160, PLAY_CHUNK).min(pcm.len() - *sent);
                     if let Err(e) = control.play_pcm(&pcm[*sent..*sent + n]) {
                         self.refused_on_pump("play", &e.to_string());
+                    }
+                    if let Some(at) = read_at.take().filter(|_| queued == 0) {
+                        metrics::PLAY_LATENCY.observe(at.elapsed());
                     }
                     *sent += n;
                     if *sent == pcm.len() {
@@ -511,13 +515,14 @@ impl Link {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
+        let read_at = Instant::now();
         let first = !self.first_seen.swap(true, Ordering::AcqRel);
         match protocol::parse_with_fields(line) {
             Ok((msg, unknown)) => {
                 if !unknown.is_empty() && self.warn_once("unknown field") {
                     tracing::warn!(call_sid = %self.call_sid, fields = %unknown.join(","), "BRIDGE unknown fields ignored (logged once per call)");
                 }
-                self.apply(msg, first);
+                self.apply(msg, first, read_at);
             }
             Err(e) => {
                 let detail = match &e {
@@ -532,7 +537,8 @@ impl Link {
         }
     }
 
-    fn apply(&self, msg: FromProgram, first: bool) {
+    /// `read_at`: when the line was read (a play's latency counts from it).
+    fn apply(&self, msg: FromProgram, first: bool, read_at: Instant) {
         let sid = self.call_sid.as_str();
         match msg {
             FromProgram::Config {
@@ -562,18 +568,18 @@ impl Link {
                     );
                 }
             }
-            FromProgram::Play { rate, pcm } => self.queue_audio(&pcm, rate, "play"),
+            FromProgram::Play { rate, pcm } => self.queue_audio(&pcm, rate, "play", read_at),
             FromProgram::PlayWav { path } if !self.wav_allowed => self.refuse(
                 Some("play"),
                 "wav over ws",
                 &format!("{path}: a service plays pcm; wav names a file on callstream's machine, for local programs"),
             ),
             FromProgram::PlayWav { path } => match read_wav(&path) {
-                Ok((rate, pcm)) => self.queue_audio(&pcm, rate, "play"),
+                Ok((rate, pcm)) => self.queue_audio(&pcm, rate, "play", read_at),
                 Err(e) => self.refuse(Some("play"), "bad wav", &format!("{path}: {e}")),
             },
             FromProgram::SendDigits { digits } => match callstream_core::dtmf::tones(&digits) {
-                Ok(tones) => self.queue_audio(&tones, CALL_RATE, "send_digits"),
+                Ok(tones) => self.queue_audio(&tones, CALL_RATE, "send_digits", read_at),
                 Err(e) => self.refuse(Some("send_digits"), "bad digits", &e.to_string()),
             },
             FromProgram::Mark { name } => {
@@ -594,7 +600,7 @@ impl Link {
                     let samples = tail.len();
                     let mut items = Vec::with_capacity(2);
                     if samples > 0 {
-                        items.push(Item::Audio(tail, 0));
+                        items.push(Item::Audio(tail, 0, None));
                     }
                     items.push(Item::Mark(name));
                     self.enqueue(items, samples, generation, "mark");
@@ -620,10 +626,10 @@ impl Link {
             FromProgram::Log { level, message } => {
                 let message = cut(&message);
                 match level.as_str() {
-                    "debug" => tracing::debug!(call_sid = sid, %message, "BRIDGE_LOG"),
-                    "warn" | "warning" => tracing::warn!(call_sid = sid, %message, "BRIDGE_LOG"),
-                    "error" => tracing::error!(call_sid = sid, %message, "BRIDGE_LOG"),
-                    _ => tracing::info!(call_sid = sid, %message, "BRIDGE_LOG"),
+                    "debug" => tracing::debug!(call_sid = sid, text = %message, "BRIDGE_LOG"),
+                    "warn" | "warning" => tracing::warn!(call_sid = sid, text = %message, "BRIDGE_LOG"),
+                    "error" => tracing::error!(call_sid = sid, text = %message, "BRIDGE_LOG"),
+                    _ => tracing::info!(call_sid = sid, text = %message, "BRIDGE_LOG"),
                 }
             }
             FromProgram::Hangup => self.finish(Next::Hangup),
@@ -678,7 +684,7 @@ impl Link {
 
     /// The program's audio at `rate`, converted to the call's rate as part
     /// of one stream, into the link's queue (whole, or refused whole).
-    fn queue_audio(&self, samples: &[i16], rate: u32, of: &'static str) {
+    fn queue_audio(&self, samples: &[i16], rate: u32, of: &'static str, read_at: Instant) {
         if self.expects_end() {
             return;
         }
@@ -699,9 +705,10 @@ impl Link {
         // Queued with the stream locked: the pump's flush of the tail cannot
         // get ahead of this audio.
         let n = out.len();
+        let mut read_at = Some(read_at);
         let items = out
             .chunks(PLAY_CHUNK)
-            .map(|c| Item::Audio(c.to_vec(), 0))
+            .map(|c| Item::Audio(c.to_vec(), 0, read_at.take()))
             .collect();
         if self.enqueue(items, n, generation, of) {
             metrics::PLAYS.fetch_add(1, Ordering::Relaxed);
@@ -849,6 +856,7 @@ impl Link {
         metrics::UTTERANCES.fetch_add(1, Ordering::Relaxed);
         metrics::UTTERANCE_US.fetch_add(us, Ordering::Relaxed);
         metrics::UTTERANCE_US_MAX.fetch_max(us, Ordering::Relaxed);
+        metrics::UTTERANCE_LATENCY.observe(at.elapsed());
         tracing::debug!(call_sid = %self.call_sid, latency_us = us, "BRIDGE_UTTERANCE written");
     }
 }
@@ -1004,7 +1012,7 @@ mod tests {
         let (mut audio, mut marks) = (Vec::new(), Vec::new());
         for item in &p.items {
             match item {
-                Item::Audio(pcm, sent) => audio.extend_from_slice(&pcm[*sent..]),
+                Item::Audio(pcm, sent, _) => audio.extend_from_slice(&pcm[*sent..]),
                 Item::Mark(name) => marks.push((name.clone(), audio.len())),
                 Item::Clear(_) => marks.push(("<clear>".into(), audio.len())),
             }

@@ -668,3 +668,44 @@ fn text_logs_keep_one_line_per_event_whatever_callers_and_bots_send() {
         "{all:#?}"
     );
 }
+
+#[test]
+fn a_bridged_programs_log_transcript_and_reply_lines_reach_the_log_with_their_text() {
+    // What a program writes for the log comes out as a field of its own
+    // (`text`), beside the call SID, in the JSON log an operator reads.
+    let program = r#"exec:printf '%s\n' '{"type":"log","level":"warn","message":"hello from the bot"}' '{"type":"transcript","text":"what time is it"}' '{"type":"reply","text":"It is noon."}'; cat >/dev/null"#;
+    let mut r = start(&[
+        ("CALLSTREAM_HANDLER", program),
+        ("CALLSTREAM_INSECURE_NO_SIGNATURES", "1"),
+    ]);
+    let sim = std::process::Command::new(EXE)
+        .args(["sim", &format!("ws://{}/ws/twilio-media", r.addr)])
+        .args(["--tone", "440", "--tone-seconds", "0.5", "--duration", "1"])
+        .output()
+        .expect("callstream sim");
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    sigterm(&r.child);
+    assert!(r.child.wait().unwrap().success());
+    let logs = rest(&r.lines);
+    let find = |message: &str| {
+        logs.iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no {message} in {logs:?}"))
+            .clone()
+    };
+    let log = find("BRIDGE_LOG");
+    assert_eq!(log["severity"], "WARNING", "{log}");
+    assert_eq!(log["text"], "hello from the bot", "{log}");
+    assert!(
+        log["call_sid"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("CA")),
+        "{log}"
+    );
+    assert_eq!(find("ASR_TEXT")["text"], "what time is it");
+    assert_eq!(find("TTS_TEXT")["text"], "It is noon.");
+}

@@ -614,6 +614,56 @@ fn an_utterance_carries_the_documented_margin_before_and_after_the_speech() {
 }
 
 #[test]
+fn the_bridges_latencies_are_in_metrics() {
+    // A program that answers each turn with a short play: the turn's
+    // utterance and the play are each counted in their histogram, its
+    // buckets cumulative up to the count. (The counters are the process's:
+    // other tests add to them, never take away.)
+    let (srv, dir) = server_with(
+        &format!(
+            "echo $$ > $DIR/pid; while IFS= read -r l; do case $l in *'\"utterance\"'*) printf '%s\\n' '{}';; esac; done",
+            tone_play(200, 8000)
+        ),
+        |_| {},
+    );
+    let utterances = metric(srv.addr, "callstream_bridge_utterance_seconds_count");
+    let plays = metric(srv.addr, "callstream_bridge_play_seconds_count");
+    let mut t = call(&srv, 71);
+    let mut got = t.stream_audio(&speech()).expect("stream");
+    got.extend(t.stream_audio(&silence(30)).expect("stream"));
+    t.read_media(1600, PATIENCE, &mut got).expect("the answer");
+    assert!(metric(srv.addr, "callstream_bridge_utterance_seconds_count") > utterances);
+    assert!(wait_for(|| metric(
+        srv.addr,
+        "callstream_bridge_play_seconds_count"
+    ) > plays));
+    let text = http_raw(
+        srv.addr,
+        b"GET /metrics HTTP/1.1\r\nHost: callstream.test\r\nConnection: close\r\n\r\n",
+    )
+    .expect("metrics")
+    .body;
+    for family in [
+        "callstream_bridge_utterance_seconds",
+        "callstream_bridge_play_seconds",
+    ] {
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{family}_bucket{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        assert_eq!(buckets.len(), 13, "{family}: {text}");
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]),
+            "{family}: {buckets:?}"
+        );
+        assert!(text.contains(&format!("# TYPE {family} histogram")));
+    }
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn end_says_goodbye_and_a_bad_transfer_number_is_ignored() {
     let (srv, _dir) = server_with(
         "read -r line; printf '%s\\n' '{\"type\":\"transfer\",\"to\":\"555\"}' '{\"type\":\"end\",\"say\":\"Goodbye & thanks\"}'; cat > /dev/null",

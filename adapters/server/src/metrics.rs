@@ -51,6 +51,104 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0,
 ];
 
+/// Most buckets an [`AtomicHistogram`] has.
+const MAX_BUCKETS: usize = 16;
+
+/// A latency histogram for hot paths, shared by every thread without a
+/// lock: an observation is three relaxed atomic adds. Its bounds are given
+/// in seconds, ascending (at most 16; `new` refuses more at compile time
+/// when used in a `static`).
+///
+/// ```
+/// use callstream_server::metrics::AtomicHistogram;
+/// use std::time::Duration;
+/// static H: AtomicHistogram = AtomicHistogram::new(&[0.001, 0.02]);
+/// H.observe(Duration::from_micros(400));
+/// H.observe(Duration::from_millis(5));
+/// H.observe(Duration::from_millis(50));
+/// let mut out = String::new();
+/// H.render(&mut out, "x_seconds", "Some latency.");
+/// assert!(out.contains("x_seconds_bucket{le=\"0.02\"} 2\n"));
+/// assert!(out.contains("x_seconds_count 3\n"));
+/// assert_eq!(H.share_within(0.02), Some(2.0 / 3.0));
+/// ```
+pub struct AtomicHistogram {
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); the last counts those
+    /// above every bound.
+    buckets: [AtomicU64; MAX_BUCKETS + 1],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl AtomicHistogram {
+    /// An empty histogram with these upper bounds (seconds, ascending).
+    ///
+    /// # Panics
+    /// More than 16 bounds.
+    #[must_use]
+    pub const fn new(bounds: &'static [f64]) -> AtomicHistogram {
+        assert!(bounds.len() <= MAX_BUCKETS, "at most 16 bounds");
+        AtomicHistogram {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; MAX_BUCKETS + 1],
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one latency.
+    pub fn observe(&self, latency: Duration) {
+        let s = latency.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|&le| s <= le)
+            .unwrap_or(MAX_BUCKETS);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(
+            u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// The share of observations at most `le` seconds, `le` being one of
+    /// the bounds; `None` before any observation or for another value.
+    #[must_use]
+    pub fn share_within(&self, le: f64) -> Option<f64> {
+        let count = self.count.load(Relaxed);
+        let i = self.bounds.iter().position(|&b| b == le)?;
+        if count == 0 {
+            return None;
+        }
+        let within: u64 = self.buckets[..=i].iter().map(|b| b.load(Relaxed)).sum();
+        Some(within as f64 / count as f64)
+    }
+
+    /// Observations so far.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Writes the histogram in Prometheus' text format.
+    pub fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (le, b) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += b.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        // From the buckets, not `count`: read while another thread adds,
+        // the series stay consistent (+Inf is the largest).
+        let count = cumulative + self.buckets[MAX_BUCKETS].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
 /// At most this many distinct label sets per labelled family: a hostile client
 /// must not grow memory by inventing paths or reasons. Past it, samples count
 /// under the `other` label.
