@@ -59,6 +59,7 @@ class Call {
     this._sayCount = 0;
     this._sent = false;
     this._ended = false; // hangup, transfer or end sent
+    this._endedBy = null; // which of them
     this._stopped = false; // stop received, or the input ended
   }
 
@@ -150,18 +151,23 @@ class Call {
 
   hangup() {
     this.send({ type: "hangup" });
-    this._ended = true;
+    this._endWith("hangup");
   }
 
   transfer(to, { callerId, timeout } = {}) {
     checkString(to, "to");
     this.send(defined({ type: "transfer", to, caller_id: callerId, timeout }));
-    this._ended = true;
+    this._endWith("transfer");
   }
 
   end({ say, voice, language } = {}) {
     this.send(defined({ type: "end", say, voice, language }));
+    this._endWith("end");
+  }
+
+  _endWith(type) {
     this._ended = true;
+    this._endedBy = type;
   }
 
   sendDigits(digits) {
@@ -303,8 +309,14 @@ class Session {
   async _handle(msg) {
     if (this._over) return;
     const call = this.call;
-    // After hangup, transfer or end nothing more is for the bot but the stop.
-    if (call._ended && msg.type !== "stop") return;
+    // After hangup, transfer or end nothing more is for the bot but the
+    // stop, and errors: callstream refusing that very line (a transfer to
+    // a bad number) means the call goes on, and the bot must hear of it.
+    if (call._ended && msg.type === "error" && msg.of === call._endedBy) {
+      call._ended = false;
+      call._endedBy = null;
+    }
+    if (call._ended && msg.type !== "stop" && msg.type !== "error") return;
     let handler;
     let args;
     try {

@@ -231,3 +231,18 @@ test("the exec transport needs no package: it runs where ws cannot be found", as
   assert.equal(code, 1);
   assert.match(h.err, /the ws transport needs the ws package/);
 });
+
+test("a refused transfer reaches the bot, and the call goes on", async () => {
+  const h = spawnBot("Transferrer");
+  h.send(START, { type: "dtmf", digit: "1" });
+  await h.until(() => h.out.length === 1);
+  h.send({ type: "error", of: "transfer", reason: "bad transfer: not E.164" }, { type: "dtmf", digit: "9" });
+  await h.until(() => h.out.length === 3);
+  h.send(STOP);
+  assert.equal((await h.exited).code, 0, h.err);
+  assert.deepEqual(h.out, [
+    JSON.stringify({ type: "transfer", to: "12" }),
+    debug("refused", "transfer", "bad transfer: not E.164", false),
+    debug("still here", false),
+  ]);
+});
