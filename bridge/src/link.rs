@@ -60,6 +60,11 @@ struct Pending {
     items: VecDeque<Item>,
     /// 8 kHz samples waiting.
     samples: usize,
+    /// Audio came since the program's last mark.
+    since_mark: bool,
+    /// A barge-in cut that audio: the mark that follows it, with no audio
+    /// in between, marks audio the caller did not hear.
+    cut: bool,
 }
 
 enum Item {
@@ -67,6 +72,9 @@ enum Item {
     /// the first chunk of a `play`, when the line was read.
     Audio(Vec<i16>, usize, Option<Instant>),
     Mark(String),
+    /// A mark after audio a barge-in cut: it resolves `cleared`, as the
+    /// marks the barge-in took did.
+    Cut(String),
     /// The program's clear: the call drops what it holds. What waited here
     /// before it is gone already; these are its marks, which resolve
     /// `cleared`.
@@ -207,6 +215,9 @@ impl Link {
     pub fn cleared(&self) -> Vec<String> {
         let mut p = self.pending();
         self.clear_generation.fetch_add(1, Ordering::AcqRel);
+        if std::mem::take(&mut p.since_mark) {
+            p.cut = true;
+        }
         Self::drain(&mut p)
     }
 
@@ -216,7 +227,7 @@ impl Link {
         let mut names = Vec::new();
         for item in p.items.drain(..) {
             match item {
-                Item::Mark(name) => names.push(name),
+                Item::Mark(name) | Item::Cut(name) => names.push(name),
                 Item::Clear(marks) => names.extend(marks),
                 Item::Audio(..) => {}
             }
@@ -306,6 +317,10 @@ impl Link {
                     if let Err(e) = control.mark(&name) {
                         self.refused_on_pump("mark", &e.to_string());
                     }
+                }
+                Item::Cut(name) => {
+                    dropped.push(std::mem::take(name));
+                    p.items.pop_front();
                 }
                 Item::Audio(pcm, sent, read_at) => {
                     let queued = control.queued_ms();
@@ -756,7 +771,25 @@ impl Link {
                 return false;
             }
             p.samples += samples;
-            p.items.extend(items);
+            for item in items {
+                let item = match item {
+                    Item::Audio(..) => {
+                        p.since_mark = true;
+                        item
+                    }
+                    Item::Mark(name) => {
+                        let cut = std::mem::take(&mut p.cut) && !p.since_mark;
+                        p.since_mark = false;
+                        if cut {
+                            Item::Cut(name)
+                        } else {
+                            Item::Mark(name)
+                        }
+                    }
+                    other => other,
+                };
+                p.items.push_back(item);
+            }
         }
         self.remote.wake();
         true
@@ -1013,7 +1046,7 @@ mod tests {
         for item in &p.items {
             match item {
                 Item::Audio(pcm, sent, _) => audio.extend_from_slice(&pcm[*sent..]),
-                Item::Mark(name) => marks.push((name.clone(), audio.len())),
+                Item::Mark(name) | Item::Cut(name) => marks.push((name.clone(), audio.len())),
                 Item::Clear(_) => marks.push(("<clear>".into(), audio.len())),
             }
         }

@@ -385,6 +385,47 @@ fn marks_dtmf_and_barge_in_reach_the_program_with_what_was_heard() {
 }
 
 #[test]
+fn a_mark_written_after_a_barge_in_cut_its_audio_comes_back_cleared() {
+    // A bot writes a reply's play, and its mark only a moment later: a
+    // barge-in in between cuts the audio before the mark arrives. The mark
+    // marks audio the caller did not hear: it resolves `cleared`, not
+    // `played`. A mark after new audio is the new audio's (`played`).
+    let script = format!(
+        "echo $$ > $DIR/pid\nread -r start\nprintf '%s\\n' '{}'\nwhile IFS= read -r l; do echo \"$l\" >> $DIR/in; case $l in *'\"barge_in\"'*) printf '%s\\n' '{{\"type\":\"mark\",\"name\":\"late\"}}' '{}' '{{\"type\":\"mark\",\"name\":\"after\"}}';; esac; done\n",
+        tone_play(3000, 8000),
+        tone_play(200, 8000)
+    );
+    let (srv, dir) = server_with(&script, |_| {});
+    let mut t = call(&srv, 72);
+    let mut got = Vec::new();
+    t.read_media(8000, PATIENCE, &mut got).expect("media");
+    got.extend(t.stream_audio(&speech()[4000..16000]).expect("stream"));
+    assert!(got.contains(&ServerMessage::Clear), "no barge-in: {got:?}");
+    assert!(
+        read_until_mark(&mut t, "after", &mut got),
+        "no mark after the new audio: {got:?}"
+    );
+    t.mark_echo("after").expect("echo");
+    let input = dir.path().join("in");
+    assert!(
+        wait_for(|| read_file(&input).contains(r#""name":"after""#)),
+        "{}",
+        read_file(&input)
+    );
+    let text = read_file(&input);
+    assert!(
+        text.contains(r#"{"type":"mark","name":"late","outcome":"cleared"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"type":"mark","name":"after","outcome":"played"}"#),
+        "{text}"
+    );
+    t.stop().expect("stop");
+    assert_reaped(dir.path(), "pid");
+}
+
+#[test]
 fn barge_in_off_by_the_server_setting_lets_the_reply_play_through() {
     // As above, the caller talks over three seconds of tone, on a server
     // started with barge-in off: no clear, the mark comes back played, and
@@ -1351,6 +1392,113 @@ fn end_to_end_with_the_offline_python_bot() {
         "{}",
         r.body
     );
+}
+
+/// Reads until the server sends a mark (or [`PATIENCE`] passes, or the
+/// stream closes): its name.
+fn read_until_any_mark(t: &mut TwilioStream, got: &mut Vec<ServerMessage>) -> Option<String> {
+    let from = got.len();
+    let end = Instant::now() + PATIENCE;
+    while Instant::now() < end {
+        if let Some(name) = got[from..].iter().find_map(|m| match m {
+            ServerMessage::Mark(n) => Some(n.clone()),
+            _ => None,
+        }) {
+            return Some(name);
+        }
+        if got.iter().any(|m| matches!(m, ServerMessage::Closed(_))) {
+            return None;
+        }
+        let _ = t.read_until(Instant::now() + Duration::from_millis(100), got);
+    }
+    None
+}
+
+#[test]
+#[ignore = "needs python3 and the openai package (examples/bots/openai/setup.sh): .ci/run runs it"]
+fn end_to_end_with_the_openai_bot_against_a_local_fake_of_the_api() {
+    // examples/bots/openai/bot.py behind the real server, its OpenAI
+    // endpoints served by examples/bots/openai/fake_openai.py (no network,
+    // no account): the fake hears the first turn as "what time is it" and
+    // the second as "goodbye", whatever the audio; its chat answers the
+    // first in two sentences and ends the call on the second.
+    let dir = repo().join("examples/bots/openai");
+    let mut fake = std::process::Command::new("python3")
+        .arg(dir.join("fake_openai.py"))
+        .args(["--port", "0", "--key", "sk-callstream-test"])
+        .args(["--hear", "what time is it", "--hear", "goodbye"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut log = BufReader::new(fake.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    log.read_line(&mut first).expect("the fake's first line");
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {first:?}"))
+        .to_owned();
+    let (tx, requests) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let srv = RunningServer::start(|s| {
+        s.handler = format!(
+            "exec:env OPENAI_API_KEY=sk-callstream-test OPENAI_BASE_URL={base} python3 '{}'",
+            dir.join("bot.py").display()
+        )
+        .parse()
+        .expect("handler");
+    });
+    let mut t = call(&srv, 80);
+    let mut got = Vec::new();
+    // The greeting, spoken by the fake's voice, and its mark.
+    let greeting = read_until_any_mark(&mut t, &mut got).expect("no greeting");
+    assert!(media_bytes(&got).len() > 4000, "the greeting is not audio");
+    t.mark_echo(&greeting).expect("echo");
+    // The first turn: a two-sentence answer, a play and a mark each.
+    let from = got.len();
+    got.extend(t.stream_audio(&speech()).expect("stream"));
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    for _ in 0..2 {
+        let mark = read_until_any_mark(&mut t, &mut got).expect("no answer");
+        t.mark_echo(&mark).expect("echo");
+    }
+    assert!(
+        media_bytes(&got[from..]).len() > 8000,
+        "the answer is not audio"
+    );
+    // The second turn: goodbye, its mark, then the bot hangs up.
+    got.extend(t.stream_audio(&speech()).expect("stream"));
+    got.extend(t.stream_audio(&silence(25)).expect("stream"));
+    let bye = read_until_any_mark(&mut t, &mut got).expect("no goodbye");
+    t.mark_echo(&bye).expect("echo");
+    assert!(
+        read_until_closed(&mut t, &mut got),
+        "the bot did not hang up"
+    );
+    let r = stream_ended(&srv, &t.call_sid);
+    assert!(
+        r.body.ends_with("<Response><Hangup/></Response>"),
+        "{}",
+        r.body
+    );
+    let _ = fake.kill();
+    let _ = fake.wait();
+    let seen: Vec<String> = requests.try_iter().collect();
+    for (path, times) in [
+        ("/v1/audio/transcriptions", 2),
+        ("/v1/chat/completions", 2),
+        ("/v1/audio/speech", 4),
+    ] {
+        let n = seen
+            .iter()
+            .filter(|l| l.starts_with(&format!("POST {path} 200")))
+            .count();
+        assert!(n >= times, "{n} × {path} (want {times}): {seen:#?}");
+    }
 }
 
 fn self_cpu_ms() -> u64 {
