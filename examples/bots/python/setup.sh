@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what bot.py and test_bot.py need: espeak-ng (the bot's voice),
 # sox (the test resamples with it), pocketsphinx and websockets (pinned in
-# requirements.txt). Idempotent: installs only what is missing.
+# requirements.txt). Idempotent: installs only what is missing. The protocol
+# package, callstream_bot, needs no install: bot.py finds it in the checkout's
+# sdk/python.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 

@@ -33,6 +33,8 @@ BOT = os.path.join(HERE, "bot.py")
 sys.path.insert(0, HERE)
 import bot as botlib  # noqa: E402  (the test also reuses the bot's recogniser pieces)
 
+cs = botlib.cs  # the callstream_bot package, installed or the checkout's sdk/python
+
 # Long enough for a slow CI machine to load the model and decode; never a
 # timing assertion: a test only fails on it when an answer never comes.
 WAIT = 60
@@ -284,6 +286,20 @@ class AskedTheTime:
         return "what time is it"
 
 
+def offline(bot, *msgs):
+    """What `bot` writes for `msgs`, without a process or a transport: the
+    package's dispatcher on a Call that records."""
+    sent = []
+    call = cs.Call(sent.append)
+    for msg in msgs:
+        cs.dispatch(bot, call, msg)
+    return sent
+
+
+# Two samples of silence, base64.
+SILENCE = base64.b64encode(b"\0" * 4).decode()
+
+
 def test_spoken_answers_say_the_right_time():
     """For fixed clocks, the spoken answer is heard as exactly that time."""
     voice = botlib.Voice()
@@ -293,8 +309,8 @@ def test_spoken_answers_say_the_right_time():
         ((19, 30), "the time is seven thirty p.m."),
         ((11, 0), "the time is eleven o'clock a.m."),
     ]:
-        bot = botlib.Bot(AskedTheTime(), voice, clock=lambda: datetime.datetime(2024, 1, 1, h, m))
-        out = bot.handle({"type": "utterance", "rate": 16000, "pcm": "AAAA", "duration_ms": 1})
+        bot = botlib.OfflineBot(AskedTheTime(), voice, clock=lambda: datetime.datetime(2024, 1, 1, h, m))
+        out = offline(bot, {"type": "utterance", "rate": 16000, "pcm": SILENCE, "duration_ms": 1})
         play = next(o for o in out if o["type"] == "play")
         words = " ".join(hear_time(play["rate"], base64.b64decode(play["pcm"])))
         assert words == expected, f"{h}:{m:02d}: heard {words!r}, wanted {expected!r}"
@@ -324,6 +340,7 @@ def test_agent_transfers_after_the_announcement_played():
         assert "agent" in text, text
         b.send({"type": "mark", "name": mark, "outcome": "played"})
         assert b.expect("transfer") == {"type": "transfer", "to": TRANSFER_TO}
+        b.send({"type": "stop", "reason": "the program ended the call"})  # callstream's answer
         assert b.wait() == 0
     finally:
         b.close()
@@ -338,6 +355,7 @@ def test_dtmf_0_transfers_even_when_cleared():
         b.send({"type": "barge_in", "heard_ms": 200, "cleared": [mark]})
         b.send({"type": "mark", "name": mark, "outcome": "cleared"})
         assert b.expect("transfer")["to"] == "+15550003333"
+        b.send({"type": "stop", "reason": "the program ended the call"})  # callstream's answer
         assert b.wait() == 0
     finally:
         b.close()
@@ -352,6 +370,7 @@ def test_goodbye_ends_the_call():
         assert "bye" in msgs[0]["text"], msgs[0]
         assert "reply" in types(msgs), types(msgs)
         assert "bye" in msgs[-1]["say"].lower(), msgs[-1]
+        b.send({"type": "stop", "reason": "the program ended the call"})  # callstream's answer
         assert b.wait() == 0
     finally:
         b.close()
@@ -524,8 +543,9 @@ def test_pure_helpers():
     up = botlib.resample(pcm, 8000, 16000)
     assert len(up) == 2 * len(pcm) and set(up[i : i + 2] for i in range(0, len(up), 2)) == {pcm[:2]}
     assert botlib.resample(b"\x01", 8000, 16000) == b""
-    assert botlib.parse_line("nope") is None and botlib.parse_line("[]") is None
-    assert "\n" not in botlib.encode({"type": "reply", "text": "a\nb"})[:-1]
+    # The protocol is the package's (its own tests: sdk/python/tests).
+    assert issubclass(botlib.OfflineBot, cs.Bot)
+    assert botlib.OfflineBot.config == {"rate": 16000, "audio": False}
 
 
 class HeardTheRate:
@@ -537,16 +557,37 @@ class HeardTheRate:
 
 def test_absurd_rates_fall_back_to_the_default():
     """A hostile rate must not reach the resampler (rate 1 would ask for
-    16000 output samples per input sample)."""
-    bot = botlib.Bot(HeardTheRate(), botlib.Voice())
-    for rate, used in [(True, "16000"), (1, "16000"), ("x", "16000"), (10**9, "16000"), (8000, "8000"), (24000, "24000")]:
-        out = bot.handle({"type": "utterance", "rate": rate, "pcm": "AAAA"})
-        assert out[0] == {"type": "transcript", "text": used}, (rate, out[0])
+    16000 output samples per input sample). A rate that is not a number at
+    all does not reach the bot: the package drops the message."""
+    bot = botlib.OfflineBot(HeardTheRate(), botlib.Voice())
+    for rate, used in [(True, None), ("x", None), (1, "16000"), (10**9, "16000"), (8000, "8000"), (24000, "24000")]:
+        out = offline(bot, {"type": "utterance", "rate": rate, "pcm": SILENCE})
+        if used is None:
+            assert out == [], (rate, out)
+        else:
+            assert out[0] == {"type": "transcript", "text": used}, (rate, out[0])
+
+
+def test_runs_from_a_checkout_without_the_package_installed():
+    """python3 -S: no site-packages, so callstream_bot can only come from
+    the checkout's sdk/python (--help needs neither pocketsphinx nor a call)."""
+    out = subprocess.run([sys.executable, "-S", BOT, "--help"], capture_output=True, timeout=WAIT)
+    assert out.returncode == 0, out.stderr.decode(errors="replace")
+    assert b"--serve-ws HOST:PORT" in out.stdout, out.stdout
+    where = subprocess.run(
+        [sys.executable, "-S", "-c", "import sys; sys.path.insert(0, %r); import bot; print(bot.cs.__file__)" % HERE],
+        capture_output=True,
+        timeout=WAIT,
+    )
+    assert where.returncode == 0, where.stderr.decode(errors="replace")
+    sdk = os.path.realpath(os.path.join(HERE, "..", "..", "..", "sdk", "python", "callstream_bot"))
+    assert os.path.realpath(os.path.dirname(where.stdout.decode().strip())) == sdk, (where.stdout, sdk)
 
 
 TESTS = [
     test_pure_helpers,
     test_absurd_rates_fall_back_to_the_default,
+    test_runs_from_a_checkout_without_the_package_installed,
     test_greets_on_start,
     test_time_question,
     test_spoken_time_is_recognisable,
