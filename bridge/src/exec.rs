@@ -124,11 +124,12 @@ pub fn param_env_name(name: &str) -> String {
 
 /// The server's secrets, kept from the programs it starts: a program that
 /// needs Twilio's API gets its own credentials through its own variable.
-pub const SECRET_ENV: [&str; 4] = [
+pub const SECRET_ENV: [&str; 5] = [
     "TWILIO_AUTH_TOKEN",
     "TWILIO_AUTH_TOKEN_SECONDARY",
     "TWILIO_WEBHOOK_SHARED_KEY",
     "TWILIO_WEBHOOK_SHARED_KEY_SECONDARY",
+    "CALLSTREAM_BRIDGE_WS_BEARER",
 ];
 
 /// The facts a program is started with.

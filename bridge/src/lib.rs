@@ -100,6 +100,28 @@ impl Extension for BridgeExtension {
             }
             _ => None,
         };
+        let ws_bearer = match (&transport, s.bridge_ws_bearer.as_deref()) {
+            (_, None | Some("")) => None,
+            (Transport::Exec(_), Some(_)) => {
+                return Err(SettingsError(
+                    "CALLSTREAM_BRIDGE_WS_BEARER is for ws:// and wss:// handlers: an exec: program gets its own credentials through its own variable".to_owned(),
+                ));
+            }
+            (Transport::Ws(url), Some(token)) => {
+                if ws::has_credentials(url) {
+                    return Err(SettingsError(
+                        "CALLSTREAM_BRIDGE_WS_BEARER and credentials in the handler URL: choose one (the URL's go as Basic)".to_owned(),
+                    ));
+                }
+                if token.bytes().any(|b| !(0x21..=0x7e).contains(&b)) {
+                    return Err(SettingsError(
+                        "CALLSTREAM_BRIDGE_WS_BEARER: a token is visible ASCII without spaces"
+                            .to_owned(),
+                    ));
+                }
+                Some(Arc::<str>::from(token))
+            }
+        };
         let after = Arc::new(After::new(rest));
         c.app = Arc::new(BridgeApp {
             stream: c.app.clone(),
@@ -111,6 +133,7 @@ impl Extension for BridgeExtension {
         }
         let bridge = Arc::new(Bridge {
             transport,
+            ws_bearer,
             on_failure: s.bridge_on_failure,
             after,
             children: Arc::new(Children::default()),
@@ -160,6 +183,8 @@ fn finish(children: &Children, give_up_at: Option<Instant>) {
 pub struct Bridge {
     /// Where calls go.
     pub transport: Transport,
+    /// Sent as `Authorization: Bearer` to a ws service.
+    pub ws_bearer: Option<Arc<str>>,
     /// What a failure does.
     pub on_failure: OnFailure,
     /// Decisions for `stream_ended`.
@@ -174,6 +199,7 @@ impl Bridge {
     pub fn new(transport: Transport) -> Bridge {
         Bridge {
             transport,
+            ws_bearer: None,
             on_failure: OnFailure::default(),
             after: Arc::new(After::new(None)),
             children: Arc::new(Children::default()),
@@ -191,6 +217,7 @@ impl Bridge {
     /// Starts the call's transport on its own thread.
     fn spawn(&self, start: &Start, params: &[(String, String)], link: Arc<link::Link>) {
         let transport = self.transport.clone();
+        let bearer = self.ws_bearer.clone();
         let children = self.children.clone();
         let (call, stream, account) = (
             start.call_id.clone(),
@@ -211,7 +238,7 @@ impl Bridge {
                 };
                 match &transport {
                     Transport::Exec(command) => exec::run(command, &facts, l, children),
-                    Transport::Ws(url) => ws::run(url, &facts, l),
+                    Transport::Ws(url) => ws::run(url, bearer.as_deref(), &facts, l),
                 }
             });
         if let Err(e) = spawned {

@@ -81,18 +81,35 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn connect(url: &str) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
+/// Whether a handler URL carries credentials (`ws://user:pass@host/…`).
+#[must_use]
+pub fn has_credentials(url: &str) -> bool {
+    split_credentials(url).1.is_some()
+}
+
+/// Connects to the service; `bearer`: the configured token, sent as
+/// `Authorization: Bearer` (the server refuses it beside URL credentials).
+fn connect(
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<WebSocket<MaybeTlsStream<TcpStream>>, String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     // Credentials in the URL go as HTTP Basic authentication (RFC 7617),
     // never in the request line or `Host`.
     let (url, credentials) = split_credentials(url);
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    if let Some(userinfo) = credentials {
-        use base64::Engine as _;
-        let value = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(userinfo)
-        );
+    let authorization = match (credentials, bearer) {
+        (Some(userinfo), _) => {
+            use base64::Engine as _;
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(userinfo)
+            ))
+        }
+        (None, Some(token)) => Some(format!("Bearer {token}")),
+        (None, None) => None,
+    };
+    if let Some(value) = authorization {
         let value = tungstenite::http::HeaderValue::from_str(&value).map_err(|e| e.to_string())?;
         request
             .headers_mut()
@@ -169,10 +186,10 @@ fn timed_out(e: &tungstenite::Error) -> bool {
 
 /// Connects to `url` for the call and runs the link over it until the call
 /// ends or the service goes. Run it on its own thread.
-pub fn run(url: &str, facts: &Facts<'_>, link: Arc<Link>) {
+pub fn run(url: &str, bearer: Option<&str>, facts: &Facts<'_>, link: Arc<Link>) {
     let full = call_url(url, facts);
     let shown = loggable_url(url);
-    let mut ws = match connect(&full) {
+    let mut ws = match connect(&full, bearer) {
         Ok(ws) => ws,
         Err(e) => {
             link.fail(&format!("cannot connect to {shown}: {e}"));

@@ -1683,6 +1683,70 @@ fn credentials_in_the_service_url_are_sent_as_basic_authentication() {
     assert!(!target.contains("bot-user") && !host.contains("bot-user"));
 }
 
+#[test]
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
+fn a_configured_bearer_token_is_sent_to_the_service() {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = l.accept() else { return };
+        let cb = move |req: &tungstenite::handshake::server::Request, resp| {
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let _ = tx.send((auth, req.uri().to_string()));
+            Ok(resp)
+        };
+        if let Ok(mut ws) = tungstenite::accept_hdr(s, cb) {
+            while ws.read().is_ok() {}
+        }
+    });
+    let url = format!("ws://{addr}/bot");
+    let srv = RunningServer::start(|s| {
+        s.handler = url.parse().expect("handler");
+        s.bridge_ws_bearer = Some("tok-3f9a_~.=".to_owned());
+    });
+    let _t = call(&srv, 78);
+    let (auth, target) = rx.recv_timeout(PATIENCE).expect("the service was called");
+    assert_eq!(auth, "Bearer tok-3f9a_~.=");
+    assert!(!target.contains("tok-"), "{target}");
+}
+
+#[test]
+fn a_bearer_token_beside_url_credentials_or_for_a_program_stops_the_boot() {
+    use clap::Parser as _;
+    let refused = |handler: &str, token: &str| {
+        let mut s = callstream_server::config::Cli::try_parse_from([
+            "callstream",
+            "--insecure-no-signatures",
+            "--handler",
+            handler,
+        ])
+        .expect("settings")
+        .settings();
+        s.bridge_ws_bearer = Some(token.to_owned());
+        match callstream_server::configure_with(&s, &[&callstream_bridge::BridgeExtension]) {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        }
+    };
+    let both = refused("ws://u:p@127.0.0.1:9/bot", "tok").expect("refused");
+    assert!(both.contains("choose one"), "{both}");
+    let exec = refused("exec:cat", "tok").expect("refused");
+    assert!(exec.contains("exec:"), "{exec}");
+    let spaced = refused("ws://127.0.0.1:9/bot", "two words").expect("refused");
+    assert!(spaced.contains("visible ASCII"), "{spaced}");
+    assert!(
+        !spaced.contains("two words"),
+        "the token is in the error: {spaced}"
+    );
+    assert_eq!(refused("ws://127.0.0.1:9/bot", "tok"), None);
+}
+
 /// The media of a program's `send_digits "159#"` and the mark after it.
 fn digits_on_the_wire() -> Vec<u8> {
     let (srv, dir) = server_with(

@@ -113,6 +113,11 @@ pub struct Settings {
     /// stream, the call ends) or `continue` (the call stays, in silence).
     #[arg(long, env = "CALLSTREAM_BRIDGE_ON_FAILURE", value_enum, default_value_t = OnFailure::Hangup)]
     pub bridge_on_failure: OnFailure,
+    /// A token sent as `Authorization: Bearer <token>` when a `ws://` or
+    /// `wss://` handler connects to its service (instead of credentials in
+    /// the URL, which go as Basic). Never logged, never passed to programs.
+    #[arg(long, env = "CALLSTREAM_BRIDGE_WS_BEARER", hide_env_values = true)]
+    pub bridge_ws_bearer: Option<String>,
     /// Twilio's REST API, used to redirect a live call after a bridge's
     /// transfer or end when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set.
     #[arg(
