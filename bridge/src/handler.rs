@@ -20,10 +20,9 @@ use super::{Bridge, Transport, metrics};
 /// Audio kept before the detector's start of speech, and after its end, so
 /// the recogniser hears the whole first and last sound.
 pub const MARGIN_MS: u64 = 200;
-/// How far before the moment it reports speech the detector may date its
-/// start, beyond the least speech it needs: its onset look-back (100 ms)
-/// and the short run it may merge (120 ms), and a frame.
-const ONSET_SLACK_MS: u64 = 240;
+/// The most of the caller kept while no turn is under way, whatever the
+/// detector watches: a bound on memory against a run that never decides.
+const MAX_RECENT_MS: u64 = 3000;
 /// Longest utterance: past it, the turn is cut there (and the rest is lost).
 pub const MAX_UTTERANCE_MS: u64 = 60_000;
 const FRAME_MS: u64 = 20;
@@ -37,7 +36,8 @@ pub struct BridgeHandler {
     start: Start,
     link: Option<Arc<Link>>,
     /// The caller's last frames while not in a turn: [`MARGIN_MS`] before
-    /// the earliest start of speech the detector could yet report.
+    /// the earliest start of speech the detector could yet report (at most
+    /// [`MAX_RECENT_MS`]).
     recent: VecDeque<(u64, Vec<i16>)>,
     /// The turn being recorded.
     turn: Option<Frames>,
@@ -242,14 +242,16 @@ impl Handler for BridgeHandler {
         }
         match event {
             CallEvent::Audio(frame) => {
-                // Speech is reported once the detector has heard its least
-                // speech, and dated back to where it began: keep the margin
-                // before that.
-                let least = control
-                    .vad_config()
-                    .map_or(0, |v| u64::from(v.min_speech_ms));
-                let keep = MARGIN_MS + least + ONSET_SLACK_MS;
-                self.on_audio(&link, frame.timestamp_ms, &frame.samples, keep);
+                // Speech is reported once the detector has heard enough, and
+                // dated back to where it began: keep the margin before the
+                // earliest start it could yet name.
+                let ts = frame.timestamp_ms;
+                let from = control
+                    .earliest_speech_start_ms()
+                    .unwrap_or(ts + FRAME_MS)
+                    .min(ts + FRAME_MS);
+                let keep = (ts + FRAME_MS - from + MARGIN_MS).min(MAX_RECENT_MS);
+                self.on_audio(&link, ts, &frame.samples, keep);
             }
             CallEvent::SpeechStarted { at_ms, .. } => {
                 self.event(&link, ToProgram::SpeechStarted.to_line());

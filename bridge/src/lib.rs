@@ -119,6 +119,11 @@ impl Extension for BridgeExtension {
                             .to_owned(),
                     ));
                 }
+                if url.starts_with("ws://") && !ws::is_loopback(url) {
+                    tracing::warn!(
+                        "CALLSTREAM_BRIDGE_WS_BEARER goes to a ws:// service on another host: the token crosses the network in clear (use wss://)"
+                    );
+                }
                 Some(Arc::<str>::from(token))
             }
         };

@@ -746,11 +746,29 @@ impl Link {
     /// `of`, when the queue holds [`MAX_PENDING_MS`] of audio or
     /// [`MAX_PENDING_ITEMS`] pieces; dropped when a clear came since the
     /// audio was converted (`generation`: it belongs to the cut reply).
-    fn enqueue(&self, items: Vec<Item>, samples: usize, generation: u64, of: &'static str) -> bool {
+    fn enqueue(
+        &self,
+        mut items: Vec<Item>,
+        mut samples: usize,
+        generation: u64,
+        of: &'static str,
+    ) -> bool {
         {
             let mut p = self.pending();
             if self.clear_generation.load(Ordering::Acquire) != generation {
-                return false;
+                // A clear came since this line's audio was converted: the
+                // audio was the cut reply's and goes; a mark still resolves,
+                // `cleared`, never silently lost.
+                items.retain(|i| !matches!(i, Item::Audio(..)));
+                for i in &mut items {
+                    if let Item::Mark(name) = i {
+                        *i = Item::Cut(std::mem::take(name));
+                    }
+                }
+                if items.is_empty() {
+                    return false;
+                }
+                samples = 0;
             }
             let limit = (MAX_PENDING_MS * u64::from(CALL_RATE) / 1000) as usize;
             let why = if p.samples + samples > limit {
@@ -785,6 +803,10 @@ impl Link {
                         } else {
                             Item::Mark(name)
                         }
+                    }
+                    Item::Cut(name) => {
+                        (p.cut, p.since_mark) = (false, false);
+                        Item::Cut(name)
                     }
                     other => other,
                 };
@@ -1219,6 +1241,29 @@ mod tests {
             audio.len()
         );
         assert_eq!(marks, [("<clear>".to_owned(), 0), ("after".to_owned(), 0)]);
+    }
+
+    #[test]
+    fn a_mark_that_races_a_barge_in_is_cut_not_lost() {
+        // The mark's line read its clear generation, then a barge-in's
+        // clear came before it reached the queue: its audio (the cut
+        // reply's tail) goes, the mark stays, to resolve `cleared`.
+        let (_session, link) = started_call();
+        let stale = link.clear_generation.load(Ordering::Acquire);
+        let _ = link.cleared();
+        link.enqueue(
+            vec![Item::Audio(vec![7; 80], 0, None), Item::Mark("late".into())],
+            80,
+            stale,
+            "mark",
+        );
+        let p = link.pending();
+        assert_eq!(p.items.len(), 1, "only the mark");
+        assert!(matches!(p.items.front(), Some(Item::Cut(n)) if n == "late"));
+        assert_eq!(p.samples, 0);
+        drop(p);
+        // A play that raced the same way is dropped whole, as before.
+        assert!(!link.enqueue(vec![Item::Audio(vec![7; 80], 0, None)], 80, stale, "play"));
     }
 
     #[test]

@@ -81,6 +81,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a handler URL's host is this machine (`localhost`, `127.x`,
+/// `[::1]`).
+#[must_use]
+pub fn is_loopback(url: &str) -> bool {
+    let (url, _) = split_credentials(url);
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether a handler URL carries credentials (`ws://user:pass@host/…`).
 #[must_use]
 pub fn has_credentials(url: &str) -> bool {
@@ -265,6 +282,28 @@ pub fn run(url: &str, bearer: Option<&str>, facts: &Facts<'_>, link: Arc<Link>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_from_others() {
+        for url in [
+            "ws://localhost:8765/bot",
+            "ws://127.0.0.1/bot",
+            "ws://u:p@127.9.9.9:1/x",
+            "ws://[::1]:8765/",
+            "ws://LOCALHOST",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "ws://bot.example.com/bot",
+            "ws://10.0.0.5:8765/",
+            "ws://[2001:db8::1]:80/",
+            "ws://localhost.example.com/",
+            "ws://127.0.0.1.example.com/",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
 
     #[test]
     fn credentials_leave_the_url_for_basic_authentication() {

@@ -705,6 +705,22 @@ impl Call {
         self.vad.as_ref().map(Vad::config)
     }
 
+    /// The earliest stream time (ms, as frames' `timestamp_ms`) the current
+    /// turn's [`CallEvent::SpeechStarted`] names, or one not yet reported
+    /// could ([`Vad::earliest_start_frame`]): audio kept from there holds
+    /// the start of the turn. `None` with nothing pending or no detector.
+    pub fn earliest_speech_start_ms(&self) -> Option<u64> {
+        let frame = self.vad.as_ref()?.earliest_start_frame()?;
+        let origin = self.audio_origin_ms?;
+        Some(
+            origin.saturating_add(
+                frame
+                    .saturating_add(self.vad_offset_frames)
+                    .saturating_mul(FRAME_MS),
+            ),
+        )
+    }
+
     /// Turns barge-in on or off from now on.
     pub fn set_barge_in(&mut self, on: bool) {
         self.barge_in = on;

@@ -204,6 +204,11 @@ impl Control<'_> {
         self.call.vad_config()
     }
 
+    /// See [`Call::earliest_speech_start_ms`].
+    pub fn earliest_speech_start_ms(&self) -> Option<u64> {
+        self.call.earliest_speech_start_ms()
+    }
+
     /// Turns barge-in on or off.
     pub fn set_barge_in(&mut self, on: bool) {
         self.call.set_barge_in(on);

@@ -761,6 +761,28 @@ impl Vad {
         matches!(self.state, State::Speech { .. })
     }
 
+    /// The earliest frame the start of the current turn is dated to, or a
+    /// start not yet reported could be: in speech, the frame
+    /// [`VadEvent::SpeechStarted`] named; in silence, the first frame of the
+    /// run the detector is watching, or of a short run just before it that
+    /// a start would take in. `None` when nothing is pending (a start would
+    /// then date to a frame not yet seen). Audio kept from that frame on
+    /// holds the start of the turn.
+    #[must_use]
+    pub fn earliest_start_frame(&self) -> Option<u64> {
+        let (onset, prior) = match &self.state {
+            State::Speech { start, .. } => return Some(start.frame),
+            State::Silence { onset, prior } => (onset, prior),
+        };
+        let prior = prior
+            .filter(|p| self.sample.saturating_sub(p.end_sample) <= ONSET_MERGE_SAMPLES)
+            .map(|p| p.frame);
+        match (onset.map(|r| r.frame), prior) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Forgets everything (noise floor, speech state, frame count) but keeps
     /// the configuration, as if newly created. Speech in progress ends without
     /// an event.
@@ -1005,6 +1027,33 @@ mod tests {
         // A voice at -40 dBFS (amplitude 328): heard by default, not at 0.
         assert_eq!(level_run(d, 328).len(), 2);
         assert!(level_run(deaf, 328).is_empty());
+    }
+
+    #[test]
+    fn the_earliest_start_names_the_frame_a_start_will_be_dated_to() {
+        let mut vad = Vad::new(VadConfig::default());
+        let loud = tone(5000, FRAME_SAMPLES);
+        let quiet = [0i16; FRAME_SAMPLES];
+        for _ in 0..10 {
+            let _ = vad.handle_frame(&quiet);
+        }
+        assert_eq!(vad.earliest_start_frame(), None);
+        // Frames 10 and 11 loud: a run the detector watches, from 10.
+        let _ = vad.handle_frame(&loud);
+        let _ = vad.handle_frame(&loud);
+        assert_eq!(vad.earliest_start_frame(), Some(10));
+        // The third loud frame starts speech, dated to that same frame.
+        assert_eq!(
+            vad.handle_frame(&loud),
+            Some(VadEvent::SpeechStarted { at_frame: 10 })
+        );
+        assert_eq!(vad.earliest_start_frame(), Some(10));
+        // The turn ends: nothing pending.
+        for _ in 0..20 {
+            let _ = vad.handle_frame(&quiet);
+        }
+        assert!(!vad.is_speech());
+        assert_eq!(vad.earliest_start_frame(), None);
     }
 
     #[test]

@@ -684,7 +684,10 @@ fn the_bridges_latencies_are_in_metrics() {
     let mut got = t.stream_audio(&speech()).expect("stream");
     got.extend(t.stream_audio(&silence(30)).expect("stream"));
     t.read_media(1600, PATIENCE, &mut got).expect("the answer");
-    assert!(metric(srv.addr, "callstream_bridge_utterance_seconds_count") > utterances);
+    assert!(wait_for(|| metric(
+        srv.addr,
+        "callstream_bridge_utterance_seconds_count"
+    ) > utterances));
     assert!(wait_for(|| metric(
         srv.addr,
         "callstream_bridge_play_seconds_count"
@@ -1394,16 +1397,24 @@ fn end_to_end_with_the_offline_python_bot() {
     );
 }
 
-/// Reads until the server sends a mark (or [`PATIENCE`] passes, or the
-/// stream closes): its name.
-fn read_until_any_mark(t: &mut TwilioStream, got: &mut Vec<ServerMessage>) -> Option<String> {
-    let from = got.len();
+/// The next mark the server sent after the `seen` already taken (reading
+/// until it comes, [`PATIENCE`] passes or the stream closes): its name.
+fn next_mark(
+    t: &mut TwilioStream,
+    got: &mut Vec<ServerMessage>,
+    seen: &mut usize,
+) -> Option<String> {
     let end = Instant::now() + PATIENCE;
     while Instant::now() < end {
-        if let Some(name) = got[from..].iter().find_map(|m| match m {
-            ServerMessage::Mark(n) => Some(n.clone()),
-            _ => None,
-        }) {
+        let mark = got
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Mark(n) => Some(n.clone()),
+                _ => None,
+            })
+            .nth(*seen);
+        if let Some(name) = mark {
+            *seen += 1;
             return Some(name);
         }
         if got.iter().any(|m| matches!(m, ServerMessage::Closed(_))) {
@@ -1412,6 +1423,16 @@ fn read_until_any_mark(t: &mut TwilioStream, got: &mut Vec<ServerMessage>) -> Op
         let _ = t.read_until(Instant::now() + Duration::from_millis(100), got);
     }
     None
+}
+
+/// A child process killed when dropped (a failed assertion too).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]
@@ -1431,6 +1452,7 @@ fn end_to_end_with_the_openai_bot_against_a_local_fake_of_the_api() {
         .spawn()
         .expect("python3");
     let mut log = BufReader::new(fake.stderr.take().expect("stderr"));
+    let fake = KillOnDrop(fake);
     let mut first = String::new();
     log.read_line(&mut first).expect("the fake's first line");
     let base = first
@@ -1454,8 +1476,9 @@ fn end_to_end_with_the_openai_bot_against_a_local_fake_of_the_api() {
     });
     let mut t = call(&srv, 80);
     let mut got = Vec::new();
+    let mut marks = 0;
     // The greeting, spoken by the fake's voice, and its mark.
-    let greeting = read_until_any_mark(&mut t, &mut got).expect("no greeting");
+    let greeting = next_mark(&mut t, &mut got, &mut marks).expect("no greeting");
     assert!(media_bytes(&got).len() > 4000, "the greeting is not audio");
     t.mark_echo(&greeting).expect("echo");
     // The first turn: a two-sentence answer, a play and a mark each.
@@ -1463,7 +1486,7 @@ fn end_to_end_with_the_openai_bot_against_a_local_fake_of_the_api() {
     got.extend(t.stream_audio(&speech()).expect("stream"));
     got.extend(t.stream_audio(&silence(25)).expect("stream"));
     for _ in 0..2 {
-        let mark = read_until_any_mark(&mut t, &mut got).expect("no answer");
+        let mark = next_mark(&mut t, &mut got, &mut marks).expect("no answer");
         t.mark_echo(&mark).expect("echo");
     }
     assert!(
@@ -1473,7 +1496,7 @@ fn end_to_end_with_the_openai_bot_against_a_local_fake_of_the_api() {
     // The second turn: goodbye, its mark, then the bot hangs up.
     got.extend(t.stream_audio(&speech()).expect("stream"));
     got.extend(t.stream_audio(&silence(25)).expect("stream"));
-    let bye = read_until_any_mark(&mut t, &mut got).expect("no goodbye");
+    let bye = next_mark(&mut t, &mut got, &mut marks).expect("no goodbye");
     t.mark_echo(&bye).expect("echo");
     assert!(
         read_until_closed(&mut t, &mut got),
@@ -1485,8 +1508,7 @@ fn end_to_end_with_the_openai_bot_against_a_local_fake_of_the_api() {
         "{}",
         r.body
     );
-    let _ = fake.kill();
-    let _ = fake.wait();
+    drop(fake);
     let seen: Vec<String> = requests.try_iter().collect();
     for (path, times) in [
         ("/v1/audio/transcriptions", 2),

@@ -12,6 +12,8 @@ use callstream_core::vad::{Vad, VadConfig, VadEvent};
 
 /// The longest caller audio accepted: an hour of 8 kHz μ-law.
 pub const MAX_AUDIO: Duration = Duration::from_secs(3600);
+/// The largest WAV file read: an hour of 44.1 kHz 16-bit stereo fits.
+const MAX_WAV_BYTES: u64 = 1 << 30;
 
 /// Reads `path`: raw 8 kHz μ-law when it ends in `.ulaw` or `.mulaw`, else
 /// a WAV file.
@@ -27,7 +29,19 @@ pub fn load(path: &Path) -> io::Result<Vec<u8>> {
     let ulaw = if ext == "ulaw" || ext == "mulaw" {
         std::fs::read(path)?
     } else {
-        let mut wav = std::fs::read(path)?;
+        // Read whole (the header may need mending), but bounded: a pipe
+        // that never ends, or a file far past an hour of audio, is refused.
+        let mut wav = Vec::new();
+        io::Read::read_to_end(
+            &mut io::Read::take(std::fs::File::open(path)?, MAX_WAV_BYTES + 1),
+            &mut wav,
+        )?;
+        if wav.len() as u64 > MAX_WAV_BYTES {
+            return Err(io::Error::other(format!(
+                "{}: a WAV file over 1 GiB",
+                path.display()
+            )));
+        }
         trust_the_data_not_the_header(&mut wav);
         let reader = hound::WavReader::new(io::Cursor::new(wav))
             .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;

@@ -117,12 +117,14 @@ impl AtomicHistogram {
     /// the bounds; `None` before any observation or for another value.
     #[must_use]
     pub fn share_within(&self, le: f64) -> Option<f64> {
-        let count = self.count.load(Relaxed);
         let i = self.bounds.iter().position(|&b| b == le)?;
+        // From one reading of the buckets: consistent while others add.
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let count: u64 = counts.iter().sum();
         if count == 0 {
             return None;
         }
-        let within: u64 = self.buckets[..=i].iter().map(|b| b.load(Relaxed)).sum();
+        let within: u64 = counts[..=i].iter().sum();
         Some(within as f64 / count as f64)
     }
 
